@@ -1,0 +1,30 @@
+# The README's commands: `make run` starts everything, `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test install browser clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml plugins/postback/pyproject.toml plugins/ftp/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]" -e plugins/postback -e plugins/ftp
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/exporter run
+
+# The screen tests drive Debian's chromium when it is installed (CI installs it);
+# elsewhere Playwright fetches its own Chromium once.
+browser: $(STAMP)
+	@if [ -z "$$EXPORTER_CHROMIUM" ] && ! command -v chromium >/dev/null 2>&1; then \
+		$(BIN)/python -m playwright install chromium; fi
+
+test: $(STAMP) browser
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,53 @@
+"""Exporter: export CRM order events to third parties."""
+import os
+
+from flask import Flask
+
+from . import config as config_module
+
+
+def create_app(test_config=None):
+    """The app factory: config, extensions, blueprints, CLI, export types."""
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_object(config_module.Defaults)
+    app.config.from_pyfile("config.py", silent=True)
+    if test_config is None:
+        app.config.update(config_module.from_env())
+    else:
+        app.config.update(test_config)
+    _finish_config(app)
+
+    from .extensions import csrf, db, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from . import export_types
+
+    app.extensions["export_types"] = export_types.discover()
+
+    from .web import register_blueprints
+
+    register_blueprints(app)
+
+    from . import cli
+
+    cli.init_app(app)
+    return app
+
+
+def _finish_config(app):
+    cfg = app.config
+    if not cfg.get("SECRET_KEY"):
+        cfg["SECRET_KEY"] = config_module.instance_secret_key(app.instance_path)
+    url = cfg.get("DATABASE_URL") or "sqlite:///" + os.path.join(app.instance_path, "exporter.sqlite")
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    cfg["SQLALCHEMY_DATABASE_URI"] = url
+    cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    cfg["FILES_DIR"] = cfg.get("FILES_DIR") or os.path.join(app.instance_path, "files")

@@ -1,0 +1,195 @@
+"""The `exporter` command: run, worker, cron, create-admin, create-token, profiles, files."""
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from . import create_app
+
+
+@click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=False,
+             help="Exporter: export CRM order events to third parties.")
+def main():
+    pass
+
+
+def init_app(app):
+    """Flask-Migrate's `db` group already sits on app.cli; nothing else is needed here."""
+
+
+# --- processes -----------------------------------------------------------------------------
+
+def _upgrade_db():
+    from flask_migrate import upgrade
+
+    upgrade(directory=current_app.extensions["migrate"].directory)
+
+
+def _first_start_help(host, port):
+    """On first start make an admin and an intake token, and say how to use them."""
+    from . import tokens
+    from .extensions import db
+    from .models import IntakeToken, User
+
+    lines = [f"Exporter is running at http://{host}:{port}/"]
+    if not db.session.scalar(db.select(User.id).limit(1)):
+        password = secrets.token_urlsafe(12)
+        email = "admin@example.com"
+        user = User(email=email)
+        user.set_password(password)
+        db.session.add(user)
+        db.session.commit()
+        lines.append(f"First start: log in as {email} with password {password}")
+        lines.append("  (make your own admin with: exporter create-admin YOU@EXAMPLE.COM)")
+    if not db.session.scalar(db.select(IntakeToken.id).limit(1)):
+        token = tokens.create("default")
+        lines.append("Intake token for the CRM (shown once, keep it):")
+        lines.append(f"  curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
+                     f"-d @event.json http://{host}:{port}/intake/events")
+    click.echo("\n".join(lines))
+
+
+@main.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+@with_appcontext
+def run_command(host, port):
+    """Web UI, worker, scheduler and cron in one command (embedded Redis if none is configured)."""
+    from waitress import serve
+
+    from .queue import EmbeddedRedis
+
+    embedded, children = None, []
+    env = dict(os.environ)
+    redis_url = current_app.config.get("REDIS_URL")
+    if not redis_url:
+        embedded = EmbeddedRedis().start()
+        redis_url = current_app.config["REDIS_URL"] = env["EXPORTER_REDIS_URL"] = embedded.url
+        click.echo(f"EXPORTER_REDIS_URL is not set: started an embedded Redis at {redis_url}")
+    _upgrade_db()
+    try:
+        for command in ("worker", "cron"):
+            children.append(subprocess.Popen([sys.executable, "-m", "exporter", command], env=env))
+        _first_start_help(host, port)
+        serve(current_app._get_current_object(), host=host, port=port, threads=8)
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if embedded:
+            embedded.stop()
+
+
+def _redis_url():
+    url = current_app.config.get("REDIS_URL")
+    if not url:
+        raise click.ClickException("EXPORTER_REDIS_URL is not set (exporter run starts an embedded Redis)")
+    return url
+
+
+@main.command("worker")
+@click.option("--burst", is_flag=True, help="Quit when the queue is empty.")
+@with_appcontext
+def worker_command(burst):
+    """An RQ worker with the scheduler: sends deliveries when they are due."""
+    from . import jobs, queue
+
+    jobs.set_app(current_app._get_current_object())
+    queue.run_worker(_redis_url(), current_app.config["QUEUE_NAME"], burst=burst)
+
+
+@main.command("cron")
+@with_appcontext
+def cron_command():
+    """The cron scheduler: the sweeper and the daily-file tick."""
+    from . import queue
+
+    queue.run_cron(_redis_url(), current_app.config["QUEUE_NAME"],
+                   interval=int(current_app.config["SWEEP_INTERVAL_SECONDS"]))
+
+
+@main.command("migrate")
+@with_appcontext
+def migrate_command():
+    """Apply the database migrations (exporter run does this on start)."""
+    _upgrade_db()
+    click.echo("database is up to date")
+
+
+# --- users and tokens -------------------------------------------------------------------------
+
+@main.command("create-admin")
+@click.argument("email")
+@click.password_option(help="Asked for when not given.")
+@with_appcontext
+def create_admin(email, password):
+    """Create an admin, or set the password of an existing one."""
+    from .extensions import db
+    from .models import User
+
+    email = email.strip().lower()
+    if "@" not in email:
+        raise click.BadParameter("not an email address", param_hint="EMAIL")
+    if len(password) < 8:
+        raise click.BadParameter("use at least 8 characters", param_hint="--password")
+    user = db.session.scalar(db.select(User).where(User.email == email)) or User(email=email)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    click.echo(f"admin {email} can log in")
+
+
+@main.command("create-token")
+@click.argument("name")
+@with_appcontext
+def create_token(name):
+    """Create an intake token; the token is printed once, alone on the last line."""
+    from . import tokens
+
+    token = tokens.create(name)
+    click.echo(f"Intake token {name!r} created. It is shown only now:")
+    click.echo(token)
+
+
+# --- profiles as code -----------------------------------------------------------------------
+
+@main.group("profiles")
+def profiles_group():
+    """Profiles as code: export and import the profiles JSON."""
+
+
+@profiles_group.command("export")
+@click.option("-o", "--output", type=click.File("w"), default="-")
+@with_appcontext
+def profiles_export(output):
+    from . import profiles_io
+
+    json.dump(profiles_io.export_all(), output, indent=2)
+    output.write("\n")
+
+
+@profiles_group.command("import")
+@click.argument("file", type=click.File("r"))
+@with_appcontext
+def profiles_import(file):
+    from . import profiles_io
+
+    try:
+        data = json.load(file)
+    except ValueError as exc:
+        raise click.ClickException(f"{file.name} is not JSON: {exc}")
+    try:
+        created, updated = profiles_io.import_all(data)
+    except profiles_io.ImportProblem as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"imported: {created} created, {updated} updated")

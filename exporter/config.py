@@ -1,0 +1,59 @@
+"""Configuration: these defaults, then instance/config.py, then EXPORTER_* environment variables.
+
+`EXPORTER_DATABASE_URL=postgresql://...` sets DATABASE_URL; values that parse as JSON
+(numbers, true/false) are taken as such, anything else as a string.
+"""
+import json
+import os
+import secrets
+
+DEFAULT_INTAKE_MAX_BYTES = 1024 * 1024
+DEFAULT_INTAKE_MAX_EVENTS = 1000
+
+
+class Defaults:
+    DATABASE_URL = None  # None: SQLite in the instance folder
+    REDIS_URL = None  # None: `exporter run` starts an embedded server
+    SECRET_KEY = None  # None: generated once and kept in instance/secret_key
+    QUEUE_NAME = "exporter"
+    ALLOW_PRIVATE_TARGETS = False
+    INTAKE_MAX_BYTES = DEFAULT_INTAKE_MAX_BYTES
+    INTAKE_MAX_EVENTS = DEFAULT_INTAKE_MAX_EVENTS
+    # Seconds in an "Export Delay" minute. Tests shorten it; nobody else should.
+    MINUTE_SECONDS = 60
+    RETRY_BASE_SECONDS = 30
+    RETRY_MAX_SECONDS = 3600
+    SEND_TIMEOUT_SECONDS = 15
+    # A claim older than this belongs to a dead worker and is released by the sweeper.
+    CLAIM_TIMEOUT_SECONDS = 300
+    # A due delivery this long without being sent is re-enqueued by the sweeper.
+    SWEEP_GRACE_SECONDS = 30
+    SWEEP_INTERVAL_SECONDS = 60
+    TEST_CARD_NUMBERS = ["4111111111111111", "4242424242424242", "1444444444444440"]
+    HOST_CONCURRENCY = 4
+    FILES_DIR = None  # None: instance/files
+    WTF_CSRF_TIME_LIMIT = None
+
+
+def from_env(environ=os.environ, prefix="EXPORTER_"):
+    """The EXPORTER_* variables as config keys, JSON-decoded where they parse."""
+    values = {}
+    for name, raw in environ.items():
+        if not name.startswith(prefix) or name.startswith(prefix + "TEST_"):
+            continue
+        try:
+            values[name[len(prefix):]] = json.loads(raw)
+        except ValueError:
+            values[name[len(prefix):]] = raw
+    return values
+
+
+def instance_secret_key(instance_path):
+    """A secret key kept in the instance folder, made on first start."""
+    path = os.path.join(instance_path, "secret_key")
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    with open(path) as f:
+        return f.read().strip()

@@ -1,0 +1,285 @@
+"""A delivery's life: schedule, claim, render, send, record, retry.
+
+At-least-once: a delivery is claimed with a conditional UPDATE (one worker at a time,
+never before it is due), and every failure schedules the next try until it succeeds
+or an admin cancels it.
+"""
+import logging
+import random
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from flask import current_app
+from sqlalchemy import update
+
+from . import catalog, mapping, queue, security
+from .export_types import PER_EVENT, Batch, Outcome
+from .extensions import db
+from .models import Attempt, Delivery, Event, HistoryEntry, Profile, utcnow
+
+log = logging.getLogger(__name__)
+RESPONSE_EXCERPT = 2000
+_renderers = {}
+
+
+# --- profiles and their types -----------------------------------------------------------
+
+def registry():
+    return current_app.extensions["export_types"]
+
+
+def plain_settings(profile):
+    """The profile's settings with its type's secrets decrypted, for the type's own use only."""
+    cls = registry().get(profile.export_type)
+    secret_names = cls.secret_settings if cls else ()
+    key = current_app.config["SECRET_KEY"]
+    return {k: security.decrypt(key, v) if k in secret_names else v for k, v in (profile.settings or {}).items()}
+
+
+def export_type_for(profile):
+    cls = registry().get(profile.export_type)
+    if cls is None:
+        raise LookupError(f"export type {profile.export_type!r} is not installed")
+    return cls(plain_settings(profile))
+
+
+def renderer_for(profile):
+    """The profile's compiled mappings, compiled once per profile version."""
+    key = (profile.id, profile.updated_at, len(profile.mappings))
+    if key not in _renderers:
+        _renderers[key] = mapping.compile(profile.mappings)
+    return _renderers[key]
+
+
+def event_record(event, profile):
+    card = None
+    if event.card_number and profile.pci_documented:
+        card = security.decrypt(current_app.config["SECRET_KEY"], event.card_number)
+    return catalog.record_from_order(event.order or {}, event.type, card_number=card)
+
+
+def target_host(profile):
+    """The host a profile sends to, for per-host limits and the dashboard."""
+    settings = profile.settings or {}
+    url = settings.get("url") or ""
+    return urlsplit(url).hostname or settings.get("host") or ""
+
+
+# --- scheduling ---------------------------------------------------------------------------
+
+def minutes(n):
+    return timedelta(seconds=n * current_app.config["MINUTE_SECONDS"])
+
+
+def new_delivery(profile, event, route_id):
+    """A delivery of one event for one profile, due at occurred_at + Export Delay."""
+    delivery = Delivery(profile=profile, event=event, route_id=route_id, status="scheduled",
+                        due_at=event.occurred_at + minutes(profile.delay_minutes), target=target_host(profile))
+    db.session.add(delivery)
+    return delivery
+
+
+def enqueue(delivery):
+    """Hand a committed delivery to RQ. A failure here loses nothing: the sweeper finds it."""
+    cfg = current_app.config
+    if not cfg.get("REDIS_URL"):
+        return None
+    try:
+        return queue.enqueue_delivery(queue.get_queue(cfg["REDIS_URL"], cfg["QUEUE_NAME"]),
+                                      delivery.id, delivery.due_at, rate_limit=rate_limit_for(delivery))
+    except Exception:
+        log.exception("could not enqueue delivery %s; the sweeper will", delivery.id)
+        return None
+
+
+def rate_limit_for(delivery):
+    """At most HOST_CONCURRENCY requests in flight to one host (RQ's RateLimit)."""
+    limit = current_app.config.get("HOST_CONCURRENCY")
+    if not limit or not delivery.target:
+        return None
+    from rq.rate_limit import RateLimit
+
+    return RateLimit(key=f"exporter-host:{delivery.target}", concurrency=int(limit))
+
+
+def backoff_seconds(attempt_count, retry_after=None):
+    """30 s doubling per failed try, capped at an hour (both configurable), with ±20 % jitter."""
+    cfg = current_app.config
+    base, cap = float(cfg["RETRY_BASE_SECONDS"]), float(cfg["RETRY_MAX_SECONDS"])
+    if retry_after is not None:
+        return min(max(float(retry_after), 0.0), cap)
+    delay = min(cap, base * 2 ** max(attempt_count - 1, 0))
+    return min(cap, delay * random.uniform(0.8, 1.2))
+
+
+# --- sending -------------------------------------------------------------------------------
+
+def claim(delivery_id, now=None):
+    """Take a due, waiting delivery for this worker; False when another has it or it is not due."""
+    now = now or utcnow()
+    result = db.session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status.in_(Delivery.WAITING), Delivery.due_at <= now)
+        .values(status="sending", claimed_at=now, attempt_count=Delivery.attempt_count + 1)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def deliver(delivery_id):
+    """Send one delivery if it is due and unclaimed; record the attempt; retry or finish."""
+    if not claim(delivery_id):
+        delivery = db.session.get(Delivery, delivery_id)
+        if delivery and delivery.status in Delivery.WAITING and delivery.due_at > utcnow():
+            enqueue(delivery)  # woke early (a clock skew, a retry moved later): wait for its time
+            return "not due"
+        return "skipped"
+    delivery = db.session.get(Delivery, delivery_id)
+    started = utcnow()
+    secrets_ = []
+    try:
+        export_type = export_type_for(delivery.profile)
+        batch, secrets_ = build_batch(delivery)
+        outcome = export_type.send(batch)
+    except Exception as exc:  # a plugin's bug or a bad profile is a failed try, not a lost export
+        log.exception("delivery %s failed to send", delivery_id)
+        outcome = Outcome(ok=False, error=f"{type(exc).__name__}: {exc}")
+    record(delivery, outcome, started, secrets_ + setting_secrets(delivery.profile))
+    return "delivered" if outcome.ok else "retrying"
+
+
+def build_batch(delivery):
+    """The batch for a delivery and the (raw, masked) pairs to redact from what is logged."""
+    profile = delivery.profile
+    if registry().get(profile.export_type).schedule != PER_EVENT:
+        from . import daily_files
+
+        return daily_files.build_batch(delivery)
+    renderer = renderer_for(profile)
+    row = renderer(event_record(delivery.event, profile))
+    batch = Batch(columns=renderer.columns, rows=[row], profile_name=profile.name,
+                  idempotency_key=str(delivery.id), route_id=delivery.route_id,
+                  allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]))
+    return batch, sensitive_pairs(renderer, [row])
+
+
+def sensitive_pairs(renderer, rows):
+    fields = {m.export_name: m.field for m in renderer.mappings}
+    return [(value, security.masked(value, fields[name]))
+            for row in rows for name, value in row if name in renderer.sensitive_columns and value]
+
+
+def setting_secrets(profile):
+    cls = registry().get(profile.export_type)
+    if not cls:
+        return []
+    plain = plain_settings(profile)
+    return [(plain[name], security.MASK) for name in cls.secret_settings if plain.get(name)]
+
+
+def attempt_from(outcome, secrets_, **fields):
+    def r(text):
+        return security.redact(text or "", secrets_)
+
+    return Attempt(
+        ok=outcome.ok, method=outcome.method, target=r(outcome.target),
+        request_headers={k: r(str(v)) for k, v in (outcome.request_headers or {}).items()},
+        request_body=r(outcome.request_body), status=outcome.status,
+        response_headers=dict(outcome.response_headers or {}),
+        response_body=r((outcome.response_body or "")[:RESPONSE_EXCERPT]),
+        elapsed_ms=outcome.elapsed_ms, error=r(outcome.error), **fields)
+
+
+def record(delivery, outcome, started, secrets_):
+    """Store the attempt, then finish the delivery or schedule its next try."""
+    delivery.attempts.append(attempt_from(outcome, secrets_, number=delivery.attempt_count,
+                                          started_at=started, profile_id=delivery.profile_id))
+    now = utcnow()
+    if outcome.details:
+        delivery.details = {**(delivery.details or {}), **outcome.details}
+    if outcome.ok:
+        delivery.status, delivery.delivered_at, delivery.last_error = "delivered", now, ""
+        summary = outcome.summary or f"{delivery.profile.export_type} delivered"
+        write_history(delivery, f"Export profile '{delivery.profile.name}' fired: {summary}")
+    else:
+        delivery.status = "retrying"
+        delivery.last_error = security.redact(outcome.error or f"HTTP {outcome.status}", secrets_)
+        delivery.due_at = now + timedelta(seconds=backoff_seconds(delivery.attempt_count, outcome.retry_after))
+    delivery.claimed_at = None
+    db.session.commit()
+    if not outcome.ok:
+        enqueue(delivery)
+
+
+def write_history(delivery, message):
+    """A message in the customer's history; a daily file writes one per customer in it."""
+    event = delivery.event
+    if event is not None and event.customer_id:
+        db.session.add(HistoryEntry(customer_id=event.customer_id, event_id=event.id,
+                                    delivery_id=delivery.id, message=message))
+
+
+# --- admin actions and the sweeper -----------------------------------------------------------
+
+def retry_now(delivery):
+    if delivery.status not in Delivery.WAITING and delivery.status != "cancelled":
+        return False
+    delivery.status, delivery.due_at, delivery.cancel_reason = "retrying", utcnow(), ""
+    db.session.commit()
+    enqueue(delivery)
+    return True
+
+
+def cancel_waiting(delivery, reason):
+    """Cancel a delivery if it is still waiting (not while a worker sends it); no commit."""
+    result = db.session.execute(
+        update(Delivery).where(Delivery.id == delivery.id, Delivery.status.in_(Delivery.WAITING))
+        .values(status="cancelled", cancel_reason=reason).execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        return False
+    db.session.refresh(delivery)
+    write_history(delivery, f"Export profile '{delivery.profile.name}' cancelled: {reason}")
+    return True
+
+
+def cancel(delivery, reason):
+    cancelled = cancel_waiting(delivery, reason)
+    db.session.commit()
+    return cancelled
+
+
+def cancel_converted(customer_id, order_id):
+    """A sale for the same order or customer cancels its waiting partials ("converted")."""
+    owner = [Event.customer_id == customer_id] if customer_id else []
+    if order_id is not None:
+        owner.append(Event.order_id == order_id)
+    if not owner:
+        return 0
+    waiting = db.session.scalars(
+        db.select(Delivery).join(Event, Delivery.event_id == Event.id).join(Profile)
+        .where(Delivery.status.in_(Delivery.WAITING), Event.type == "partial",
+               Profile.skip_converted_partials.is_(True), db.or_(*owner))).all()
+    return sum(cancel_waiting(d, "converted") for d in waiting)
+
+
+def sweep(now=None):
+    """Release claims of dead workers; re-enqueue due deliveries that no job carries."""
+    cfg = current_app.config
+    now = now or utcnow()
+    released = db.session.execute(
+        update(Delivery)
+        .where(Delivery.status == "sending",
+               Delivery.claimed_at < now - timedelta(seconds=cfg["CLAIM_TIMEOUT_SECONDS"]))
+        .values(status="retrying", due_at=now, claimed_at=None)
+        .execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    q = queue.get_queue(cfg["REDIS_URL"], cfg["QUEUE_NAME"])
+    stale = now - timedelta(seconds=cfg["SWEEP_GRACE_SECONDS"])
+    due = db.session.scalars(
+        db.select(Delivery).where(Delivery.status.in_(Delivery.WAITING), Delivery.due_at <= stale)).all()
+    requeued = 0
+    for delivery in due:
+        if not queue.has_live_job(q, queue.delivery_job_id(delivery.id, delivery.due_at)):
+            enqueue(delivery)
+            requeued += 1
+    return {"released": released, "requeued": requeued}

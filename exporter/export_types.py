@@ -1,0 +1,143 @@
+"""The plugin contract for export types, and the registry that finds them by entry point.
+
+A plugin imports only this module (and WTForms). The built-in types in plugins/ register
+through the `exporter.export_types` entry-point group exactly as a third party's would.
+"""
+import csv
+import io
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Iterable, Mapping
+
+from wtforms import Form
+
+GROUP = "exporter.export_types"
+PER_EVENT = "per_event"
+DAILY_FILE = "daily_file"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    """What one send carries: rows of (export_name, value) pairs in mapping order."""
+    columns: list[str]
+    rows: Iterable[list[tuple[str, str]]]
+    profile_name: str
+    idempotency_key: str
+    route_id: int | None = None
+    route_name: str = ""
+    file_date: date | None = None
+    is_test: bool = False
+    # Settings that hold for every type and every send, from the core's configuration.
+    allow_private_targets: bool = False
+
+
+@dataclass
+class Outcome:
+    """What a send did: the request as sent, the answer as received, and whether it counts."""
+    ok: bool
+    method: str = ""
+    target: str = ""
+    request_headers: dict[str, str] = field(default_factory=dict)
+    request_body: str = ""
+    status: int | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: str = ""
+    elapsed_ms: int | None = None
+    error: str = ""
+    retry_after: float | None = None
+    # One line for the customer's history: "postback delivered (HTTP 200)".
+    summary: str = ""
+    # Anything else worth showing on the delivery page (file name, rows, bytes, checksum).
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class ExportType:
+    """Base class of every export type. Subclass, set the ClassVars, implement send()."""
+    key: ClassVar[str]
+    label: ClassVar[str]
+    schedule: ClassVar[str] = PER_EVENT
+    settings_form: ClassVar[type[Form]]
+    secret_settings: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, settings: Mapping[str, Any]):
+        self.settings = dict(settings)
+
+    def send(self, batch: Batch) -> Outcome:
+        raise NotImplementedError
+
+    def preview(self, columns, row) -> str:
+        """What one rendered row looks like on the wire; a CSV header and row by default."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\r\n")
+        writer.writerow(columns)
+        writer.writerow([value for _, value in row])
+        return buf.getvalue()
+
+    def describe(self) -> str:
+        """A short description of the target for lists (a URL, host:port/dir)."""
+        return ""
+
+    # Optional: types that can check their target without sending define test_connection().
+    test_connection = None
+
+
+@dataclass
+class Registered:
+    key: str
+    package: str
+    version: str
+    status: str  # "ok" or the reason the type is not available
+    cls: type[ExportType] | None = None
+
+
+class Registry:
+    """Export types found through entry points, and what went wrong with the rest."""
+
+    def __init__(self, entries: list[Registered]):
+        self.entries = entries
+        self.types = {e.key: e.cls for e in entries if e.status == "ok"}
+
+    def get(self, key) -> type[ExportType] | None:
+        return self.types.get(key)
+
+    def choices(self):
+        return [(key, cls.label) for key, cls in sorted(self.types.items(), key=lambda kv: kv[1].label)]
+
+
+def _check(cls, name):
+    if not (isinstance(cls, type) and issubclass(cls, ExportType)):
+        return "does not subclass exporter.export_types.ExportType"
+    if getattr(cls, "key", None) != name:
+        return f"its key {getattr(cls, 'key', None)!r} differs from the entry-point name {name!r}"
+    if cls.schedule not in (PER_EVENT, DAILY_FILE):
+        return f"unknown schedule {cls.schedule!r}"
+    if not (isinstance(getattr(cls, "settings_form", None), type) and issubclass(cls.settings_form, Form)):
+        return "settings_form is not a WTForms Form"
+    return "ok"
+
+
+def discover(eps=None) -> Registry:
+    """Load every entry point of the group; a broken one is reported, never fatal."""
+    eps = entry_points(group=GROUP) if eps is None else eps
+    found, keys = [], {}
+    for ep in sorted(eps, key=lambda e: e.name):
+        dist = getattr(ep, "dist", None)
+        package = dist.name if dist else ep.value.split(":")[0]
+        version = dist.version if dist else ""
+        try:
+            cls = ep.load()
+            status = _check(cls, ep.name)
+        except Exception as exc:  # a broken plugin must not stop the app
+            log.exception("export type %s failed to load", ep.name)
+            cls, status = None, f"failed to import: {type(exc).__name__}: {exc}"
+        if status == "ok" and ep.name in keys:
+            status = f"duplicate key: {keys[ep.name]} already registers {ep.name!r}"
+            cls = None
+        elif status == "ok":
+            keys[ep.name] = package
+        found.append(Registered(ep.name, package, version, status, cls if status == "ok" else None))
+    return Registry(found)

@@ -1,0 +1,38 @@
+"""Which profile routes an event matches. Plain Python: routes and events as plain values."""
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    route_id: int
+    profile_id: int
+    customer_types: frozenset
+    campaigns: frozenset = field(default_factory=frozenset)  # empty: all campaigns
+    products: frozenset = field(default_factory=frozenset)  # empty: all products
+
+
+def route_matches(rule, event_type, campaign_id, product_ids):
+    """Type among the route's types, campaign among its campaigns, one product among its products."""
+    if event_type not in rule.customer_types:
+        return False
+    if rule.campaigns and campaign_id not in rule.campaigns:
+        return False
+    if rule.products and not rule.products.intersection(product_ids):
+        return False
+    return True
+
+
+def matching_routes(rules, event_type, campaign_id, product_ids, is_test=False):
+    """The rules an event matches; a test-card order matches nothing."""
+    if is_test:
+        return []
+    product_ids = frozenset(product_ids)
+    return [r for r in rules if route_matches(r, event_type, campaign_id, product_ids)]
+
+
+def matching_profiles(rules, event_type, campaign_id, product_ids, is_test=False):
+    """Profile id -> its first matching route id: one delivery per profile, however many routes match."""
+    found = {}
+    for rule in matching_routes(rules, event_type, campaign_id, product_ids, is_test):
+        found.setdefault(rule.profile_id, rule.route_id)
+    return found

@@ -1,0 +1,225 @@
+"""The whole schema. The database is the source of truth; Redis only carries work."""
+from datetime import datetime, timezone
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .extensions import db
+
+
+def utcnow():
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# All datetimes are naive UTC in the database: one rule for SQLite and PostgreSQL.
+UTC = DateTime(timezone=False)
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+
+    def set_password(self, password):
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password):
+        return check_password_hash(self.password_hash, password)
+
+
+class IntakeToken(db.Model):
+    __tablename__ = "intake_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTC)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTC)
+
+
+class Campaign(db.Model):
+    """A CRM campaign, by the CRM's id: upserted by intake, or added by an admin."""
+    __tablename__ = "campaigns"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(255), default="")
+
+
+class Product(db.Model):
+    __tablename__ = "products"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(255), default="")
+
+
+class Profile(db.Model):
+    __tablename__ = "profiles"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    export_type: Mapped[str] = mapped_column(String(60))
+    # The type's own settings; secret ones are stored encrypted ("enc:...").
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
+    delay_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    pci_documented: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    skip_converted_partials: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTC, default=utcnow, onupdate=utcnow)
+
+    mappings: Mapped[list["FieldMapping"]] = relationship(
+        back_populates="profile", order_by="FieldMapping.position", cascade="all, delete-orphan")
+    routes: Mapped[list["Route"]] = relationship(
+        back_populates="profile", order_by="Route.id", cascade="all, delete-orphan")
+
+
+class FieldMapping(db.Model):
+    __tablename__ = "field_mappings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    export_name: Mapped[str] = mapped_column(String(120))
+    field: Mapped[str] = mapped_column(String(60))  # a catalog key, or "static"
+    static_value: Mapped[str] = mapped_column(Text, default="")
+    format: Mapped[str] = mapped_column(String(20), default="")
+    format_arg: Mapped[str] = mapped_column(String(60), default="")
+    default_value: Mapped[str] = mapped_column(String(255), default="")
+
+    profile: Mapped[Profile] = relationship(back_populates="mappings")
+
+
+class Route(db.Model):
+    """Profile Routing: which customer types, campaigns and products a profile exports.
+
+    Campaigns and products are lists of CRM ids; an empty list means all of them.
+    """
+    __tablename__ = "routes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
+    customer_types: Mapped[list] = mapped_column(JSON, default=list)
+    campaigns: Mapped[list] = mapped_column(JSON, default=list)
+    products: Mapped[list] = mapped_column(JSON, default=list)
+
+    profile: Mapped[Profile] = relationship(back_populates="routes")
+
+
+class Customer(db.Model):
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    crm_customer_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    email: Mapped[str] = mapped_column(String(255), default="", index=True)
+    first_name: Mapped[str] = mapped_column(String(120), default="")
+    last_name: Mapped[str] = mapped_column(String(120), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+
+    @property
+    def name(self):
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Event(db.Model):
+    """An order event as the CRM sent it, CVV dropped and the card number encrypted."""
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(120), unique=True)  # the CRM's event id
+    type: Mapped[str] = mapped_column(String(40))
+    occurred_at: Mapped[datetime] = mapped_column(UTC, index=True)
+    received_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    campaign_id: Mapped[int | None] = mapped_column(BigInteger)
+    order: Mapped[dict] = mapped_column(JSON, default=dict)  # no cardNumber, no CVV
+    card_number: Mapped[str | None] = mapped_column(Text)  # encrypted
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    customer: Mapped[Customer | None] = relationship()
+
+
+class Delivery(db.Model):
+    """One export to send: an event for a per-event type, a day's file for a route of a file type."""
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("profile_id", "event_id", name="uq_delivery_profile_event"),
+        UniqueConstraint("route_id", "file_date", name="uq_delivery_route_day"),
+        Index("ix_deliveries_status_due", "status", "due_at"),
+    )
+    STATUSES = ("scheduled", "sending", "retrying", "delivered", "cancelled")
+    WAITING = ("scheduled", "retrying")
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    route_id: Mapped[int | None] = mapped_column(ForeignKey("routes.id", ondelete="SET NULL"))
+    file_date: Mapped[datetime | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="scheduled")
+    due_at: Mapped[datetime] = mapped_column(UTC)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTC)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTC)
+    cancel_reason: Mapped[str] = mapped_column(String(255), default="")
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    target: Mapped[str] = mapped_column(String(255), default="")  # host, for the dashboard
+    details: Mapped[dict] = mapped_column(JSON, default=dict)  # file name, rows, bytes, checksum
+    created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTC, default=utcnow, onupdate=utcnow)
+
+    profile: Mapped[Profile] = relationship()
+    event: Mapped[Event | None] = relationship()
+    route: Mapped[Route | None] = relationship()
+    attempts: Mapped[list["Attempt"]] = relationship(
+        back_populates="delivery", order_by="Attempt.number", cascade="all, delete-orphan")
+
+
+class Attempt(db.Model):
+    """One try at a delivery: exactly what was sent and what came back, sensitive values masked."""
+    __tablename__ = "attempts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    profile_id: Mapped[int | None] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    number: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    method: Mapped[str] = mapped_column(String(20), default="")
+    target: Mapped[str] = mapped_column(Text, default="")
+    request_headers: Mapped[dict] = mapped_column(JSON, default=dict)
+    request_body: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[dict] = mapped_column(JSON, default=dict)
+    response_body: Mapped[str] = mapped_column(Text, default="")
+    elapsed_ms: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str] = mapped_column(Text, default="")
+
+    delivery: Mapped[Delivery | None] = relationship(back_populates="attempts")
+
+
+class HistoryEntry(db.Model):
+    """A message in a customer's history, linking to the delivery it speaks of."""
+    __tablename__ = "history_entries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+
+
+class FileRow(db.Model):
+    """An event recorded as a row of a route's daily file.
+
+    The day is not stored: the file takes the rows whose event occurred on that day in
+    the profile's time zone, so a changed time zone still makes whole days.
+    """
+    __tablename__ = "file_rows"
+    __table_args__ = (UniqueConstraint("route_id", "event_id", name="uq_file_row"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    route_id: Mapped[int] = mapped_column(ForeignKey("routes.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    occurred_at: Mapped[datetime] = mapped_column(UTC)  # the event's, for a day's range scan
+
+    event: Mapped[Event] = relationship()
+
+
+Index("ix_file_rows_route_time", FileRow.route_id, FileRow.occurred_at, FileRow.id)

@@ -1,0 +1,22 @@
+"""Intake tokens: made here, stored only as a hash, shown to the admin once."""
+from . import security
+from .extensions import db
+from .models import IntakeToken, utcnow
+
+
+def create(name):
+    token = security.new_token()
+    db.session.add(IntakeToken(name=name.strip() or "token", token_hash=security.hash_token(token)))
+    db.session.commit()
+    return token
+
+
+def authenticate(token):
+    """The live token row for a presented token, its last use noted; None if unknown or revoked."""
+    if not token:
+        return None
+    row = db.session.scalar(db.select(IntakeToken).where(
+        IntakeToken.token_hash == security.hash_token(token), IntakeToken.revoked_at.is_(None)))
+    if row:
+        row.last_used_at = utcnow()
+    return row

@@ -1,0 +1,161 @@
+"""Shared fixtures: a real database (SQLite, or PostgreSQL when EXPORTER_TEST_DATABASE_URL is
+set), a real Redis (EXPORTER_TEST_REDIS_URL, else an embedded server), real RQ workers and
+a real HTTP receiver on loopback."""
+import os
+import shutil
+import time
+
+import pytest
+from sqlalchemy import text
+
+from exporter import create_app
+from exporter.extensions import db
+from exporter.models import IntakeToken, User
+
+from .receiver import Receiver
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    url = os.environ.get("EXPORTER_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    from exporter.queue import EmbeddedRedis
+
+    server = EmbeddedRedis().start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory):
+    """Migrate once per session: a template SQLite file, or the PostgreSQL database itself."""
+    url = os.environ.get("EXPORTER_TEST_DATABASE_URL")
+    if not url:
+        url = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "template.sqlite")
+    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "test", "TESTING": True})
+    with app.app_context():
+        from flask_migrate import downgrade, upgrade
+
+        if url.startswith("postgres"):
+            downgrade(directory=app.extensions["migrate"].directory, revision="base")
+        upgrade(directory=app.extensions["migrate"].directory)
+        db.engine.dispose()
+    return url
+
+
+def _database_for_test(template, tmp_path):
+    if template.startswith("sqlite:///"):
+        path = tmp_path / "exporter.sqlite"
+        shutil.copy(template[len("sqlite:///"):], path)
+        return f"sqlite:///{path}"
+    return template
+
+
+def _empty_tables():
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    db.session.commit()
+
+
+@pytest.fixture
+def app_config(database_template, redis_url, tmp_path):
+    return {
+        "TESTING": True,
+        "DATABASE_URL": _database_for_test(database_template, tmp_path),
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "test-secret",
+        "WTF_CSRF_ENABLED": False,
+        "ALLOW_PRIVATE_TARGETS": True,
+        "MINUTE_SECONDS": 1,  # an Export Delay minute is a second in tests
+        "RETRY_BASE_SECONDS": 0.2,
+        "RETRY_MAX_SECONDS": 1,
+        "SWEEP_GRACE_SECONDS": 0,
+        "FILES_DIR": str(tmp_path / "files"),
+    }
+
+
+@pytest.fixture
+def app(app_config):
+    from exporter.queue import connect
+
+    app = create_app(app_config)
+    connect(app_config["REDIS_URL"]).flushdb()
+    with app.app_context():
+        _empty_tables()
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def admin(app):
+    user = User(email="admin@example.com")
+    user.set_password(PASSWORD)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+@pytest.fixture
+def logged_in(client, admin):
+    response = client.post("/login", data={"email": admin.email, "password": PASSWORD})
+    assert response.status_code == 302
+    return client
+
+
+@pytest.fixture
+def intake_token(app):
+    from exporter import tokens
+
+    return tokens.create("crm")
+
+
+@pytest.fixture
+def post_events(client, intake_token):
+    """POST a body to the intake with a valid token; returns the response."""
+
+    def post(body, token=intake_token, **kwargs):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return client.post("/intake/events", json=body, headers=headers, **kwargs)
+
+    return post
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def run_jobs(app):
+    """Run a real RQ SimpleWorker in burst mode in this process, with the scheduler."""
+    from rq import SimpleWorker
+
+    from exporter import queue
+
+    def run(until=None, timeout=10.0):
+        q = queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"])
+        deadline = time.monotonic() + timeout
+        while True:
+            SimpleWorker([q], connection=q.connection).work(burst=True, with_scheduler=True,
+                                                            logging_level="WARNING")
+            db.session.expire_all()
+            if until is None or until():
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("jobs did not reach the expected state in time")
+            time.sleep(0.05)
+
+    return run

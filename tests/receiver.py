@@ -1,0 +1,87 @@
+"""A real HTTP receiver on loopback for tests: records every request, answers as scripted."""
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict
+    body: bytes
+    raw_request_line: str
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: str = "OK"
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class Receiver:
+    """Answers each request with the next scripted Reply (the default once the script runs out)."""
+
+    def __init__(self):
+        self.requests: list[Received] = []
+        self.script: list[Reply] = []
+        self.default = Reply()
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with receiver._lock:
+                    receiver.requests.append(Received(self.command, self.path, dict(self.headers), body,
+                                                      self.requestline))
+                    reply = receiver.script.pop(0) if receiver.script else receiver.default
+                if reply.delay:
+                    time.sleep(reply.delay)
+                data = reply.body.encode()
+                try:
+                    self.send_response(reply.status)
+                    for k, v in reply.headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_GET = do_POST = do_PUT = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_for(self, count, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.requests) >= count:
+                return self.requests
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
