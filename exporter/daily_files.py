@@ -8,3 +8,7 @@ def tick():
 
 def build_batch(delivery):
     raise NotImplementedError("daily files are built in the FTP issue")
+
+
+def write_history(delivery, message):
+    """One history message per customer in the file (built in the FTP issue)."""

@@ -213,6 +213,10 @@ def record(delivery, outcome, started, secrets_):
 
 def write_history(delivery, message):
     """A message in the customer's history; a daily file writes one per customer in it."""
+    if delivery.event_id is None and delivery.file_date is not None:
+        from . import daily_files
+
+        return daily_files.write_history(delivery, message)
     event = delivery.event
     if event is not None and event.customer_id:
         db.session.add(HistoryEntry(customer_id=event.customer_id, event_id=event.id,

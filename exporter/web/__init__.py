@@ -14,7 +14,9 @@ def admin_blueprint(bp):
 
 
 def register_blueprints(app):
-    from . import auth, catalog, customers, dashboard, deliveries, export_types, intake, profiles, routing, tokens
+    from . import (auth, catalog, customers, dashboard, deliveries, export_types, files, intake, profile_tools, profiles,
+                   routing, tokens)
 
-    for module in (auth, dashboard, profiles, routing, catalog, deliveries, customers, tokens, export_types, intake):
+    for module in (auth, dashboard, profiles, profile_tools, routing, catalog, deliveries, files, customers, tokens,
+                   export_types, intake):
         app.register_blueprint(module.bp)
