@@ -274,7 +274,7 @@ def sweep(now=None):
         update(Delivery)
         .where(Delivery.status == "sending",
                Delivery.claimed_at < now - timedelta(seconds=cfg["CLAIM_TIMEOUT_SECONDS"]))
-        .values(status="retrying", due_at=now, claimed_at=None)
+        .values(status="retrying", due_at=utcnow(), claimed_at=None)
         .execution_options(synchronize_session=False)).rowcount
     db.session.commit()
     q = queue.get_queue(cfg["REDIS_URL"], cfg["QUEUE_NAME"])

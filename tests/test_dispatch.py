@@ -35,3 +35,167 @@ def test_failing_receiver_is_retried_until_it_answers(app, post_events, receiver
     assert [a.status for a in delivery.attempts] == [500, 503, 502, 200]
     assert db.session.scalars(db.select(HistoryEntry)).all()[0].message.endswith("(HTTP 200)")
     assert len(db.session.scalars(db.select(HistoryEntry)).all()) == 1
+
+
+def test_routing_by_type_campaign_and_product(app, post_events, receiver, run_jobs):
+    make_profile(name="partials 259", url=receiver.url + "/a",
+                 routes=[{"customer_types": ["partial"], "campaigns": [259], "products": []}])
+    make_profile(name="sales of product 41", url=receiver.url + "/b",
+                 routes=[{"customer_types": ["new_sale", "upsell"], "campaigns": [], "products": [41]}])
+    make_profile(name="inactive", url=receiver.url + "/c", active=False,
+                 routes=[{"customer_types": ["partial"], "campaigns": [], "products": []}])
+    counts = [post_events(e).get_json()["deliveries"] for e in (
+        event("p259"),                                  # /a
+        event("p260", campaignId=260),                  # nobody
+        # sales of other customers, so that they do not convert the partial above
+        event("s33", type="new_sale", customerId=2, orderId=2),  # nobody: product 33
+        event("s41", type="new_sale", customerId=3, orderId=3,
+              products=[{"productId": 33}, {"productId": 41}]),  # /b
+        event("r41", type="refund", products=[{"productId": 41}]),                     # nobody: refund
+    )]
+    assert counts == [1, 0, 0, 1, 0]
+    run_jobs(until=lambda: len(receiver.requests) == 2)
+    assert sorted(r.path.split("?")[0] for r in receiver.requests) == ["/a", "/b"]
+
+
+def test_one_delivery_per_profile_when_two_routes_match(app, post_events, receiver, run_jobs):
+    make_profile(url=receiver.url, routes=[{"customer_types": ["partial"], "campaigns": [], "products": []},
+                                           {"customer_types": ["partial"], "campaigns": [259], "products": [33]}])
+    assert post_events(event()).get_json()["deliveries"] == 1
+
+
+def test_a_delayed_delivery_is_never_sent_early(app, post_events, receiver, run_jobs):
+    # MINUTE_SECONDS is 1 in tests: an Export Delay of 2 minutes is 2 seconds here.
+    import time
+    from datetime import datetime, timezone
+
+    make_profile(url=receiver.url, delay_minutes=2)
+    now = datetime.now(timezone.utc)
+    post_events(event(occurred_at=now.isoformat()))
+    run_jobs()
+    assert receiver.requests == []
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    assert delivery.status == "scheduled"
+    run_jobs(until=lambda: len(receiver.requests) == 1)
+    sent_at = time.time()
+    assert sent_at >= now.timestamp() + 2
+    assert sent_at < now.timestamp() + 6  # sent within a few seconds after it is due
+
+
+def test_delay_zero_sends_at_once_and_an_old_event_is_due_now(app, post_events, receiver, run_jobs):
+    make_profile(url=receiver.url, delay_minutes=5)
+    post_events(event())  # occurred 2026-11-27: long past its delay
+    run_jobs(until=lambda: len(receiver.requests) == 1, timeout=3)
+
+
+def test_connection_refused_is_retried_and_logged(app, post_events, run_jobs):
+    from exporter.queue import free_port
+
+    make_profile(url=f"http://127.0.0.1:{free_port()}/down")
+    post_events(event())
+    run_jobs(until=lambda: db.session.scalars(db.select(Delivery)).one().attempt_count >= 2)
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    assert delivery.status in ("retrying", "scheduled", "sending")
+    assert "ConnectionError" in delivery.attempts[0].error
+    assert db.session.query(HistoryEntry).count() == 0
+
+
+def test_retry_after_is_honoured(app, post_events, receiver, run_jobs):
+    from .receiver import Reply
+
+    app.config["RETRY_MAX_SECONDS"] = 3600
+    receiver.script = [Reply(429, headers={"Retry-After": "120"})]
+    make_profile(url=receiver.url)
+    post_events(event())
+    run_jobs(until=lambda: len(receiver.requests) == 1)
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    waited = (delivery.due_at - delivery.attempts[0].started_at).total_seconds()
+    assert delivery.status == "retrying" and 118 <= waited <= 122
+
+
+def test_backoff_doubles_with_jitter_and_is_capped(app):
+    from exporter.dispatch import backoff_seconds
+
+    app.config.update(RETRY_BASE_SECONDS=30, RETRY_MAX_SECONDS=3600)
+    assert 24 <= backoff_seconds(1) <= 36
+    assert 48 <= backoff_seconds(2) <= 72
+    assert 192 <= backoff_seconds(4) <= 288
+    assert backoff_seconds(30) <= 3600
+
+
+def test_a_partial_that_converts_is_cancelled_before_it_fires(app, post_events, receiver, run_jobs):
+    make_profile(url=receiver.url, delay_minutes=60)
+    post_events(event("partial-1", occurred_at="2030-01-01T00:00:00Z"))
+    post_events(event("sale-1", type="new_sale", occurred_at="2030-01-01T00:05:00Z"))
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    assert (delivery.status, delivery.cancel_reason) == ("cancelled", "converted")
+    messages = [h.message for h in db.session.scalars(db.select(HistoryEntry))]
+    assert messages == ["Export profile 'Call center partials' cancelled: converted"]
+
+
+def test_partials_that_convert_are_kept_when_the_profile_says_so(app, post_events):
+    make_profile(delay_minutes=60, skip_converted_partials=False)
+    post_events(event("partial-1", occurred_at="2030-01-01T00:00:00Z"))
+    post_events(event("sale-1", type="new_sale"))
+    assert db.session.scalars(db.select(Delivery)).one().status == "scheduled"
+
+
+def test_a_flushed_redis_loses_no_export(app, post_events, receiver, run_jobs):
+    from exporter import dispatch
+    from exporter.queue import connect
+
+    make_profile(url=receiver.url)
+    post_events(event())
+    connect(app.config["REDIS_URL"]).flushdb()  # Redis loses the job between intake and send
+    run_jobs()
+    assert receiver.requests == []
+    assert dispatch.sweep() == {"released": 0, "requeued": 1}
+    run_jobs(until=lambda: len(receiver.requests) == 1)
+    assert dispatch.sweep() == {"released": 0, "requeued": 0}
+
+
+def test_the_sweeper_releases_a_dead_workers_claim(app, post_events, receiver, run_jobs):
+    from datetime import timedelta
+
+    from exporter import dispatch
+    from exporter.models import utcnow
+
+    make_profile(url=receiver.url)
+    post_events(event())
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    assert dispatch.claim(delivery.id)  # a worker took it, then died
+    run_jobs()
+    assert receiver.requests == []
+    assert dispatch.sweep()["released"] == 0  # not yet stale
+    assert dispatch.sweep(now=utcnow() + timedelta(seconds=app.config["CLAIM_TIMEOUT_SECONDS"] + 1)) == {
+        "released": 1, "requeued": 1}
+    run_jobs(until=lambda: len(receiver.requests) == 1)
+    db.session.refresh(delivery)
+    assert delivery.status == "delivered"
+
+
+def test_admin_cancel_and_retry_now(app, post_events, receiver, run_jobs):
+    from exporter import dispatch
+
+    make_profile(url=receiver.url, delay_minutes=60)
+    post_events(event(occurred_at="2030-01-01T00:00:00Z"))
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    assert dispatch.cancel(delivery, "cancelled by admin@example.com")
+    assert not dispatch.cancel(delivery, "twice")
+    assert dispatch.retry_now(delivery)
+    run_jobs(until=lambda: len(receiver.requests) == 1)
+    messages = [h.message for h in db.session.scalars(db.select(HistoryEntry).order_by(HistoryEntry.id))]
+    assert messages == ["Export profile 'Call center partials' cancelled: cancelled by admin@example.com",
+                        "Export profile 'Call center partials' fired: postback delivered (HTTP 200)"]
+
+
+def test_a_sensitive_value_is_sent_whole_but_logged_masked(app, post_events, receiver, run_jobs):
+    make_profile(url=receiver.url, pci_documented=True,
+                 mappings=[{"export_name": "cc", "field": "cardNumber"},
+                           {"export_name": "exp", "field": "cardExpiryYear"}])
+    post_events(event(cardNumber="4012888888881881", cardExpiryYear="2031"))
+    run_jobs(until=lambda: len(receiver.requests) == 1)
+    assert receiver.requests[0].path == "/?cc=4012888888881881&exp=2031"
+    attempt = db.session.scalars(db.select(Delivery)).one().attempts[0]
+    assert "4012888888881881" not in attempt.target and "401288******1881" in attempt.target
+    assert "2031" not in attempt.target
