@@ -8,7 +8,8 @@ from . import config as config_module
 
 def create_app(test_config=None):
     """The app factory: config, extensions, blueprints, CLI, export types."""
-    app = Flask(__name__, instance_relative_config=True)
+    # EXPORTER_INSTANCE_PATH moves config, SQLite file and secret key out of ./instance.
+    app = Flask(__name__, instance_relative_config=True, instance_path=os.environ.get("EXPORTER_INSTANCE_PATH"))
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_object(config_module.Defaults)
     app.config.from_pyfile("config.py", silent=True)

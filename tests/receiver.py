@@ -25,7 +25,7 @@ class Reply:
 class Receiver:
     """Answers each request with the next scripted Reply (the default once the script runs out)."""
 
-    def __init__(self):
+    def __init__(self, port=0):
         self.requests: list[Received] = []
         self.script: list[Reply] = []
         self.default = Reply()
@@ -60,7 +60,7 @@ class Receiver:
 
             do_GET = do_POST = do_PUT = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = None
