@@ -12,6 +12,8 @@ class Received:
     headers: dict
     body: bytes
     raw_request_line: str
+    # Every header line in the order received, repeats kept (values as http.server decodes them: latin-1).
+    header_items: list = field(default_factory=list)
 
 
 @dataclass
@@ -30,6 +32,11 @@ class Receiver:
         self.script: list[Reply] = []
         self.default = Reply()
         self._lock = threading.Lock()
+        # Requests being answered right now, overall and by Host, and the most ever at once.
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.in_flight_by_host: dict[str, int] = {}
+        self.max_in_flight_by_host: dict[str, int] = {}
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,10 +50,15 @@ class Receiver:
                 body = self.rfile.read(length) if length else b""
                 with receiver._lock:
                     receiver.requests.append(Received(self.command, self.path, dict(self.headers), body,
-                                                      self.requestline))
+                                                      self.requestline, list(self.headers.items())))
                     reply = receiver.script.pop(0) if receiver.script else receiver.default
-                if reply.delay:
-                    time.sleep(reply.delay)
+                host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+                receiver._enter(host)
+                try:
+                    if reply.delay:
+                        time.sleep(reply.delay)
+                finally:
+                    receiver._leave(host)
                 data = reply.body.encode()
                 try:
                     self.send_response(reply.status)
@@ -64,6 +76,18 @@ class Receiver:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = None
+
+    def _enter(self, host):
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            now = self.in_flight_by_host[host] = self.in_flight_by_host.get(host, 0) + 1
+            self.max_in_flight_by_host[host] = max(self.max_in_flight_by_host.get(host, 0), now)
+
+    def _leave(self, host):
+        with self._lock:
+            self.in_flight -= 1
+            self.in_flight_by_host[host] -= 1
 
     @property
     def url(self):

@@ -1,16 +1,69 @@
-"""The Postback export type: one HTTP request per event, the mapped pairs as parameters."""
+"""The Postback export type: one HTTP request per event, the mapped pairs as parameters.
+
+GET puts the pairs in the query string (the model's way), POST form-encodes them, POST
+JSON sends them as one object in mapping order. A mapping whose Export Name starts with
+`header:` becomes a request header instead. Redirects are never followed: a 3xx is a
+failure, retried like any other, with the Location in the attempt log.
+"""
+import json
+import re
 import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from datetime import datetime, timezone
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
-from wtforms import Form, IntegerField, SelectField, URLField
-from wtforms.validators import DataRequired, NumberRange, ValidationError
+from requests.structures import CaseInsensitiveDict
+from wtforms import Form, IntegerField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField, URLField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
 from exporter.export_types import PER_EVENT, ExportType, Outcome
 from exporter.security import TargetRefused, check_target_url
 
-METHODS = [("GET", "GET (query string)"), ("POST", "POST (form-encoded)"), ("POST_JSON", "POST (JSON)")]
+from . import signing
+
+METHODS = [SelectChoice("GET", "GET (query string)"), SelectChoice("POST", "POST (form-encoded)"),
+           SelectChoice("POST_JSON", "POST (JSON)")]
 DEFAULT_TIMEOUT = 15
+HEADER_PREFIX = "header:"
+USER_AGENT = "Exporter/0.1"
+MAX_RESPONSE_BYTES = 1024 * 1024  # enough for any partner's answer; more is not read
+# Header names: RFC 9110 tokens.
+TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Set by Exporter (or by HTTP itself) on every request, so neither a line nor a mapping may.
+RESERVED_HEADERS = {"content-length", "transfer-encoding", "connection", "idempotency-key",
+                    "webhook-id", "webhook-timestamp", "webhook-signature"}
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+def header_problem(name, value):
+    """Why (name, value) cannot be sent as a header, or None."""
+    if not TOKEN.match(name):
+        return f"{name!r} is not a valid header name"
+    if name.lower() in RESERVED_HEADERS:
+        return f"{name} is set by Exporter"
+    if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
+        return f"the value of {name} has a control character"
+    return None
+
+
+def parse_header_lines(text):
+    """Extra Headers, one `Name: value` a line, as pairs; ValueError naming the line otherwise."""
+    pairs = []
+    for number, line in enumerate((text or "").splitlines(), 1):
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        name, value = name.strip(), value.strip()
+        if not colon or not name:
+            raise ValueError(f"line {number}: expected 'Name: value'")
+        problem = header_problem(name, value)
+        if problem:
+            raise ValueError(f"line {number}: {problem}")
+        pairs.append((name, value))
+    return pairs
 
 
 def http_url(form, field):
@@ -19,13 +72,38 @@ def http_url(form, field):
         raise ValidationError("Postback URL must be an http:// or https:// URL")
 
 
+def header_lines(form, field):
+    try:
+        parse_header_lines(field.data)
+    except ValueError as exc:
+        raise ValidationError(str(exc))
+
+
+def signing_secret(form, field):
+    try:
+        signing.signing_key(field.data or "")
+    except ValueError as exc:
+        raise ValidationError(str(exc))
+
+
 class PostbackSettings(Form):
     url = URLField("Postback URL", validators=[DataRequired("Postback URL is required"), http_url],
                    description="e.g. https://postingmydata.com/partials.php")
     method = SelectField("Method", choices=METHODS, default="GET")
     timeout = IntegerField("Timeout (seconds)", default=DEFAULT_TIMEOUT,
-                           validators=[NumberRange(1, 120, "between 1 and 120 seconds")])
+                           validators=[Optional(), NumberRange(1, 120, "between 1 and 120 seconds")],
+                           description="To connect, and for each read of the answer (blank: 15)")
+    success_text = StringField("Success Text", validators=[Optional(), Length(max=200)],
+                               description="When set, a 2xx answer whose body does not contain this text "
+                                           "is a failure and is retried (e.g. SUCCESS)")
+    headers = TextAreaField("Extra Headers", validators=[header_lines],
+                            description="Sent with every request: one 'Name: value' per line")
+    signing_secret = PasswordField("Signing Secret", validators=[Optional(), signing_secret],
+                                   description="When set, each request is signed with Standard Webhooks "
+                                               "headers (webhook-id, webhook-timestamp, webhook-signature)")
 
+
+# --- the request ------------------------------------------------------------------------------
 
 def with_query(url, pairs):
     """The URL with the pairs appended to its query; a query the URL already has is kept."""
@@ -35,74 +113,154 @@ def with_query(url, pairs):
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
+def split_pairs(pairs):
+    """(parameters, headers): `header:Name` pairs become headers, in mapping order."""
+    params, headers = [], []
+    for name, value in pairs:
+        if name.lower().startswith(HEADER_PREFIX):
+            header = name[len(HEADER_PREFIX):].strip()
+            value = " ".join(str(value).splitlines())  # a line break cannot travel in a header
+            problem = header_problem(header, value)
+            if problem:
+                raise ValueError(f"Export Name {name!r}: {problem}")
+            headers.append((header, value))
+        else:
+            params.append((name, value))
+    return params, headers
+
+
+@dataclass
+class Request:
+    method: str
+    url: str
+    headers: CaseInsensitiveDict
+    body: bytes
+
+    def text_headers(self):
+        return {k: v.decode() if isinstance(v, bytes) else v for k, v in self.headers.items()}
+
+    def wire_headers(self):
+        """Non-ASCII header values go out as UTF-8 bytes (http.client would refuse them as str)."""
+        return {k: v if v.isascii() else v.encode() for k, v in self.headers.items()}
+
+
 class PostbackType(ExportType):
     key = "postback"
     label = "Postback"
     schedule = PER_EVENT
     settings_form = PostbackSettings
+    secret_settings = ("signing_secret",)
+
+    @property
+    def method(self):
+        return self.settings.get("method") or "GET"
+
+    @property
+    def timeout(self):
+        return int(self.settings.get("timeout") or DEFAULT_TIMEOUT)
 
     def describe(self):
         return self.settings.get("url", "")
 
     def preview(self, columns, row):
-        method = self.settings.get("method") or "GET"
-        if method == "GET":
-            return with_query(self.settings.get("url", ""), row)
-        request = self.build_request(row, "preview")
-        return f"{request['method']} {request['url']}\n\n{request['body']}"
+        req = self.build_request(row, "preview")
+        lines = [f"{req.method} {req.url}"] + [f"{k}: {v}" for k, v in req.text_headers().items()]
+        return "\n".join(lines) + ("\n\n" + req.body.decode() if req.body else "")
 
-    def build_request(self, pairs, idempotency_key):
-        method = self.settings.get("method") or "GET"
-        url = self.settings.get("url", "")
-        headers = {"Idempotency-Key": idempotency_key, "User-Agent": "Exporter/0.1"}
-        if method == "GET":
-            return {"method": "GET", "url": with_query(url, pairs), "headers": headers, "body": ""}
-        if method == "POST_JSON":
-            import json
-
-            headers["Content-Type"] = "application/json"
-            return {"method": "POST", "url": url, "headers": headers,
-                    "body": json.dumps(dict(pairs), ensure_ascii=False)}
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-        return {"method": "POST", "url": url, "headers": headers, "body": urlencode(pairs)}
+    def build_request(self, pairs, idempotency_key, timestamp=None):
+        """The request for one row; ValueError when a header mapping or line cannot be sent."""
+        params, mapped_headers = split_pairs(pairs)
+        headers = CaseInsensitiveDict({"User-Agent": USER_AGENT})
+        headers.update(parse_header_lines(self.settings.get("headers")))
+        headers.update(mapped_headers)
+        url, body = self.settings.get("url", ""), b""
+        if self.method == "GET":
+            url = with_query(url, params)
+        elif self.method == "POST_JSON":
+            body = json.dumps(dict(params), ensure_ascii=False).encode()
+            headers.setdefault("Content-Type", "application/json")
+        else:
+            body = urlencode(params).encode()
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        headers["Idempotency-Key"] = idempotency_key
+        secret = self.settings.get("signing_secret")
+        if secret:
+            headers.update(signing.headers(secret, idempotency_key, body, timestamp))
+        return Request("GET" if self.method == "GET" else "POST", url, headers, body)
 
     def send(self, batch):
-        pairs = next(iter(batch.rows))
-        req = self.build_request(pairs, batch.idempotency_key)
-        outcome = Outcome(ok=False, method=req["method"], target=req["url"],
-                          request_headers=req["headers"], request_body=req["body"])
         try:
-            check_target_url(req["url"], batch.allow_private_targets)
+            req = self.build_request(next(iter(batch.rows)), batch.idempotency_key)
+        except ValueError as exc:
+            return Outcome(ok=False, error=str(exc))
+        outcome = Outcome(ok=False, method=req.method, target=req.url, request_headers=req.text_headers(),
+                          request_body=req.body.decode())
+        try:
+            check_target_url(req.url, batch.allow_private_targets)
         except TargetRefused as exc:
             outcome.error = str(exc)
             return outcome
         started = time.monotonic()
         try:
-            response = requests.request(req["method"], req["url"], headers=req["headers"],
-                                        data=req["body"].encode() if req["body"] else None,
-                                        timeout=int(self.settings.get("timeout") or DEFAULT_TIMEOUT),
-                                        allow_redirects=False)
+            status, headers, body = self._exchange(req)
+        except requests.Timeout as exc:
+            outcome.error = f"no answer within the {self.timeout} s timeout ({type(exc).__name__})"
         except requests.RequestException as exc:
-            outcome.elapsed_ms = int((time.monotonic() - started) * 1000)
             outcome.error = f"{type(exc).__name__}: {exc}"
-            return outcome
-        outcome.elapsed_ms = int((time.monotonic() - started) * 1000)
-        outcome.status = response.status_code
-        outcome.response_headers = dict(response.headers)
-        outcome.response_body = response.text[:2000]
-        outcome.ok = 200 <= response.status_code < 300
-        if outcome.ok:
-            outcome.summary = f"postback delivered (HTTP {response.status_code})"
         else:
-            outcome.error = f"HTTP {response.status_code}"
-            if 300 <= response.status_code < 400:
-                outcome.error += f": redirect to {response.headers.get('Location', '?')} (not followed)"
-            outcome.retry_after = _retry_after(response.headers.get("Retry-After"))
+            judge(outcome, status, headers, body, self.settings.get("success_text") or "")
+        outcome.elapsed_ms = int((time.monotonic() - started) * 1000)
         return outcome
 
+    def _exchange(self, req):
+        """Send the request as built (no session defaults) and read at most MAX_RESPONSE_BYTES."""
+        with requests.Session() as session:
+            prepared = requests.Request(req.method, req.url, headers=req.wire_headers(),
+                                        data=req.body if req.method == "POST" else None).prepare()
+            settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
+            settings["stream"] = True
+            with session.send(prepared, timeout=self.timeout, allow_redirects=False, **settings) as response:
+                raw = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True)
+                return response.status_code, response.headers, decode(raw, response)
 
-def _retry_after(value):
+
+def decode(raw, response):
+    charset = response.encoding if "charset" in response.headers.get("Content-Type", "").lower() else "utf-8"
     try:
-        return float(value) if value is not None else None
-    except ValueError:
+        return raw.decode(charset or "utf-8", "replace")
+    except LookupError:
+        return raw.decode("utf-8", "replace")
+
+
+def judge(outcome, status, headers, body, success_text):
+    """A 2xx (containing the Success Text, when set) is delivered; anything else is retried."""
+    outcome.status, outcome.response_headers, outcome.response_body = status, dict(headers), body[:2000]
+    if 300 <= status < 400:
+        outcome.error = f"HTTP {status}: redirect to {headers.get('Location', '(no Location)')} (not followed)"
+    elif not 200 <= status < 300:
+        outcome.error = f"HTTP {status}"
+    elif success_text and success_text not in body:
+        outcome.error = f"response does not contain the Success Text {success_text!r}"
+    else:
+        outcome.ok = True
+        outcome.summary = f"postback delivered (HTTP {status})"
+        return outcome
+    outcome.retry_after = retry_after(headers.get("Retry-After"))
+    return outcome
+
+
+def retry_after(value):
+    """Retry-After in seconds, from a number or an HTTP date; None when absent or unreadable."""
+    if not value:
         return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
