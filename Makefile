@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml plugins/postback/pyproject.toml plugins/ftp/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]" -e plugins/postback -e plugins/ftp
+	$(BIN)/pip install -q -e ".[dev]" -e plugins/postback -e plugins/ftp -e tests/plugins/jsonlines
 	touch $(STAMP)
 
 run: $(STAMP)
