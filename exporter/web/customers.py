@@ -1,11 +1,69 @@
 """Customers: search, and a customer's events and history."""
-from flask import Blueprint, render_template
+import re
 
+from flask import Blueprint, render_template, request
+from sqlalchemy import func
+from wtforms import Form, IntegerField, SearchField
+from wtforms.validators import Length, NumberRange, Optional
+
+from .. import customer_types
+from ..extensions import db
+from ..models import Campaign, Customer, Delivery, Event, HistoryEntry
 from . import admin_blueprint
 
 bp = admin_blueprint(Blueprint("customers", __name__, url_prefix="/customers"))
 
+PER_PAGE = 50
+
+
+class SearchForm(Form):
+    """The search box, read from the query string (a GET form: nothing to protect)."""
+    q = SearchField("Search", validators=[Length(max=200, message="Search for at most 200 characters")],
+                    description="Name, email, phone or CRM customer id")
+    page = IntegerField("Page", default=1, validators=[Optional(), NumberRange(min=1, message="Page starts at 1")])
+
+
+def _contains(column, text):
+    return func.lower(column).contains(text.lower(), autoescape=True)
+
+
+def search_query(q):
+    """Customers whose name ("first", "last" or "first last"), email, phone or CRM id matches q."""
+    query = db.select(Customer).order_by(Customer.id.desc())
+    q = q.strip()
+    if not q:
+        return query
+    matches = [_contains(Customer.first_name + " " + Customer.last_name, q), _contains(Customer.email, q),
+               _contains(Customer.phone, q)]
+    digits = re.sub(r"\D", "", q)
+    if digits and len(digits) >= 3 and digits != q:  # "(555) 201-3344" finds 5552013344
+        matches.append(_contains(Customer.phone, digits))
+    if q.isdigit() and len(q) < 19:
+        matches.append(Customer.crm_customer_id == int(q))
+    return query.where(db.or_(*matches))
+
 
 @bp.route("/")
 def index():
-    return render_template("customers/index.html")
+    form = SearchForm(request.args)
+    if not form.validate():
+        return render_template("customers/index.html", form=form, customers=None), 400
+    customers = db.paginate(search_query(form.q.data or ""), page=form.page.data or 1, per_page=PER_PAGE,
+                            error_out=False)
+    return render_template("customers/index.html", form=form, customers=customers)
+
+
+@bp.route("/<int:customer_id>")
+def show(customer_id):
+    customer = db.get_or_404(Customer, customer_id)
+    events = db.session.scalars(db.select(Event).where(Event.customer_id == customer.id)
+                                .order_by(Event.occurred_at.desc(), Event.id.desc())).all()
+    campaign_ids = {e.campaign_id for e in events if e.campaign_id is not None}
+    campaigns = {c.id: c.name for c in db.session.scalars(db.select(Campaign).where(Campaign.id.in_(campaign_ids)))}
+    history = db.session.execute(
+        db.select(HistoryEntry, Delivery.status)
+        .outerjoin(Delivery, HistoryEntry.delivery_id == Delivery.id)
+        .where(HistoryEntry.customer_id == customer.id)
+        .order_by(HistoryEntry.created_at.desc(), HistoryEntry.id.desc())).all()
+    return render_template("customers/show.html", customer=customer, events=events, campaigns=campaigns,
+                           history=history, type_label=customer_types.label)

@@ -1,11 +1,109 @@
 """Deliveries: the list by status and profile, and a delivery's page with every attempt."""
-from flask import Blueprint, render_template
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy.orm import joinedload, selectinload
+from wtforms import Form, IntegerField, SelectField
+from wtforms.validators import AnyOf, NumberRange, Optional
 
+from .. import customer_types, dispatch
+from ..extensions import db
+from ..models import Delivery, Event, Profile
 from . import admin_blueprint
 
 bp = admin_blueprint(Blueprint("deliveries", __name__, url_prefix="/deliveries"))
 
+PER_PAGE = 50
+# How a daily file's details read on its delivery's page.
+DETAIL_LABELS = {"file_name": "File name", "rows": "Rows", "bytes": "Bytes", "checksum": "Checksum"}
+
+
+class FilterForm(Form):
+    """The list's filters, read from the query string (a GET form: nothing to protect)."""
+    status = SelectField("Status", default="", validate_choice=False)
+    profile = SelectField("Profile", default="", validate_choice=False)
+    page = IntegerField("Page", default=1, validators=[Optional(), NumberRange(min=1, message="Page starts at 1")])
+
+    def __init__(self, formdata, profiles):
+        super().__init__(formdata)
+        self.status.choices = [("", "Any status")] + [(s, s) for s in Delivery.STATUSES]
+        self.profile.choices = [("", "Any profile")] + [(str(p.id), p.name) for p in profiles]
+        # Our own message, not WTForms' generic one, names what was wrong.
+        self.status.validators = [AnyOf([v for v, _ in self.status.choices], "Choose a status from the list")]
+        self.profile.validators = [AnyOf([v for v, _ in self.profile.choices], "No such profile")]
+
+
+def _filtered(form):
+    query = (db.select(Delivery)
+             .options(joinedload(Delivery.profile), joinedload(Delivery.event).joinedload(Event.customer))
+             .order_by(Delivery.id.desc()))
+    if form.status.data:
+        query = query.where(Delivery.status == form.status.data)
+    if form.profile.data:
+        query = query.where(Delivery.profile_id == int(form.profile.data))
+    return query
+
 
 @bp.route("/")
 def index():
-    return render_template("deliveries/index.html")
+    profiles = db.session.scalars(db.select(Profile).order_by(Profile.name)).all()
+    form = FilterForm(request.args, profiles)
+    if not form.validate():
+        return render_template("deliveries/index.html", form=form, deliveries=None, profile=None,
+                               type_label=customer_types.label), 400
+    deliveries = db.paginate(_filtered(form), page=form.page.data or 1, per_page=PER_PAGE, error_out=False)
+    profile = db.session.get(Profile, int(form.profile.data)) if form.profile.data else None
+    retrying = 0
+    if profile:
+        retrying = db.session.scalar(db.select(db.func.count()).where(
+            Delivery.profile_id == profile.id, Delivery.status == "retrying"))
+    return render_template("deliveries/index.html", form=form, deliveries=deliveries, profile=profile,
+                           retrying=retrying, type_label=customer_types.label)
+
+
+@bp.route("/<int:delivery_id>")
+def show(delivery_id):
+    delivery = db.first_or_404(
+        db.select(Delivery).where(Delivery.id == delivery_id)
+        .options(selectinload(Delivery.attempts), joinedload(Delivery.event).joinedload(Event.customer)))
+    return render_template("deliveries/show.html", delivery=delivery, type_label=customer_types.label,
+                           detail_labels=DETAIL_LABELS)
+
+
+@bp.route("/<int:delivery_id>/retry", methods=["POST"])
+def retry(delivery_id):
+    delivery = db.get_or_404(Delivery, delivery_id)
+    if dispatch.retry_now(delivery):
+        flash(f"Delivery #{delivery.id} will be sent again now.", "success")
+    else:
+        flash(f"Delivery #{delivery.id} is {delivery.status}: {_why_not_retried(delivery.status)}", "error")
+    return redirect(url_for(".show", delivery_id=delivery.id))
+
+
+def _why_not_retried(status):
+    if status == "sending":
+        return "it is being sent right now."
+    return "it has nothing left to send."
+
+
+@bp.route("/<int:delivery_id>/cancel", methods=["POST"])
+def cancel(delivery_id):
+    delivery = db.get_or_404(Delivery, delivery_id)
+    if dispatch.cancel(delivery, reason=f"cancelled by {current_user.email}"):
+        flash(f"Delivery #{delivery.id} cancelled.", "success")
+    elif delivery.status == "sending":
+        flash(f"Delivery #{delivery.id} is being sent right now and cannot be cancelled. "
+              "If this attempt fails, cancel it then.", "error")
+    else:
+        flash(f"Delivery #{delivery.id} is already {delivery.status}: there is nothing to cancel.", "error")
+    return redirect(url_for(".show", delivery_id=delivery.id))
+
+
+@bp.route("/profiles/<int:profile_id>/retry-all", methods=["POST"])
+def retry_all(profile_id):
+    """Send every retrying delivery of a profile now, e.g. once its endpoint is back up."""
+    profile = db.get_or_404(Profile, profile_id)
+    retrying = db.session.scalars(db.select(Delivery).where(
+        Delivery.profile_id == profile.id, Delivery.status == "retrying").order_by(Delivery.id)).all()
+    count = sum(dispatch.retry_now(d) for d in retrying)
+    flash(f"{count} retrying deliveries of profile '{profile.name}' will be sent again now.", "success")
+    return redirect(url_for(".index", profile=profile.id))

@@ -1,0 +1,121 @@
+"""The dashboard's figures: deliveries by status, attempts per hour, the oldest waiting
+delivery, the endpoints failing now. Plain queries; no Flask beyond the db."""
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+
+from .extensions import db
+from .models import Attempt, Delivery, utcnow
+
+HOURS = 24
+FAILING_LIMIT = 20
+
+
+@dataclass
+class HourBar:
+    start: datetime
+    delivered: int = 0
+    failed: int = 0
+
+    @property
+    def total(self):
+        return self.delivered + self.failed
+
+
+@dataclass
+class Waiting:
+    delivery: Delivery
+    since: datetime  # when it first became due
+    waited: timedelta
+
+
+@dataclass
+class FailingEndpoint:
+    target: str
+    count: int
+    last_error: str
+    last_failed_at: datetime
+
+
+def status_counts():
+    """{status: count} for every status, zeros included, in the model's order."""
+    rows = db.session.execute(db.select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+    found = dict(rows)
+    return {status: found.get(status, 0) for status in Delivery.STATUSES}
+
+
+def _hour_of(column):
+    """The hour a timestamp falls in, as the dialect can group by."""
+    if db.engine.dialect.name == "sqlite":
+        return func.strftime("%Y-%m-%d %H:00:00", column)
+    return func.date_trunc("hour", column)
+
+
+def _as_datetime(value):
+    return datetime.fromisoformat(value) if isinstance(value, str) else value.replace(tzinfo=None)
+
+
+def attempts_per_hour(now=None, hours=HOURS):
+    """Delivered and failed attempts in each of the last `hours` hours, oldest first.
+
+    Test sends from a profile's page are not deliveries and are left out.
+    """
+    now = now or utcnow()
+    first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+    bars = {first + timedelta(hours=i): HourBar(first + timedelta(hours=i)) for i in range(hours)}
+    hour = _hour_of(Attempt.started_at)
+    rows = db.session.execute(
+        db.select(hour, Attempt.ok, func.count())
+        .where(Attempt.is_test.is_(False), Attempt.started_at >= first)
+        .group_by(hour, Attempt.ok)).all()
+    for start, ok, count in rows:
+        bar = bars.get(_as_datetime(start))
+        if bar is None:  # an attempt stamped in the future (clock skew): not in the window
+            continue
+        if ok:
+            bar.delivered += count
+        else:
+            bar.failed += count
+    return list(bars.values())
+
+
+def oldest_waiting(now=None):
+    """The waiting delivery that has been due the longest, or None.
+
+    A retrying delivery has been due since its first attempt; a scheduled one since its
+    due time. A scheduled delivery not yet due is not waiting on anything.
+    """
+    now = now or utcnow()
+    since = func.coalesce(func.min(Attempt.started_at), Delivery.due_at)
+    row = db.session.execute(
+        db.select(Delivery, since.label("since"))
+        .outerjoin(Attempt, Attempt.delivery_id == Delivery.id)
+        .where(Delivery.status.in_(Delivery.WAITING))
+        .group_by(Delivery.id)
+        .having(since <= now)
+        .order_by(since, Delivery.id)
+        .limit(1)).first()
+    if row is None:
+        return None
+    delivery, first_due = row
+    first_due = _as_datetime(first_due)
+    return Waiting(delivery, first_due, now - first_due)
+
+
+def failing_endpoints(limit=FAILING_LIMIT):
+    """Targets of deliveries retrying now: how many, and the latest error from each."""
+    rows = db.session.execute(
+        db.select(Delivery.target, func.count(), func.max(Delivery.updated_at))
+        .where(Delivery.status == "retrying")
+        .group_by(Delivery.target)
+        .order_by(func.count().desc(), Delivery.target)
+        .limit(limit)).all()
+    endpoints = []
+    for target, count, last in rows:
+        last_error = db.session.scalar(
+            db.select(Delivery.last_error)
+            .where(Delivery.status == "retrying", Delivery.target == target)
+            .order_by(Delivery.updated_at.desc(), Delivery.id.desc()).limit(1))
+        endpoints.append(FailingEndpoint(target, count, last_error or "", _as_datetime(last)))
+    return endpoints
