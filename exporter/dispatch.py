@@ -270,20 +270,33 @@ def sweep(now=None):
     """Release claims of dead workers; re-enqueue due deliveries that no job carries."""
     cfg = current_app.config
     now = now or utcnow()
-    released = db.session.execute(
-        update(Delivery)
-        .where(Delivery.status == "sending",
-               Delivery.claimed_at < now - timedelta(seconds=cfg["CLAIM_TIMEOUT_SECONDS"]))
-        .values(status="retrying", due_at=utcnow(), claimed_at=None)
-        .execution_options(synchronize_session=False)).rowcount
-    db.session.commit()
+    released = release_stale_claims(now - timedelta(seconds=cfg["CLAIM_TIMEOUT_SECONDS"]))
     q = queue.get_queue(cfg["REDIS_URL"], cfg["QUEUE_NAME"])
     stale = now - timedelta(seconds=cfg["SWEEP_GRACE_SECONDS"])
     due = db.session.scalars(
         db.select(Delivery).where(Delivery.status.in_(Delivery.WAITING), Delivery.due_at <= stale)).all()
     requeued = 0
-    for delivery in due:
+    for delivery in {*due, *released}:
         if not queue.has_live_job(q, queue.delivery_job_id(delivery.id, delivery.due_at)):
             enqueue(delivery)
             requeued += 1
-    return {"released": released, "requeued": requeued}
+    return {"released": len(released), "requeued": requeued}
+
+
+def release_stale_claims(claimed_before):
+    """Deliveries claimed before this time belong to a dead worker: due again now."""
+    stale = db.session.scalars(db.select(Delivery).where(
+        Delivery.status == "sending", Delivery.claimed_at < claimed_before)).all()
+    released = []
+    for delivery in stale:
+        result = db.session.execute(
+            update(Delivery).where(Delivery.id == delivery.id, Delivery.status == "sending",
+                                   Delivery.claimed_at == delivery.claimed_at)
+            .values(status="retrying", due_at=utcnow(), claimed_at=None)
+            .execution_options(synchronize_session=False))
+        if result.rowcount == 1:
+            released.append(delivery)
+    db.session.commit()
+    for delivery in released:
+        db.session.refresh(delivery)
+    return released
