@@ -34,9 +34,10 @@ def create_app(test_config=None):
 
     register_blueprints(app)
 
-    from . import cli
+    from .cli import main
 
-    cli.init_app(app)
+    for name, command in main.commands.items():  # also on app.cli: `flask --app exporter` and tests
+        app.cli.add_command(command, name)
     return app
 
 

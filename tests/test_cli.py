@@ -1,0 +1,73 @@
+"""The `exporter` commands, through click's runner on the test app."""
+import json
+
+from exporter import tokens
+from exporter.extensions import db
+from exporter.models import IntakeToken, Profile, User
+
+from .factories import make_profile, profile_data
+
+
+def test_create_admin_takes_or_asks_for_a_password(app):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["create-admin", "Boss@Example.com", "--password", "s3cret-pass"])
+    assert result.exit_code == 0, result.output
+    user = db.session.scalars(db.select(User)).one()
+    assert user.email == "boss@example.com" and user.check_password("s3cret-pass")
+    assert "s3cret-pass" not in user.password_hash
+    result = runner.invoke(args=["create-admin", "boss@example.com"], input="new-pass-123\nnew-pass-123\n")
+    assert result.exit_code == 0, result.output
+    db.session.refresh(user)
+    assert user.check_password("new-pass-123") and db.session.query(User).count() == 1
+
+
+def test_create_admin_refuses_a_bad_email_or_short_password(app):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["create-admin", "nobody", "--password", "long-enough"])
+    assert result.exit_code == 2 and "not an email address" in result.output
+    result = runner.invoke(args=["create-admin", "a@b.c", "--password", "short"])
+    assert result.exit_code == 2 and "at least 8 characters" in result.output
+    assert db.session.query(User).count() == 0
+
+
+def test_create_token_prints_the_token_alone_on_the_last_line(app):
+    result = app.test_cli_runner().invoke(args=["create-token", "konnektive"])
+    assert result.exit_code == 0
+    token = result.output.strip().splitlines()[-1]
+    assert token.startswith("exp_") and " " not in token
+    row = tokens.authenticate(token)
+    assert row.name == "konnektive"
+    assert token not in json.dumps([r.token_hash for r in db.session.scalars(db.select(IntakeToken))])
+
+
+def test_profiles_export_then_import_round_trips(app, tmp_path):
+    make_profile()
+    runner = app.test_cli_runner()
+    exported = runner.invoke(args=["profiles", "export"])
+    assert exported.exit_code == 0
+    data = json.loads(exported.output)
+    assert data["version"] == 1 and data["profiles"][0]["name"] == "Call center partials"
+    assert data["profiles"][0]["mappings"][2] == {"export_name": "list_id", "field": "static", "static_value": "400"}
+    assert data["profiles"][0]["routes"] == [{"customer_types": ["partial"], "campaigns": [259], "products": []}]
+    data["profiles"][0]["delay_minutes"] = 7
+    data["profiles"].append(profile_data(name="Second"))
+    path = tmp_path / "profiles.json"
+    path.write_text(json.dumps(data))
+    result = runner.invoke(args=["profiles", "import", str(path)])
+    assert result.exit_code == 0 and "1 created, 1 updated" in result.output
+    assert db.session.scalar(db.select(Profile.delay_minutes).where(Profile.name == "Call center partials")) == 7
+
+
+def test_profiles_import_refuses_a_bad_file_naming_profile_and_field(app, tmp_path):
+    runner = app.test_cli_runner()
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    result = runner.invoke(args=["profiles", "import", str(path)])
+    assert result.exit_code == 1 and "is not JSON" in result.output
+    bad = profile_data(name="Broken")
+    bad["mappings"][1]["field"] = "shoeSize"
+    path.write_text(json.dumps({"version": 1, "profiles": [profile_data(name="Fine"), bad]}))
+    result = runner.invoke(args=["profiles", "import", str(path)])
+    assert result.exit_code == 1
+    assert "profile 'Broken': mappings[1].field: 'shoeSize' is not in the field catalog" in result.output
+    assert db.session.query(Profile).count() == 0  # the valid profile before it was not imported either
