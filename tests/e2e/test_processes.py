@@ -155,3 +155,21 @@ def test_exporter_run_as_a_newcomer_uses_it(tmp_path, redis_url):
             "Export profile 'Call center partials' fired: postback delivered (HTTP 200)"] * 2
         second = db.session.get(Delivery, history[1].delivery_id)
         assert second.attempt_count >= 2 and second.attempts[0].error
+
+
+def test_cron_sweeper_recovers_an_export_after_redis_is_flushed(app, app_config, post_events, receiver):
+    """Real `exporter cron` and `exporter worker` processes: a flush between intake and send loses nothing."""
+    from exporter.queue import connect
+
+    make_profile(url=receiver.url + "/p", delay_minutes=1)  # due a second after it occurred (tests)
+    post_events(event(occurred_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+    connect(app_config["REDIS_URL"]).flushdb()  # the scheduled job is gone
+    env = process_env(app_config, EXPORTER_SWEEP_INTERVAL_SECONDS=1, EXPORTER_SWEEP_GRACE_SECONDS=0,
+                      EXPORTER_MINUTE_SECONDS=1)
+    worker, cron = start(["worker"], env), start(["cron"], env)
+    try:
+        receiver.wait_for(1, timeout=30)
+    finally:
+        stop(cron)
+        stop(worker)
+    assert receiver.requests[0].path.startswith("/p?first_name=Jane")
