@@ -34,6 +34,10 @@ TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # Set by Exporter (or by HTTP itself) on every request, so neither a line nor a mapping may.
 RESERVED_HEADERS = {"content-length", "transfer-encoding", "connection", "idempotency-key",
                     "webhook-id", "webhook-timestamp", "webhook-signature"}
+# Credentials in headers are sent as they are but logged masked.
+CREDENTIAL_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
+CREDENTIAL_WORDS = ("token", "secret", "password")
+MASK = "****"
 
 
 # --- settings ---------------------------------------------------------------------------------
@@ -113,6 +117,11 @@ def with_query(url, pairs):
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
+def is_credential(name):
+    name = name.lower()
+    return name in CREDENTIAL_HEADERS or any(word in name for word in CREDENTIAL_WORDS)
+
+
 def split_pairs(pairs):
     """(parameters, headers): `header:Name` pairs become headers, in mapping order."""
     params, headers = [], []
@@ -136,8 +145,9 @@ class Request:
     headers: CaseInsensitiveDict
     body: bytes
 
-    def text_headers(self):
-        return {k: v.decode() if isinstance(v, bytes) else v for k, v in self.headers.items()}
+    def logged_headers(self):
+        """The headers for the attempt log: credentials masked (the core masks secret settings)."""
+        return {k: MASK if is_credential(k) else v for k, v in self.headers.items()}
 
     def wire_headers(self):
         """Non-ASCII header values go out as UTF-8 bytes (http.client would refuse them as str)."""
@@ -164,7 +174,7 @@ class PostbackType(ExportType):
 
     def preview(self, columns, row):
         req = self.build_request(row, "preview")
-        lines = [f"{req.method} {req.url}"] + [f"{k}: {v}" for k, v in req.text_headers().items()]
+        lines = [f"{req.method} {req.url}"] + [f"{k}: {v}" for k, v in req.logged_headers().items()]
         return "\n".join(lines) + ("\n\n" + req.body.decode() if req.body else "")
 
     def build_request(self, pairs, idempotency_key, timestamp=None):
@@ -193,7 +203,7 @@ class PostbackType(ExportType):
             req = self.build_request(next(iter(batch.rows)), batch.idempotency_key)
         except ValueError as exc:
             return Outcome(ok=False, error=str(exc))
-        outcome = Outcome(ok=False, method=req.method, target=req.url, request_headers=req.text_headers(),
+        outcome = Outcome(ok=False, method=req.method, target=req.url, request_headers=req.logged_headers(),
                           request_body=req.body.decode())
         try:
             check_target_url(req.url, batch.allow_private_targets)
