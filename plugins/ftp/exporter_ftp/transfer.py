@@ -1,0 +1,195 @@
+"""Talking to the partner's server: FTP (ftplib), FTPS with explicit TLS (ftplib), SFTP (paramiko).
+
+Each connection logs in, changes to the remote directory, uploads under a temporary name
+then renames (so a partner never reads half a file), and lists the directory. Every
+server reply is kept in `replies` for the attempt log; a failure raises TransferError
+naming the step and carrying the server's own words.
+"""
+import base64
+import ftplib
+import hashlib
+import socket
+import ssl
+
+DEFAULT_TIMEOUT = 30
+
+
+class TransferError(Exception):
+    """A step that failed: `step` says what we were doing, the message what the server said."""
+
+    def __init__(self, step, message):
+        super().__init__(f"{step} failed: {message}")
+        self.step = step
+
+
+def part_name(name):
+    """The temporary name a file is uploaded under: hidden, and not matching *.csv."""
+    return f".{name}.part"
+
+
+def _reply_text(exc):
+    return str(exc).strip() or type(exc).__name__
+
+
+class FtpConnection:
+    """FTP, or FTPS with explicit TLS (AUTH TLS, then PROT P for the data channel)."""
+
+    method = "STOR"
+
+    def __init__(self, host, port, username, password, tls=False, verify_tls=True, timeout=DEFAULT_TIMEOUT):
+        self.host, self.port, self.username, self.password = host, port, username, password
+        self.tls, self.verify_tls, self.timeout = tls, verify_tls, timeout
+        self.replies = []
+        self.ftp = None
+
+    def _step(self, step, call, *args):
+        try:
+            reply = call(*args)
+        except ftplib.all_errors as exc:
+            raise TransferError(step, _reply_text(exc)) from exc
+        if isinstance(reply, str) and reply:
+            self.replies.append(reply)
+        return reply
+
+    def _context(self):
+        context = ssl.create_default_context()
+        if not self.verify_tls:  # a partner's self-signed certificate, accepted on the admin's word
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def login(self):
+        self.ftp = ftplib.FTP_TLS(context=self._context(), timeout=self.timeout) if self.tls \
+            else ftplib.FTP(timeout=self.timeout)
+        self._step(f"connect to {self.host}:{self.port}", self.ftp.connect, self.host, self.port)
+        if self.tls:
+            self._step("TLS (AUTH TLS)", self.ftp.auth)
+        self._step(f"login as {self.username}", self.ftp.login, self.username, self.password)
+        if self.tls:
+            self._step("TLS for data (PROT P)", self.ftp.prot_p)
+
+    def cd(self, directory):
+        if directory:
+            self._step(f"change to directory {directory}", self.ftp.cwd, directory)
+
+    def upload(self, local_path, name):
+        """Upload under the temporary name, then rename over any older file of that name."""
+        temporary = part_name(name)
+        with open(local_path, "rb") as f:
+            try:
+                self._step(f"upload {temporary}", self.ftp.storbinary, f"STOR {temporary}", f)
+            except TransferError:
+                self._forget(temporary)
+                raise
+        try:
+            self._step(f"rename {temporary} to {name}", self.ftp.rename, temporary, name)
+        except TransferError:
+            # Servers that refuse to rename over a file: remove the old one, then rename.
+            self._forget(name)
+            self._step(f"rename {temporary} to {name}", self.ftp.rename, temporary, name)
+
+    def _forget(self, name):
+        try:
+            self.ftp.delete(name)
+        except ftplib.all_errors:
+            pass
+
+    def listing(self):
+        lines = []
+        self._step("list the directory", self.ftp.retrlines, "LIST", lines.append)
+        return lines
+
+    def close(self):
+        if self.ftp is None:
+            return
+        try:
+            self.ftp.quit()
+        except (*ftplib.all_errors, AttributeError):  # never connected, or the server is gone
+            self.ftp.close()
+
+
+def fingerprint(key):
+    """A host key's SHA256 fingerprint as ssh-keygen -l prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class SftpConnection:
+    """SFTP over SSH with a password; the host key is checked when a fingerprint is given."""
+
+    method = "SFTP PUT"
+
+    def __init__(self, host, port, username, password, host_key="", timeout=DEFAULT_TIMEOUT):
+        self.host, self.port, self.username, self.password = host, port, username, password
+        self.host_key, self.timeout = host_key.strip(), timeout
+        self.replies = []
+        self.transport = self.sftp = None
+
+    def login(self):
+        import paramiko
+
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except OSError as exc:
+            raise TransferError(f"connect to {self.host}:{self.port}", _reply_text(exc)) from exc
+        self.transport = paramiko.Transport(sock)
+        self.transport.banner_timeout = self.transport.auth_timeout = self.timeout
+        try:
+            self.transport.start_client(timeout=self.timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransferError(f"SSH handshake with {self.host}:{self.port}", _reply_text(exc)) from exc
+        key = self.transport.get_remote_server_key()
+        self.replies.append(f"{self.transport.remote_version}; host key {key.get_name()} {fingerprint(key)}")
+        if self.host_key and self.host_key != fingerprint(key):
+            raise TransferError("host key check", f"the server's key is {fingerprint(key)}, "
+                                                  f"not the Host Key Fingerprint {self.host_key}")
+        try:
+            self.transport.auth_password(self.username, self.password)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransferError(f"login as {self.username}", _reply_text(exc)) from exc
+        self.replies.append(f"logged in as {self.username}")
+        self.sftp = self._step("open SFTP", paramiko.SFTPClient.from_transport, self.transport)
+        self.sftp.get_channel().settimeout(self.timeout)
+
+    def _step(self, step, call, *args, **kwargs):
+        try:
+            return call(*args, **kwargs)
+        except (OSError, EOFError) as exc:
+            raise TransferError(step, _reply_text(exc)) from exc
+        except Exception as exc:  # paramiko.SSHException and its kin
+            raise TransferError(step, f"{type(exc).__name__}: {exc}") from exc
+
+    def cd(self, directory):
+        if directory:
+            self._step(f"change to directory {directory}", self.sftp.chdir, directory)
+            self.replies.append(f"in {self.sftp.getcwd()}")
+
+    def upload(self, local_path, name):
+        temporary = part_name(name)
+        try:
+            attrs = self._step(f"upload {temporary}", self.sftp.put, local_path, temporary)
+        except TransferError:
+            self._forget(temporary)
+            raise
+        self.replies.append(f"PUT {temporary}: {attrs.st_size} bytes")
+        try:
+            self.sftp.posix_rename(temporary, name)  # atomic, replaces an older file of that name
+        except OSError:
+            self._forget(name)  # servers without posix-rename@openssh.com
+            self._step(f"rename {temporary} to {name}", self.sftp.rename, temporary, name)
+        self.replies.append(f"renamed {temporary} to {name}")
+
+    def _forget(self, name):
+        try:
+            self.sftp.remove(name)
+        except (OSError, EOFError):
+            pass
+
+    def listing(self):
+        return [str(attr) for attr in self._step("list the directory", self.sftp.listdir_attr, ".")]
+
+    def close(self):
+        if self.sftp is not None:
+            self.sftp.close()
+        if self.transport is not None:
+            self.transport.close()
