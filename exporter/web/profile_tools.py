@@ -1,16 +1,93 @@
-"""Tools on the profile page that talk to the target: Send test, Test connection."""
-from flask import Blueprint, abort
+"""Tools on the profile page that talk to the target: Send test, Test connection.
 
+Both go through the export type's contract only, so they work for any installed type.
+A test send is logged as an attempt marked is_test, with no delivery and never a line in
+a customer's history; a connection test is shown and not stored.
+"""
+import logging
+import uuid
+from datetime import date
+
+from flask import Blueprint, abort, current_app, render_template
+
+from .. import catalog, dispatch, mapping, security
+from ..export_types import DAILY_FILE, Batch, Outcome
+from ..extensions import db
+from ..models import Profile, utcnow
 from . import admin_blueprint
 
 bp = admin_blueprint(Blueprint("profile_tools", __name__, url_prefix="/profiles"))
+log = logging.getLogger(__name__)
+
+
+def _result(profile, title, attempt=None, summary="", problem=None, status=200):
+    return render_template("profile_tools/result.html", profile=profile, title=title, attempt=attempt,
+                           summary=summary, problem=problem), status
+
+
+def _call(export_type, what, *args, **kwargs):
+    """A plugin's hook, whose bug becomes a failed Outcome on the page rather than a 500."""
+    try:
+        outcome = getattr(export_type, what)(*args, **kwargs)
+    except Exception as exc:
+        log.exception("%s of export type %s failed", what, export_type.key)
+        return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}")
+    if not isinstance(outcome, Outcome):
+        return Outcome(ok=False, error=f"{export_type.key}.{what}() returned {type(outcome).__name__}, not an Outcome")
+    return outcome
 
 
 @bp.route("/<int:profile_id>/send-test", methods=["POST"])
 def send_test(profile_id):
-    abort(501)  # built in the plugins issue
+    """Render the sample order with the profile's mappings and send it once, marked as a test."""
+    profile = db.get_or_404(Profile, profile_id)
+    title = "Send test"
+    cls = dispatch.registry().get(profile.export_type)
+    if cls is None:
+        return _result(profile, title, problem=f"Export type {profile.export_type!r} is not installed.", status=409)
+    try:
+        renderer = dispatch.renderer_for(profile)
+    except mapping.MappingError as exc:
+        return _result(profile, title, problem=f"Field Mappings: {exc}", status=422)
+    if not renderer.columns:
+        return _result(profile, title, problem="Add a field mapping first: there is nothing to send.", status=422)
+    try:
+        export_type = cls(dispatch.plain_settings(profile))
+        secrets_ = dispatch.setting_secrets(profile)
+    except ValueError as exc:  # a stored secret that this SECRET_KEY cannot decrypt
+        return _result(profile, title, problem=str(exc), status=409)
+    row = renderer(catalog.sample_record())
+    batch = Batch(columns=renderer.columns, rows=[row], profile_name=profile.name,
+                  idempotency_key=f"test-{uuid.uuid4().hex[:16]}", is_test=True,
+                  file_date=date.today() if cls.schedule == DAILY_FILE else None,
+                  allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]))
+    started = utcnow()
+    outcome = _call(export_type, "send", batch)
+    # Masked exactly as a delivery's attempt is: sensitive mapped values and secret settings.
+    secrets_ += dispatch.sensitive_pairs(renderer, [row])
+    attempt = dispatch.attempt_from(outcome, secrets_, number=1, started_at=started, profile_id=profile.id,
+                                    is_test=True)
+    db.session.add(attempt)
+    db.session.commit()
+    return _result(profile, title, attempt=attempt, summary=security.redact(outcome.summary, secrets_))
 
 
 @bp.route("/<int:profile_id>/test-connection", methods=["POST"])
 def test_connection(profile_id):
-    abort(501)  # built in the FTP issue
+    """The type's optional test_connection(): reach the target without sending an export."""
+    profile = db.get_or_404(Profile, profile_id)
+    cls = dispatch.registry().get(profile.export_type)
+    if cls is None or not callable(getattr(cls, "test_connection", None)):
+        abort(404)
+    title = "Test connection"
+    try:
+        export_type = cls(dispatch.plain_settings(profile))
+        secrets_ = dispatch.setting_secrets(profile)
+    except ValueError as exc:
+        return _result(profile, title, problem=str(exc), status=409)
+    started = utcnow()
+    outcome = _call(export_type, "test_connection",
+                    allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]))
+    attempt = dispatch.attempt_from(outcome, secrets_, number=1, started_at=started, profile_id=profile.id,
+                                    is_test=True)
+    return _result(profile, title, attempt=attempt, summary=security.redact(outcome.summary, secrets_))

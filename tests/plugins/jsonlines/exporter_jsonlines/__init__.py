@@ -65,8 +65,8 @@ class JsonLinesType(ExportType):
         outcome.details = {"file": path, "lines": lines}
         return outcome
 
-    def test_connection(self):
-        """Optional hook: can the file be appended to, without writing anything?"""
+    def test_connection(self, allow_private_targets=False):
+        """Optional hook: can the file be appended to? Nothing is written."""
         path = self.settings["path"]
         directory = os.path.dirname(path)
         target = path if os.path.exists(path) else directory
