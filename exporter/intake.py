@@ -108,105 +108,125 @@ def _rules():
                                frozenset(r.campaigns or ()), frozenset(r.products or ())) for r, _ in rows]
 
 
+class _Batch:
+    """What one request's events need from the database, fetched once, not per event."""
+
+    def __init__(self, events):
+        keys = [e.id for e in events]
+        self.seen = set(db.session.scalars(db.select(Event.event_key).where(Event.event_key.in_(keys))))
+        crm_ids = {e.order.customerId for e in events if e.order.customerId is not None}
+        emails = {e.order.emailAddress for e in events if e.order.customerId is None and e.order.emailAddress}
+        self.by_crm_id = {c.crm_customer_id: c for c in db.session.scalars(
+            db.select(Customer).where(Customer.crm_customer_id.in_(crm_ids)))}
+        self.by_email = {c.email: c for c in db.session.scalars(
+            db.select(Customer).where(Customer.email.in_(emails), Customer.crm_customer_id.is_(None)))}
+        campaign_ids = {e.order.campaignId for e in events if e.order.campaignId is not None}
+        product_ids = {p.productId for e in events for p in e.order.products}
+        self.names = {Campaign: {c.id: c for c in db.session.scalars(
+                          db.select(Campaign).where(Campaign.id.in_(campaign_ids)))},
+                      Product: {p.id: p for p in db.session.scalars(
+                          db.select(Product).where(Product.id.in_(product_ids)))}}
+        self.rules = _rules()
+        self.profiles = {}
+        self.deliveries = []
+
+
 def _store(events):
     counts = {"accepted": 0, "duplicates": 0, "test_orders": 0, "deliveries": 0}
-    rules, profiles, deliveries, seen = _rules(), {}, [], set()
+    batch = _Batch(events)
     test_cards = set(current_app.config["TEST_CARD_NUMBERS"])
-    for item in events:
-        if item.id in seen or db.session.scalar(db.select(Event.id).where(Event.event_key == item.id)):
-            counts["duplicates"] += 1
-            continue
-        seen.add(item.id)
-        event = _store_event(item, test_cards)
-        counts["accepted"] += 1
-        if event.is_test:
-            counts["test_orders"] += 1
-            _history(event, "Test-card order: skipped, never exported")
-            continue
-        if event.type in customer_types.CONVERSIONS:
-            dispatch.cancel_converted(event.customer_id, event.order_id)
-        product_ids = [p.productId for p in item.order.products]
-        for rule in matching.matching_routes(rules, event.type, event.campaign_id, product_ids):
-            profile = profiles.get(rule.profile_id) or db.session.get(Profile, rule.profile_id)
-            profiles[profile.id] = profile
-            deliveries += _schedule(event, profile, rule.route_id, deliveries)
+    with db.session.no_autoflush:
+        for item in events:
+            if item.id in batch.seen:
+                counts["duplicates"] += 1
+                continue
+            batch.seen.add(item.id)
+            counts["accepted"] += 1
+            event = _store_event(item, test_cards, batch)
+            if event.is_test:
+                counts["test_orders"] += 1
+                _history(event, "Test-card order: skipped, never exported")
+                continue
+            if event.type in customer_types.CONVERSIONS:
+                db.session.flush()  # earlier events of this body may be the partials it converts
+                dispatch.cancel_converted(event.customer and event.customer.id, event.order_id)
+            _route(event, [p.productId for p in item.order.products], batch)
     db.session.commit()
-    counts["deliveries"] = len(deliveries)
-    return counts, deliveries
+    counts["deliveries"] = len(batch.deliveries)
+    return counts, batch.deliveries
 
 
-def _schedule(event, profile, route_id, so_far):
+def _route(event, product_ids, batch):
     """One delivery per profile for a per-event type; one file row per route for a file type."""
-    cls = dispatch.registry().get(profile.export_type)
-    if cls is None:
-        return []
-    if cls.schedule != PER_EVENT:
-        db.session.add(FileRow(route_id=route_id, event=event, occurred_at=event.occurred_at))
-        return []
-    if any(d.profile_id == profile.id and d.event is event for d in so_far):
-        return []
-    delivery = dispatch.new_delivery(profile, event, route_id)
-    db.session.flush()
-    return [delivery]
+    delivered_profiles = set()
+    for rule in matching.matching_routes(batch.rules, event.type, event.campaign_id, product_ids):
+        profile = batch.profiles.get(rule.profile_id) or db.session.get(Profile, rule.profile_id)
+        batch.profiles[profile.id] = profile
+        cls = dispatch.registry().get(profile.export_type)
+        if cls is None:
+            continue
+        if cls.schedule != PER_EVENT:
+            db.session.add(FileRow(route_id=rule.route_id, event=event, occurred_at=event.occurred_at))
+        elif profile.id not in delivered_profiles:
+            delivered_profiles.add(profile.id)
+            batch.deliveries.append(dispatch.new_delivery(profile, event, rule.route_id))
 
 
-def _store_event(item, test_cards):
+def _store_event(item, test_cards, batch):
     order = item.order.model_dump(exclude_none=True)
     for key in security.CVV_KEYS:  # CVV is never stored, under any of its names
         order.pop(key, None)
     card = order.pop("cardNumber", None)
     if card:
         order["cardLast4"], order["cardBin"] = card[-4:], card[:6]
-    customer = _upsert_customer(item.order)
-    _upsert_names(item.order)
+    _upsert_names(item.order, batch.names)
     occurred = item.occurred_at or datetime.now(timezone.utc)
     if occurred.tzinfo:
         occurred = occurred.astimezone(timezone.utc).replace(tzinfo=None)
     event = Event(event_key=item.id, type=item.type, occurred_at=occurred, received_at=utcnow(),
-                  customer=customer, order_id=item.order.orderId, campaign_id=item.order.campaignId,
-                  order=order, is_test=item.order.isTestCard or (card in test_cards),
+                  customer=_upsert_customer(item.order, batch), order_id=item.order.orderId,
+                  campaign_id=item.order.campaignId, order=order,
+                  is_test=item.order.isTestCard or (card in test_cards),
                   card_number=security.encrypt(current_app.config["SECRET_KEY"], card) if card else None)
     db.session.add(event)
-    db.session.flush()
     return event
 
 
-def _upsert_customer(order):
-    customer = None
+def _upsert_customer(order, batch):
+    """The customer by CRM customer id, else by email; made when new, names kept current."""
     if order.customerId is not None:
-        customer = db.session.scalar(db.select(Customer).where(Customer.crm_customer_id == order.customerId))
+        customer, index, key = batch.by_crm_id.get(order.customerId), batch.by_crm_id, order.customerId
     elif order.emailAddress:
-        customer = db.session.scalar(db.select(Customer).where(
-            Customer.email == order.emailAddress, Customer.crm_customer_id.is_(None)))
+        customer, index, key = batch.by_email.get(order.emailAddress), batch.by_email, order.emailAddress
+    else:
+        return None
     if customer is None:
-        if order.customerId is None and not order.emailAddress:
-            return None
-        customer = Customer(crm_customer_id=order.customerId)
+        customer = index[key] = Customer(crm_customer_id=order.customerId)
         db.session.add(customer)
     for attr, value in (("email", order.emailAddress), ("first_name", order.firstName),
                         ("last_name", order.lastName), ("phone", order.phoneNumber)):
         if value:
             setattr(customer, attr, value)
-    db.session.flush()
     return customer
 
 
-def _upsert_names(order):
+def _upsert_names(order, names):
     """Campaigns and products the CRM names, so route forms can offer them."""
     if order.campaignId is not None:
-        _upsert(Campaign, order.campaignId, order.campaignName)
+        _upsert(Campaign, order.campaignId, order.campaignName, names[Campaign])
     for p in order.products:
-        _upsert(Product, p.productId, p.productName)
+        _upsert(Product, p.productId, p.productName, names[Product])
 
 
-def _upsert(model, id_, name):
-    row = db.session.get(model, id_)
+def _upsert(model, id_, name, known):
+    row = known.get(id_)
     if row is None:
-        db.session.add(model(id=id_, name=name or ""))
+        row = known[id_] = model(id=id_, name=name or "")
+        db.session.add(row)
     elif name and row.name != name:
         row.name = name
 
 
 def _history(event, message):
-    if event.customer_id:
-        db.session.add(HistoryEntry(customer_id=event.customer_id, event_id=event.id, message=message))
+    if event.customer is not None:
+        db.session.add(HistoryEntry(customer=event.customer, event=event, message=message))

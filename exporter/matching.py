@@ -28,11 +28,3 @@ def matching_routes(rules, event_type, campaign_id, product_ids, is_test=False):
         return []
     product_ids = frozenset(product_ids)
     return [r for r in rules if route_matches(r, event_type, campaign_id, product_ids)]
-
-
-def matching_profiles(rules, event_type, campaign_id, product_ids, is_test=False):
-    """Profile id -> its first matching route id: one delivery per profile, however many routes match."""
-    found = {}
-    for rule in matching_routes(rules, event_type, campaign_id, product_ids, is_test):
-        found.setdefault(rule.profile_id, rule.route_id)
-    return found

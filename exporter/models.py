@@ -205,6 +205,9 @@ class HistoryEntry(db.Model):
     message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
 
+    customer: Mapped[Customer] = relationship()
+    event: Mapped[Event | None] = relationship()
+
 
 class FileRow(db.Model):
     """An event recorded as a row of a route's daily file.

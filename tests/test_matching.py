@@ -1,5 +1,5 @@
 """Routing rules: plain Python, no app."""
-from exporter.matching import RouteRule, matching_profiles, matching_routes
+from exporter.matching import RouteRule, matching_routes
 
 
 def rule(route_id, profile_id, types=("partial",), campaigns=(), products=()):
@@ -21,9 +21,9 @@ def test_empty_campaigns_or_products_mean_all():
     assert matching_routes([r], "partial", None, [1, 2])
 
 
-def test_one_delivery_per_profile_even_when_several_of_its_routes_match():
-    rules = [rule(1, 7), rule(2, 7, campaigns={259}), rule(3, 8, types=("partial", "decline"))]
-    assert matching_profiles(rules, "partial", 259, [33]) == {7: 1, 8: 3}
+def test_every_matching_route_of_every_profile_is_returned():
+    rules = [rule(1, 7), rule(2, 7, campaigns={259}), rule(3, 8, types=("partial", "decline")), rule(4, 9, ("cancel",))]
+    assert [r.route_id for r in matching_routes(rules, "partial", 259, [33])] == [1, 2, 3]
 
 
 def test_test_card_orders_match_nothing():

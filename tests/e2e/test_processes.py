@@ -59,6 +59,13 @@ def kill_tree(process):
     process.wait(5)
 
 
+def _answers(url):
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 def wait_until(predicate, timeout=20.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -115,6 +122,7 @@ def test_exporter_run_as_a_newcomer_uses_it(tmp_path, redis_url):
         password = re.search(r"log in as admin@example.com with password (\S+)", out).group(1)
         token = re.search(r"Bearer (exp_\S+)'", out).group(1)
         base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(base + "/login"), what="the web UI to answer")
         web = requests.Session()
         login = web.get(base + "/login")
         csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login.text).group(1)
