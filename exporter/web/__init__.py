@@ -13,7 +13,22 @@ def admin_blueprint(bp):
     return bp
 
 
+def _errors(app):
+    from flask import render_template
+    from flask_wtf.csrf import CSRFError
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error):
+        return render_template("errors.html", title="Form expired",
+                               message=f"{error.description} Go back, reload the page and try again."), 400
+
+    @app.errorhandler(404)
+    def not_found(error):
+        return render_template("errors.html", title="Not found", message="There is nothing at this address."), 404
+
+
 def register_blueprints(app):
+    _errors(app)
     from . import (auth, catalog, customers, dashboard, deliveries, export_types, files, intake, profile_tools, profiles,
                    routing, tokens)
 
