@@ -1,14 +1,279 @@
-"""Daily-file exports: a day's rows per route, handed to the export type."""
+"""Daily-file exports: a day's rows per route, handed to the export type.
+
+Intake records each matching event of a daily-file profile as a FileRow. Every minute
+tick() makes, for each route of each active daily-file profile, one delivery per day
+whose file is due (the day before, once the profile's local time passes Send At), and
+catches up days missed while nothing ran. dispatch.deliver() sends it like any other
+delivery, calling build_batch() for the rows and write_history() on success.
+
+The core reads these settings of a daily-file type: `send_at` (HH:MM), `time_zone` (an
+IANA name) and `header_row` (the copy kept for download follows it).
+"""
+import csv
+import logging
+import os
+from datetime import datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import current_app
+from sqlalchemy import DateTime, Integer, Text, func, insert, literal, null, select
+from sqlalchemy.exc import IntegrityError
+
+from . import dispatch, security
+from .export_types import DAILY_FILE, Batch
+from .extensions import db
+from .models import Delivery, Event, FileRow, HistoryEntry, Profile, utcnow
+
+log = logging.getLogger(__name__)
+
+# Days tick() looks back for files that were never made (the app was down at Send At).
+DEFAULT_CATCH_UP_DAYS = 7
+# Rows fetched from the database at a time: a day's file is streamed, never held whole.
+DEFAULT_YIELD_PER = 1000
 
 
-def tick():
-    """Create and enqueue the files that are due (built in the FTP issue)."""
-    return 0
+class RerunError(ValueError):
+    """A re-run that cannot be made; `field` names the input at fault (profile or date)."""
+
+    def __init__(self, field, message):
+        super().__init__(message)
+        self.field = field
+
+
+# --- days and times -------------------------------------------------------------------------
+
+def is_daily_file(profile):
+    cls = dispatch.registry().get(profile.export_type)
+    return cls is not None and cls.schedule == DAILY_FILE
+
+
+def zone_of(profile):
+    try:
+        return ZoneInfo((profile.settings or {}).get("time_zone") or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("profile %s has a bad time zone; using UTC", profile.id)
+        return ZoneInfo("UTC")
+
+
+def send_at_of(profile):
+    text = (profile.settings or {}).get("send_at") or "00:00"
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        log.warning("profile %s has a bad Send At %r; using 00:00", profile.id, text)
+        return time(0)
+
+
+def local_now(profile, now=None):
+    now = now or datetime.now(timezone.utc)
+    if now.tzinfo is None:  # naive means UTC, as in the database
+        now = now.replace(tzinfo=timezone.utc)
+    return now.astimezone(zone_of(profile))
+
+
+def day_bounds(profile, day):
+    """The day, midnight to midnight in the profile's time zone, as naive UTC (FileRow.occurred_at)."""
+    zone = zone_of(profile)
+
+    def utc(d):
+        return datetime.combine(d, time(0), tzinfo=zone).astimezone(timezone.utc).replace(tzinfo=None)
+
+    return utc(day), utc(day + timedelta(days=1))
+
+
+def last_due_day(profile, now=None):
+    """The latest day whose file is due: yesterday once Send At has passed, else the day before."""
+    local = local_now(profile, now)
+    return local.date() - timedelta(days=1 if local.time() >= send_at_of(profile) else 2)
+
+
+def first_day(profile, last):
+    """How far tick() looks back: the catch-up window, never before the profile existed."""
+    created = profile.created_at.replace(tzinfo=timezone.utc).astimezone(zone_of(profile)).date()
+    return max(last - timedelta(days=DEFAULT_CATCH_UP_DAYS - 1), created)
+
+
+# --- making the day's deliveries ------------------------------------------------------------
+
+def file_delivery(profile, route_id, day, now=None):
+    delivery = Delivery(profile=profile, route_id=route_id, file_date=day, status="scheduled",
+                        due_at=now or utcnow(), target=dispatch.target_host(profile))
+    db.session.add(delivery)
+    return delivery
+
+
+def tick(now=None):
+    """Create and enqueue the files that are due; safe to run often and from two places at once."""
+    made = []
+    profiles = db.session.scalars(
+        select(Profile).where(Profile.active.is_(True)).order_by(Profile.id)).all()
+    for profile in profiles:
+        if is_daily_file(profile) and profile.routes:
+            made += _make_due(profile, now)
+    for delivery in made:
+        dispatch.enqueue(delivery)
+    return len(made)
+
+
+def _make_due(profile, now):
+    last = last_due_day(profile, now)
+    first = first_day(profile, last)
+    if first > last:
+        return []
+    have = set(db.session.execute(
+        select(Delivery.route_id, Delivery.file_date)
+        .where(Delivery.profile_id == profile.id, Delivery.file_date >= first, Delivery.file_date <= last)).all())
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    made = [file_delivery(profile, route.id, day) for route in profile.routes for day in days
+            if (route.id, day) not in have]
+    try:
+        db.session.commit()
+    except IntegrityError:  # another tick made them first (unique route and day)
+        db.session.rollback()
+        return []
+    return made
+
+
+def rerun(profile, day, enqueue=True, now=None):
+    """Rebuild and resend a past day's file for every route of the profile.
+
+    Resets each route's delivery of that day to scheduled and due now (or makes it).
+    Returns (deliveries queued, deliveries left alone because a worker is sending them).
+    """
+    if not is_daily_file(profile):
+        raise RerunError("profile", f"profile {profile.name!r} is not a daily-file export type "
+                                    f"({profile.export_type})")
+    today = local_now(profile, now).date()
+    if day >= today:
+        raise RerunError("date", f"{day.isoformat()} is not a past day in {zone_of(profile).key} "
+                                 f"(today there is {today.isoformat()})")
+    if not profile.routes:
+        raise RerunError("profile", f"profile {profile.name!r} has no routes: add one in Profile Routing")
+    queued, busy, due = [], [], utcnow()
+    for route in profile.routes:
+        delivery = db.session.scalar(
+            select(Delivery).where(Delivery.route_id == route.id, Delivery.file_date == day))
+        if delivery is None:
+            queued.append(file_delivery(profile, route.id, day, due))
+        elif delivery.status == "sending":
+            busy.append(delivery)
+        else:
+            delivery.status, delivery.due_at, delivery.claimed_at = "scheduled", due, None
+            delivery.cancel_reason = delivery.last_error = ""
+            queued.append(delivery)
+    db.session.commit()
+    if enqueue:
+        for delivery in queued:
+            dispatch.enqueue(delivery)
+    return queued, busy
+
+
+# --- sending --------------------------------------------------------------------------------
+
+def _day_rows(route_id, start, end):
+    return (FileRow.route_id == route_id, FileRow.occurred_at >= start, FileRow.occurred_at < end,
+            Event.is_test.is_(False))
+
+
+def rendered_rows(profile, route_id, day, renderer, yield_per=DEFAULT_YIELD_PER):
+    """The route's rows of the day in occurred_at order, rendered, streamed from the database."""
+    start, end = day_bounds(profile, day)
+    wants_card = "cardNumber" in {m.field for m in renderer.mappings}
+    card = Event.card_number if wants_card else null()  # decrypt card numbers only when mapped
+    result = db.session.execute(
+        select(Event.type, Event.order, card.label("card_number"))
+        .join(FileRow, FileRow.event_id == Event.id)
+        .where(*_day_rows(route_id, start, end))
+        .order_by(FileRow.occurred_at, FileRow.id)
+        .execution_options(yield_per=yield_per))
+    try:
+        for row in result:
+            yield renderer(dispatch.event_record(row, profile))
+    finally:
+        result.close()
 
 
 def build_batch(delivery):
-    raise NotImplementedError("daily files are built in the FTP issue")
+    """The day's file for a route as a Batch streaming its rows; nothing to redact from the log.
+
+    The attempt log holds the file's name, size and checksum, never its rows; the copy
+    kept for download has sensitive values masked.
+    """
+    profile = delivery.profile
+    if delivery.route_id is None:
+        raise LookupError("the route of this file was deleted; cancel the delivery")
+    renderer = dispatch.renderer_for(profile)
+    rows = rendered_rows(profile, delivery.route_id, delivery.file_date, renderer)
+    copy = KeptCopy(delivery, renderer, header=(profile.settings or {}).get("header_row", True))
+    batch = Batch(columns=renderer.columns, rows=copy.stream(rows), profile_name=profile.name,
+                  idempotency_key=str(delivery.id), route_id=delivery.route_id,
+                  route_name=str(delivery.route_id), file_date=delivery.file_date,
+                  allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]))
+    return batch, []
 
 
 def write_history(delivery, message):
-    """One history message per customer in the file (built in the FTP issue)."""
+    """One history message per customer in the file, linking to the delivery; keep the copy."""
+    # Also called when a waiting file is cancelled: keep the copy only of a file that arrived.
+    KeptCopy(delivery).keep(uploaded=(delivery.details or {}).get("uploaded") is True)
+    start, end = day_bounds(delivery.profile, delivery.file_date)
+    customers = (
+        select(Event.customer_id, func.min(Event.id), literal(delivery.id, Integer),
+               literal(message, Text), literal(utcnow(), DateTime))
+        .join(FileRow, FileRow.event_id == Event.id)
+        .where(*_day_rows(delivery.route_id, start, end), Event.customer_id.is_not(None))
+        .group_by(Event.customer_id))
+    db.session.execute(insert(HistoryEntry).from_select(
+        ["customer_id", "event_id", "delivery_id", "message", "created_at"], customers))
+
+
+# --- the copy kept for download -------------------------------------------------------------
+
+class KeptCopy:
+    """The file as sent with sensitive values masked, under FILES_DIR, for the delivery page.
+
+    Written beside the upload as the rows stream (same CSV form), kept only once the
+    file is delivered; a re-run replaces it.
+    """
+
+    def __init__(self, delivery, renderer=None, header=True):
+        self.path = kept_copy_path(delivery)
+        self.part = self.path + ".part"
+        self.renderer, self.header = renderer, header
+
+    def stream(self, rows):
+        fields = {m.export_name: m.field for m in self.renderer.mappings}
+        sensitive = self.renderer.sensitive_columns
+        os.makedirs(os.path.dirname(self.part), exist_ok=True)
+        with open(self.part, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, lineterminator="\r\n")
+            if self.header:
+                writer.writerow(self.renderer.columns)
+            try:
+                for row in rows:
+                    writer.writerow([security.masked(value, fields[name]) if name in sensitive and value else value
+                                     for name, value in row])
+                    yield row
+            finally:
+                rows.close()
+
+    def keep(self, uploaded):
+        """Keep the copy of a file that reached the server; drop one that did not."""
+        if not os.path.exists(self.part):
+            return
+        if uploaded:
+            os.replace(self.part, self.path)
+        else:
+            os.unlink(self.part)
+
+
+def kept_copy_path(delivery):
+    return os.path.join(current_app.config["FILES_DIR"], "deliveries", f"{delivery.id}.csv")
+
+
+def parse_day(text):
+    """A YYYY-MM-DD date, or RerunError naming the date."""
+    try:
+        return datetime.strptime((text or "").strip(), "%Y-%m-%d").date()
+    except ValueError:
+        raise RerunError("date", f"{text!r} is not a date as YYYY-MM-DD") from None

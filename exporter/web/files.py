@@ -1,16 +1,58 @@
 """Daily files: re-run a past day's file, download a file as it was sent (masked)."""
-from flask import Blueprint, abort
+import os
 
+from flask import Blueprint, abort, flash, redirect, render_template, send_file, url_for
+from flask_wtf import FlaskForm
+from werkzeug.routing import BuildError
+from wtforms import StringField
+from wtforms.validators import DataRequired
+
+from .. import daily_files
+from ..extensions import db
+from ..models import Delivery, Profile
 from . import admin_blueprint
 
 bp = admin_blueprint(Blueprint("files", __name__, url_prefix="/files"))
 
 
-@bp.route("/profiles/<int:profile_id>/rerun", methods=["POST"])
+class RerunForm(FlaskForm):
+    date = StringField("Date", validators=[DataRequired("Date is required")], render_kw={"type": "date"},
+                       description="The day whose file is rebuilt and sent again, for every route (YYYY-MM-DD).")
+
+
+def profile_page(profile):
+    try:
+        return url_for("profiles.edit", profile_id=profile.id)
+    except BuildError:  # the edit page's endpoint is not there: the list shows the profile too
+        return url_for("profiles.index", profile=profile.id)
+
+
+@bp.route("/profiles/<int:profile_id>/rerun", methods=["GET", "POST"])
 def rerun(profile_id):
-    abort(501)  # built in the FTP issue
+    profile = db.get_or_404(Profile, profile_id)
+    form = RerunForm()
+    if form.validate_on_submit():
+        try:
+            queued, busy = daily_files.rerun(profile, daily_files.parse_day(form.date.data))
+        except daily_files.RerunError as exc:
+            errors = form.date.errors if exc.field == "date" else form.form_errors
+            errors.append(str(exc))
+        else:
+            names = ", ".join(f"route {d.route_id}" for d in queued) or "none"
+            message = f"Re-run of {form.date.data.strip()} queued: {len(queued)} file(s) ({names})."
+            if busy:
+                message += f" {len(busy)} file(s) are being sent right now and were left alone."
+            flash(message, "success")
+            return redirect(profile_page(profile))
+    status = 400 if form.is_submitted() else 200
+    return render_template("files/rerun.html", form=form, profile=profile, back=profile_page(profile)), status
 
 
 @bp.route("/deliveries/<int:delivery_id>/download")
 def download(delivery_id):
-    abort(501)  # built in the FTP issue
+    delivery = db.get_or_404(Delivery, delivery_id)
+    path = daily_files.kept_copy_path(delivery)
+    if delivery.file_date is None or not os.path.exists(path):
+        abort(404, description="No file was kept for this delivery: it has not been uploaded yet.")
+    name = (delivery.details or {}).get("file_name") or f"delivery-{delivery.id}.csv"
+    return send_file(path, mimetype="text/csv", as_attachment=True, download_name=name, max_age=0)

@@ -211,3 +211,10 @@ def test_test_connection_follows_the_apps_private_target_setting(app, ftp_server
     assert FtpType(ftp_server.settings()).test_connection().ok
     app.config["ALLOW_PRIVATE_TARGETS"] = False
     assert "private address" in FtpType(ftp_server.settings()).test_connection().error
+
+
+def test_a_test_send_is_named_as_a_test(ftp_server):
+    test = batch()
+    test.is_test = True
+    assert FtpType(ftp_server.settings()).send(test).ok
+    assert list(ftp_server.files()) == [f"TEST_{FILE}"]

@@ -160,6 +160,8 @@ class FtpType(ExportType):
         name = file_name_for(self.settings.get("file_name") or DEFAULT_FILE_NAME,
                              batch.profile_name, batch.route_id if batch.route_id is not None else batch.route_name,
                              batch.file_date or date.today())
+        if batch.is_test:  # a Send test from the profile page: never mistaken for a day's file
+            name = f"TEST_{name}"
         outcome = Outcome(ok=False, method=self.method, target=self.url(name))
         try:
             check_target_host(self.host, batch.allow_private_targets)

@@ -1,0 +1,250 @@
+"""Daily files: events in through the intake, one CSV per route per day out to a real FTP server."""
+from datetime import datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from exporter import daily_files, security
+from exporter.extensions import db
+from exporter.models import Delivery, HistoryEntry
+
+from .factories import event, make_profile
+from .plugins.conftest import ftp_server  # noqa: F401 - a fixture
+from .plugins.ftp_servers import FtpServer
+
+DAY = datetime.now(timezone.utc).date() - timedelta(days=3)
+PARTIALS_259 = {"customer_types": ["partial"], "campaigns": [259], "products": []}
+DECLINES = {"customer_types": ["decline"], "campaigns": [], "products": []}
+HEADER = b"first_name,order_date,list_id,email_address,campaign_number\r\n"
+
+
+def at(day, hh, mm=0, tz="UTC"):
+    """An ISO timestamp of a local time on a day, as the CRM sends occurred_at."""
+    return datetime.combine(day, time(hh, mm), tzinfo=ZoneInfo(tz)).isoformat()
+
+
+def utc(day, hh, mm=0, tz="UTC"):
+    return datetime.combine(day, time(hh, mm), tzinfo=ZoneInfo(tz)).astimezone(timezone.utc)
+
+
+def ftp_profile(server, name="Daily partials", routes=(PARTIALS_259,), created=DAY, fields=None, **settings):
+    """An FTP profile pointing at the server, made (as far as tick() knows) on `created`."""
+    profile = make_profile(name=name, export_type="ftp", settings=server.settings(**settings), routes=list(routes),
+                           **(fields or {}))
+    profile.created_at = datetime.combine(created, time(12))  # noon UTC: that day in any zone of ±12 h
+    db.session.commit()
+    return profile
+
+
+def file_name(profile, route, day=DAY):
+    return f"{profile.name.lower().replace(' ', '-')}_{route.id}_{day:%Y%m%d}.csv"
+
+
+def deliveries():
+    return db.session.scalars(db.select(Delivery).order_by(Delivery.route_id, Delivery.file_date)).all()
+
+
+def all_delivered():
+    return bool(deliveries()) and all(d.status == "delivered" for d in deliveries())
+
+
+def test_one_file_per_route_holding_exactly_that_routes_day(app, post_events, ftp_server, run_jobs):
+    profile = ftp_profile(ftp_server, routes=[PARTIALS_259, DECLINES])
+    partials, declines = profile.routes
+    bodies = [
+        event("late", occurred_at=at(DAY, 18), firstName="Zoe", emailAddress="zoe@example.com", customerId=2,
+              orderDate="2026-11-27 18:00:00"),
+        event("early", occurred_at=at(DAY, 9), firstName='Ann "A", Jr', emailAddress="ann@example.com",
+              customerId=1, orderDate="2026-11-27 09:00:00"),
+        event("declined", type="decline", occurred_at=at(DAY, 12), firstName="Dee", customerId=3),
+        event("day-before", occurred_at=at(DAY - timedelta(days=1), 12), firstName="Old"),
+        event("day-after", occurred_at=at(DAY + timedelta(days=1), 0, 1), firstName="New"),
+        event("other-campaign", occurred_at=at(DAY, 10), campaignId=999, firstName="Other"),
+        event("test-card", occurred_at=at(DAY, 11), isTestCard=True, firstName="Tess"),
+    ]
+    assert post_events({"events": bodies}).status_code == 202
+
+    assert daily_files.tick(now=utc(DAY + timedelta(days=1), 1, 0)) == 2
+    run_jobs(until=all_delivered)
+
+    assert ftp_server.files() == {
+        file_name(profile, partials): HEADER
+        + b'"Ann ""A"", Jr",2026-11-27 09:00:00,400,ann@example.com,259\r\n'
+        + b"Zoe,2026-11-27 18:00:00,400,zoe@example.com,259\r\n",
+        file_name(profile, declines): HEADER + b"Dee,2026-11-27 14:03:22,400,jane@example.com,259\r\n",
+    }
+    first = deliveries()[0]
+    assert first.details["rows"] == 2 and first.details["file_name"] == file_name(profile, partials)
+    assert first.attempts[0].method == "STOR" and "226 Transfer complete." in first.attempts[0].response_body
+
+
+def test_tick_waits_for_send_at_and_makes_each_file_once(app, ftp_server, run_jobs):
+    ftp_profile(ftp_server, send_at="06:30")
+    next_day = DAY + timedelta(days=1)
+    assert daily_files.tick(now=utc(next_day, 6, 29)) == 0
+    assert daily_files.tick(now=utc(next_day, 6, 30)) == 1
+    assert daily_files.tick(now=utc(next_day, 6, 31)) == 0
+    assert [(d.file_date, d.status) for d in deliveries()] == [(DAY, "scheduled")]
+
+
+def test_days_missed_while_nothing_ran_are_still_made(app, post_events, ftp_server, run_jobs):
+    profile = ftp_profile(ftp_server, created=DAY - timedelta(days=2))
+    post_events(event("missed", occurred_at=at(DAY - timedelta(days=1), 15), firstName="Missed"))
+    # The app was down for three Send Ats; the first tick after makes all three days.
+    assert daily_files.tick(now=utc(DAY + timedelta(days=1), 2)) == 3
+    run_jobs(until=all_delivered)
+    assert [d.file_date for d in deliveries()] == [DAY - timedelta(days=2), DAY - timedelta(days=1), DAY]
+    # Days without rows are delivered without a file (Send Empty Files is off): say so.
+    assert [d.details["uploaded"] for d in deliveries()] == [False, True, False]
+    assert list(ftp_server.files()) == [file_name(profile, profile.routes[0], DAY - timedelta(days=1))]
+
+
+def test_an_inactive_profile_makes_no_files(app, ftp_server):
+    profile = ftp_profile(ftp_server)
+    profile.active = False
+    db.session.commit()
+    assert daily_files.tick(now=utc(DAY + timedelta(days=1), 2)) == 0
+
+
+def test_the_day_runs_midnight_to_midnight_in_the_profiles_time_zone(app, post_events, ftp_server, run_jobs):
+    tz = "America/New_York"
+    next_day = DAY + timedelta(days=1)
+    profile = ftp_profile(ftp_server, time_zone=tz, send_at="01:00", created=DAY)
+    post_events({"events": [event("2330", occurred_at=at(DAY, 23, 30, tz), firstName="Before"),
+                            event("0030", occurred_at=at(next_day, 0, 30, tz), firstName="After")]})
+    # In UTC both happened on the next day; in New York they are a day apart.
+    assert utc(DAY, 23, 30, tz).date() == utc(next_day, 0, 30, tz).date() == next_day
+    assert daily_files.tick(now=utc(next_day + timedelta(days=1), 1, 0, tz)) == 2
+    run_jobs(until=all_delivered)
+    files = ftp_server.files()
+    route = profile.routes[0]
+    assert files[file_name(profile, route, DAY)].splitlines()[1].startswith(b"Before,")
+    assert files[file_name(profile, route, next_day)].splitlines()[1].startswith(b"After,")
+    assert [len(f.splitlines()) for f in files.values()] == [2, 2]
+
+
+def test_a_server_that_is_down_then_up_gets_the_file_on_retry(app, post_events, tmp_path, run_jobs):
+    (tmp_path / "partner").mkdir()
+    server = FtpServer(tmp_path / "partner")  # not started: the partner's server is down
+    profile = ftp_profile(server)
+    post_events(event("e1", occurred_at=at(DAY, 12)))
+    daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+    run_jobs(until=lambda: deliveries()[0].attempt_count >= 2)
+    delivery = deliveries()[0]
+    assert delivery.status == "retrying"
+    assert delivery.attempts[0].error.startswith(f"connect to 127.0.0.1:{server.port} failed: ")
+    assert "Connection refused" in delivery.last_error
+    server.start()
+    try:
+        run_jobs(until=all_delivered, timeout=20)
+    finally:
+        server.stop()
+    assert list(server.files()) == [file_name(profile, profile.routes[0])]
+    assert deliveries()[0].attempts[-1].ok
+
+
+def test_a_bad_password_is_retried_with_a_clear_error(app, post_events, ftp_server, run_jobs):
+    profile = ftp_profile(ftp_server, password="wrong-password")
+    post_events(event("e1", occurred_at=at(DAY, 12)))
+    daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+    run_jobs(until=lambda: deliveries()[0].attempt_count >= 2)
+    delivery = deliveries()[0]
+    assert delivery.status == "retrying" and ftp_server.files() == {}
+    for attempt in delivery.attempts:
+        assert attempt.error == "login as partner failed: 530 Authentication failed."
+        assert attempt.response_body.startswith("220 test FTP server ready")
+        assert "wrong-password" not in attempt.error + attempt.response_body + attempt.request_body
+    # The admin fixes the password: the next try gets through.
+    profile.settings = {**profile.settings, "password": security.encrypt(app.config["SECRET_KEY"], ftp_server.password)}
+    db.session.commit()
+    run_jobs(until=all_delivered, timeout=20)
+    assert list(ftp_server.files()) == [file_name(profile, profile.routes[0])]
+
+
+def test_every_customer_in_the_file_gets_one_history_message(app, post_events, ftp_server, run_jobs):
+    profile = ftp_profile(ftp_server)
+    post_events({"events": [event("a1", occurred_at=at(DAY, 8), customerId=1),
+                            event("a2", occurred_at=at(DAY, 9), customerId=1),
+                            event("b1", occurred_at=at(DAY, 10), customerId=2, emailAddress="b@example.com"),
+                            event("other-day", occurred_at=at(DAY - timedelta(days=1), 10), customerId=3)]})
+    daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+    run_jobs(until=all_delivered)
+    delivery = deliveries()[0]
+    name = file_name(profile, profile.routes[0])
+    history = db.session.scalars(db.select(HistoryEntry).order_by(HistoryEntry.customer_id)).all()
+    assert [h.customer.crm_customer_id for h in history] == [1, 2]
+    assert {h.message for h in history} == {f"Export profile 'Daily partials' fired: file {name} uploaded (3 rows)"}
+    assert {h.delivery_id for h in history} == {delivery.id}
+
+
+def test_an_empty_day_is_delivered_without_a_file(app, ftp_server, run_jobs):
+    ftp_profile(ftp_server)
+    daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+    run_jobs(until=all_delivered)
+    delivery = deliveries()[0]
+    assert ftp_server.files() == {}
+    assert delivery.details["uploaded"] is False and delivery.details["rows"] == 0
+    assert delivery.attempts[0].ok and db.session.scalars(db.select(HistoryEntry)).all() == []
+
+
+# --- the re-run command ---------------------------------------------------------------------
+
+def files_send(app, *args):
+    return app.test_cli_runner().invoke(args=["files", "send", *args])
+
+
+def test_the_rerun_command_rebuilds_and_resends_a_past_day(app, post_events, ftp_server, run_jobs):
+    profile = ftp_profile(ftp_server, routes=[PARTIALS_259, DECLINES])
+    post_events(event("first", occurred_at=at(DAY, 8), firstName="First"))
+    # Never made by tick(): the command makes each route's file.
+    result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat())
+    assert result.exit_code == 0, result.output
+    partials, declines = profile.routes
+    assert f"route {partials.id}: {file_name(profile, partials)} uploaded: 1 rows" in result.output
+    assert f"route {declines.id}: {file_name(profile, declines)}: no rows, not uploaded" in result.output
+    assert ftp_server.files()[file_name(profile, partials)].count(b"\r\n") == 2
+
+    post_events(event("late", occurred_at=at(DAY, 9), firstName="Late"))  # arrived after the file went
+    result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat())
+    assert result.exit_code == 0, result.output
+    lines = ftp_server.files()[file_name(profile, partials)].splitlines()
+    assert [line.split(b",")[0] for line in lines] == [b"first_name", b"First", b"Late"]
+    assert len(deliveries()) == 2  # the same deliveries, sent again
+    assert [len(d.attempts) for d in deliveries()] == [2, 2]
+
+
+def test_the_rerun_command_queues_for_the_workers(app, post_events, ftp_server, run_jobs):
+    profile = ftp_profile(ftp_server)
+    post_events(event("e1", occurred_at=at(DAY, 8)))
+    result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat(), "--queue")
+    assert result.exit_code == 0 and "queued" in result.output
+    assert ftp_server.files() == {}
+    run_jobs(until=all_delivered)
+    assert list(ftp_server.files()) == [file_name(profile, profile.routes[0])]
+
+
+def test_the_rerun_command_reports_a_failed_upload(app, post_events, ftp_server):
+    ftp_profile(ftp_server, password="wrong-password")
+    post_events(event("e1", occurred_at=at(DAY, 8)))
+    result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat())
+    assert result.exit_code == 1
+    assert "failed: login as partner failed: 530 Authentication failed. (retried by the workers)" in result.output
+    assert deliveries()[0].status == "retrying"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--profile", "Nobody", "--date", DAY.isoformat()], "Invalid value for --profile: no profile named 'Nobody'"),
+    (["--profile", "Daily partials", "--date", "27/11/2026"], "Invalid value for --date: '27/11/2026' is not a date"),
+    (["--profile", "Daily partials", "--date", "2026-02-30"], "Invalid value for --date: '2026-02-30' is not a date"),
+    (["--profile", "Daily partials", "--date", "2999-01-01"], "Invalid value for --date: 2999-01-01 is not a past day"),
+    (["--profile", "Call center partials", "--date", DAY.isoformat()],
+     "Invalid value for --profile: profile 'Call center partials' is not a daily-file export type (postback)"),
+    (["--profile", "Daily partials"], "Missing option '--date'"),
+])
+def test_the_rerun_command_names_what_is_wrong(app, ftp_server, args, message):
+    ftp_profile(ftp_server)
+    make_profile()  # a postback profile
+    result = files_send(app, *args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert deliveries() == []

@@ -1,0 +1,110 @@
+"""Daily files on screen: re-run a day from the profile page, download a file as it was sent."""
+from datetime import timedelta
+
+import pytest
+
+from exporter import daily_files
+from exporter.extensions import db
+from exporter.models import Delivery
+
+from ..factories import event, make_profile
+from ..plugins.conftest import ftp_server  # noqa: F401 - a fixture
+from ..test_daily_files import DAY, all_delivered, at, deliveries, file_name, ftp_profile, utc
+
+CARD = "4000056655665556"  # a real-looking card, not on the test-card list
+MASKED_CARD = "400005******5556"
+CARD_MAPPINGS = [{"export_name": "name", "field": "firstName"}, {"export_name": "card", "field": "cardNumber"}]
+
+
+def rerun(client, profile, date):
+    return client.post(f"/files/profiles/{profile.id}/rerun", data={"date": date})
+
+
+def test_files_pages_need_a_login(client, app, ftp_server):
+    profile = ftp_profile(ftp_server)
+    for response in (rerun(client, profile, DAY.isoformat()), client.get("/files/deliveries/1/download")):
+        assert response.status_code == 302 and "/login" in response.headers["Location"]
+    assert deliveries() == []
+
+
+def test_rerun_from_the_profile_page_sends_the_day_again(logged_in, app, post_events, ftp_server, run_jobs):
+    profile = ftp_profile(ftp_server)
+    post_events(event("e1", occurred_at=at(DAY, 8), firstName="Jane"))
+    response = rerun(logged_in, profile, DAY.isoformat())
+    assert response.status_code == 302
+    assert "/profiles/" in response.headers["Location"]  # back to the profile
+    page = logged_in.get(response.headers["Location"]).get_data(as_text=True)
+    route = profile.routes[0]
+    assert f"Re-run of {DAY.isoformat()} queued: 1 file(s) (route {route.id})." in page
+    run_jobs(until=all_delivered)
+    assert ftp_server.files()[file_name(profile, route)].splitlines()[1].startswith(b"Jane,")
+
+    # Again, after the file was delivered: the same delivery is reset and sent again.
+    (ftp_server.root_path / file_name(profile, route)).unlink()
+    assert rerun(logged_in, profile, DAY.isoformat()).status_code == 302
+    run_jobs(until=all_delivered)
+    assert list(ftp_server.files()) == [file_name(profile, route)]
+    assert len(deliveries()) == 1 and len(deliveries()[0].attempts) == 2
+
+
+@pytest.mark.parametrize("value,message", [
+    ("", "Date is required"),
+    ("27/11/2026", "&#39;27/11/2026&#39; is not a date as YYYY-MM-DD"),
+    ("2999-01-01", "2999-01-01 is not a past day in UTC"),
+])
+def test_a_bad_rerun_date_is_named_beside_the_field(logged_in, app, ftp_server, value, message):
+    profile = ftp_profile(ftp_server)
+    response = rerun(logged_in, profile, value)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    field = page.split('id="field-date"', 1)[1].split("</div>", 1)[0]
+    assert f'<span class="error">{message}' in field
+    assert deliveries() == []
+
+
+def test_rerun_of_a_profile_that_is_not_a_daily_file(logged_in, app):
+    profile = make_profile()  # a postback profile
+    response = rerun(logged_in, profile, DAY.isoformat())
+    assert response.status_code == 400
+    assert "is not a daily-file export type (postback)" in response.get_data(as_text=True)
+    assert deliveries() == []
+
+
+def test_rerun_of_an_unknown_profile_is_404(logged_in, app):
+    assert logged_in.post("/files/profiles/999/rerun", data={"date": DAY.isoformat()}).status_code == 404
+
+
+def test_rerun_without_the_csrf_token_is_refused(logged_in, app, ftp_server):
+    profile = ftp_profile(ftp_server)
+    app.config["WTF_CSRF_ENABLED"] = True
+    response = rerun(logged_in, profile, DAY.isoformat())
+    assert response.status_code == 400
+    assert deliveries() == []
+
+
+def test_the_download_is_the_file_as_sent_with_the_card_masked(logged_in, app, post_events, ftp_server, run_jobs):
+    profile = ftp_profile(ftp_server, name="Card file", fields={"pci_documented": True, "mappings": CARD_MAPPINGS})
+    post_events({"events": [event("e1", occurred_at=at(DAY, 8), firstName="Jane", cardNumber=CARD),
+                            event("e2", occurred_at=at(DAY, 9), firstName="Joe")]})
+    daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+    run_jobs(until=all_delivered)
+    name = file_name(profile, profile.routes[0])
+    assert ftp_server.files()[name] == f"name,card\r\nJane,{CARD}\r\nJoe,\r\n".encode()
+
+    delivery = deliveries()[0]
+    response = logged_in.get(f"/files/deliveries/{delivery.id}/download")
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"] == f"attachment; filename={name}"
+    assert response.data == f"name,card\r\nJane,{MASKED_CARD}\r\nJoe,\r\n".encode()
+    # Nothing unmasked anywhere the admin can see: the attempt log holds no rows.
+    attempt = delivery.attempts[0]
+    assert CARD not in attempt.request_body + attempt.response_body + str(delivery.details)
+
+
+def test_no_download_before_the_file_was_sent(logged_in, app, ftp_server):
+    profile = ftp_profile(ftp_server)
+    daily_files.rerun(profile, DAY, enqueue=False)
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    assert logged_in.get(f"/files/deliveries/{delivery.id}/download").status_code == 404
+    assert logged_in.get("/files/deliveries/999/download").status_code == 404
