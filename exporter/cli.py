@@ -193,3 +193,54 @@ def profiles_import(file):
     except profiles_io.ImportProblem as exc:
         raise click.ClickException(str(exc))
     click.echo(f"imported: {created} created, {updated} updated")
+
+
+# --- daily files ------------------------------------------------------------------------------
+
+@main.group("files")
+def files_group():
+    """Daily files: rebuild and resend a past day's file."""
+
+
+@files_group.command("send")
+@click.option("--profile", "profile_name", required=True, help="The Profile Name of a daily-file profile.")
+@click.option("--date", "day", required=True, help="The day whose file to send, YYYY-MM-DD.")
+@click.option("--queue", "queue_only", is_flag=True, help="Leave the sending to the workers instead of sending here.")
+@with_appcontext
+def files_send(profile_name, day, queue_only):
+    """Rebuild and resend a past day's file for every route of a profile."""
+    from . import daily_files, dispatch
+    from .extensions import db
+    from .models import Profile
+
+    profile = db.session.scalar(db.select(Profile).where(Profile.name == profile_name))
+    if profile is None:
+        raise click.BadParameter(f"no profile named {profile_name!r}", param_hint="--profile")
+    try:
+        queued, busy = daily_files.rerun(profile, daily_files.parse_day(day), enqueue=queue_only)
+    except daily_files.RerunError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"--{exc.field}")
+    for delivery in busy:
+        click.echo(f"route {delivery.route_id}: being sent by a worker right now; left alone")
+    for delivery in queued:
+        if queue_only:
+            click.echo(f"route {delivery.route_id}: queued (delivery {delivery.id})")
+            continue
+        dispatch.deliver(delivery.id)
+        db.session.refresh(delivery)
+        attempt = delivery.attempts[-1] if delivery.attempts else None
+        if delivery.status == "delivered":
+            click.echo(f"route {delivery.route_id}: {_file_summary(delivery)}")
+        else:
+            error = attempt.error if attempt else "not sent"
+            click.echo(f"route {delivery.route_id}: failed: {error} (retried by the workers)", err=True)
+    if not queue_only and any(d.status != "delivered" for d in queued):
+        sys.exit(1)
+
+
+def _file_summary(delivery):
+    details = delivery.details or {}
+    if details.get("uploaded") is False:
+        return f"{details.get('file_name')}: no rows, not uploaded (Send Empty Files is off)"
+    return (f"{details.get('file_name')} uploaded: {details.get('rows')} rows, {details.get('bytes')} bytes, "
+            f"sha256 {details.get('sha256')} (delivery {delivery.id})")
