@@ -47,7 +47,8 @@ def busy(app, logged_in, post_events, receiver, run_jobs):
     make_profile(name="Dead partner", url=closed_port_url(), routes=[{"customer_types": ["decline"]}])
     make_profile(name="Later", url=receiver.url + "/later", delay_minutes=3600,
                  routes=[{"customer_types": ["new_sale"]}])
-    other = dict(customerId=7, emailAddress="john@example.com", occurred_at=now)  # a sale of Jane's would convert her partial
+    # John's sales: a sale of Jane's would cancel her waiting partial as converted.
+    other = dict(customerId=7, emailAddress="john@example.com", occurred_at=now)
     post_events({"events": [event("p1"), event("d1", type="decline", orderId=1), event("d2", type="decline", orderId=2),
                             event("s1", type="new_sale", orderId=3, **other),
                             event("s2", type="new_sale", orderId=4, **other)]})

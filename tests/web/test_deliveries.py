@@ -9,6 +9,7 @@ from html import unescape
 import pytest
 
 from exporter import dispatch
+from exporter.export_types import Outcome
 from exporter.extensions import db
 from exporter.models import Delivery, HistoryEntry, Profile
 
@@ -247,7 +248,8 @@ def test_retry_all_sends_the_retrying_deliveries_of_one_profile(logged_in, two_p
     assert ("2 retrying deliveries of profile 'Broken partner' will be sent again now."
             in unescape(response.get_data(as_text=True)))
     run_jobs(until=lambda: len(deliveries(profile_id=bad.id, status="delivered")) == 2)
-    assert sorted(r.path.split("?")[0] for r in receiver.requests) == ["/back", "/back", "/partials.php", "/partials.php"]
+    paths = sorted(r.path.split("?")[0] for r in receiver.requests)
+    assert paths == ["/back", "/back", "/partials.php", "/partials.php"]
     messages = db.session.scalars(db.select(HistoryEntry.message)).all()
     assert messages.count("Export profile 'Broken partner' fired: postback delivered (HTTP 200)") == 2
 
@@ -306,3 +308,17 @@ class TestCsrf:
         token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
         client.post(f"/deliveries/{delivery.id}/cancel", data={"csrf_token": token})
         assert deliveries()[0].status == "cancelled"
+
+
+def test_test_sends_are_not_listed_among_a_deliverys_attempts(logged_in, post_events, receiver, run_jobs):
+    profile = make_profile(url=receiver.url + "/p")
+    post_events(event())
+    run_jobs(until=lambda: deliveries()[0].status == "delivered")
+    # A "Send test" from the profile page: an attempt of the profile, of no delivery.
+    sent = Outcome(ok=True, method="GET", target=receiver.url + "/p?first_name=Test-Send", status=200)
+    db.session.add(dispatch.attempt_from(sent, [], is_test=True, profile_id=profile.id))
+    db.session.commit()
+    delivery = deliveries()[0]
+    html = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
+    assert "Attempts (1)" in html and "Test-Send" not in html
+    assert listed_ids(logged_in.get("/deliveries/").get_data(as_text=True)) == [delivery.id]
