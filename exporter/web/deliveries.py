@@ -14,7 +14,8 @@ bp = admin_blueprint(Blueprint("deliveries", __name__, url_prefix="/deliveries")
 
 PER_PAGE = 50
 # How a daily file's details read on its delivery's page.
-DETAIL_LABELS = {"file_name": "File name", "rows": "Rows", "bytes": "Bytes", "checksum": "Checksum"}
+DETAIL_LABELS = {"file_name": "File name", "rows": "Rows", "bytes": "Bytes", "sha256": "Checksum (SHA-256)",
+                 "checksum": "Checksum", "uploaded": "Uploaded"}
 
 
 class FilterForm(Form):

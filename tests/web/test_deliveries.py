@@ -268,7 +268,7 @@ def test_retry_all_leaves_other_profiles_alone(logged_in, app, post_events, rece
 
 
 def test_daily_file_delivery_shows_its_file_details_and_download_link(logged_in, app):
-    # Daily files are made by the FTP issue's flow; the row here is what it records.
+    # The row as the daily-file flow records it (details as the FTP type reports them).
     profile = make_profile(name="Nightly file", export_type="ftp",
                            settings={"host": "ftp.example.com", "username": "partner", "password": "s3cret"},
                            mappings=[{"export_name": "email", "field": "emailAddress"}])
@@ -276,12 +276,12 @@ def test_daily_file_delivery_shows_its_file_details_and_download_link(logged_in,
                         status="delivered", due_at=datetime(2026, 11, 27, 2, 0), attempt_count=1,
                         delivered_at=datetime(2026, 11, 27, 2, 0, 3),
                         details={"file_name": "partials-2026-11-26.csv", "rows": 42, "bytes": 5120,
-                                 "checksum": "sha256:abc123"})
+                                 "sha256": "9f86d081884c7d65", "uploaded": True})
     db.session.add(delivery)
     db.session.commit()
     html = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
     for text in ("File name", "partials-2026-11-26.csv", "Rows", "<code>42</code>", "Bytes", "<code>5120</code>",
-                 "Checksum", "sha256:abc123", "2026-11-26"):
+                 "Checksum (SHA-256)", "9f86d081884c7d65", "Uploaded", "2026-11-26"):
         assert text in html
     assert f'href="/files/deliveries/{delivery.id}/download">Download the file as sent</a>' in html
     listing = logged_in.get("/deliveries/").get_data(as_text=True)
