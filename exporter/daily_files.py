@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CATCH_UP_DAYS = 7
 # Rows fetched from the database at a time: a day's file is streamed, never held whole.
 DEFAULT_YIELD_PER = 1000
+# When a profile has no Send At (the FTP type's default too): after midnight, late events in.
+DEFAULT_SEND_AT = "01:00"
 
 
 class RerunError(ValueError):
@@ -56,12 +58,12 @@ def zone_of(profile):
 
 
 def send_at_of(profile):
-    text = (profile.settings or {}).get("send_at") or "00:00"
+    text = (profile.settings or {}).get("send_at") or DEFAULT_SEND_AT
     try:
         return time.fromisoformat(text)
     except ValueError:
-        log.warning("profile %s has a bad Send At %r; using 00:00", profile.id, text)
-        return time(0)
+        log.warning("profile %s has a bad Send At %r; using %s", profile.id, text, DEFAULT_SEND_AT)
+        return time.fromisoformat(DEFAULT_SEND_AT)
 
 
 def local_now(profile, now=None):

@@ -67,6 +67,12 @@ def test_settings_bad_input_is_named_beside_the_field(field, value, message):
     assert message in errors[field][0]
 
 
+def test_empty_file_name_send_at_and_time_zone_take_their_defaults(ftp_server):
+    assert form(file_name="", send_at="", time_zone="").errors == {}
+    assert form(file_name=None, send_at=None, time_zone=None).errors == {}  # a profile imported without them
+    assert FtpType(ftp_server.settings(file_name="")).send(batch()).details["file_name"] == FILE
+
+
 def test_port_defaults_by_protocol():
     assert FtpType({"protocol": "ftp", "host": "h"}).port == 21
     assert FtpType({"protocol": "ftps", "host": "h"}).port == 21

@@ -91,13 +91,16 @@ class FtpSettings(Form):
     password = PasswordField("Password")
     directory = StringField("Remote Directory", default="/",
                             description="Where the files go; relative paths start at the login directory.")
+    # Left empty (or absent from an imported profile), these three take their defaults.
     file_name = StringField("File Name", default=DEFAULT_FILE_NAME, description=FILE_NAME_HELP,
-                            validators=[DataRequired("File Name is required"), _file_name])
+                            validators=[Optional(), _file_name])
     send_at = StringField("Send At", default=DEFAULT_SEND_AT, render_kw={"type": "time"},
-                          validators=[DataRequired("Send At is required"), _time_of_day],
-                          description="Each day at this time (HH:MM, in the Time Zone) the file of the day before is sent.")
-    time_zone = StringField("Time Zone", default="UTC", validators=[DataRequired("Time Zone is required"), _time_zone],
-                            description="An IANA name, e.g. America/New_York. A day runs midnight to midnight here.")
+                          validators=[Optional(), _time_of_day],
+                          description="Each day at this time (HH:MM, in the Time Zone) the file of the day before "
+                                      f"is sent. Empty: {DEFAULT_SEND_AT}.")
+    time_zone = StringField("Time Zone", default="UTC", validators=[Optional(), _time_zone],
+                            description="An IANA name, e.g. America/New_York. A day runs midnight to midnight here. "
+                                        "Empty: UTC.")
     header_row = BooleanField("Header Row", default=True, description="First line: the Export Names.")
     send_empty = BooleanField("Send Empty Files", default=False,
                               description="Upload a file even on a day without rows.")
