@@ -226,10 +226,15 @@ def write_history(delivery, message):
 # --- admin actions and the sweeper -----------------------------------------------------------
 
 def retry_now(delivery):
-    if delivery.status not in Delivery.WAITING and delivery.status != "cancelled":
-        return False
-    delivery.status, delivery.due_at, delivery.cancel_reason = "retrying", utcnow(), ""
+    """Make a waiting or cancelled delivery due now; never one a worker is sending."""
+    result = db.session.execute(
+        update(Delivery).where(Delivery.id == delivery.id, Delivery.status.in_((*Delivery.WAITING, "cancelled")))
+        .values(status="retrying", due_at=utcnow(), cancel_reason="")
+        .execution_options(synchronize_session=False))
     db.session.commit()
+    if result.rowcount != 1:
+        return False
+    db.session.refresh(delivery)
     enqueue(delivery)
     return True
 

@@ -199,3 +199,15 @@ def test_a_sensitive_value_is_sent_whole_but_logged_masked(app, post_events, rec
     attempt = db.session.scalars(db.select(Delivery)).one().attempts[0]
     assert "4012888888881881" not in attempt.target and "401288******1881" in attempt.target
     assert "2031" not in attempt.target
+
+
+def test_retry_now_never_takes_a_delivery_a_worker_is_sending(app, post_events, receiver):
+    from exporter import dispatch
+
+    make_profile(url=receiver.url)
+    post_events(event())
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    assert dispatch.claim(delivery.id)
+    assert not dispatch.retry_now(delivery)
+    db.session.refresh(delivery)
+    assert delivery.status == "sending"
