@@ -34,10 +34,9 @@ def create_app(test_config=None):
 
     register_blueprints(app)
 
-    from .cli import main
+    from . import cli
 
-    for name, command in main.commands.items():  # also on app.cli: `flask --app exporter` and tests
-        app.cli.add_command(command, name)
+    cli.init_app(app)
     return app
 
 

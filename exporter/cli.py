@@ -20,7 +20,9 @@ def main():
 
 
 def init_app(app):
-    """Flask-Migrate's `db` group already sits on app.cli; nothing else is needed here."""
+    """Put the commands on app.cli too, so `flask --app exporter ...` and app.test_cli_runner() see them."""
+    for name, command in main.commands.items():
+        app.cli.add_command(command, name)
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -61,10 +63,11 @@ def _first_start_help(host, port):
 @with_appcontext
 def run_command(host, port):
     """Web UI, worker, scheduler and cron in one command (embedded Redis if none is configured)."""
-    from waitress import serve
+    from waitress import create_server
 
     from .queue import EmbeddedRedis
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the children on TERM as on Ctrl-C
     embedded, children = None, []
     env = dict(os.environ)
     redis_url = current_app.config.get("REDIS_URL")
@@ -76,8 +79,9 @@ def run_command(host, port):
     try:
         for command in ("worker", "cron"):
             children.append(subprocess.Popen([sys.executable, "-m", "exporter", command], env=env))
-        _first_start_help(host, port)
-        serve(current_app._get_current_object(), host=host, port=port, threads=8)
+        server = create_server(current_app._get_current_object(), host=host, port=port, threads=8)
+        _first_start_help(host, port)  # printed once the port is open, so the URL answers
+        server.run()
     finally:
         for child in children:
             child.send_signal(signal.SIGTERM)

@@ -59,6 +59,14 @@ def kill_tree(process):
     process.wait(5)
 
 
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 def _answers(url):
     try:
         return requests.get(url, timeout=1).status_code == 200
@@ -151,6 +159,9 @@ def test_exporter_run_as_a_newcomer_uses_it(tmp_path, redis_url):
         assert receiver.requests[0].path == "/partials.php?first_name=Joan&list_id=400"
     finally:
         receiver.stop()
+        run.send_signal(signal.SIGTERM)  # as a service manager stops it: the children go too
+        run.wait(20)
+        wait_until(lambda: not _group_alive(run.pid), what="worker, cron and embedded Redis to stop")
         stop(run)
     # Both exports are in the customer's history, each linking to its delivery.
     from exporter import create_app
