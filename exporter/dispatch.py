@@ -85,8 +85,10 @@ def enqueue(delivery):
     if not cfg.get("REDIS_URL"):
         return None
     try:
+        # A send may take as long as its claim lasts (a big daily file): not RQ's 3-minute default.
         return queue.enqueue_delivery(queue.get_queue(cfg["REDIS_URL"], cfg["QUEUE_NAME"]),
-                                      delivery.id, delivery.due_at, rate_limit=rate_limit_for(delivery))
+                                      delivery.id, delivery.due_at, rate_limit=rate_limit_for(delivery),
+                                      job_timeout=int(cfg["CLAIM_TIMEOUT_SECONDS"]))
     except Exception:
         log.exception("could not enqueue delivery %s; the sweeper will", delivery.id)
         return None

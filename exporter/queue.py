@@ -46,7 +46,7 @@ def has_live_job(queue, job_id):
         return False
 
 
-def enqueue_delivery(queue, delivery_id, due_at, rate_limit=None):
+def enqueue_delivery(queue, delivery_id, due_at, rate_limit=None, job_timeout=None):
     """Enqueue jobs.deliver(delivery_id) to run at due_at (naive UTC), or now if it is due."""
     from . import jobs  # the job function lives with the other jobs
 
@@ -54,6 +54,8 @@ def enqueue_delivery(queue, delivery_id, due_at, rate_limit=None):
     options = {"job_id": job_id, "result_ttl": 600, "failure_ttl": 86400}
     if rate_limit:
         options["rate_limit"] = rate_limit
+    if job_timeout:
+        options["job_timeout"] = job_timeout
     aware = due_at.replace(tzinfo=timezone.utc)
     if aware > datetime.now(timezone.utc):
         # RQ's scheduler keeps whole seconds; round up so a job never runs before it is due.
