@@ -49,7 +49,8 @@ def test_two_plugins_with_one_key_keep_the_first_and_report_the_second():
 
 
 def test_entry_points_that_load_but_break_the_contract_are_refused_with_the_reason():
-    registry = discover([ep("plain", "tests.plugins.odd_types:NotAType"), ep("wrong", "tests.plugins.odd_types:WrongKey"),
+    registry = discover([ep("plain", "tests.plugins.odd_types:NotAType"),
+                         ep("wrong", "tests.plugins.odd_types:WrongKey"),
                          ep("hourly", "tests.plugins.odd_types:HourlyType"),
                          ep("noform", "tests.plugins.odd_types:NoFormType"),
                          ep("missing", "tests.plugins.odd_types:NoSuchClass")])

@@ -46,7 +46,8 @@ def rows(html):
     table = html[html.index('id="export-types"'):html.index("</table>")]
     found = {}
     for row in re.findall(r"<tr [^>]*>(.*?)</tr>", table, re.S):
-        cells = [" ".join(unescape(re.sub(r"<[^>]+>", " ", c)).split()) for c in re.findall(r"<td>(.*?)</td>", row, re.S)]
+        cells = [" ".join(unescape(re.sub(r"<[^>]+>", " ", cell)).split())
+                 for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
         found[(cells[0], cells[3])] = cells
     return found
 
