@@ -9,7 +9,7 @@ from exporter.models import Delivery
 
 from ..factories import event, make_profile
 from ..plugins.conftest import ftp_server  # noqa: F401 - a fixture
-from ..test_daily_files import DAY, all_delivered, at, deliveries, file_name, ftp_profile, utc
+from ..test_daily_files import DAY, DECLINES, PARTIALS_259, all_delivered, at, deliveries, file_name, ftp_profile, utc
 
 CARD = "4000056655665556"  # a real-looking card, not on the test-card list
 MASKED_CARD = "400005******5556"
@@ -108,3 +108,22 @@ def test_no_download_before_the_file_was_sent(logged_in, app, ftp_server):
     delivery = db.session.scalars(db.select(Delivery)).one()
     assert logged_in.get(f"/files/deliveries/{delivery.id}/download").status_code == 404
     assert logged_in.get("/files/deliveries/999/download").status_code == 404
+
+
+def test_rerun_of_a_profile_without_routes(logged_in, app, ftp_server):
+    profile = ftp_profile(ftp_server, routes=[])
+    response = rerun(logged_in, profile, DAY.isoformat())
+    assert response.status_code == 400
+    assert "profile &#39;Daily partials&#39; has no routes: add one in Profile Routing" in response.get_data(as_text=True)
+
+
+def test_rerun_leaves_a_file_being_sent_alone(logged_in, app, ftp_server):
+    profile = ftp_profile(ftp_server, routes=[PARTIALS_259, DECLINES])
+    daily_files.rerun(profile, DAY, enqueue=False)
+    sending = deliveries()[0]
+    sending.status = "sending"
+    db.session.commit()
+    response = rerun(logged_in, profile, DAY.isoformat())
+    page = logged_in.get(response.headers["Location"]).get_data(as_text=True)
+    assert f"queued: 1 file(s) (route {profile.routes[1].id}). 1 file(s) are being sent right now" in page
+    assert [d.status for d in deliveries()] == ["sending", "scheduled"]
