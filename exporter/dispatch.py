@@ -187,7 +187,7 @@ def attempt_from(outcome, secrets_, **fields):
         ok=outcome.ok, method=outcome.method, target=r(outcome.target),
         request_headers={k: r(str(v)) for k, v in (outcome.request_headers or {}).items()},
         request_body=r(outcome.request_body), status=outcome.status,
-        response_headers=dict(outcome.response_headers or {}),
+        response_headers={k: r(str(v)) for k, v in (outcome.response_headers or {}).items()},
         response_body=r((outcome.response_body or "")[:RESPONSE_EXCERPT]),
         elapsed_ms=outcome.elapsed_ms, error=r(outcome.error), **fields)
 

@@ -190,6 +190,9 @@ def test_admin_cancel_and_retry_now(app, post_events, receiver, run_jobs):
 
 
 def test_a_sensitive_value_is_sent_whole_but_logged_masked(app, post_events, receiver, run_jobs):
+    from .receiver import Reply
+
+    receiver.default = Reply(200, body="got 4012888888881881", headers={"X-Echo": "cc=4012888888881881"})
     make_profile(url=receiver.url, pci_documented=True,
                  mappings=[{"export_name": "cc", "field": "cardNumber"},
                            {"export_name": "exp", "field": "cardExpiryYear"}])
@@ -199,6 +202,8 @@ def test_a_sensitive_value_is_sent_whole_but_logged_masked(app, post_events, rec
     attempt = db.session.scalars(db.select(Delivery)).one().attempts[0]
     assert "4012888888881881" not in attempt.target and "401288******1881" in attempt.target
     assert "2031" not in attempt.target
+    assert attempt.response_headers["X-Echo"] == "cc=401288******1881"
+    assert attempt.response_body == "got 401288******1881"
 
 
 def test_retry_now_never_takes_a_delivery_a_worker_is_sending(app, post_events, receiver):
