@@ -16,13 +16,11 @@ from exporter.extensions import db
 from exporter.models import Delivery, HistoryEntry, Profile
 
 from ..factories import event, make_profile
+from ..pages import error_beside, text
 
 SAMPLE = pathlib.Path(__file__).parent / "jsonlines"
 EXPORTER = pathlib.Path(__file__).parents[2] / "exporter"
 
-
-def text(response):
-    return response.get_data(as_text=True)
 
 
 def jsonlines_profile(path, **settings):
@@ -71,9 +69,6 @@ def general_settings(profile, **settings):
             **{f"settings-{k}": v for k, v in settings.items()}}
 
 
-def error_beside(page, field_id):
-    start = page.index(f'id="field-{field_id}"')
-    return re.findall(r'<span class="error">(.*?)</span>', page[start:page.index("</div>", start)])
 
 
 @pytest.mark.parametrize("path, error", [

@@ -11,10 +11,8 @@ from exporter.models import Attempt, Delivery, HistoryEntry
 
 from ..factories import make_profile
 from ..receiver import Reply
+from ..pages import text
 
-
-def text(response):
-    return response.get_data(as_text=True)
 
 
 def only_attempt():

@@ -11,22 +11,13 @@ from exporter.extensions import db
 from exporter.models import FieldMapping, Profile, Route
 
 from ..factories import event, make_profile, profile_data
+from ..pages import error_beside, text
 
 MODEL_URL = ("https://postingmydata.com/partials.php?first_name=Jane&order_date=2026-11-27+14%3A03%3A22"
              "&list_id=400&email_address=jane%40example.com&campaign_number=259")
 
 
-def text(response):
-    return response.get_data(as_text=True)
 
-
-def error_beside(response, field_id):
-    """The error messages shown in the field's own box (the form macro's div#field-<id>)."""
-    html = text(response)
-    start = html.find(f'id="field-{field_id}"')
-    assert start != -1, f"no field {field_id} on the page"
-    box = html[start:html.find("</div>", start)]
-    return re.findall(r'<span class="error">(.*?)</span>', box)
 
 
 def type_settings(type_key, settings):

@@ -8,19 +8,10 @@ from exporter.extensions import db
 from exporter.models import Campaign, Product, Profile, Route
 
 from ..factories import make_profile
+from ..pages import error_beside, text
 
 
-def text(response):
-    return response.get_data(as_text=True)
 
-
-def error_beside(response, field_id):
-    html = text(response)
-    start = html.find(f'id="field-{field_id}"')
-    assert start != -1, f"no field {field_id} on the page"
-    end = html.find('<div class="field', start + 1)
-    box = html[start:end if end != -1 else len(html)]
-    return re.findall(r'<span class="error">(.*?)</span>', box)
 
 
 def routes_of(profile):
