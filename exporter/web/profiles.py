@@ -150,6 +150,12 @@ def type_label(key):
     return cls.label if cls else f"{key} (not installed)"
 
 
+def target(profile):
+    """Where a profile sends, in its type's own words (ExportType.describe)."""
+    cls = registry().get(profile.export_type)
+    return cls(profile.settings or {}).describe() if cls else ""
+
+
 def _render_index(create_form=None, upload_form=None, status=200):
     profiles = db.session.scalars(db.select(Profile).order_by(Profile.name)).all()
     wanted = request.args.get("profile")
@@ -160,7 +166,7 @@ def _render_index(create_form=None, upload_form=None, status=200):
         selected = profiles[0] if profiles else None
     return render_template(
         "profiles/index.html", profiles=profiles, selected=selected,
-        routes=route_rows(selected) if selected else [], type_label=type_label,
+        routes=route_rows(selected) if selected else [], type_label=type_label, target=target,
         create_form=create_form or NewProfileForm(formdata=None),
         upload_form=upload_form or UploadForm(formdata=None)), status
 

@@ -73,14 +73,14 @@ def test_actions_need_a_login(client, path):
 
 # --- the Export Profiles page --------------------------------------------------------------------
 
-def test_list_shows_each_profile_with_type_delay_active_and_routes(logged_in):
+def test_list_shows_each_profile_with_type_target_delay_active_and_routes(logged_in):
     make_profile(delay_minutes=5)
     make_profile(name="Second", active=False, routes=[])
     page = text(logged_in.get("/profiles/"))
     rows = re.findall(r"<tr[^>]*data-profile-id.*?</tr>", page, re.S)
     cells = [re.sub(r"<[^>]+>", "", "|".join(re.findall(r"<td>(.*?)</td>", row, re.S))) for row in rows]
-    assert cells[0].startswith("Call center partials|Postback|5 min|Yes|1|")
-    assert cells[1].startswith("Second|Postback|0 min|No|0|")
+    assert cells[0].startswith("Call center partials|Postback|https://postingmydata.com/partials.php|5 min|Yes|1|")
+    assert cells[1].startswith("Second|Postback|https://postingmydata.com/partials.php|0 min|No|0|")
 
 
 def test_routing_panel_shows_the_first_profile_or_the_chosen_one(logged_in):
