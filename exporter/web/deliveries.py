@@ -2,7 +2,7 @@
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import joinedload, selectinload
-from wtforms import Form, IntegerField, SelectField
+from wtforms import Form, IntegerField, SelectChoice, SelectField
 from wtforms.validators import AnyOf, NumberRange, Optional
 
 from .. import customer_types, dispatch
@@ -26,11 +26,13 @@ class FilterForm(Form):
 
     def __init__(self, formdata, profiles):
         super().__init__(formdata)
-        self.status.choices = [("", "Any status")] + [(s, s) for s in Delivery.STATUSES]
-        self.profile.choices = [("", "Any profile")] + [(str(p.id), p.name) for p in profiles]
+        statuses = [("", "Any status")] + [(s, s) for s in Delivery.STATUSES]
+        profile_ids = [("", "Any profile")] + [(str(p.id), p.name) for p in profiles]
+        self.status.choices = [SelectChoice(v, label) for v, label in statuses]
+        self.profile.choices = [SelectChoice(v, label) for v, label in profile_ids]
         # Our own message, not WTForms' generic one, names what was wrong.
-        self.status.validators = [AnyOf([v for v, _ in self.status.choices], "Choose a status from the list")]
-        self.profile.validators = [AnyOf([v for v, _ in self.profile.choices], "No such profile")]
+        self.status.validators = [AnyOf([v for v, _ in statuses], "Choose a status from the list")]
+        self.profile.validators = [AnyOf([v for v, _ in profile_ids], "No such profile")]
 
 
 def _filtered(form):

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, current_app, flash, jsonify, redirect, rende
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from sqlalchemy.exc import SQLAlchemyError
-from wtforms import BooleanField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, IntegerField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from .. import catalog, customer_types, dispatch, mapping, profiles_io, security
@@ -17,14 +17,11 @@ from ..extensions import db
 from ..models import Attempt, Campaign, Delivery, FieldMapping, FileRow, HistoryEntry, Product, Profile, utcnow
 from . import admin_blueprint
 
-try:  # WTForms 3.3 deprecates (value, label) tuples in favour of SelectChoice
-    from wtforms import SelectChoice
 
-    def choices(pairs):
-        return [SelectChoice(value=value, label=label) for value, label in pairs]
-except ImportError:  # pragma: no cover - older WTForms
-    def choices(pairs):
-        return list(pairs)
+
+def choices(pairs):
+    """Select choices from (value, label) pairs: WTForms 3.3 deprecates bare tuples."""
+    return [SelectChoice(value=value, label=label) for value, label in pairs]
 
 bp = admin_blueprint(Blueprint("profiles", __name__, url_prefix="/profiles"))
 

@@ -40,7 +40,7 @@ def form(**data):
 
 def test_settings_defaults_and_documented_placeholders():
     f = FtpSettings()
-    assert f.protocol.data == "ftp" and [c[0] for c in f.protocol.choices] == ["ftp", "ftps", "sftp"]
+    assert f.protocol.data == "ftp" and [c.value for c in f.protocol.choices] == ["ftp", "ftps", "sftp"]
     assert f.file_name.data == "{profile}_{route}_{date:%Y%m%d}.csv"
     assert f.header_row.data is True and f.send_empty.data is False
     for placeholder in ("{profile}", "{route}", "{date:%Y%m%d}"):

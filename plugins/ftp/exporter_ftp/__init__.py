@@ -16,7 +16,7 @@ from datetime import date
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from wtforms import BooleanField, Form, IntegerField, PasswordField, SelectField, StringField
+from wtforms import BooleanField, Form, IntegerField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, NumberRange, Optional, ValidationError
 
 from exporter.export_types import DAILY_FILE, ExportType, Outcome
@@ -24,7 +24,8 @@ from exporter.security import TargetRefused, check_target_host
 
 from .transfer import DEFAULT_TIMEOUT, FtpConnection, SftpConnection, TransferError
 
-PROTOCOLS = [("ftp", "FTP"), ("ftps", "FTPS (explicit TLS)"), ("sftp", "SFTP (SSH)")]
+PROTOCOLS = [SelectChoice("ftp", "FTP"), SelectChoice("ftps", "FTPS (explicit TLS)"),
+             SelectChoice("sftp", "SFTP (SSH)")]
 DEFAULT_PORTS = {"ftp": 21, "ftps": 21, "sftp": 22}
 DEFAULT_FILE_NAME = "{profile}_{route}_{date:%Y%m%d}.csv"
 DEFAULT_SEND_AT = "01:00"
