@@ -97,6 +97,7 @@ def test_connection_refused_is_retried_and_logged(app, post_events, run_jobs):
     delivery = db.session.scalars(db.select(Delivery)).one()
     assert delivery.status in ("retrying", "scheduled", "sending")
     assert "ConnectionError" in delivery.attempts[0].error
+    assert "Jane" not in delivery.last_error and "/down?..." in delivery.last_error  # no personal data in errors
     assert db.session.query(HistoryEntry).count() == 0
 
 

@@ -154,6 +154,15 @@ class Request:
         return {k: v if v.isascii() else v.encode() for k, v in self.headers.items()}
 
 
+def without_query(message, url):
+    """An error message without the URL's query: the parameters (names, emails) belong in the
+    attempt's request, not in an error shown on lists and the dashboard."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return message
+    return message.replace(f"{parts.path}?{parts.query}", f"{parts.path}?...").replace(url, url.split("?")[0] + "?...")
+
+
 class PostbackType(ExportType):
     key = "postback"
     label = "Postback"
@@ -216,7 +225,7 @@ class PostbackType(ExportType):
         except requests.Timeout as exc:
             outcome.error = f"no answer within the {self.timeout} s timeout ({type(exc).__name__})"
         except requests.RequestException as exc:
-            outcome.error = f"{type(exc).__name__}: {exc}"
+            outcome.error = f"{type(exc).__name__}: {without_query(str(exc), req.url)}"
         else:
             judge(outcome, status, headers, body, self.settings.get("success_text") or "")
         outcome.elapsed_ms = int((time.monotonic() - started) * 1000)
