@@ -5,9 +5,8 @@ Exporter."""
 import json
 import pathlib
 import re
-import shutil
+import subprocess
 import sys
-import tomllib
 
 import pytest
 
@@ -50,18 +49,10 @@ NEWCOMER_NAMES = [("exporter-jsonlines", "exporter-acme-lines"), ("exporter_json
                   ("JSON Lines file", "Acme lines")]
 
 
-def install_like_pip(project, site):
-    """What `pip install PROJECT` leaves in site-packages: the package, and a dist-info with the
-    name, version and entry points read from the project's pyproject.toml."""
-    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
-    for package in tomllib.loads((project / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]:
-        shutil.copytree(project / package, site / package)
-    info = site / f"{meta['name'].replace('-', '_')}-{meta['version']}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n")
-    groups = meta["entry-points"]
-    (info / "entry_points.txt").write_text("".join(
-        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) for group, eps in groups.items()))
+def pip_install(project, site):
+    """A real `pip install PROJECT` into a directory, offline: the newcomer's own build of the plugin."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "--no-index",
+                    "--target", str(site), str(project)], check=True, capture_output=True)
 
 
 @pytest.fixture
@@ -75,7 +66,7 @@ def newcomer_plugin(tmp_path, monkeypatch):
         target = tmp_path / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
-    install_like_pip(project, site)
+    pip_install(project, site)
     monkeypatch.syspath_prepend(str(site))
     yield
     sys.modules.pop("exporter_acme_lines", None)
