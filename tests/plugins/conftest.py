@@ -4,31 +4,27 @@ import pytest
 from .ftp_servers import FtpServer, FtpsServer, SftpServer
 
 
-@pytest.fixture
-def ftp_server(tmp_path):
-    root = tmp_path / "ftp"
+def _serve(tmp_path, name, make):
+    root = tmp_path / name
     root.mkdir()
-    server = FtpServer(root).start()
+    server = make(root).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def ftp_server(tmp_path):
+    yield from _serve(tmp_path, "ftp", FtpServer)
 
 
 @pytest.fixture
 def ftps_server(tmp_path):
-    root = tmp_path / "ftps"
-    root.mkdir()
-    server = FtpsServer(root, tmp_path).start()
-    yield server
-    server.stop()
+    yield from _serve(tmp_path, "ftps", lambda root: FtpsServer(root, tmp_path))
 
 
 @pytest.fixture
 def sftp_server(tmp_path):
-    root = tmp_path / "sftp"
-    root.mkdir()
-    server = SftpServer(root).start()
-    yield server
-    server.stop()
+    yield from _serve(tmp_path, "sftp", SftpServer)
 
 
 @pytest.fixture(params=["ftp", "ftps", "sftp"])
