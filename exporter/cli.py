@@ -33,6 +33,11 @@ def _upgrade_db():
     upgrade(directory=current_app.extensions["migrate"].directory)
 
 
+SAMPLE_EVENT = json.dumps({"id": "evt-1001", "type": "partial", "order": {
+    "orderId": 104233, "customerId": 55821, "campaignId": 259, "campaignName": "Test Lander",
+    "firstName": "Jane", "emailAddress": "jane@example.com", "orderDate": "2026-11-27 14:03:22"}})
+
+
 def _first_start_help(host, port):
     """On first start make an admin and an intake token, and say how to use them."""
     from . import tokens
@@ -52,8 +57,9 @@ def _first_start_help(host, port):
     if not db.session.scalar(db.select(IntakeToken.id).limit(1)):
         token = tokens.create("default")
         lines.append("Intake token for the CRM (shown once, keep it):")
-        lines.append(f"  curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
-                     f"-d @event.json http://{host}:{port}/intake/events")
+        lines.append(f"  TOKEN={token}")
+        lines.append("  curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+                     f"-d '{SAMPLE_EVENT}' http://{host}:{port}/intake/events")
     click.echo("\n".join(lines))
 
 

@@ -97,6 +97,11 @@ def first_day(profile, last):
 
 # --- making the day's deliveries ------------------------------------------------------------
 
+def add_row(profile, route_id, event):
+    """Record an event as a row of a route's daily file (intake calls this for daily-file types)."""
+    db.session.add(FileRow(route_id=route_id, event=event, occurred_at=event.occurred_at))
+
+
 def file_delivery(profile, route_id, day, now=None):
     delivery = Delivery(profile=profile, route_id=route_id, file_date=day, status="scheduled",
                         due_at=now or utcnow(), target=dispatch.target_host(profile))

@@ -10,10 +10,10 @@ from flask import current_app
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.exc import IntegrityError
 
-from . import customer_types, dispatch, matching, security
+from . import customer_types, daily_files, dispatch, matching, security
 from .export_types import PER_EVENT
 from .extensions import db
-from .models import Campaign, Customer, Event, FileRow, HistoryEntry, Product, Profile, Route, utcnow
+from .models import Campaign, Customer, Event, HistoryEntry, Product, Profile, Route, utcnow
 
 CustomerTypeSlug = Literal[customer_types.SLUGS]  # type: ignore[valid-type]
 
@@ -166,7 +166,7 @@ def _route(event, product_ids, batch):
         if cls is None:
             continue
         if cls.schedule != PER_EVENT:
-            db.session.add(FileRow(route_id=rule.route_id, event=event, occurred_at=event.occurred_at))
+            daily_files.add_row(profile, rule.route_id, event)
         elif profile.id not in delivered_profiles:
             delivered_profiles.add(profile.id)
             batch.deliveries.append(dispatch.new_delivery(profile, event, rule.route_id))

@@ -128,7 +128,7 @@ def test_exporter_run_as_a_newcomer_uses_it(tmp_path, redis_url):
         out = (tmp_path / "run.log").read_text()
         assert "started an embedded Redis" in out
         password = re.search(r"log in as admin@example.com with password (\S+)", out).group(1)
-        token = re.search(r"Bearer (exp_\S+)'", out).group(1)
+        token = re.search(r"TOKEN=(exp_\S+)", out).group(1)
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: _answers(base + "/login"), what="the web UI to answer")
         web = requests.Session()
