@@ -8,10 +8,10 @@ STAMP  := $(VENV)/.installed-stamp
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml plugins/postback/pyproject.toml plugins/ftp/pyproject.toml tests/plugins/jsonlines/pyproject.toml
+$(STAMP): pyproject.toml plugins/postback/pyproject.toml plugins/ftp/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]" -e plugins/postback -e plugins/ftp -e tests/plugins/jsonlines
+	$(BIN)/pip install -q -e ".[dev]" -e plugins/postback -e plugins/ftp
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -3,7 +3,11 @@ set), a real Redis (EXPORTER_TEST_REDIS_URL, else an embedded server), real RQ w
 a real HTTP receiver on loopback."""
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -15,6 +19,25 @@ from exporter.models import IntakeToken, User
 from .receiver import Receiver
 
 PASSWORD = "correct horse battery"
+
+
+def pytest_configure(config):
+    """Install the third-party sample type (tests/plugins/jsonlines) for this run only, before the
+    tests are collected: a real offline pip build, found through its entry point like any plugin,
+    and never in the virtualenv that `make run` uses."""
+    target = tempfile.mkdtemp(prefix="exporter-test-plugins-")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "--no-index",
+                    "--target", target, str(Path(__file__).parent / "plugins" / "jsonlines")],
+                   check=True, capture_output=True)
+    sys.path.insert(0, target)
+    config.sample_plugin_dir = target
+
+
+def pytest_unconfigure(config):
+    target = getattr(config, "sample_plugin_dir", None)
+    if target:
+        sys.path.remove(target)
+        shutil.rmtree(target, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
