@@ -5,6 +5,7 @@ never before it is due), and every failure schedules the next try until it succe
 or an admin cancels it.
 """
 import logging
+import math
 import random
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -108,16 +109,25 @@ def backoff_seconds(attempt_count, retry_after=None):
     """30 s doubling per failed try, capped at an hour (both configurable), with ±20 % jitter."""
     cfg = current_app.config
     base, cap = float(cfg["RETRY_BASE_SECONDS"]), float(cfg["RETRY_MAX_SECONDS"])
-    if retry_after is not None:
-        return min(max(float(retry_after), 0.0), cap)
+    if _seconds(retry_after) is not None:  # a plugin's odd value (nan, "soon") falls back to backoff
+        return min(max(_seconds(retry_after), 0.0), cap)
     delay = min(cap, base * 2 ** max(attempt_count - 1, 0))
     return min(cap, delay * random.uniform(0.8, 1.2))
+
+
+def _seconds(value):
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) else None
 
 
 # --- sending -------------------------------------------------------------------------------
 
 def claim(delivery_id, now=None):
-    """Take a due, waiting delivery for this worker; False when another has it or it is not due."""
+    """Take a due, waiting delivery for this worker: its claim time, or None when another has it
+    or it is not due."""
     now = now or utcnow()
     result = db.session.execute(
         update(Delivery)
@@ -125,12 +135,13 @@ def claim(delivery_id, now=None):
         .values(status="sending", claimed_at=now, attempt_count=Delivery.attempt_count + 1)
         .execution_options(synchronize_session=False))
     db.session.commit()
-    return result.rowcount == 1
+    return now if result.rowcount == 1 else None
 
 
 def deliver(delivery_id):
     """Send one delivery if it is due and unclaimed; record the attempt; retry or finish."""
-    if not claim(delivery_id):
+    claimed_at = claim(delivery_id)
+    if claimed_at is None:
         delivery = db.session.get(Delivery, delivery_id)
         if delivery and delivery.status in Delivery.WAITING and delivery.due_at > utcnow():
             enqueue(delivery)  # woke early (a clock skew, a retry moved later): wait for its time
@@ -146,7 +157,7 @@ def deliver(delivery_id):
     except Exception as exc:  # a plugin's bug or a bad profile is a failed try, not a lost export
         log.exception("delivery %s failed to send", delivery_id)
         outcome = Outcome(ok=False, error=f"{type(exc).__name__}: {exc}")
-    record(delivery, outcome, started, secrets_ + setting_secrets(delivery.profile))
+    record(delivery, outcome, started, secrets_ + setting_secrets(delivery.profile), claimed_at)
     return "delivered" if outcome.ok else "retrying"
 
 
@@ -192,25 +203,38 @@ def attempt_from(outcome, secrets_, **fields):
         elapsed_ms=outcome.elapsed_ms, error=r(outcome.error), **fields)
 
 
-def record(delivery, outcome, started, secrets_):
-    """Store the attempt, then finish the delivery or schedule its next try."""
-    delivery.attempts.append(attempt_from(outcome, secrets_, number=delivery.attempt_count,
-                                          started_at=started, profile_id=delivery.profile_id))
+def record(delivery, outcome, started, secrets_, claimed_at):
+    """Store the attempt, then finish the delivery or schedule its next try.
+
+    The delivery changes only while this worker still holds its claim: if the sweeper released
+    it (this send outlived CLAIM_TIMEOUT_SECONDS) the attempt is kept, and the newer claim decides.
+    """
+    db.session.add(attempt_from(outcome, secrets_, delivery_id=delivery.id, number=delivery.attempt_count,
+                                started_at=started, profile_id=delivery.profile_id))
     now = utcnow()
+    values = {"claimed_at": None}
     if outcome.details:
-        delivery.details = {**(delivery.details or {}), **outcome.details}
+        values["details"] = {**(delivery.details or {}), **outcome.details}
     if outcome.ok:
-        delivery.status, delivery.delivered_at, delivery.last_error = "delivered", now, ""
-        summary = outcome.summary or f"{delivery.profile.export_type} delivered"
-        write_history(delivery, f"Export profile '{delivery.profile.name}' fired: {summary}")
+        values.update(status="delivered", delivered_at=now, last_error="")
     else:
-        delivery.status = "retrying"
-        delivery.last_error = security.redact(outcome.error or f"HTTP {outcome.status}", secrets_)
-        delivery.due_at = now + timedelta(seconds=backoff_seconds(delivery.attempt_count, outcome.retry_after))
-    delivery.claimed_at = None
+        values.update(status="retrying", last_error=security.redact(outcome.error or f"HTTP {outcome.status}", secrets_),
+                      due_at=now + timedelta(seconds=backoff_seconds(delivery.attempt_count, outcome.retry_after)))
+    held = db.session.execute(
+        update(Delivery).where(Delivery.id == delivery.id, Delivery.status == "sending",
+                               Delivery.claimed_at == claimed_at)
+        .values(**values).execution_options(synchronize_session=False)).rowcount == 1
+    if held:
+        db.session.refresh(delivery)
+        if outcome.ok:
+            summary = outcome.summary or f"{delivery.profile.export_type} delivered"
+            write_history(delivery, f"Export profile '{delivery.profile.name}' fired: {summary}")
+    else:
+        log.warning("delivery %s: claim lost while sending; attempt kept, status left to the newer claim", delivery.id)
     db.session.commit()
-    if not outcome.ok:
+    if held and not outcome.ok:
         enqueue(delivery)
+    return held
 
 
 def write_history(delivery, message):

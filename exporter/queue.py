@@ -122,7 +122,8 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", self.directory],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)  # Ctrl-C reaches the worker and cron, not the Redis they still need
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

@@ -1,4 +1,6 @@
 """Events in, exports out: intake to a real HTTP receiver through real RQ workers."""
+import pytest
+
 from exporter.extensions import db
 from exporter.models import Delivery, HistoryEntry
 
@@ -217,3 +219,30 @@ def test_retry_now_never_takes_a_delivery_a_worker_is_sending(app, post_events, 
     assert not dispatch.retry_now(delivery)
     db.session.refresh(delivery)
     assert delivery.status == "sending"
+
+
+def test_a_send_that_lost_its_claim_keeps_its_attempt_but_not_the_status(app, post_events, receiver):
+    """The sweeper released this claim (the send outlived CLAIM_TIMEOUT) and a newer claim owns it."""
+    from exporter import dispatch
+    from exporter.export_types import Outcome
+    from exporter.models import utcnow
+
+    make_profile(url=receiver.url)
+    post_events(event())
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    first_claim = dispatch.claim(delivery.id)
+    app.config["CLAIM_TIMEOUT_SECONDS"] = 0
+    dispatch.sweep()  # released, and claimed again by another worker
+    assert dispatch.claim(delivery.id)
+    held = dispatch.record(delivery, Outcome(ok=True, status=200, summary="late"), utcnow(), [], first_claim)
+    db.session.refresh(delivery)
+    assert not held and delivery.status == "sending" and len(delivery.attempts) == 1
+    assert db.session.query(HistoryEntry).count() == 0
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "soon", None])
+def test_an_unreadable_retry_after_falls_back_to_backoff(app, value):
+    from exporter.dispatch import backoff_seconds
+
+    app.config.update(RETRY_BASE_SECONDS=30, RETRY_MAX_SECONDS=3600)
+    assert 24 <= backoff_seconds(1, value) <= 36

@@ -24,7 +24,3 @@ def test_empty_campaigns_or_products_mean_all():
 def test_every_matching_route_of_every_profile_is_returned():
     rules = [rule(1, 7), rule(2, 7, campaigns={259}), rule(3, 8, types=("partial", "decline")), rule(4, 9, ("cancel",))]
     assert [r.route_id for r in matching_routes(rules, "partial", 259, [33])] == [1, 2, 3]
-
-
-def test_test_card_orders_match_nothing():
-    assert matching_routes([rule(1, 1)], "partial", 259, [33], is_test=True) == []

@@ -267,6 +267,11 @@ def test_retry_after_is_read_from_seconds_or_an_http_date(receiver):
     assert send(receiver.url + "/p").retry_after == 0.0  # a date in the past: now
 
 
+def test_an_unreadable_retry_after_is_ignored(receiver):
+    receiver.script = [Reply(503, headers={"Retry-After": v}) for v in ("nan", "inf", "soon")]
+    assert [send(receiver.url + "/p").retry_after for _ in range(3)] == [None, None, None]
+
+
 def test_a_private_target_is_refused_unless_allowed(receiver):
     outcome = send(receiver.url + "/p", allow_private=False)
     assert not outcome.ok and "private address" in outcome.error

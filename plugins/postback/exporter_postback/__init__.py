@@ -6,6 +6,7 @@ JSON sends them as one object in mapping order. A mapping whose Export Name star
 failure, retried like any other, with the Location in the attempt log.
 """
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -273,9 +274,11 @@ def retry_after(value):
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
