@@ -4,10 +4,10 @@ web/intake.py is only HTTP; this is the flow. Nothing is stored unless every eve
 the body is valid.
 """
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from flask import current_app
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.exc import IntegrityError
 
 from . import customer_types, daily_files, dispatch, matching, security
@@ -16,6 +16,27 @@ from .extensions import db
 from .models import Campaign, Customer, Event, HistoryEntry, Product, Profile, Route, utcnow
 
 CustomerTypeSlug = Literal[customer_types.SLUGS]  # type: ignore[valid-type]
+FIRST_YEAR, LAST_YEAR = 1970, 2100  # occurred_at outside these years is a CRM's mistake, not an order
+
+
+def _storable(text):
+    """Text a database column can hold: no NUL character, no lone surrogate."""
+    if "\x00" in text:
+        raise ValueError("must not contain the NUL character")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise ValueError("is not valid Unicode text (a lone surrogate)") from None
+    return text
+
+
+def Text(max_length):
+    """A string stored in a column of this many characters."""
+    return Annotated[str, Field(max_length=max_length), AfterValidator(_storable)]
+
+
+CrmId = Annotated[int, Field(ge=0, le=2**63 - 1)]  # the CRM's ids are stored in 64-bit columns
 
 
 class IntakeError(Exception):
@@ -26,20 +47,20 @@ class IntakeError(Exception):
 
 class ProductIn(BaseModel):
     model_config = ConfigDict(extra="allow")
-    productId: int
-    productName: str = ""
+    productId: CrmId
+    productName: Text(255) = ""
 
 
 class OrderIn(BaseModel):
     model_config = ConfigDict(extra="allow")
-    orderId: int | None = None
-    customerId: int | None = None
-    campaignId: int | None = None
-    campaignName: str = ""
-    firstName: str = ""
-    lastName: str = ""
-    emailAddress: str = ""
-    phoneNumber: str = ""
+    orderId: CrmId | None = None
+    customerId: CrmId | None = None
+    campaignId: CrmId | None = None
+    campaignName: Text(255) = ""
+    firstName: Text(120) = ""
+    lastName: Text(120) = ""
+    emailAddress: Text(255) = ""
+    phoneNumber: Text(40) = ""
     isTestCard: bool = False
     cardNumber: str | None = None
     products: list[ProductIn] = Field(default_factory=list)
@@ -54,10 +75,17 @@ class OrderIn(BaseModel):
 
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1, max_length=120)
+    id: Annotated[Text(120), Field(min_length=1)]
     type: CustomerTypeSlug
     occurred_at: datetime | None = None
     order: OrderIn
+
+    @field_validator("occurred_at")
+    @classmethod
+    def in_our_years(cls, v):
+        if v is not None and not FIRST_YEAR <= v.year <= LAST_YEAR:
+            raise ValueError(f"occurred_at must be in the years {FIRST_YEAR} to {LAST_YEAR}")
+        return v
 
 
 def parse(body: Any, max_events):
@@ -173,9 +201,7 @@ def _route(event, product_ids, batch):
 
 
 def _store_event(item, test_cards, batch):
-    order = item.order.model_dump(exclude_none=True)
-    for key in security.CVV_KEYS:  # CVV is never stored, under any of its names
-        order.pop(key, None)
+    order = security.without_cvv(item.order.model_dump(exclude_none=True))  # CVV is never stored
     card = order.pop("cardNumber", None)
     if card:
         order["cardLast4"], order["cardBin"] = card[-4:], card[:6]

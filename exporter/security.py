@@ -10,7 +10,7 @@ from urllib.parse import quote, quote_plus, urlsplit
 from cryptography.fernet import Fernet, InvalidToken
 
 ENCRYPTED_PREFIX = "enc:"
-CVV_KEYS = frozenset({"cvv", "cvv2", "cardSecurityCode", "securityCode"})
+CVV_KEYS = frozenset({"cvv", "cvv2", "cvc", "cardsecuritycode", "securitycode"})  # lowercase
 MASK = "****"
 
 
@@ -41,6 +41,17 @@ def hash_token(token):
 
 def new_token():
     return "exp_" + secrets.token_urlsafe(32)
+
+
+# --- CVV ------------------------------------------------------------------------
+
+def without_cvv(value):
+    """value (an order) without any key named like a CVV, in any case, at any depth, lists included."""
+    if isinstance(value, dict):
+        return {k: without_cvv(v) for k, v in value.items() if k.lower() not in CVV_KEYS}
+    if isinstance(value, list):
+        return [without_cvv(v) for v in value]
+    return value
 
 
 # --- masking ------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """POST /intake/events: every answer of DESIGN §6, and what is (not) stored."""
 import json
+import re
 
 import pytest
 
@@ -60,6 +61,17 @@ def test_cvv_is_never_stored_and_the_card_number_only_encrypted(app, post_events
     assert row.order["cardLast4"] == "1881" and row.order["cardBin"] == "401288"
     assert row.card_number.startswith("enc:") and "4012888888881881" not in row.card_number
     assert security.decrypt(app.config["SECRET_KEY"], row.card_number) == "4012888888881881"
+
+
+def test_cvv_is_dropped_in_any_case_at_any_depth_and_the_rest_kept(app, post_events):
+    body = event(CVV="111", Cvc="222", payment={"method": "visa", "CardSecurityCode": "333",
+                                                 "card": {"cvv2": "444", "SECURITYCODE": "555"}},
+                 payments=[{"amount": "49.95", "cVv": "666"}, [{"cvc": "777"}]])
+    assert post_events(body).status_code == 202
+    order = db.session.scalars(db.select(Event)).one().order
+    assert not re.search(r'"[1-7]{3}"', json.dumps(order))
+    assert order["payment"] == {"method": "visa", "card": {}}
+    assert order["payments"] == [{"amount": "49.95"}, [{}]]
 
 
 @pytest.mark.parametrize("order", [{"isTestCard": True}, {"cardNumber": "4111111111111111"}])
@@ -129,6 +141,26 @@ def test_more_than_1000_events_is_422(app, post_events):
     (lambda e: e["order"].update(products=[{"productName": "no id"}]), "order.products.0.productId"),
     (lambda e: e["order"].update(cardNumber="4111-abc"), "order.cardNumber"),
     (lambda e: e.update(surprise=1), "surprise"),
+    # Ids past a 64-bit integer, or negative: the database columns cannot hold them.
+    (lambda e: e["order"].update(orderId=10**20), "order.orderId"),
+    (lambda e: e["order"].update(customerId=10**20), "order.customerId"),
+    (lambda e: e["order"].update(campaignId=10**20), "order.campaignId"),
+    (lambda e: e["order"].update(campaignId=-1), "order.campaignId"),
+    (lambda e: e["order"].update(products=[{"productId": 10**20}]), "order.products.0.productId"),
+    # Text longer than its column, or that no column can hold (NUL, a lone surrogate).
+    (lambda e: e.update(id="x" * 121), "id"),
+    (lambda e: e["order"].update(firstName="x" * 121), "order.firstName"),
+    (lambda e: e["order"].update(lastName="x" * 121), "order.lastName"),
+    (lambda e: e["order"].update(emailAddress="x" * 250 + "@x.com"), "order.emailAddress"),
+    (lambda e: e["order"].update(phoneNumber="5" * 41), "order.phoneNumber"),
+    (lambda e: e["order"].update(campaignName="x" * 256), "order.campaignName"),
+    (lambda e: e["order"].update(products=[{"productId": 1, "productName": "x" * 256}]),
+     "order.products.0.productName"),
+    (lambda e: e["order"].update(firstName="Ja\x00ne"), "order.firstName"),
+    (lambda e: e["order"].update(lastName="D\ud800e"), "order.lastName"),
+    (lambda e: e.update(occurred_at="0001-01-01T00:00:00+01:00"), "occurred_at"),
+    (lambda e: e.update(occurred_at="1969-12-31T23:59:59Z"), "occurred_at"),
+    (lambda e: e.update(occurred_at="2101-01-01T00:00:00Z"), "occurred_at"),
 ])
 def test_an_invalid_event_rejects_the_whole_body_naming_index_and_field(app, post_events, mutate, field):
     bad = event("bad")
@@ -140,6 +172,49 @@ def test_an_invalid_event_rejects_the_whole_body_naming_index_and_field(app, pos
     assert {"index": 1, "field": field} == {k: body["problems"][0][k] for k in ("index", "field")}
     assert body["problems"][0]["message"]
     assert stored() == NOTHING
+
+
+@pytest.mark.parametrize("occurred_at", ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00"])
+def test_a_date_out_of_range_with_a_delay_is_422_naming_occurred_at(app, post_events, occurred_at):
+    make_profile(delay_minutes=5)
+    response = post_events(event(occurred_at=occurred_at))
+    assert response.status_code == 422
+    problem = response.get_json()["problems"][0]
+    assert problem["field"] == "occurred_at" and "1970" in problem["message"] and "2100" in problem["message"]
+    assert stored() == NOTHING
+
+
+def test_the_longest_names_and_ids_the_columns_hold_are_stored(app, post_events):
+    order = dict(orderId=2**63 - 1, customerId=2**63 - 1, campaignId=2**63 - 1, firstName="f" * 120,
+                 lastName="l" * 120, emailAddress="e" * 249 + "@x.com", phoneNumber="5" * 40,
+                 campaignName="c" * 255, products=[{"productId": 2**63 - 1, "productName": "p" * 255}])
+    assert post_events(event("x" * 120, occurred_at="2100-12-31T23:59:59Z", **order)).status_code == 202
+    customer = db.session.scalars(db.select(Customer)).one()
+    assert (customer.crm_customer_id, len(customer.name), len(customer.email)) == (2**63 - 1, 241, 255)
+    assert len(db.session.get(Campaign, 2**63 - 1).name) == len(db.session.get(Product, 2**63 - 1).name) == 255
+
+
+def post_raw(client, token, data):
+    return client.post("/intake/events", data=data, content_type="application/json",
+                       headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.mark.parametrize("data, message", [
+    ("[" * 100_000, "malformed JSON: nested too deeply"),
+    (json.dumps(event(extra=json.loads("[" * 31 + "]" * 31))), "JSON nested deeper than 32 levels"),
+    (json.dumps(event()).replace("false", "NaN"), "malformed JSON: NaN is not JSON"),
+    (json.dumps(event()).replace("false", "Infinity"), "malformed JSON: Infinity is not JSON"),
+])
+def test_json_nested_too_deeply_or_with_nan_is_400(app, client, intake_token, data, message):
+    response = post_raw(client, intake_token, data)
+    assert response.status_code == 400 and response.get_json()["error"] == message
+    assert stored() == NOTHING
+
+
+def test_an_order_nested_32_levels_deep_is_stored(app, client, intake_token):
+    body = event(extra=json.loads("[" * 30 + "]" * 30))  # the body, its order, then 30 lists: 32 levels
+    assert post_raw(client, intake_token, json.dumps(body)).status_code == 202
+    assert db.session.query(Event).count() == 1
 
 
 @pytest.mark.parametrize("body", [[1, 2], "text", {"events": "many"}, {"events": []}])

@@ -1,10 +1,14 @@
 """POST /intake/events: the CRM's webhook. Token auth, no CSRF, JSON only; the flow is in exporter.intake."""
+import json
+
 from flask import Blueprint, current_app, jsonify, request
 
 from .. import intake, tokens
 from ..extensions import csrf, db
 
 bp = Blueprint("intake", __name__, url_prefix="/intake")
+
+MAX_JSON_DEPTH = 32  # an event nests 5 levels ({"events": [{"order": {"products": [{...}]}}]})
 
 
 def _error(status, error, problems=()):
@@ -31,14 +35,36 @@ def events():
     if len(raw) > current_app.config["INTAKE_MAX_BYTES"]:
         return _error(413, f"body over {current_app.config['INTAKE_MAX_BYTES']} bytes")
     try:
-        import json
-
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json)
     except ValueError as exc:
         return _error(400, f"malformed JSON: {exc}")
+    except RecursionError:
+        return _error(400, "malformed JSON: nested too deeply")
+    if _deeper_than(body, MAX_JSON_DEPTH):
+        return _error(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         counts = intake.accept(body)
     except intake.IntakeError as exc:
         db.session.rollback()
         return _error(exc.status, exc.error, exc.problems)
     return jsonify(counts), 202
+
+
+def _not_json(constant):
+    """NaN and Infinity: Python's json reads them, but they are not JSON and no database stores them."""
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _deeper_than(body, limit):
+    """Whether lists and objects nest more than limit levels (walked without recursion)."""
+    pending = [(body, 1)]
+    while pending:
+        value, level = pending.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if not isinstance(value, list):
+            continue
+        if level > limit:
+            return True
+        pending.extend((child, level + 1) for child in value)
+    return False
