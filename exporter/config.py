@@ -1,7 +1,8 @@
 """Configuration: these defaults, then instance/config.py, then EXPORTER_* environment variables.
 
 `EXPORTER_DATABASE_URL=postgresql://...` sets DATABASE_URL; values that parse as JSON
-(numbers, true/false) are taken as such, anything else as a string.
+(numbers, true/false) are taken as such, anything else as a string. SECRET_KEY, DATABASE_URL
+and REDIS_URL are always strings, whatever they look like.
 """
 import json
 import os
@@ -9,6 +10,7 @@ import secrets
 
 DEFAULT_INTAKE_MAX_BYTES = 1024 * 1024
 DEFAULT_INTAKE_MAX_EVENTS = 1000
+STRINGS = frozenset({"SECRET_KEY", "DATABASE_URL", "REDIS_URL"})  # never JSON-decoded: a key may be all digits
 
 
 class Defaults:
@@ -41,11 +43,16 @@ def from_env(environ=os.environ, prefix="EXPORTER_"):
     for name, raw in environ.items():
         if not name.startswith(prefix) or name.startswith(prefix + "TEST_"):
             continue
-        try:
-            values[name[len(prefix):]] = json.loads(raw)
-        except ValueError:
-            values[name[len(prefix):]] = raw
+        key = name[len(prefix):]
+        values[key] = raw if key in STRINGS else _decoded(raw)
     return values
+
+
+def _decoded(raw):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
 
 
 def instance_secret_key(instance_path):

@@ -1,5 +1,7 @@
 """Configuration: defaults, instance/config.py, then EXPORTER_* environment variables."""
-from exporter import config, create_app
+import pytest
+
+from exporter import config, create_app, security
 
 
 def test_env_values_are_json_decoded_and_test_variables_ignored():
@@ -7,6 +9,20 @@ def test_env_values_are_json_decoded_and_test_variables_ignored():
            "EXPORTER_DATABASE_URL": "postgresql://u@h/db", "EXPORTER_TEST_REDIS_URL": "redis://x", "HOME": "/root"}
     assert config.from_env(env) == {"MINUTE_SECONDS": 5, "ALLOW_PRIVATE_TARGETS": True,
                                     "DATABASE_URL": "postgresql://u@h/db"}
+
+
+@pytest.mark.parametrize("raw", ["123456789", "true", "null", '"quoted"', "[1, 2]", "1e3"])
+def test_secret_key_and_urls_stay_strings_whatever_they_look_like(raw):
+    env = {"EXPORTER_SECRET_KEY": raw, "EXPORTER_DATABASE_URL": raw, "EXPORTER_REDIS_URL": raw}
+    assert config.from_env(env) == {"SECRET_KEY": raw, "DATABASE_URL": raw, "REDIS_URL": raw}
+
+
+def test_a_numeric_secret_key_encrypts_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPORTER_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("EXPORTER_SECRET_KEY", "123456789")
+    key = create_app().config["SECRET_KEY"]
+    assert security.decrypt(key, security.encrypt(key, "hunter22")) == "hunter22"
+    assert key == "123456789" and not (tmp_path / "secret_key").exists()
 
 
 def test_instance_config_then_env_win_over_defaults(tmp_path, monkeypatch):
