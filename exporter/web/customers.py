@@ -14,13 +14,16 @@ from . import admin_blueprint
 bp = admin_blueprint(Blueprint("customers", __name__, url_prefix="/customers"))
 
 PER_PAGE = 50
+MAX_PAGE = 10**6  # past it the row offset overflows the database's integers
 
 
 class SearchForm(Form):
     """The search box, read from the query string (a GET form: nothing to protect)."""
     q = SearchField("Search", validators=[Length(max=200, message="Search for at most 200 characters")],
                     description="Name, email, phone or CRM customer id")
-    page = IntegerField("Page", default=1, validators=[Optional(), NumberRange(min=1, message="Page starts at 1")])
+    page = IntegerField("Page", default=1, validators=[
+        Optional(), NumberRange(min=1, message="Page starts at 1"),
+        NumberRange(max=MAX_PAGE, message=f"Page is at most {MAX_PAGE}")])
 
 
 def _contains(column, text):

@@ -13,6 +13,7 @@ from . import admin_blueprint
 bp = admin_blueprint(Blueprint("deliveries", __name__, url_prefix="/deliveries"))
 
 PER_PAGE = 50
+MAX_PAGE = 10**6  # past it the row offset overflows the database's integers
 # How a daily file's details read on its delivery's page.
 DETAIL_LABELS = {"file_name": "File name", "rows": "Rows", "bytes": "Bytes", "sha256": "Checksum (SHA-256)",
                  "checksum": "Checksum", "uploaded": "Uploaded"}
@@ -22,7 +23,9 @@ class FilterForm(Form):
     """The list's filters, read from the query string (a GET form: nothing to protect)."""
     status = SelectField("Status", default="", validate_choice=False)
     profile = SelectField("Profile", default="", validate_choice=False)
-    page = IntegerField("Page", default=1, validators=[Optional(), NumberRange(min=1, message="Page starts at 1")])
+    page = IntegerField("Page", default=1, validators=[
+        Optional(), NumberRange(min=1, message="Page starts at 1"),
+        NumberRange(max=MAX_PAGE, message=f"Page is at most {MAX_PAGE}")])
 
     def __init__(self, formdata, profiles):
         super().__init__(formdata)

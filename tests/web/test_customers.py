@@ -75,6 +75,19 @@ def test_bad_page_gets_an_error(logged_in, customers):
     assert "Page: Not a valid integer value" in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("page", ["99999999999999999999", "1000001"])
+def test_a_page_past_a_million_gets_an_error(logged_in, customers, page):
+    response = logged_in.get(f"/customers/?page={page}")
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "Page is at most 1000000</span>" in html
+    assert not re.search(r'href="/customers/\d+"', html)
+
+
+def test_the_last_allowed_page_is_empty_not_an_error(logged_in, customers):
+    assert found(logged_in.get("/customers/?page=1000000")) == []
+
+
 def test_customer_page_lists_events_and_history_linking_to_deliveries(logged_in, post_events, receiver, run_jobs):
     make_profile(url=receiver.url + "/partials.php")
     post_events(event("evt-test", orderId=104230, isTestCard=True, occurred_at="2026-11-27T13:00:00Z"))

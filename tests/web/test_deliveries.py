@@ -95,6 +95,8 @@ def test_list_filters_by_status_and_by_profile(logged_in, two_profiles):
     ("profile=abc", "No such profile"),
     ("page=abc", "Not a valid integer value"),
     ("page=0", "Page starts at 1"),
+    ("page=99999999999999999999", "Page is at most 1000000"),
+    ("page=1000001", "Page is at most 1000000"),
 ])
 def test_bad_filters_get_an_error_beside_the_field(logged_in, query, message):
     response = logged_in.get("/deliveries/?" + query)
