@@ -1,8 +1,12 @@
 """Profiles as code: export and import the profiles JSON (DESIGN §6).
 
 Import checks the whole file before it changes anything, then creates or updates each
-profile by name in one transaction.
+profile by name in one transaction. Each value is checked as the edit page checks it:
+a problem names the profile and the field, and nothing is stored.
 """
+from datetime import date, datetime
+from decimal import Decimal
+
 from werkzeug.datastructures import MultiDict
 
 from . import catalog, customer_types, mapping, security
@@ -11,11 +15,20 @@ from .models import FieldMapping, Profile, Route
 
 VERSION = 1
 MAPPING_KEYS = ("export_name", "field", "static_value", "format", "format_arg", "default_value")
+# The longest each mapping text may be (the Field Mappings dialog's limits; field and format
+# are checked against the catalog and the formats).
+MAPPING_MAX_LENGTHS = {"export_name": 120, "static_value": 2000, "format_arg": 60, "default_value": 255}
+NAME_MAX_LENGTH = 120
+MAX_DELAY_MINUTES = 525_600  # a year
+DELAY_MESSAGE = f"Export Delay is a whole number of minutes, 0 or more (at most {MAX_DELAY_MINUTES:,}, a year)"
+# The profile's switches, and what each is when the file leaves it out.
+FLAGS = {"active": True, "pci_documented": False, "skip_converted_partials": True}
 
 
 class ImportProblem(ValueError):
     def __init__(self, profile, field, message):
-        super().__init__(f"profile {profile!r}: {field}: {message}")
+        where = f"profile {profile!r}: " if profile is not None else ""
+        super().__init__(f"{where}{field}: {message}")
         self.profile, self.field, self.message = profile, field, message
 
 
@@ -43,15 +56,23 @@ def export_all(registry=None):
     return {"version": VERSION, "profiles": [export_profile(p, registry) for p in profiles]}
 
 
+# --- a type's settings ----------------------------------------------------------------------
+
+def filled_settings_form(cls, settings):
+    """The type's settings form filled in with settings; a setting left out takes the form's default."""
+    defaults = cls.settings_form().data
+    return cls.settings_form(formdata=MultiDict(_form_items({**defaults, **(settings or {})})))
+
+
 def check_settings(cls, settings):
     """Validate settings with the type's own form; {field: first error}."""
-    form = cls.settings_form(formdata=MultiDict(_form_items(settings)))
+    form = filled_settings_form(cls, settings)
     form.validate()
     return {name: errors[0] for name, errors in form.errors.items()}
 
 
 def _form_items(settings):
-    for key, value in (settings or {}).items():
+    for key, value in settings.items():
         if isinstance(value, bool):
             if value:
                 yield key, "y"
@@ -60,6 +81,20 @@ def _form_items(settings):
                 yield key, str(item)
         elif value is not None:
             yield key, str(value)
+
+
+def jsonable(value):
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def settings_from_form(cls, form):
+    """The type's settings form's validated data as stored, without its secrets."""
+    return {f.short_name: jsonable(f.data) for f in form
+            if f.type != "CSRFTokenField" and f.short_name not in cls.secret_settings and f.data is not None}
 
 
 def sensitive_problem(mappings, pci_documented):
@@ -77,7 +112,7 @@ def check_route(route):
     types = route.get("customer_types")
     if not isinstance(types, list) or not types:
         return "customer_types", "choose at least one customer type"
-    unknown = [t for t in types if t not in customer_types.BY_SLUG]
+    unknown = [t for t in types if not isinstance(t, str) or t not in customer_types.BY_SLUG]
     if unknown:
         return "customer_types", f"unknown customer type {unknown[0]!r}"
     for key in ("campaigns", "products"):
@@ -87,34 +122,138 @@ def check_route(route):
     return None
 
 
+# --- one profile of the file ------------------------------------------------------------------
+
 def check_profile(data, registry):
-    """Raise ImportProblem naming the profile and field of the first thing wrong with data."""
-    name = data.get("name") if isinstance(data, dict) else None
-    if not isinstance(name, str) or not name.strip():
-        raise ImportProblem(name, "name", "Profile Name is required")
-    cls = registry.get(data.get("export_type"))
+    """The profile as it will be stored; ImportProblem naming the profile and field of the first
+    thing wrong with data."""
+    name = _checked_name(data)
+    cls = registry.get(data.get("export_type")) if isinstance(data.get("export_type"), str) else None
     if cls is None:
         raise ImportProblem(name, "export_type", f"export type {data.get('export_type')!r} is not installed")
+    profile = {"name": name.strip(), "export_type": cls.key, "delay_minutes": _checked_delay(name, data)}
+    profile.update(_checked_flags(name, data))
+    profile["settings"], profile["secrets"] = _checked_settings(name, cls, data.get("settings"))
+    profile["mappings"] = _checked_mappings(name, data.get("mappings"))
+    problem = sensitive_problem(profile["mappings"], profile["pci_documented"])
+    if problem:
+        raise ImportProblem(name, "mappings", problem)
+    profile["routes"] = _checked_routes(name, data.get("routes"))
+    return profile
+
+
+def _checked_name(data):
+    name = data.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ImportProblem(name, "name", "Profile Name must be a string")
+    if not name or not name.strip():
+        raise ImportProblem(name, "name", "Profile Name is required")
+    if len(name.strip()) > NAME_MAX_LENGTH:
+        raise ImportProblem(name, "name", f"Profile Name is at most {NAME_MAX_LENGTH} characters")
+    return name
+
+
+def _checked_delay(name, data):
     delay = data.get("delay_minutes", 0)
-    if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
-        raise ImportProblem(name, "delay_minutes", "Export Delay is a whole number of minutes, 0 or more")
-    settings = {k: v for k, v in (data.get("settings") or {}).items() if k not in cls.secret_settings}
-    errors = {k: v for k, v in check_settings(cls, settings).items() if k not in cls.secret_settings}
+    if not isinstance(delay, int) or isinstance(delay, bool) or not 0 <= delay <= MAX_DELAY_MINUTES:
+        raise ImportProblem(name, "delay_minutes", DELAY_MESSAGE)
+    return delay
+
+
+def _checked_flags(name, data):
+    """Each switch is a JSON true or false: the string "false" is not false."""
+    flags = {flag: data.get(flag, default) for flag, default in FLAGS.items()}
+    for flag, value in flags.items():
+        if not isinstance(value, bool):
+            raise ImportProblem(name, flag, f"must be true or false, not {value!r}")
+    return flags
+
+
+def _object(name, field, value):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ImportProblem(name, field, "must be an object")
+    return value
+
+
+def _list(name, field, value):
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ImportProblem(name, field, "must be a list")
+    return value
+
+
+def _checked_settings(name, cls, settings):
+    """(the settings form's validated data without secrets, the file's secrets): a secret the
+    file leaves out is not an error, the stored one stays."""
+    settings = _object(name, "settings", settings)
+    secrets = {k: v for k, v in settings.items() if k in cls.secret_settings and v not in (None, "")}
+    for key, value in secrets.items():
+        if not isinstance(value, str):
+            raise ImportProblem(name, f"settings.{key}", "must be a string")
+    checked = {k: v for k, v in settings.items() if k not in cls.secret_settings or k in secrets}
+    form = filled_settings_form(cls, checked)
+    form.validate()
+    errors = {k: v[0] for k, v in form.errors.items() if k not in cls.secret_settings or k in secrets}
     if errors:
         field, message = next(iter(errors.items()))
         raise ImportProblem(name, f"settings.{field}", message)
-    mappings = data.get("mappings") or []
+    return settings_from_form(cls, form), {k: form[k].data for k in secrets}
+
+
+def _checked_mappings(name, mappings):
+    checked = [_checked_mapping(name, i, m) for i, m in enumerate(_list(name, "mappings", mappings))]
     try:
-        mapping.validate(mappings)
+        mapping.validate(checked)
     except mapping.MappingError as exc:
         raise ImportProblem(name, f"mappings[{exc.index}].{exc.field}", exc.message)
-    problem = sensitive_problem(mappings, bool(data.get("pci_documented")))
-    if problem:
-        raise ImportProblem(name, "mappings", problem)
-    for i, route in enumerate(data.get("routes") or []):
-        bad = check_route(route) if isinstance(route, dict) else ("", "must be an object")
+    return checked
+
+
+def _checked_mapping(name, index, m):
+    if not isinstance(m, dict):
+        raise ImportProblem(name, f"mappings[{index}]", "must be an object")
+    for key in MAPPING_KEYS:
+        value = m.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ImportProblem(name, f"mappings[{index}].{key}", f"must be a string, not {value!r}")
+        if key in MAPPING_MAX_LENGTHS and len(value or "") > MAPPING_MAX_LENGTHS[key]:
+            raise ImportProblem(name, f"mappings[{index}].{key}",
+                                f"at most {MAPPING_MAX_LENGTHS[key]} characters")
+    return {key: m.get(key) or "" for key in MAPPING_KEYS}
+
+
+def _checked_routes(name, routes):
+    checked = []
+    for i, route in enumerate(_list(name, "routes", routes)):
+        if not isinstance(route, dict):
+            raise ImportProblem(name, f"routes[{i}]", "must be an object")
+        bad = check_route(route)
         if bad:
             raise ImportProblem(name, f"routes[{i}].{bad[0]}", bad[1])
+        checked.append({"customer_types": list(route["customer_types"]),
+                        "campaigns": list(route.get("campaigns", [])), "products": list(route.get("products", []))})
+    return checked
+
+
+# --- the whole file ---------------------------------------------------------------------------
+
+def check_file(data, registry):
+    """Each profile of the file as it will be stored; ImportProblem on the first thing wrong."""
+    if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("profiles"), list):
+        raise ImportProblem(None, "version", f"expected {{\"version\": {VERSION}, \"profiles\": [...]}}")
+    profiles, names = [], set()
+    for i, item in enumerate(data["profiles"]):
+        if not isinstance(item, dict):
+            raise ImportProblem(None, f"profiles[{i}]", "must be an object")
+        profile = check_profile(item, registry)
+        if profile["name"] in names:
+            raise ImportProblem(item["name"], "name", "appears twice in the file")
+        names.add(profile["name"])
+        profiles.append(profile)
+    return profiles
 
 
 def import_all(data, registry=None, secret_key=None):
@@ -123,43 +262,31 @@ def import_all(data, registry=None, secret_key=None):
 
     registry = registry or current_app.extensions["export_types"]
     secret_key = secret_key or current_app.config["SECRET_KEY"]
-    if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("profiles"), list):
-        raise ImportProblem(None, "version", f"expected {{\"version\": {VERSION}, \"profiles\": [...]}}")
-    names = set()
-    for item in data["profiles"]:
-        check_profile(item, registry)
-        if item["name"].strip() in names:
-            raise ImportProblem(item["name"], "name", "appears twice in the file")
-        names.add(item["name"].strip())
     created = updated = 0
-    for item in data["profiles"]:
-        profile = db.session.scalar(db.select(Profile).where(Profile.name == item["name"].strip()))
+    for checked in check_file(data, registry):
+        profile = db.session.scalar(db.select(Profile).where(Profile.name == checked["name"]))
         if profile is None:
-            profile = Profile(name=item["name"].strip())
+            profile = Profile(name=checked["name"])
             db.session.add(profile)
             created += 1
         else:
             updated += 1
-        _apply(profile, item, registry.get(item["export_type"]), secret_key)
+        _apply(profile, checked, registry.get(checked["export_type"]), secret_key)
     db.session.commit()
     return created, updated
 
 
-def _apply(profile, item, cls, secret_key):
-    kept = {k: v for k, v in (profile.settings or {}).items() if k in cls.secret_settings}
-    settings = dict(item.get("settings") or {})
+def _apply(profile, checked, cls, secret_key):
+    settings = dict(checked["settings"])
     for key in cls.secret_settings:  # a secret in the file is encrypted; absent, the stored one stays
-        if settings.get(key):
-            settings[key] = security.encrypt(secret_key, settings[key])
-        elif key in kept and profile.export_type == item["export_type"]:
-            settings[key] = kept[key]
-    profile.export_type = item["export_type"]
+        if key in checked["secrets"]:
+            settings[key] = security.encrypt(secret_key, checked["secrets"][key])
+        elif (profile.settings or {}).get(key) and profile.export_type == cls.key:
+            settings[key] = profile.settings[key]
+    profile.export_type = cls.key
     profile.settings = settings
-    profile.delay_minutes = item.get("delay_minutes", 0)
-    profile.pci_documented = bool(item.get("pci_documented", False))
-    profile.active = bool(item.get("active", True))
-    profile.skip_converted_partials = bool(item.get("skip_converted_partials", True))
-    profile.mappings = [FieldMapping(position=i, **{k: m.get(k) or "" for k in MAPPING_KEYS})
-                        for i, m in enumerate(item.get("mappings") or [])]
-    profile.routes = [Route(customer_types=list(r["customer_types"]), campaigns=list(r.get("campaigns", [])),
-                            products=list(r.get("products", []))) for r in item.get("routes") or []]
+    profile.delay_minutes = checked["delay_minutes"]
+    for flag in FLAGS:
+        setattr(profile, flag, checked[flag])
+    profile.mappings = [FieldMapping(position=i, **m) for i, m in enumerate(checked["mappings"])]
+    profile.routes = [Route(**r) for r in checked["routes"]]

@@ -1,6 +1,8 @@
 """The `exporter` commands, through click's runner on the test app."""
 import json
 
+import pytest
+
 from exporter import tokens
 from exporter.extensions import db
 from exporter.models import IntakeToken, Profile, User
@@ -71,3 +73,24 @@ def test_profiles_import_refuses_a_bad_file_naming_profile_and_field(app, tmp_pa
     assert result.exit_code == 1
     assert "profile 'Broken': mappings[1].field: 'shoeSize' is not in the field catalog" in result.output
     assert db.session.query(Profile).count() == 0  # the valid profile before it was not imported either
+
+
+@pytest.mark.parametrize("change, error", [
+    (dict(settings="x"), "profile 'Broken': settings: must be an object"),
+    (dict(mappings="x"), "profile 'Broken': mappings: must be a list"),
+    (dict(mappings=["first_name"]), "profile 'Broken': mappings[0]: must be an object"),
+    (dict(mappings=[{"export_name": 5, "field": "firstName"}]),
+     "profile 'Broken': mappings[0].export_name: must be a string, not 5"),
+    (dict(routes=[1]), "profile 'Broken': routes[0]: must be an object"),
+    (dict(active="false"), "profile 'Broken': active: must be true or false, not 'false'"),
+    (dict(delay_minutes=10**9), "profile 'Broken': delay_minutes: Export Delay is a whole number of minutes, "
+                                "0 or more (at most 525,600, a year)"),
+])
+def test_profiles_import_of_a_value_of_the_wrong_type_says_which_in_one_line(app, tmp_path, change, error):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"version": 1, "profiles": [profile_data(name="Broken", **change)]}))
+    result = app.test_cli_runner().invoke(args=["profiles", "import", str(path)])
+    assert isinstance(result.exception, SystemExit), result.exception  # a ClickException, not a crash
+    assert result.exit_code == 1
+    assert result.output == f"Error: {error}\n"
+    assert db.session.query(Profile).count() == 0

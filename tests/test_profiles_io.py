@@ -24,6 +24,32 @@ def imported(*profiles):
     (dict(routes=[{"customer_types": []}]), "routes[0].customer_types", "at least one"),
     (dict(routes=[{"customer_types": ["lead"]}]), "routes[0].customer_types", "unknown customer type 'lead'"),
     (dict(routes=[{"customer_types": ["partial"], "campaigns": ["259"]}]), "routes[0].campaigns", "ids"),
+    # An Export Delay over the edit page's limit (a year) would make every matching event fail.
+    (dict(delay_minutes=10**9), "delay_minutes", "at most 525,600"),
+    (dict(delay_minutes=525_601), "delay_minutes", "at most 525,600"),
+    # A switch is a JSON true or false: bool("false") is True.
+    (dict(active="false"), "active", "must be true or false, not 'false'"),
+    (dict(pci_documented="false"), "pci_documented", "must be true or false"),
+    (dict(skip_converted_partials=0), "skip_converted_partials", "must be true or false, not 0"),
+    (dict(active=None), "active", "must be true or false"),
+    # A value of the wrong JSON type is named, never an AttributeError or TypeError.
+    (dict(name=5), "name", "Profile Name must be a string"),
+    (dict(name="x" * 121), "name", "at most 120 characters"),
+    (dict(export_type=["postback"]), "export_type", "is not installed"),
+    (dict(settings="x"), "settings", "must be an object"),
+    (dict(settings={"url": "https://example.com/p", "signing_secret": 5}), "settings.signing_secret",
+     "must be a string"),
+    (dict(settings={"url": "https://example.com/p", "signing_secret": "whsec_!!"}), "settings.signing_secret",
+     "base64"),
+    (dict(mappings="x"), "mappings", "must be a list"),
+    (dict(mappings=["first_name"]), "mappings[0]", "must be an object"),
+    (dict(mappings=[{"export_name": 5, "field": "firstName"}]), "mappings[0].export_name", "must be a string, not 5"),
+    (dict(mappings=[{"export_name": "x", "field": ["firstName"]}]), "mappings[0].field", "must be a string"),
+    (dict(mappings=[{"export_name": "x" * 121, "field": "firstName"}]), "mappings[0].export_name",
+     "at most 120 characters"),
+    (dict(routes="x"), "routes", "must be a list"),
+    (dict(routes=[1]), "routes[0]", "must be an object"),
+    (dict(routes=[{"customer_types": [["partial"]]}]), "routes[0].customer_types", "unknown customer type"),
 ])
 def test_each_bad_profile_names_its_field(app, change, field, message):
     with pytest.raises(profiles_io.ImportProblem) as exc:
@@ -61,3 +87,39 @@ def test_secret_settings_are_encrypted_on_import_and_never_exported(app):
     imported(exported["profiles"][0])
     db.session.refresh(profile)
     assert security.decrypt(app.config["SECRET_KEY"], profile.settings["password"]) == "hunter22"
+
+
+def test_a_profile_that_is_not_an_object_is_named_by_its_place(app):
+    with pytest.raises(profiles_io.ImportProblem) as exc:
+        imported(profile_data(), "Second")
+    assert str(exc.value) == "profiles[1]: must be an object"
+    assert db.session.query(Profile).count() == 0
+
+
+def test_a_pci_switch_of_false_as_text_does_not_let_a_card_number_through(app):
+    data = profile_data(pci_documented="false", mappings=[{"export_name": "cc", "field": "cardNumber"}])
+    with pytest.raises(profiles_io.ImportProblem, match="profile 'Call center partials': pci_documented: "):
+        imported(data)
+    assert db.session.query(Profile).count() == 0
+
+
+FTP_SETTINGS = {"host": "ftp.example.com", "username": "u", "password": "hunter22"}
+
+
+def test_settings_are_stored_as_the_types_form_reads_them(app):
+    """"false" is off where the form says so, a number in text is a number, a setting left out
+    takes the form's default, and a key the form does not know is not kept."""
+    imported(profile_data(name="Files", export_type="ftp", settings={
+        **FTP_SETTINGS, "port": "2121", "send_empty": "false", "verify_tls": False, "colour": "red"}))
+    [exported] = profiles_io.export_all()["profiles"]
+    settings = exported["settings"]
+    assert (settings["port"], settings["send_empty"], settings["verify_tls"]) == (2121, False, False)
+    assert (settings["header_row"], settings["time_zone"], settings["directory"]) == (True, "UTC", "/")
+    assert "colour" not in settings and "password" not in settings
+    imported(profile_data(name="Files", export_type="ftp", settings={**FTP_SETTINGS, "send_empty": True}))
+    assert profiles_io.export_all()["profiles"][0]["settings"]["send_empty"] is True
+
+
+def test_the_edit_pages_delay_limit_is_the_imports(app):
+    imported(profile_data(delay_minutes=profiles_io.MAX_DELAY_MINUTES))
+    assert db.session.scalar(db.select(Profile.delay_minutes)) == 525_600

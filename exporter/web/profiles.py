@@ -1,9 +1,8 @@
 """Export Profiles: the list with Profile Routing beside it, profiles JSON download and upload,
 and the profile edit page (General Settings, Field Mappings, the live preview)."""
 import json
+import logging
 import re
-from datetime import date, datetime
-from decimal import Decimal
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
@@ -17,20 +16,15 @@ from ..extensions import db
 from ..models import Attempt, Campaign, Delivery, FieldMapping, FileRow, HistoryEntry, Product, Profile, utcnow
 from . import admin_blueprint
 
+log = logging.getLogger(__name__)
 
 
 def choices(pairs):
     """Select choices from (value, label) pairs: WTForms 3.3 deprecates bare tuples."""
     return [SelectChoice(value=value, label=label) for value, label in pairs]
 
+
 bp = admin_blueprint(Blueprint("profiles", __name__, url_prefix="/profiles"))
-
-DELAY_MESSAGE = "Export Delay is a whole number of minutes, 0 or more"
-MAX_DELAY_MINUTES = 525_600  # a year
-
-
-def registry():
-    return current_app.extensions["export_types"]
 
 
 def strip(value):
@@ -55,7 +49,7 @@ def unique_profile_name(form, field):
 def installed_export_type(form, field):
     if not field.data:
         raise ValidationError("Choose an Export Type")
-    if registry().get(field.data) is None:
+    if dispatch.registry().get(field.data) is None:
         raise ValidationError(f"Export type {field.data!r} is not installed")
 
 
@@ -66,21 +60,21 @@ class MinutesField(IntegerField):
         if not valuelist:
             return
         text = valuelist[0].strip()
-        if not re.fullmatch(r"[0-9]+", text) or int(text) > MAX_DELAY_MINUTES:
+        if not re.fullmatch(r"[0-9]+", text) or int(text) > profiles_io.MAX_DELAY_MINUTES:
             self.data = None
-            raise ValueError(DELAY_MESSAGE + f" (at most {MAX_DELAY_MINUTES:,}, a year)")
+            raise ValueError(profiles_io.DELAY_MESSAGE)
         self.data = int(text)
 
 
 class NewProfileForm(FlaskForm):
     name = StringField("Profile Name", filters=[strip], validators=[
-        DataRequired("Profile Name is required"), Length(max=120), unique_profile_name])
+        DataRequired("Profile Name is required"), Length(max=profiles_io.NAME_MAX_LENGTH), unique_profile_name])
     export_type = SelectField("Export Type", validate_choice=False, validators=[installed_export_type])
 
     def __init__(self, *args, profile_id=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.profile_id = profile_id
-        self.export_type.choices = choices(registry().choices())
+        self.export_type.choices = choices(dispatch.registry().choices())
 
 
 class GeneralForm(NewProfileForm):
@@ -103,14 +97,17 @@ class GeneralForm(NewProfileForm):
             raise ValidationError(f"{problem}; delete that mapping before unticking PCI Documentation")
 
 
+MAX_LENGTHS = profiles_io.MAPPING_MAX_LENGTHS
+
+
 class MappingForm(FlaskForm):
-    export_name = StringField("Export Name", filters=[strip], validators=[Length(max=120)])
+    export_name = StringField("Export Name", filters=[strip], validators=[Length(max=MAX_LENGTHS["export_name"])])
     field = SelectField("Field", validate_choice=False)
-    static_value = StringField("Static Value", validators=[Length(max=2000)])
+    static_value = StringField("Static Value", validators=[Length(max=MAX_LENGTHS["static_value"])])
     format = SelectField("Format", validate_choice=False)
-    format_arg = StringField("Format pattern", validators=[Length(max=60)],
+    format_arg = StringField("Format pattern", validators=[Length(max=MAX_LENGTHS["format_arg"])],
                              description="For Date pattern: strftime, e.g. %m/%d/%Y")
-    default_value = StringField("Default when empty", validators=[Length(max=255)])
+    default_value = StringField("Default when empty", validators=[Length(max=MAX_LENGTHS["default_value"])])
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -143,14 +140,30 @@ def route_rows(profile):
 
 
 def type_label(key):
-    cls = registry().get(key)
+    cls = dispatch.registry().get(key)
     return cls.label if cls else f"{key} (not installed)"
 
 
+def masked(text, cls, settings):
+    """A type should never show a secret; mask any that shows anyway. (Shorter ones cannot be
+    told from ordinary text: masking "x" would mangle every "x" of the text.)"""
+    secrets = [(settings.get(k), security.MASK) for k in cls.secret_settings if len(settings.get(k) or "") >= 4]
+    return security.redact(text, secrets)
+
+
 def target(profile):
-    """Where a profile sends, in its type's own words (ExportType.describe)."""
-    cls = registry().get(profile.export_type)
-    return cls(profile.settings or {}).describe() if cls else ""
+    """Where a profile sends, in its type's own words (ExportType.describe); nothing when the
+    type cannot say."""
+    cls = dispatch.registry().get(profile.export_type)
+    if cls is None:
+        return ""
+    try:
+        settings = dispatch.plain_settings(profile)  # the type describes what it would send to
+        text = str(cls(settings).describe() or "")
+    except Exception:  # a plugin's describe must not break the list
+        log.warning("the %s type could not describe profile %s", cls.key, profile.id, exc_info=True)
+        return ""
+    return masked(text, cls, settings)
 
 
 def _render_index(create_form=None, upload_form=None, status=200):
@@ -178,7 +191,7 @@ def create():
     form = NewProfileForm()
     if not form.validate_on_submit():
         return _render_index(create_form=form, status=422)
-    cls = registry().get(form.export_type.data)
+    cls = dispatch.registry().get(form.export_type.data)
     defaults = settings_to_store(cls, cls.settings_form(), {}, type_changed=True)
     profile = Profile(name=form.name.data, export_type=cls.key, settings=defaults, delay_minutes=0,
                       pci_documented=False, active=True, skip_converted_partials=True)
@@ -190,7 +203,7 @@ def create():
 
 @bp.get("/export.json")
 def download():
-    body = json.dumps(profiles_io.export_all(registry()), indent=2, ensure_ascii=False) + "\n"
+    body = json.dumps(profiles_io.export_all(dispatch.registry()), indent=2, ensure_ascii=False) + "\n"
     return current_app.response_class(body, mimetype="application/json", headers={
         "Content-Disposition": "attachment; filename=exporter-profiles.json"})
 
@@ -206,11 +219,9 @@ def upload():
             problem = f"Not a JSON file: {exc}"
         else:
             try:
-                created, updated = profiles_io.import_all(data, registry())
+                created, updated = profiles_io.import_all(data, dispatch.registry())
             except profiles_io.ImportProblem as exc:
                 problem = str(exc)
-            except (AttributeError, TypeError) as exc:  # a value of the wrong JSON type somewhere
-                problem = f"Not the profiles JSON: {exc}"
             except SQLAlchemyError as exc:
                 problem = f"The database refused the file: {type(exc).__name__}"
         if problem is None:
@@ -223,14 +234,6 @@ def upload():
 
 # --- the profile edit page ----------------------------------------------------------------
 
-def _jsonable(value):
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
 def visible_settings(profile, cls):
     """The stored settings a form may show: never a secret."""
     return {k: v for k, v in (profile.settings or {}).items() if k not in cls.secret_settings}
@@ -238,18 +241,13 @@ def visible_settings(profile, cls):
 
 def settings_to_store(cls, form, stored, type_changed):
     """The type's settings form as stored: a secret left blank keeps the stored one, encrypted."""
-    settings = {}
-    for f in form:
-        if f.type == "CSRFTokenField":
-            continue
-        key, value = f.short_name, f.data
-        if key in cls.secret_settings:
-            if value:
-                settings[key] = security.encrypt(current_app.config["SECRET_KEY"], value)
-            elif not type_changed and stored.get(key):
-                settings[key] = stored[key]
-        elif value is not None:
-            settings[key] = _jsonable(value)
+    settings = profiles_io.settings_from_form(cls, form)
+    for key in cls.secret_settings:
+        value = form[key].data if key in form else None
+        if value:
+            settings[key] = security.encrypt(current_app.config["SECRET_KEY"], value)
+        elif not type_changed and stored.get(key):
+            settings[key] = stored[key]
     return settings
 
 
@@ -263,7 +261,7 @@ def validate_settings(form, cls, stored, type_changed):
 
 def preview(profile):
     """(text, problem): what the profile would send for the sample order."""
-    cls = registry().get(profile.export_type)
+    cls = dispatch.registry().get(profile.export_type)
     if cls is None:
         return None, f"Export type {profile.export_type!r} is not installed."
     try:
@@ -278,15 +276,12 @@ def preview(profile):
         text = cls(settings).preview(renderer.columns, row)
     except Exception as exc:  # a plugin's preview must not break the page
         return None, f"The {cls.label} type could not make a preview: {exc}"
-    # A type should never show a secret; mask any that shows anyway. (Shorter ones cannot be
-    # told from ordinary text: masking "x" would mangle every "x" of the preview.)
-    secrets = [(settings.get(k), security.MASK) for k in cls.secret_settings if len(settings.get(k) or "") >= 4]
-    return security.redact(text, secrets), None
+    return masked(text, cls, settings), None
 
 
 def _render_edit(profile, general=None, settings_form=None, mapping_form=None, mapping_action=None,
                  status=200):
-    cls = registry().get(general.export_type.data if general else profile.export_type)
+    cls = dispatch.registry().get(general.export_type.data if general else profile.export_type)
     if general is None:
         general = GeneralForm(formdata=None, obj=profile, profile_id=profile.id)
     if settings_form is None and cls is not None:
@@ -301,7 +296,7 @@ def _render_edit(profile, general=None, settings_form=None, mapping_form=None, m
             mapping_form, dialog_open = MappingForm(formdata=None, obj=m), True
             mapping_action = url_for(".edit_mapping", profile_id=profile.id, mapping_id=m.id)
     text, problem = preview(profile)
-    stored_type = registry().get(profile.export_type)
+    stored_type = dispatch.registry().get(profile.export_type)
     return render_template(
         "profiles/edit.html", profile=profile, form=general, settings_form=settings_form,
         export_type=cls, stored_type=stored_type, type_label=type_label,
@@ -319,7 +314,7 @@ def edit(profile_id):
     if request.method == "GET":
         return _render_edit(profile)
     general = GeneralForm(profile_id=profile.id, mappings=profile.mappings)
-    cls = registry().get(general.export_type.data)
+    cls = dispatch.registry().get(general.export_type.data)
     stored = profile.settings or {}
     type_changed = general.export_type.data != profile.export_type
     if "refresh_type" in request.form:  # the Export Type changed: show that type's own fields
