@@ -215,11 +215,13 @@ def files_group():
 @files_group.command("send")
 @click.option("--profile", "profile_name", required=True, help="The Profile Name of a daily-file profile.")
 @click.option("--date", "day", required=True, help="The day whose file to send, YYYY-MM-DD.")
-@click.option("--queue", "queue_only", is_flag=True, help="Leave the sending to the workers instead of sending here.")
+@click.option("--now", "send_here", is_flag=True,
+              help="Send here and wait, instead of queueing for the workers: only when no worker runs "
+                   "(no job timeout applies; see docs/operations.md).")
 @with_appcontext
-def files_send(profile_name, day, queue_only):
-    """Rebuild and resend a past day's file for every route of a profile."""
-    from . import daily_files, dispatch
+def files_send(profile_name, day, send_here):
+    """Rebuild a past day's file for every route of a profile and queue it for the workers."""
+    from . import daily_files
     from .extensions import db
     from .models import Profile
 
@@ -227,25 +229,41 @@ def files_send(profile_name, day, queue_only):
     if profile is None:
         raise click.BadParameter(f"no profile named {profile_name!r}", param_hint="--profile")
     try:
-        queued, busy = daily_files.rerun(profile, daily_files.parse_day(day), enqueue=queue_only)
+        queued, busy = daily_files.rerun(profile, daily_files.parse_day(day), enqueue=False)
     except daily_files.RerunError as exc:
         raise click.BadParameter(str(exc), param_hint=f"--{exc.field}")
     for delivery in busy:
         click.echo(f"route {delivery.route_id}: being sent by a worker right now; left alone")
-    for delivery in queued:
-        if queue_only:
-            click.echo(f"route {delivery.route_id}: queued (delivery {delivery.id})")
-            continue
-        dispatch.deliver(delivery.id)
-        db.session.refresh(delivery)
-        attempt = delivery.attempts[-1] if delivery.attempts else None
-        if delivery.status == "delivered":
-            click.echo(f"route {delivery.route_id}: {_file_summary(delivery)}")
-        else:
-            error = attempt.error if attempt else "not sent"
-            click.echo(f"route {delivery.route_id}: failed: {error} (retried by the workers)", err=True)
-    if not queue_only and any(d.status != "delivered" for d in queued):
+    if not send_here:
+        for delivery in queued:
+            _queue(delivery)
+    elif not all([_send_here(delivery) for delivery in queued]):  # every file is tried, then the exit status
         sys.exit(1)
+
+
+def _queue(delivery):
+    from . import dispatch
+
+    if dispatch.enqueue(delivery) is None:
+        click.echo(f"route {delivery.route_id}: due now (delivery {delivery.id}), but no worker queue was "
+                   f"reached: the sweeper of `exporter run` or `exporter cron` will queue it")
+    else:
+        click.echo(f"route {delivery.route_id}: queued for the workers (delivery {delivery.id})")
+
+
+def _send_here(delivery):
+    from . import dispatch
+    from .extensions import db
+
+    dispatch.deliver(delivery.id)
+    db.session.refresh(delivery)
+    if delivery.status == "delivered":
+        click.echo(f"route {delivery.route_id}: {_file_summary(delivery)}")
+        return True
+    attempt = delivery.attempts[-1] if delivery.attempts else None
+    error = attempt.error if attempt else "not sent"
+    click.echo(f"route {delivery.route_id}: failed: {error} (retried by the workers)", err=True)
+    return False
 
 
 def _file_summary(delivery):

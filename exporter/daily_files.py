@@ -6,12 +6,18 @@ whose file is due (the day before, once the profile's local time passes Send At)
 catches up days missed while nothing ran. dispatch.deliver() sends it like any other
 delivery, calling build_batch() for the rows and write_history() on success.
 
+A row is late when the file of its day will not carry it: that file was sent, is being
+sent or was cancelled, or the day is older than tick() looks back. A late row is kept,
+counted on its day's delivery (details.late_rows, on the delivery page) and named in the
+customer's history; a re-run of the day sends it, and each file sent recounts what it left out.
+
 The core reads these settings of a daily-file type: `send_at` (HH:MM), `time_zone` (an
 IANA name) and `header_row` (the copy kept for download follows it).
 """
-import csv
+import contextlib
 import logging
 import os
+import weakref
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,7 +26,7 @@ from sqlalchemy import DateTime, Integer, Text, func, insert, literal, null, sel
 from sqlalchemy.exc import IntegrityError
 
 from . import dispatch, security
-from .export_types import DAILY_FILE, Batch
+from .export_types import DAILY_FILE, DEFAULT_SEND_AT, Batch, csv_writer
 from .extensions import db
 from .models import Delivery, Event, FileRow, HistoryEntry, Profile, utcnow
 
@@ -30,8 +36,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CATCH_UP_DAYS = 7
 # Rows fetched from the database at a time: a day's file is streamed, never held whole.
 DEFAULT_YIELD_PER = 1000
-# When a profile has no Send At (the FTP type's default too): after midnight, late events in.
-DEFAULT_SEND_AT = "01:00"
+# Copies being sent, by delivery: write_history() learns from them how many rows a file carried.
+_sending = weakref.WeakKeyDictionary()
 
 
 class RerunError(ValueError):
@@ -66,6 +72,11 @@ def send_at_of(profile):
         return time.fromisoformat(DEFAULT_SEND_AT)
 
 
+def local_day(profile, occurred_at):
+    """The day in the profile's time zone of a naive UTC time (an event's occurred_at)."""
+    return occurred_at.replace(tzinfo=timezone.utc).astimezone(zone_of(profile)).date()
+
+
 def local_now(profile, now=None):
     now = now or datetime.now(timezone.utc)
     if now.tzinfo is None:  # naive means UTC, as in the database
@@ -95,12 +106,91 @@ def first_day(profile, last):
     return max(last - timedelta(days=DEFAULT_CATCH_UP_DAYS - 1), created)
 
 
-# --- making the day's deliveries ------------------------------------------------------------
+# --- rows, and rows too late for their day's file -----------------------------------------
 
 def add_row(profile, route_id, event):
-    """Record an event as a row of a route's daily file (intake calls this for daily-file types)."""
-    db.session.add(FileRow(route_id=route_id, event=event, occurred_at=event.occurred_at))
+    """Record an event as a row of a route's daily file (intake calls this for daily-file types).
 
+    A late row (see the module's docstring) is counted on its day's delivery, made cancelled
+    if that day has none, and the customer's history says the file does not carry it yet.
+    """
+    db.session.add(FileRow(route_id=route_id, event=event, occurred_at=event.occurred_at))
+    day = local_day(profile, event.occurred_at)
+    delivery = _day_delivery(route_id, day)
+    reason = late_reason(profile, day, delivery)
+    if reason is None:
+        return
+    if delivery is None:
+        delivery = _unmade_file(profile, route_id, day)
+    delivery.details = {**(delivery.details or {}), "late_rows": (delivery.details or {}).get("late_rows", 0) + 1}
+    if event.customer is not None:
+        db.session.add(HistoryEntry(
+            customer=event.customer, event=event, delivery_id=delivery.id,
+            message=f"Export profile '{profile.name}': not in the daily file of {day.isoformat()} yet: {reason}; "
+                    f"re-run the day to include it"))
+
+
+def late_reason(profile, day, delivery, now=None):
+    """Why the file of the day will not carry a row recorded now, or None when it will."""
+    if delivery is None:
+        if day >= first_day(profile, last_due_day(profile, now)):
+            return None  # tick() makes that file, from every row of the day, once it is due
+        return (f"that day is older than the {DEFAULT_CATCH_UP_DAYS} days whose files are made on schedule "
+                f"(or the profile did not exist yet)")
+    if delivery.status in Delivery.WAITING:
+        return None  # the file is made from every row of the day when it is sent
+    return {"sending": "it arrived while the file was being sent",
+            "cancelled": "that day's file is cancelled"}.get(delivery.status, "it arrived after the file was sent")
+
+
+def _day_delivery(route_id, day):
+    """The route's delivery of the day, looked up once per transaction.
+
+    Locked until commit (PostgreSQL; on SQLite the flush takes the database's write lock), so
+    no worker starts or finishes that file between this look and the row being committed.
+    """
+    days = _looked_up()
+    if (route_id, day) not in days:
+        db.session.flush()
+        days[route_id, day] = db.session.scalar(
+            select(Delivery).where(Delivery.route_id == route_id, Delivery.file_date == day).with_for_update())
+    return days[route_id, day]
+
+
+def _looked_up():
+    """{(route id, day): delivery or None} of the session's current transaction."""
+    session = db.session()
+    transaction, days = session.info.get("daily_files.days", (None, None))
+    if transaction is None or transaction is not session.get_transaction():
+        days = {}
+        session.info["daily_files.days"] = (session.get_transaction(), days)
+    return days
+
+
+def _unmade_file(profile, route_id, day):
+    """A day tick() will never make: a cancelled delivery that holds its late rows until a re-run."""
+    delivery = Delivery(profile=profile, route_id=route_id, file_date=day, status="cancelled", due_at=utcnow(),
+                        target=dispatch.target_host(profile), details={},
+                        cancel_reason=f"not made on schedule: {day.isoformat()} is older than the "
+                                      f"{DEFAULT_CATCH_UP_DAYS}-day catch-up; re-run the day to send it")
+    db.session.add(delivery)
+    db.session.flush()  # a concurrent request made it first: IntegrityError, and intake tries again
+    _looked_up()[route_id, day] = delivery
+    return delivery
+
+
+def _recount_late(delivery, sent_rows):
+    """After a file is sent: the rows of its day now stored that it did not carry."""
+    start, end = day_bounds(delivery.profile, delivery.file_date)
+    stored = db.session.scalar(select(func.count()).select_from(FileRow).join(Event, FileRow.event_id == Event.id)
+                               .where(*_day_rows(delivery.route_id, start, end)))
+    details = {k: v for k, v in (delivery.details or {}).items() if k != "late_rows"}
+    if stored > sent_rows:
+        details["late_rows"] = stored - sent_rows
+    delivery.details = details
+
+
+# --- making the day's deliveries ------------------------------------------------------------
 
 def file_delivery(profile, route_id, day, now=None):
     delivery = Delivery(profile=profile, route_id=route_id, file_date=day, status="scheduled",
@@ -167,6 +257,8 @@ def rerun(profile, day, enqueue=True, now=None):
         else:
             delivery.status, delivery.due_at, delivery.claimed_at = "scheduled", due, None
             delivery.cancel_reason = delivery.last_error = ""
+            # The file is made again from every row of the day: none is late any more.
+            delivery.details = {k: v for k, v in (delivery.details or {}).items() if k != "late_rows"}
             queued.append(delivery)
     db.session.commit()
     if enqueue:
@@ -211,18 +303,39 @@ def build_batch(delivery):
         raise LookupError("the route of this file was deleted; cancel the delivery")
     renderer = dispatch.renderer_for(profile)
     rows = rendered_rows(profile, delivery.route_id, delivery.file_date, renderer)
-    copy = KeptCopy(delivery, renderer, header=(profile.settings or {}).get("header_row", True))
+    copy = _sending[delivery] = KeptCopy(delivery, renderer,
+                                         header=(profile.settings or {}).get("header_row", True))
     batch = Batch(columns=renderer.columns, rows=copy.stream(rows), profile_name=profile.name,
                   idempotency_key=str(delivery.id), route_id=delivery.route_id,
                   route_name=str(delivery.route_id), file_date=delivery.file_date,
-                  allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]))
+                  allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]),
+                  work_dir=work_dir())
     return batch, []
+
+
+def work_dir():
+    """FILES_DIR/tmp, mode 0700: where a type writes the file before the upload (it may hold
+    card numbers), emptied of the files a killed send left. A send lasts at most
+    CLAIM_TIMEOUT_SECONDS (its job is stopped then), so an older file is nobody's."""
+    path = os.path.join(current_app.config["FILES_DIR"], "tmp")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+    stale = datetime.now().timestamp() - float(current_app.config["CLAIM_TIMEOUT_SECONDS"])
+    for entry in os.scandir(path):
+        with contextlib.suppress(FileNotFoundError):  # another send swept it first
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < stale:
+                os.unlink(entry.path)
+                log.warning("removed %s, left by a send that did not finish", entry.path)
+    return path
 
 
 def write_history(delivery, message):
     """One history message per customer in the file, linking to the delivery; keep the copy."""
     # Also called when a waiting file is cancelled: keep the copy only of a file that arrived.
     KeptCopy(delivery).keep(uploaded=(delivery.details or {}).get("uploaded") is True)
+    sent = _sending.pop(delivery, None)
+    if sent is not None and sent.rows is not None:
+        _recount_late(delivery, sent.rows)
     start, end = day_bounds(delivery.profile, delivery.file_date)
     customers = (
         select(Event.customer_id, func.min(Event.id), literal(delivery.id, Integer),
@@ -247,22 +360,26 @@ class KeptCopy:
         self.path = kept_copy_path(delivery)
         self.part = self.path + ".part"
         self.renderer, self.header = renderer, header
+        self.rows = None  # how many the file carried, once the stream is read to its end
 
     def stream(self, rows):
         fields = {m.export_name: m.field for m in self.renderer.mappings}
         sensitive = self.renderer.sensitive_columns
         os.makedirs(os.path.dirname(self.part), exist_ok=True)
+        count = 0
         with open(self.part, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f, lineterminator="\r\n")
+            writer = csv_writer(f)
             if self.header:
                 writer.writerow(self.renderer.columns)
             try:
                 for row in rows:
                     writer.writerow([security.masked(value, fields[name]) if name in sensitive and value else value
                                      for name, value in row])
+                    count += 1
                     yield row
             finally:
                 rows.close()
+        self.rows = count
 
     def keep(self, uploaded):
         """Keep the copy of a file that reached the server; drop one that did not."""

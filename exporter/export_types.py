@@ -16,6 +16,8 @@ from wtforms import Form
 GROUP = "exporter.export_types"
 PER_EVENT = "per_event"
 DAILY_FILE = "daily_file"
+# A daily-file type's Send At when a profile has none: after midnight, so late events get in.
+DEFAULT_SEND_AT = "01:00"
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ class Batch:
     is_test: bool = False
     # Settings that hold for every type and every send, from the core's configuration.
     allow_private_targets: bool = False
+    # A private directory (mode 0700) for the send's temporary files, emptied of stale ones
+    # before each daily file; empty: the system's temporary directory (a test send's sample).
+    work_dir: str = ""
 
 
 @dataclass
@@ -71,11 +76,7 @@ class ExportType:
 
     def preview(self, columns, row) -> str:
         """What one rendered row looks like on the wire; a CSV header and row by default."""
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\r\n")
-        writer.writerow(columns)
-        writer.writerow([value for _, value in row])
-        return buf.getvalue()
+        return csv_text(columns, [row])
 
     def describe(self) -> str:
         """A short description of the target for lists (a URL, host:port/dir)."""
@@ -83,6 +84,31 @@ class ExportType:
 
     # Optional: types that can check their target without sending define test_connection().
     test_connection = None
+
+
+# --- CSV, as every file type writes it -------------------------------------------------------
+
+def csv_writer(f):
+    """RFC 4180: comma, double quotes doubled, CRLF after every record (open f with newline="")."""
+    return csv.writer(f, lineterminator="\r\n")
+
+
+def write_csv(f, columns, rows, header=True) -> int:
+    """Rows of (export_name, value) pairs as CSV into an open text file; the number of rows."""
+    writer, count = csv_writer(f), 0
+    if header:
+        writer.writerow(columns)
+    for row in rows:
+        writer.writerow([value for _, value in row])
+        count += 1
+    return count
+
+
+def csv_text(columns, rows, header=True) -> str:
+    """The same CSV as a string, for previews."""
+    buf = io.StringIO(newline="")
+    write_csv(buf, columns, rows, header)
+    return buf.getvalue()
 
 
 @dataclass

@@ -1,4 +1,6 @@
 """Daily files: events in through the intake, one CSV per route per day out to a real FTP server."""
+import os
+import stat
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -6,7 +8,7 @@ import pytest
 
 from exporter import daily_files, security
 from exporter.extensions import db
-from exporter.models import Delivery, HistoryEntry
+from exporter.models import Customer, Delivery, HistoryEntry
 
 from .factories import event, make_profile
 from .plugins.conftest import ftp_server  # noqa: F401 - a fixture
@@ -15,6 +17,7 @@ from .plugins.ftp_servers import FtpServer
 DAY = datetime.now(timezone.utc).date() - timedelta(days=3)
 PARTIALS_259 = {"customer_types": ["partial"], "campaigns": [259], "products": []}
 DECLINES = {"customer_types": ["decline"], "campaigns": [], "products": []}
+CARD = "4000056655665556"  # a real-looking card, not on the test-card list
 HEADER = b"first_name,order_date,list_id,email_address,campaign_number\r\n"
 
 
@@ -45,7 +48,14 @@ def deliveries():
 
 
 def all_delivered():
-    return bool(deliveries()) and all(d.status == "delivered" for d in deliveries())
+    """Every file there is to send was delivered (a cancelled one holds late rows only)."""
+    files = [d for d in deliveries() if d.status != "cancelled"]
+    return bool(files) and all(d.status == "delivered" for d in files)
+
+
+def history_of(crm_customer_id):
+    return [h.message for h in db.session.scalars(db.select(HistoryEntry).join(Customer).where(
+        Customer.crm_customer_id == crm_customer_id).order_by(HistoryEntry.id))]
 
 
 def test_one_file_per_route_holding_exactly_that_routes_day(app, post_events, ftp_server, run_jobs):
@@ -73,9 +83,12 @@ def test_one_file_per_route_holding_exactly_that_routes_day(app, post_events, ft
         + b"Zoe,2026-11-27 18:00:00,400,zoe@example.com,259\r\n",
         file_name(profile, declines): HEADER + b"Dee,2026-11-27 14:03:22,400,jane@example.com,259\r\n",
     }
-    first = deliveries()[0]
+    first = [d for d in deliveries() if d.file_date == DAY][0]
     assert first.details["rows"] == 2 and first.details["file_name"] == file_name(profile, partials)
     assert first.attempts[0].method == "STOR" and "226 Transfer complete." in first.attempts[0].response_body
+    # The day before the profile existed has no file on schedule: its row is kept as late.
+    assert [(d.route_id, d.file_date, d.status, d.details) for d in deliveries() if d.file_date < DAY] == [
+        (partials.id, DAY - timedelta(days=1), "cancelled", {"late_rows": 1})]
 
 
 def test_a_big_days_upload_may_run_as_long_as_its_claim(app, ftp_server):
@@ -180,7 +193,7 @@ def test_every_customer_in_the_file_gets_one_history_message(app, post_events, f
     post_events({"events": [event("a1", occurred_at=at(DAY, 8), customerId=1),
                             event("a2", occurred_at=at(DAY, 9), customerId=1),
                             event("b1", occurred_at=at(DAY, 10), customerId=2, emailAddress="b@example.com"),
-                            event("other-day", occurred_at=at(DAY - timedelta(days=1), 10), customerId=3)]})
+                            event("other-day", occurred_at=at(DAY + timedelta(days=1), 10), customerId=3)]})
     daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
     run_jobs(until=all_delivered)
     delivery = deliveries()[0]
@@ -210,8 +223,8 @@ def files_send(app, *args):
 def test_the_rerun_command_rebuilds_and_resends_a_past_day(app, post_events, ftp_server, run_jobs):
     profile = ftp_profile(ftp_server, routes=[PARTIALS_259, DECLINES])
     post_events(event("first", occurred_at=at(DAY, 8), firstName="First"))
-    # Never made by tick(): the command makes each route's file.
-    result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat())
+    # Never made by tick(): the command makes each route's file, here and now (no worker runs).
+    result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat(), "--now")
     assert result.exit_code == 0, result.output
     partials, declines = profile.routes
     assert f"route {partials.id}: {file_name(profile, partials)} uploaded: 1 rows" in result.output
@@ -219,28 +232,45 @@ def test_the_rerun_command_rebuilds_and_resends_a_past_day(app, post_events, ftp
     assert ftp_server.files()[file_name(profile, partials)].count(b"\r\n") == 2
 
     post_events(event("late", occurred_at=at(DAY, 9), firstName="Late"))  # arrived after the file went
-    result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat())
+    assert deliveries()[0].details["late_rows"] == 1
+    result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat(), "--now")
     assert result.exit_code == 0, result.output
     lines = ftp_server.files()[file_name(profile, partials)].splitlines()
     assert [line.split(b",")[0] for line in lines] == [b"first_name", b"First", b"Late"]
     assert len(deliveries()) == 2  # the same deliveries, sent again
     assert [len(d.attempts) for d in deliveries()] == [2, 2]
+    assert "late_rows" not in deliveries()[0].details  # the file carries it now
 
 
-def test_the_rerun_command_queues_for_the_workers(app, post_events, ftp_server, run_jobs):
-    profile = ftp_profile(ftp_server)
+def test_the_rerun_command_queues_for_the_workers_by_default(app, post_events, ftp_server, run_jobs):
+    # Sending in the command's process would run without the workers' job timeout, and a worker
+    # could upload the same file at the same time once the sweeper released the claim.
+    profile = ftp_profile(ftp_server, routes=[PARTIALS_259, DECLINES])
     post_events(event("e1", occurred_at=at(DAY, 8)))
-    result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat(), "--queue")
-    assert result.exit_code == 0 and "queued" in result.output
-    assert ftp_server.files() == {}
+    result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat())
+    assert result.exit_code == 0, result.output
+    ids = [(d.route_id, d.id) for d in deliveries()]
+    assert result.output.splitlines() == [f"route {route}: queued for the workers (delivery {delivery})"
+                                          for route, delivery in ids]
+    assert ftp_server.files() == {} and [d.attempts for d in deliveries()] == [[], []]
     run_jobs(until=all_delivered)
     assert list(ftp_server.files()) == [file_name(profile, profile.routes[0])]
+
+
+def test_the_rerun_command_without_a_queue_leaves_the_files_due_for_the_sweeper(app, ftp_server):
+    ftp_profile(ftp_server)
+    app.config["REDIS_URL"] = None  # `exporter run`'s embedded Redis: other commands do not know it
+    result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat())
+    assert result.exit_code == 0, result.output
+    assert ("no worker queue was reached: the sweeper of `exporter run` or `exporter cron` will queue it"
+            in result.output)
+    assert [d.status for d in deliveries()] == ["scheduled"]
 
 
 def test_the_rerun_command_reports_a_failed_upload(app, post_events, ftp_server):
     ftp_profile(ftp_server, password="wrong-password")
     post_events(event("e1", occurred_at=at(DAY, 8)))
-    result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat())
+    result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat(), "--now")
     assert result.exit_code == 1
     assert "failed: login as partner failed: 530 Authentication failed. (retried by the workers)" in result.output
     assert deliveries()[0].status == "retrying"
@@ -262,3 +292,119 @@ def test_the_rerun_command_names_what_is_wrong(app, ftp_server, args, message):
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
     assert deliveries() == []
+
+
+# --- late rows ------------------------------------------------------------------------------
+
+LATE = "not in the daily file of {day} yet: {reason}; re-run the day to include it"
+
+
+def test_a_row_after_its_days_file_was_sent_is_counted_named_and_sent_by_a_rerun(app, post_events, ftp_server,
+                                                                                   run_jobs):
+    profile = ftp_profile(ftp_server)
+    post_events(event("on-time", occurred_at=at(DAY, 8), firstName="Ann", customerId=1))
+    daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+    run_jobs(until=all_delivered)
+    post_events({"events": [event("late-1", occurred_at=at(DAY, 9), firstName="Bob", customerId=2),
+                            event("late-2", occurred_at=at(DAY, 10), firstName="Cy", customerId=3)]})
+
+    delivery = deliveries()[0]
+    assert delivery.status == "delivered" and delivery.details["late_rows"] == 2
+    late = LATE.format(day=DAY.isoformat(), reason="it arrived after the file was sent")
+    assert history_of(2) == [f"Export profile 'Daily partials': {late}"]
+    assert db.session.scalars(db.select(HistoryEntry.delivery_id).join(Customer).where(
+        Customer.crm_customer_id == 2)).all() == [delivery.id]
+
+    daily_files.rerun(profile, DAY)
+    run_jobs(until=all_delivered)
+    rows = ftp_server.files()[file_name(profile, profile.routes[0])].splitlines()[1:]
+    assert [row.split(b",")[0] for row in rows] == [b"Ann", b"Bob", b"Cy"]
+    assert "late_rows" not in deliveries()[0].details
+    assert history_of(2)[-1].startswith("Export profile 'Daily partials' fired: file ")
+
+
+def test_a_row_while_its_file_waits_is_not_late(app, post_events, ftp_server, run_jobs):
+    profile = ftp_profile(ftp_server)
+    daily_files.tick(now=utc(DAY + timedelta(days=1), 2))  # made and queued, not sent yet
+    post_events(event("in-time", occurred_at=at(DAY, 23, 59), firstName="Ann", customerId=1))
+    assert deliveries()[0].status == "scheduled" and "late_rows" not in deliveries()[0].details
+    assert history_of(1) == []
+    run_jobs(until=all_delivered)
+    assert ftp_server.files()[file_name(profile, profile.routes[0])].splitlines()[1].startswith(b"Ann,")
+    assert "late_rows" not in deliveries()[0].details
+
+
+def test_a_row_for_a_day_past_the_catch_up_is_kept_on_a_cancelled_delivery(app, post_events, ftp_server,
+                                                                            run_jobs):
+    old = DAY - timedelta(days=daily_files.DEFAULT_CATCH_UP_DAYS + 3)
+    profile = ftp_profile(ftp_server, created=old - timedelta(days=5))
+    post_events({"events": [event("old-1", occurred_at=at(old, 9), firstName="Ann", customerId=1),
+                            event("old-2", occurred_at=at(old, 10), firstName="Bob", customerId=2)]})
+    assert daily_files.tick(now=utc(DAY + timedelta(days=1), 2)) == daily_files.DEFAULT_CATCH_UP_DAYS
+    held = [d for d in deliveries() if d.file_date == old]
+    assert [(d.status, d.details) for d in held] == [("cancelled", {"late_rows": 2})]
+    assert held[0].cancel_reason == (f"not made on schedule: {old.isoformat()} is older than the 7-day catch-up; "
+                                     f"re-run the day to send it")
+    reason = "that day is older than the 7 days whose files are made on schedule (or the profile did not exist yet)"
+    assert history_of(1) == [f"Export profile 'Daily partials': {LATE.format(day=old.isoformat(), reason=reason)}"]
+
+    daily_files.rerun(profile, old)
+    run_jobs(until=all_delivered)
+    assert ftp_server.files()[file_name(profile, profile.routes[0], old)].count(b"\r\n") == 3
+    assert held[0].status == "delivered" and "late_rows" not in held[0].details
+
+
+def test_a_row_that_misses_the_file_being_uploaded_is_counted_when_it_is_delivered(app, client, intake_token,
+                                                                                   tmp_path, run_jobs):
+    """The row arrives while the file is on its way: the file does not carry it, and says so."""
+    def row_arrives(path):  # in the server, before the worker hears the upload went through
+        response = client.post("/intake/events", json=event("mid-upload", occurred_at=at(DAY, 12), customerId=2),
+                               headers={"Authorization": f"Bearer {intake_token}"})
+        assert response.status_code == 202
+
+    (tmp_path / "partner").mkdir()
+    server = FtpServer(tmp_path / "partner", on_received=row_arrives).start()
+    try:
+        profile = ftp_profile(server)
+        client.post("/intake/events", json=event("on-time", occurred_at=at(DAY, 8), customerId=1),
+                    headers={"Authorization": f"Bearer {intake_token}"})
+        daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+        run_jobs(until=all_delivered)
+    finally:
+        server.stop()
+    assert server.files()[file_name(profile, profile.routes[0])].count(b"\r\n") == 2  # header, on-time
+    assert deliveries()[0].details["late_rows"] == 1
+
+
+# --- the file's temporary copy ----------------------------------------------------------------
+
+def test_the_upload_is_written_in_a_private_folder_cleaned_of_what_killed_sends_left(app, post_events, tmp_path,
+                                                                                     run_jobs):
+    """A PCI profile's file holds card numbers until it is uploaded: never in the shared /tmp."""
+    work = tmp_path / "files" / "tmp"
+    work.mkdir(parents=True)
+    stale, fresh = work / "exporter-killed.csv", work / "exporter-running.csv"
+    stale.write_text("left by a killed send\r\n")
+    fresh.write_text("another worker's file\r\n")
+    day_ago = datetime.now().timestamp() - 86400
+    os.utime(stale, (day_ago, day_ago))
+    seen = {}
+
+    def look(path):  # while the upload is in the partner's hands, the worker's copy still exists
+        seen["files"] = sorted(os.listdir(work))
+        seen["mode"] = stat.S_IMODE(os.stat(work).st_mode)
+        seen["card"] = any(CARD in (work / name).read_text() for name in seen["files"])
+
+    (tmp_path / "partner").mkdir()
+    server = FtpServer(tmp_path / "partner", on_received=look).start()
+    try:
+        ftp_profile(server, fields={"pci_documented": True, "mappings": [
+            {"export_name": "name", "field": "firstName"}, {"export_name": "card", "field": "cardNumber"}]})
+        post_events(event("e1", occurred_at=at(DAY, 8), cardNumber=CARD))
+        daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+        run_jobs(until=all_delivered)
+    finally:
+        server.stop()
+    assert seen["mode"] == 0o700 and seen["card"]
+    assert len(seen["files"]) == 2 and "exporter-running.csv" in seen["files"]  # the stale one went first
+    assert sorted(os.listdir(work)) == ["exporter-running.csv"]  # and ours once uploaded

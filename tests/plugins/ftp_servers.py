@@ -64,20 +64,36 @@ class FullDiskFS(AbstractedFS):
         return super().open(filename, mode)
 
 
+class NoOverwriteFS(AbstractedFS):
+    """A file system that refuses to rename over an existing file, as some servers do."""
+
+    def rename(self, src, dst):
+        if os.path.exists(dst):
+            raise OSError(errno.EEXIST, os.strerror(errno.EEXIST))
+        return super().rename(src, dst)
+
+
 class FtpServer(FileServer):
+    """rename: "ok"; "refused" (the user may not rename, but may delete); "no_overwrite" (never
+    over an existing file). on_received(path) runs in the server when an upload has arrived,
+    before the client hears so."""
     protocol = "ftp"
     handler_base = FTPHandler
 
-    def __init__(self, root, port=None, full_disk=False):
+    def __init__(self, root, port=None, full_disk=False, rename="ok", on_received=None):
         super().__init__(root, port)
-        self.full_disk = full_disk
+        self.full_disk, self.rename, self.on_received = full_disk, rename, on_received
         self.server = self.thread = None
 
     def handler(self):
         authorizer = DummyAuthorizer()
-        authorizer.add_user(self.user, self.password, self.root, perm="elradfmwMT")
+        perm = "elradmwMT" if self.rename == "refused" else "elradfmwMT"
+        authorizer.add_user(self.user, self.password, self.root, perm=perm)
+        fs = FullDiskFS if self.full_disk else NoOverwriteFS if self.rename == "no_overwrite" else AbstractedFS
         attrs = {"authorizer": authorizer, "banner": "test FTP server ready", "auth_failed_timeout": 0.1,
-                 "abstracted_fs": FullDiskFS if self.full_disk else AbstractedFS}
+                 "abstracted_fs": fs}
+        if self.on_received:
+            attrs["on_file_received"] = lambda handler, path: self.on_received(path)
         return type("Handler", (self.handler_base,), attrs)
 
     def start(self):
@@ -180,9 +196,9 @@ class _Handle(paramiko.SFTPHandle):
 class _Folder(paramiko.SFTPServerInterface):
     """A directory tree served over SFTP; paths are confined to it ("/" is its top)."""
 
-    def __init__(self, server, *args, root, **kwargs):
+    def __init__(self, server, *args, root, rename="ok", **kwargs):
         super().__init__(server, *args, **kwargs)
-        self.root = root
+        self.root, self.renames = root, rename
 
     def _real(self, path):
         path = os.path.normpath("/" + self.canonicalize(path)).lstrip("/")
@@ -229,11 +245,17 @@ class _Folder(paramiko.SFTPServerInterface):
         return self._call(os.remove, self._real(path))
 
     def rename(self, oldpath, newpath):
+        if self.renames == "refused":
+            return paramiko.SFTP_PERMISSION_DENIED
         if os.path.exists(self._real(newpath)):  # plain SFTP rename never replaces a file
             return paramiko.SFTP_FAILURE
         return self._call(os.rename, self._real(oldpath), self._real(newpath))
 
     def posix_rename(self, oldpath, newpath):
+        if self.renames == "refused":
+            return paramiko.SFTP_PERMISSION_DENIED
+        if self.renames == "no_overwrite":  # a server without posix-rename@openssh.com
+            return paramiko.SFTP_OP_UNSUPPORTED
         return self._call(os.replace, self._real(oldpath), self._real(newpath))
 
     def mkdir(self, path, attr):
@@ -250,11 +272,13 @@ class _Folder(paramiko.SFTPServerInterface):
 
 
 class SftpServer(FileServer):
+    """rename: as FtpServer's ("no_overwrite": no posix-rename, and a plain rename never replaces)."""
     protocol = "sftp"
     host_key = paramiko.ECDSAKey.generate()  # one per test session: generating keys is slow
 
-    def __init__(self, root, port=None):
+    def __init__(self, root, port=None, rename="ok"):
         super().__init__(root, port)
+        self.rename = rename
         self.listener = self.thread = None
         self.transports = []
 
@@ -278,7 +302,8 @@ class SftpServer(FileServer):
             conn.settimeout(None)
             transport = paramiko.Transport(conn)
             transport.add_server_key(self.host_key)
-            transport.set_subsystem_handler("sftp", paramiko.SFTPServer, _Folder, root=self.root)
+            transport.set_subsystem_handler("sftp", paramiko.SFTPServer, _Folder, root=self.root,
+                                            rename=self.rename)
             self.transports.append(transport)
             try:
                 transport.start_server(server=_Auth(self))

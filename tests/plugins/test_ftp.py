@@ -1,10 +1,14 @@
 """The FTP export type against real FTP, FTPS and SFTP servers on loopback."""
+import ast
 import hashlib
+import os
+import pathlib
 from datetime import date
 
 import pytest
 from werkzeug.datastructures import MultiDict
 
+import exporter_ftp
 from exporter.export_types import Batch
 from exporter_ftp import DEFAULT_FILE_NAME, FtpSettings, FtpType, file_name_for
 
@@ -23,9 +27,9 @@ EXPECTED = ('first_name,note,city\r\n'
 FILE = "call-center-partials_7_20261127.csv"
 
 
-def batch(rows=ROWS, route_id=7, allow_private=True):
+def batch(rows=ROWS, route_id=7, allow_private=True, work_dir=""):
     return Batch(columns=COLUMNS, rows=iter(rows), profile_name="Call center partials", idempotency_key="42",
-                 route_id=route_id, file_date=DAY, allow_private_targets=allow_private)
+                 route_id=route_id, file_date=DAY, allow_private_targets=allow_private, work_dir=work_dir)
 
 
 # --- settings -------------------------------------------------------------------------------
@@ -135,6 +139,56 @@ def test_no_rows_and_send_empty_files_on_uploads_the_header(ftp_server):
     assert ftp_server.files() == {FILE: b"first_name,note,city\r\n"}
 
 
+def test_the_file_is_written_in_the_batchs_work_dir_and_removed_after(tmp_path):
+    work, partner, seen = tmp_path / "work", tmp_path / "partner", []
+    work.mkdir(mode=0o700)
+    partner.mkdir()
+    server = FtpServer(partner, on_received=lambda path: seen.extend(os.listdir(work))).start()
+    try:
+        assert FtpType(server.settings()).send(batch(work_dir=str(work))).ok
+    finally:
+        server.stop()
+    assert len(seen) == 1 and seen[0].startswith("exporter-")  # there while it was uploaded
+    assert os.listdir(work) == []
+
+
+# --- replacing the partner's older file -------------------------------------------------------
+
+@pytest.mark.parametrize("make", [FtpServer, SftpServer], ids=["ftp", "sftp"])
+def test_a_refused_rename_leaves_the_partners_older_file_alone(tmp_path, make):
+    (tmp_path / FILE).write_bytes(b"yesterday's upload")
+    server = make(tmp_path, rename="refused").start()  # may upload and delete, not rename
+    try:
+        outcome = FtpType(server.settings()).send(batch())
+    finally:
+        server.stop()
+    assert not outcome.ok and outcome.error.startswith(f"rename .{FILE}.part to {FILE} failed: ")
+    assert (tmp_path / FILE).read_bytes() == b"yesterday's upload"
+
+
+@pytest.mark.parametrize("make", [FtpServer, SftpServer], ids=["ftp", "sftp"])
+def test_a_server_that_never_renames_over_a_file_still_gets_the_new_one(tmp_path, make):
+    (tmp_path / FILE).write_bytes(b"yesterday's upload")
+    server = make(tmp_path, rename="no_overwrite").start()
+    try:
+        outcome = FtpType(server.settings()).send(batch())
+    finally:
+        server.stop()
+    assert outcome.ok, outcome.error
+    assert server.files() == {FILE: EXPECTED}  # no .part, no old copy left beside it
+
+
+@pytest.mark.parametrize("make", [FtpServer, SftpServer], ids=["ftp", "sftp"])
+def test_a_new_file_on_a_server_that_never_renames_over_a_file(tmp_path, make):
+    server = make(tmp_path, rename="no_overwrite").start()
+    try:
+        outcome = FtpType(server.settings()).send(batch())
+    finally:
+        server.stop()
+    assert outcome.ok, outcome.error
+    assert server.files() == {FILE: EXPECTED}
+
+
 # --- failures -------------------------------------------------------------------------------
 
 def test_bad_password_fails_with_the_servers_reply(file_server):
@@ -212,11 +266,20 @@ def test_test_connection_reports_a_bad_login(file_server):
     assert not outcome.ok and outcome.error.startswith("login as partner failed")
 
 
-def test_test_connection_follows_the_apps_private_target_setting(app, ftp_server):
-    # Inside the app (the profile page's button), the app's ALLOW_PRIVATE_TARGETS decides.
-    assert FtpType(ftp_server.settings()).test_connection().ok
-    app.config["ALLOW_PRIVATE_TARGETS"] = False
+def test_test_connection_refuses_private_targets_unless_told(app, ftp_server):
+    # The plugin decides only on what the core passes: not on the app it happens to run in.
+    assert app.config["ALLOW_PRIVATE_TARGETS"]
     assert "private address" in FtpType(ftp_server.settings()).test_connection().error
+    assert FtpType(ftp_server.settings()).test_connection(allow_private_targets=True).ok
+
+
+def test_the_plugin_imports_no_flask():
+    """A plugin imports exporter.export_types (and WTForms), never the web framework."""
+    for path in pathlib.Path(exporter_ftp.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not {m for m in modules if m.split(".")[0] == "flask"}, path.name
 
 
 def test_a_test_send_is_named_as_a_test(ftp_server):

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 import pytest
 
-from exporter import daily_files
+from exporter import daily_files, dispatch, security
 from exporter.extensions import db
 from exporter.models import Delivery
 
@@ -127,3 +127,59 @@ def test_rerun_leaves_a_file_being_sent_alone(logged_in, app, ftp_server):
     page = logged_in.get(response.headers["Location"]).get_data(as_text=True)
     assert f"queued: 1 file(s) (route {profile.routes[1].id}). 1 file(s) are being sent right now" in page
     assert [d.status for d in deliveries()] == ["sending", "scheduled"]
+
+
+# --- a daily file's delivery page -------------------------------------------------------------
+
+def test_the_delivery_page_shows_the_ftp_servers_replies_and_errors(logged_in, app, post_events, ftp_server,
+                                                                     run_jobs):
+    profile = ftp_profile(ftp_server, password="wrong-password")
+    post_events(event("e1", occurred_at=at(DAY, 8)))
+    daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+    run_jobs(until=lambda: deliveries()[0].attempt_count >= 1)
+    profile.settings = {**profile.settings, "password": security.encrypt(app.config["SECRET_KEY"], ftp_server.password)}
+    db.session.commit()
+    dispatch.retry_now(deliveries()[0])
+    run_jobs(until=all_delivered)
+
+    page = logged_in.get(f"/deliveries/{deliveries()[0].id}").get_data(as_text=True)
+    failed, succeeded = page.split('id="attempt-1"', 1)[1].split('id="attempt-2"', 1)
+    assert '<p class="error attempt-error">login as partner failed: 530 Authentication failed.</p>' in failed
+    assert "220 test FTP server ready" in failed
+    assert "226 Transfer complete." in succeeded and "250 Renaming" in succeeded
+    assert "No response." not in page and ftp_server.password not in page
+
+
+def test_the_delivery_page_counts_late_events_and_reruns_the_day(logged_in, app, post_events, ftp_server,
+                                                                 run_jobs):
+    profile = ftp_profile(ftp_server)
+    post_events(event("e1", occurred_at=at(DAY, 8), firstName="Ann"))
+    daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+    run_jobs(until=all_delivered)
+    delivery = deliveries()[0]
+    page = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
+    assert 'id="late-rows"' not in page
+
+    post_events({"events": [event("late-1", occurred_at=at(DAY, 9), firstName="Bob"),
+                            event("late-2", occurred_at=at(DAY, 10), firstName="Cy")]})
+    page = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
+    late = page.split('id="late-rows"', 1)[1].split("</div>", 1)[0]
+    assert "2 events arrived after this file was sent: re-run the day to include them." in late
+    assert f'name="date" value="{DAY.isoformat()}"' in late and f"Re-run {DAY.isoformat()} (every route)" in late
+
+    response = logged_in.post(f"/files/profiles/{profile.id}/rerun", data={"date": DAY.isoformat()})
+    assert response.status_code == 302
+    run_jobs(until=all_delivered)
+    assert 'id="late-rows"' not in logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
+    assert ftp_server.files()[file_name(profile, profile.routes[0])].count(b"\r\n") == 4
+
+
+def test_a_day_past_the_catch_up_shows_its_late_events_on_a_cancelled_delivery(logged_in, post_events, ftp_server):
+    old = DAY - timedelta(days=daily_files.DEFAULT_CATCH_UP_DAYS + 3)
+    ftp_profile(ftp_server, created=old)
+    post_events(event("old", occurred_at=at(old, 9)))
+    delivery = deliveries()[0]
+    page = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
+    assert "1 event of this day is in no file sent: re-run the day to send it." in page
+    assert f"not made on schedule: {old.isoformat()} is older than the 7-day catch-up" in page
+    assert "Retry now" in page  # sends the day's file, as a re-run does

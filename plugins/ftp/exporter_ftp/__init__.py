@@ -1,12 +1,12 @@
 """The FTP export type: one CSV file per route per day, uploaded to a partner's server.
 
 The core hands send() a day's rows as a stream (exporter/daily_files.py). The file is
-written to a temporary file on disk as the rows arrive (CSV per RFC 4180, UTF-8, CRLF),
-then uploaded under a temporary name and renamed, so a partner never reads half a file.
+written to a temporary file as the rows arrive (CSV per RFC 4180, UTF-8, CRLF), in the
+batch's private work directory (it may hold card numbers), then uploaded under a temporary
+name and renamed, so a partner never reads half a file.
 """
-import csv
+import contextlib
 import hashlib
-import io
 import os
 import re
 import string
@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from wtforms import BooleanField, Form, IntegerField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, NumberRange, Optional, ValidationError
 
-from exporter.export_types import DAILY_FILE, ExportType, Outcome
+from exporter.export_types import DAILY_FILE, DEFAULT_SEND_AT, ExportType, Outcome, csv_text, write_csv
 from exporter.security import TargetRefused, check_target_host
 
 from .transfer import DEFAULT_TIMEOUT, FtpConnection, SftpConnection, TransferError
@@ -28,7 +28,6 @@ PROTOCOLS = [SelectChoice("ftp", "FTP"), SelectChoice("ftps", "FTPS (explicit TL
              SelectChoice("sftp", "SFTP (SSH)")]
 DEFAULT_PORTS = {"ftp": 21, "ftps": 21, "sftp": 22}
 DEFAULT_FILE_NAME = "{profile}_{route}_{date:%Y%m%d}.csv"
-DEFAULT_SEND_AT = "01:00"
 PLACEHOLDERS = ("profile", "route", "date")
 FILE_NAME_HELP = ("Placeholders: {profile} the Profile Name as a slug (call-center-partials), "
                   "{route} the route's id, {date:%Y%m%d} the file's day in any strftime pattern "
@@ -158,7 +157,7 @@ class FtpType(ExportType):
                              timeout=DEFAULT_TIMEOUT)
 
     def preview(self, columns, row):
-        return write_csv(columns, [row], self.settings.get("header_row", True))
+        return csv_text(columns, [row], self.settings.get("header_row", True))
 
     def send(self, batch):
         name = file_name_for(self.settings.get("file_name") or DEFAULT_FILE_NAME,
@@ -184,7 +183,8 @@ class FtpType(ExportType):
                 return outcome
             self._upload(path, name, outcome)
         finally:
-            os.unlink(path)
+            with contextlib.suppress(FileNotFoundError):  # already swept as stale: nothing left to remove
+                os.unlink(path)
             outcome.elapsed_ms = int((time.monotonic() - started) * 1000)
         outcome.details["uploaded"] = outcome.ok
         if outcome.ok:
@@ -204,10 +204,8 @@ class FtpType(ExportType):
             connection.close()
             outcome.response_body = "\n".join(connection.replies)
 
-    def test_connection(self, allow_private_targets=None):
+    def test_connection(self, allow_private_targets=False):
         """Log in and list the Remote Directory; the Outcome's response_body is the listing."""
-        if allow_private_targets is None:
-            allow_private_targets = _app_allows_private_targets()
         outcome = Outcome(ok=False, method="LIST", target=self.url())
         try:
             check_target_host(self.host, allow_private_targets)
@@ -231,45 +229,14 @@ class FtpType(ExportType):
         return outcome
 
 
-def _app_allows_private_targets():
-    """The running app's EXPORTER_ALLOW_PRIVATE_TARGETS, for callers that do not say."""
-    try:
-        from flask import current_app
-
-        return bool(current_app.config.get("ALLOW_PRIVATE_TARGETS"))
-    except RuntimeError:  # no app context
-        return False
-
-
 # --- the file -------------------------------------------------------------------------------
-
-def csv_writer(f):
-    """RFC 4180: comma, double quotes doubled, CRLF after every record."""
-    return csv.writer(f, lineterminator="\r\n")
-
-
-def write_csv(columns, rows, header=True):
-    buf = io.StringIO(newline="")
-    writer = csv_writer(buf)
-    if header:
-        writer.writerow(columns)
-    for row in rows:
-        writer.writerow([value for _, value in row])
-    return buf.getvalue()
-
 
 def write_temporary(batch, header=True):
     """Stream the batch's rows into a temporary UTF-8 CSV file; its path and the row count."""
-    rows = 0
-    fd, path = tempfile.mkstemp(prefix="exporter-", suffix=".csv")
+    fd, path = tempfile.mkstemp(prefix="exporter-", suffix=".csv", dir=batch.work_dir or None)  # mode 0600
     try:
         with open(fd, "w", encoding="utf-8", newline="") as f:
-            writer = csv_writer(f)
-            if header:
-                writer.writerow(batch.columns)
-            for row in batch.rows:
-                writer.writerow([value for _, value in row])
-                rows += 1
+            rows = write_csv(f, batch.columns, batch.rows, header)
     except BaseException:
         os.unlink(path)
         raise

@@ -4,6 +4,10 @@ Each connection logs in, changes to the remote directory, uploads under a tempor
 then renames (so a partner never reads half a file), and lists the directory. Every
 server reply is kept in `replies` for the attempt log; a failure raises TransferError
 naming the step and carrying the server's own words.
+
+The partner's older file of the same name is never deleted on a guess: only when it exists
+and the server refused to rename over it is it moved aside, replaced, then removed; if the
+rename still fails it is moved back.
 """
 import base64
 import ftplib
@@ -31,7 +35,41 @@ def _reply_text(exc):
     return str(exc).strip() or type(exc).__name__
 
 
-class FtpConnection:
+def aside_name(name):
+    """Where the partner's older file waits while the new one takes its name."""
+    return f".{name}.old"
+
+
+class Connection:
+    """What FTP and SFTP share: replacing the partner's older file without ever losing it."""
+
+    def replace(self, temporary, name, refused):
+        """The server refused to rename over `name`: move the old file aside, rename, drop the old.
+
+        `refused` (the first rename's TransferError) is raised as it is when there is no `name`
+        to replace or it cannot be moved aside (a refusal for another reason: permissions...).
+        The old file is removed only once the new one has its name, and put back otherwise.
+        """
+        if not self.exists(name):
+            raise refused
+        aside = aside_name(name)
+        self.forget(aside)  # our own leftover of an earlier try, if any
+        try:
+            self.rename(name, aside)
+        except TransferError:
+            raise refused from None
+        try:
+            self.rename(temporary, name)
+        except TransferError:
+            try:
+                self.rename(aside, name)  # the partner keeps the file they had
+            except TransferError:
+                self.replies.append(f"the older {name} is left as {aside}")
+            raise
+        self.forget(aside)
+
+
+class FtpConnection(Connection):
     """FTP, or FTPS with explicit TLS (AUTH TLS, then PROT P for the data channel)."""
 
     method = "STOR"
@@ -79,16 +117,32 @@ class FtpConnection:
             try:
                 self._step(f"upload {temporary}", self.ftp.storbinary, f"STOR {temporary}", f)
             except TransferError:
-                self._forget(temporary)
+                self.forget(temporary)
                 raise
         try:
-            self._step(f"rename {temporary} to {name}", self.ftp.rename, temporary, name)
-        except TransferError:
-            # Servers that refuse to rename over a file: remove the old one, then rename.
-            self._forget(name)
-            self._step(f"rename {temporary} to {name}", self.ftp.rename, temporary, name)
+            self.rename(temporary, name)
+        except TransferError as refused:
+            self.replace(temporary, name, refused)  # servers that refuse to rename over a file
 
-    def _forget(self, name):
+    def rename(self, old, new):
+        self._step(f"rename {old} to {new}", self.ftp.rename, old, new)
+
+    def exists(self, name):
+        """Whether the directory holds `name`: SIZE, else the name list; unsure counts as no."""
+        try:
+            self.ftp.size(name)
+            return True
+        except ftplib.error_perm as exc:
+            if str(exc).startswith("550"):
+                return False
+        except ftplib.all_errors:
+            pass
+        try:
+            return name in {entry.rsplit("/", 1)[-1] for entry in self.ftp.nlst()}
+        except ftplib.all_errors:
+            return False
+
+    def forget(self, name):
         try:
             self.ftp.delete(name)
         except ftplib.all_errors:
@@ -114,7 +168,7 @@ def fingerprint(key):
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
-class SftpConnection:
+class SftpConnection(Connection):
     """SFTP over SSH with a password; the host key is checked when a fingerprint is given."""
 
     method = "SFTP PUT"
@@ -169,17 +223,32 @@ class SftpConnection:
         try:
             attrs = self._step(f"upload {temporary}", self.sftp.put, local_path, temporary)
         except TransferError:
-            self._forget(temporary)
+            self.forget(temporary)
             raise
         self.replies.append(f"PUT {temporary}: {attrs.st_size} bytes")
         try:
-            self.sftp.posix_rename(temporary, name)  # atomic, replaces an older file of that name
-        except OSError:
-            self._forget(name)  # servers without posix-rename@openssh.com
-            self._step(f"rename {temporary} to {name}", self.sftp.rename, temporary, name)
+            # Atomic, and replaces an older file of that name.
+            self._step(f"rename {temporary} to {name}", self.sftp.posix_rename, temporary, name)
+        except TransferError as refused:
+            # Servers without posix-rename@openssh.com: a plain rename, which never replaces a file.
+            self.replies.append(f"posix-rename refused: {refused}")
+            try:
+                self.rename(temporary, name)
+            except TransferError:
+                self.replace(temporary, name, refused)
         self.replies.append(f"renamed {temporary} to {name}")
 
-    def _forget(self, name):
+    def rename(self, old, new):
+        self._step(f"rename {old} to {new}", self.sftp.rename, old, new)
+
+    def exists(self, name):
+        try:
+            self.sftp.stat(name)
+            return True
+        except (OSError, EOFError):  # no such file, or not ours to look at: unsure counts as no
+            return False
+
+    def forget(self, name):
         try:
             self.sftp.remove(name)
         except (OSError, EOFError):
