@@ -13,6 +13,9 @@ from typing import Any, ClassVar, Iterable, Mapping
 
 from wtforms import Form
 
+# The private-target guard is part of the contract: plugins import it from here.
+from .security import TargetRefused, check_target_host, check_target_url  # noqa: F401
+
 GROUP = "exporter.export_types"
 PER_EVENT = "per_event"
 DAILY_FILE = "daily_file"

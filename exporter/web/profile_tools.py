@@ -10,7 +10,7 @@ from datetime import date
 
 from flask import Blueprint, abort, current_app, render_template
 
-from .. import catalog, dispatch, mapping, security
+from .. import catalog, daily_files, dispatch, mapping, security
 from ..export_types import DAILY_FILE, Batch, Outcome
 from ..extensions import db
 from ..models import Profile, utcnow
@@ -60,7 +60,8 @@ def send_test(profile_id):
     batch = Batch(columns=renderer.columns, rows=[row], profile_name=profile.name,
                   idempotency_key=f"test-{uuid.uuid4().hex[:16]}", is_test=True,
                   file_date=date.today() if cls.schedule == DAILY_FILE else None,
-                  allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]))
+                  allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]),
+                  work_dir=daily_files.work_dir() if cls.schedule == DAILY_FILE else "")
     started = utcnow()
     outcome = _call(export_type, "send", batch)
     # Masked exactly as a delivery's attempt is: sensitive mapped values and secret settings.

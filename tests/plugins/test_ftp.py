@@ -1,14 +1,11 @@
 """The FTP export type against real FTP, FTPS and SFTP servers on loopback."""
-import ast
 import hashlib
 import os
-import pathlib
 from datetime import date
 
 import pytest
 from werkzeug.datastructures import MultiDict
 
-import exporter_ftp
 from exporter.export_types import Batch
 from exporter_ftp import DEFAULT_FILE_NAME, FtpSettings, FtpType, file_name_for
 
@@ -271,15 +268,6 @@ def test_test_connection_refuses_private_targets_unless_told(app, ftp_server):
     assert app.config["ALLOW_PRIVATE_TARGETS"]
     assert "private address" in FtpType(ftp_server.settings()).test_connection().error
     assert FtpType(ftp_server.settings()).test_connection(allow_private_targets=True).ok
-
-
-def test_the_plugin_imports_no_flask():
-    """A plugin imports exporter.export_types (and WTForms), never the web framework."""
-    for path in pathlib.Path(exporter_ftp.__file__).parent.glob("*.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-        assert not {m for m in modules if m.split(".")[0] == "flask"}, path.name
 
 
 def test_a_test_send_is_named_as_a_test(ftp_server):

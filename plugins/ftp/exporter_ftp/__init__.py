@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from wtforms import BooleanField, Form, IntegerField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, NumberRange, Optional, ValidationError
 
-from exporter.export_types import DAILY_FILE, DEFAULT_SEND_AT, ExportType, Outcome, csv_text, write_csv
-from exporter.security import TargetRefused, check_target_host
+from exporter.export_types import (DAILY_FILE, DEFAULT_SEND_AT, ExportType, Outcome, TargetRefused, check_target_host,
+                                   csv_text, write_csv)
 
 from .transfer import DEFAULT_TIMEOUT, FtpConnection, SftpConnection, TransferError
 

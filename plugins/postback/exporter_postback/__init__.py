@@ -19,8 +19,7 @@ from requests.structures import CaseInsensitiveDict
 from wtforms import Form, IntegerField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField, URLField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
-from exporter.export_types import PER_EVENT, ExportType, Outcome
-from exporter.security import TargetRefused, check_target_url
+from exporter.export_types import PER_EVENT, ExportType, Outcome, TargetRefused, check_target_url
 
 from . import signing
 
