@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from flask import current_app
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import customer_types, daily_files, dispatch, matching, security
 from .export_types import PER_EVENT
@@ -119,14 +119,21 @@ def accept(body):
     """Store, match and schedule a body's events; the counts the intake answers with."""
     cfg = current_app.config
     events = parse(body, cfg["INTAKE_MAX_EVENTS"])
-    try:
-        counts, deliveries = _store(events)
-    except IntegrityError:  # a concurrent request stored one of these ids first: count it as a duplicate
-        db.session.rollback()
-        counts, deliveries = _store(events)
+    counts, deliveries = _store_retrying(events)
     for delivery in deliveries:
         dispatch.enqueue(delivery)
     return counts
+
+
+def _store_retrying(events, tries=3):
+    """A concurrent request may store one of these ids first (the retry counts it as a duplicate)
+    or deadlock with this one on a day's file: try again, then ask the CRM to."""
+    for _ in range(tries):
+        try:
+            return _store(events)
+        except (IntegrityError, OperationalError):
+            db.session.rollback()
+    raise IntakeError(503, "the database is busy: nothing was stored, send the request again")
 
 
 def _rules():
