@@ -102,8 +102,7 @@ def last_due_day(profile, now=None):
 
 def first_day(profile, last):
     """How far tick() looks back: the catch-up window, never before the profile existed."""
-    created = profile.created_at.replace(tzinfo=timezone.utc).astimezone(zone_of(profile)).date()
-    return max(last - timedelta(days=DEFAULT_CATCH_UP_DAYS - 1), created)
+    return max(last - timedelta(days=DEFAULT_CATCH_UP_DAYS - 1), local_day(profile, profile.created_at))
 
 
 # --- rows, and rows too late for their day's file -----------------------------------------

@@ -20,7 +20,6 @@ from .models import Attempt, Delivery, Event, HistoryEntry, Profile, utcnow
 
 log = logging.getLogger(__name__)
 RESPONSE_EXCERPT = 2000
-_renderers = {}
 
 
 # --- profiles and their types -----------------------------------------------------------
@@ -38,18 +37,19 @@ def plain_settings(profile):
 
 
 def export_type_for(profile):
+    """The profile's export type with its settings decrypted, and the (secret, mask) pairs to
+    redact from what is logged. ValueError when a stored secret cannot be decrypted."""
     cls = registry().get(profile.export_type)
     if cls is None:
         raise LookupError(f"export type {profile.export_type!r} is not installed")
-    return cls(plain_settings(profile))
+    plain = plain_settings(profile)
+    return cls(plain), [(plain[name], security.MASK) for name in cls.secret_settings if plain.get(name)]
 
 
 def renderer_for(profile):
-    """The profile's compiled mappings, compiled once per profile version."""
-    key = (profile.id, profile.updated_at, len(profile.mappings))
-    if key not in _renderers:
-        _renderers[key] = mapping.compile(profile.mappings)
-    return _renderers[key]
+    """The profile's mappings as they are now, compiled (a worker's job runs in a fresh process:
+    there is nothing worth caching across sends)."""
+    return mapping.compile(profile.mappings)
 
 
 def event_record(event, profile):
@@ -151,13 +151,14 @@ def deliver(delivery_id):
     started = utcnow()
     secrets_ = []
     try:
-        export_type = export_type_for(delivery.profile)
-        batch, secrets_ = build_batch(delivery)
+        export_type, secrets_ = export_type_for(delivery.profile)
+        batch, sensitive = build_batch(delivery)
+        secrets_ += sensitive
         outcome = export_type.send(batch)
-    except Exception as exc:  # a plugin's bug or a bad profile is a failed try, not a lost export
+    except Exception as exc:  # a plugin's bug, a bad profile, an undecryptable secret: a failed try
         log.exception("delivery %s failed to send", delivery_id)
         outcome = Outcome(ok=False, error=f"{type(exc).__name__}: {exc}")
-    record(delivery, outcome, started, secrets_ + setting_secrets(delivery.profile), claimed_at)
+    record(delivery, outcome, started, secrets_, claimed_at)
     return "delivered" if outcome.ok else "retrying"
 
 
@@ -180,14 +181,6 @@ def sensitive_pairs(renderer, rows):
     fields = {m.export_name: m.field for m in renderer.mappings}
     return [(value, security.masked(value, fields[name]))
             for row in rows for name, value in row if name in renderer.sensitive_columns and value]
-
-
-def setting_secrets(profile):
-    cls = registry().get(profile.export_type)
-    if not cls:
-        return []
-    plain = plain_settings(profile)
-    return [(plain[name], security.MASK) for name in cls.secret_settings if plain.get(name)]
 
 
 def attempt_from(outcome, secrets_, **fields):

@@ -136,11 +136,12 @@ def _store_retrying(events, tries=3):
     raise IntakeError(503, "the database is busy: nothing was stored, send the request again")
 
 
-def _rules():
-    rows = db.session.execute(
-        db.select(Route, Profile.export_type).join(Profile).where(Profile.active.is_(True))).all()
-    return [matching.RouteRule(r.id, r.profile_id, frozenset(r.customer_types or ()),
-                               frozenset(r.campaigns or ()), frozenset(r.products or ())) for r, _ in rows]
+def _active_routes():
+    """The routes of active profiles as matching rules, and those profiles by id."""
+    rows = db.session.execute(db.select(Route, Profile).join(Profile).where(Profile.active.is_(True))).all()
+    rules = [matching.RouteRule(r.id, r.profile_id, frozenset(r.customer_types or ()),
+                                frozenset(r.campaigns or ()), frozenset(r.products or ())) for r, _ in rows]
+    return rules, {p.id: p for _, p in rows}
 
 
 class _Batch:
@@ -161,8 +162,7 @@ class _Batch:
                           db.select(Campaign).where(Campaign.id.in_(campaign_ids)))},
                       Product: {p.id: p for p in db.session.scalars(
                           db.select(Product).where(Product.id.in_(product_ids)))}}
-        self.rules = _rules()
-        self.profiles = {}
+        self.rules, self.profiles = _active_routes()
         self.deliveries = []
 
 
@@ -195,8 +195,7 @@ def _route(event, product_ids, batch):
     """One delivery per profile for a per-event type; one file row per route for a file type."""
     delivered_profiles = set()
     for rule in matching.matching_routes(batch.rules, event.type, event.campaign_id, product_ids):
-        profile = batch.profiles.get(rule.profile_id) or db.session.get(Profile, rule.profile_id)
-        batch.profiles[profile.id] = profile
+        profile = batch.profiles[rule.profile_id]
         cls = dispatch.registry().get(profile.export_type)
         if cls is None:
             continue

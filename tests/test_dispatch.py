@@ -246,3 +246,32 @@ def test_an_unreadable_retry_after_falls_back_to_backoff(app, value):
 
     app.config.update(RETRY_BASE_SECONDS=30, RETRY_MAX_SECONDS=3600)
     assert 24 <= backoff_seconds(1, value) <= 36
+
+
+def test_a_secret_this_key_cannot_decrypt_is_a_failed_attempt_not_a_stuck_delivery(app, post_events, receiver,
+                                                                                    run_jobs):
+    from exporter import security
+
+    profile = make_profile(url=receiver.url)
+    profile.settings = {**profile.settings, "signing_secret": security.encrypt("another key", "whsec_x")}
+    db.session.commit()
+    post_events(event())
+    run_jobs(until=lambda: db.session.scalars(db.select(Delivery)).one().attempt_count >= 1)
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    assert delivery.status == "retrying" and "cannot be decrypted" in delivery.attempts[0].error
+    assert receiver.requests == []
+
+
+def test_a_send_uses_the_mappings_as_they_are_now(app, post_events, receiver, run_jobs):
+    """Re-importing a profile between two sends changes what the next one sends."""
+    from .factories import profile_data
+    from exporter import profiles_io
+
+    make_profile(url=receiver.url, mappings=[{"export_name": "a", "field": "firstName"}])
+    post_events(event("one"))
+    run_jobs(until=lambda: len(receiver.requests) == 1)
+    profiles_io.import_all({"version": 1, "profiles": [
+        profile_data(url=receiver.url, mappings=[{"export_name": "b", "field": "lastName"}])]})
+    post_events(event("two", customerId=2, orderId=2))
+    run_jobs(until=lambda: len(receiver.requests) == 2)
+    assert [r.path for r in receiver.requests] == ["/?a=Jane", "/?b=Doe"]

@@ -52,8 +52,7 @@ def send_test(profile_id):
     if not renderer.columns:
         return _result(profile, title, problem="Add a field mapping first: there is nothing to send.", status=422)
     try:
-        export_type = cls(dispatch.plain_settings(profile))
-        secrets_ = dispatch.setting_secrets(profile)
+        export_type, secrets_ = dispatch.export_type_for(profile)
     except ValueError as exc:  # a stored secret that this SECRET_KEY cannot decrypt
         return _result(profile, title, problem=str(exc), status=409)
     row = renderer(catalog.sample_record())
@@ -82,8 +81,7 @@ def test_connection(profile_id):
         abort(404)
     title = "Test connection"
     try:
-        export_type = cls(dispatch.plain_settings(profile))
-        secrets_ = dispatch.setting_secrets(profile)
+        export_type, secrets_ = dispatch.export_type_for(profile)
     except ValueError as exc:
         return _result(profile, title, problem=str(exc), status=409)
     started = utcnow()

@@ -392,8 +392,7 @@ def _mapping_checks(form, profile):
 
 
 def _mappings_changed(profile, order=None):
-    """Renumber (in the given order, else the list's) and bump updated_at: dispatch caches
-    renderers by it."""
+    """Renumber (in the given order, else the list's); the profile was updated now."""
     for i, m in enumerate(order if order is not None else profile.mappings):
         m.position = i
     profile.updated_at = utcnow()
