@@ -25,7 +25,7 @@ from flask import current_app
 from sqlalchemy import DateTime, Integer, Text, func, insert, literal, null, select
 from sqlalchemy.exc import IntegrityError
 
-from . import dispatch, security
+from . import dispatch
 from .export_types import DAILY_FILE, DEFAULT_SEND_AT, Batch, csv_writer
 from .extensions import db
 from .models import Delivery, Event, FileRow, HistoryEntry, Profile, utcnow
@@ -49,6 +49,10 @@ class RerunError(ValueError):
 
 
 # --- days and times -------------------------------------------------------------------------
+
+def _without_late_rows(delivery):
+    return {k: v for k, v in (delivery.details or {}).items() if k != "late_rows"}
+
 
 def is_daily_file(profile):
     cls = dispatch.registry().get(profile.export_type)
@@ -183,7 +187,7 @@ def _recount_late(delivery, sent_rows):
     start, end = day_bounds(delivery.profile, delivery.file_date)
     stored = db.session.scalar(select(func.count()).select_from(FileRow).join(Event, FileRow.event_id == Event.id)
                                .where(*_day_rows(delivery.route_id, start, end)))
-    details = {k: v for k, v in (delivery.details or {}).items() if k != "late_rows"}
+    details = _without_late_rows(delivery)
     if stored > sent_rows:
         details["late_rows"] = stored - sent_rows
     delivery.details = details
@@ -257,7 +261,7 @@ def rerun(profile, day, enqueue=True, now=None):
             delivery.status, delivery.due_at, delivery.claimed_at = "scheduled", due, None
             delivery.cancel_reason = delivery.last_error = ""
             # The file is made again from every row of the day: none is late any more.
-            delivery.details = {k: v for k, v in (delivery.details or {}).items() if k != "late_rows"}
+            delivery.details = _without_late_rows(delivery)
             queued.append(delivery)
     db.session.commit()
     if enqueue:
@@ -362,8 +366,6 @@ class KeptCopy:
         self.rows = None  # how many the file carried, once the stream is read to its end
 
     def stream(self, rows):
-        fields = {m.export_name: m.field for m in self.renderer.mappings}
-        sensitive = self.renderer.sensitive_columns
         os.makedirs(os.path.dirname(self.part), exist_ok=True)
         count = 0
         with open(self.part, "w", encoding="utf-8", newline="") as f:
@@ -372,8 +374,7 @@ class KeptCopy:
                 writer.writerow(self.renderer.columns)
             try:
                 for row in rows:
-                    writer.writerow([security.masked(value, fields[name]) if name in sensitive and value else value
-                                     for name, value in row])
+                    writer.writerow([value for _, value in self.renderer.masked(row)])
                     count += 1
                     yield row
             finally:

@@ -7,14 +7,14 @@ or an admin cancels it.
 import logging
 import math
 import random
-from datetime import datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import update
 
 from . import catalog, mapping, queue, security
-from .export_types import PER_EVENT, Batch, Outcome
+from .export_types import Batch, Outcome
 from .extensions import db
 from .models import Attempt, Delivery, Event, HistoryEntry, Profile, utcnow
 
@@ -165,7 +165,7 @@ def deliver(delivery_id):
 def build_batch(delivery):
     """The batch for a delivery and the (raw, masked) pairs to redact from what is logged."""
     profile = delivery.profile
-    if registry().get(profile.export_type).schedule != PER_EVENT:
+    if delivery.file_date is not None:  # a day's file; a per-event delivery never has one
         from . import daily_files
 
         return daily_files.build_batch(delivery)
@@ -178,9 +178,9 @@ def build_batch(delivery):
 
 
 def sensitive_pairs(renderer, rows):
-    fields = {m.export_name: m.field for m in renderer.mappings}
-    return [(value, security.masked(value, fields[name]))
-            for row in rows for name, value in row if name in renderer.sensitive_columns and value]
+    """(raw, masked) for each sensitive value of the rows, to redact from what is logged."""
+    return [(raw, masked) for row in rows for (_, raw), (_, masked) in zip(row, renderer.masked(row))
+            if raw != masked]
 
 
 def attempt_from(outcome, secrets_, **fields):
@@ -232,7 +232,7 @@ def record(delivery, outcome, started, secrets_, claimed_at):
 
 def write_history(delivery, message):
     """A message in the customer's history; a daily file writes one per customer in it."""
-    if delivery.event_id is None and delivery.file_date is not None:
+    if delivery.file_date is not None:
         from . import daily_files
 
         return daily_files.write_history(delivery, message)

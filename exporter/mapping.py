@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
-from . import catalog
+from . import catalog, security
 
 FORMATS = {
     "": "As is",
@@ -111,11 +111,16 @@ class Renderer:
     def __init__(self, mappings):
         self.mappings = tuple(mappings)
         self.columns = [m.export_name for m in self.mappings]
-        self.sensitive_columns = frozenset(
-            m.export_name for m in self.mappings if m.field in catalog.SENSITIVE)
+        self.fields = {m.export_name: m.field for m in self.mappings}
+        self.sensitive_columns = frozenset(name for name, field in self.fields.items() if field in catalog.SENSITIVE)
 
     def __call__(self, record: Mapping[str, Any]):
         return [(m.export_name, self._value(m, record)) for m in self.mappings]
+
+    def masked(self, row):
+        """The row with each sensitive value masked (first 6 + last 4 of a card at most)."""
+        return [(name, security.masked(value, self.fields[name]) if name in self.sensitive_columns and value
+                 else value) for name, value in row]
 
     @staticmethod
     def _value(m, record):

@@ -79,3 +79,10 @@ def test_bad_mappings_name_the_field(bad, field):
 def test_sensitive_columns_are_known_to_the_renderer():
     r = mapping.compile([{"export_name": "cc", "field": "cardNumber"}, {"export_name": "fn", "field": "firstName"}])
     assert r.sensitive_columns == {"cc"}
+
+
+def test_the_renderer_masks_its_own_sensitive_values():
+    r = mapping.compile([{"export_name": "cc", "field": "cardNumber"}, {"export_name": "fn", "field": "firstName"},
+                         {"export_name": "acct", "field": "achAccountNumber"}])
+    row = r({"cardNumber": "4012888888881881", "firstName": "Jane", "achAccountNumber": "000123456789"})
+    assert r.masked(row) == [("cc", "401288******1881"), ("fn", "Jane"), ("acct", "**********89")]
