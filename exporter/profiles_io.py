@@ -276,13 +276,20 @@ def import_all(data, registry=None, secret_key=None):
     return created, updated
 
 
+def merge_secrets(cls, settings, new_secrets, stored, keep_stored, secret_key):
+    """The settings to store: a new secret encrypted; without one, the stored secret stays
+    when keep_stored (the type did not change). The one rule for the form and the import."""
+    for key in cls.secret_settings:
+        if new_secrets.get(key):
+            settings[key] = security.encrypt(secret_key, new_secrets[key])
+        elif keep_stored and stored.get(key):
+            settings[key] = stored[key]
+    return settings
+
+
 def _apply(profile, checked, cls, secret_key):
-    settings = dict(checked["settings"])
-    for key in cls.secret_settings:  # a secret in the file is encrypted; absent, the stored one stays
-        if key in checked["secrets"]:
-            settings[key] = security.encrypt(secret_key, checked["secrets"][key])
-        elif (profile.settings or {}).get(key) and profile.export_type == cls.key:
-            settings[key] = profile.settings[key]
+    settings = merge_secrets(cls, dict(checked["settings"]), checked["secrets"], profile.settings or {},
+                             profile.export_type == cls.key, secret_key)
     profile.export_type = cls.key
     profile.settings = settings
     profile.delay_minutes = checked["delay_minutes"]

@@ -241,14 +241,9 @@ def visible_settings(profile, cls):
 
 def settings_to_store(cls, form, stored, type_changed):
     """The type's settings form as stored: a secret left blank keeps the stored one, encrypted."""
-    settings = profiles_io.settings_from_form(cls, form)
-    for key in cls.secret_settings:
-        value = form[key].data if key in form else None
-        if value:
-            settings[key] = security.encrypt(current_app.config["SECRET_KEY"], value)
-        elif not type_changed and stored.get(key):
-            settings[key] = stored[key]
-    return settings
+    new_secrets = {key: form[key].data for key in cls.secret_settings if key in form}
+    return profiles_io.merge_secrets(cls, profiles_io.settings_from_form(cls, form), new_secrets, stored,
+                                     not type_changed, current_app.config["SECRET_KEY"])
 
 
 def validate_settings(form, cls, stored, type_changed):
