@@ -277,19 +277,22 @@ def _day_rows(route_id, start, end):
             Event.is_test.is_(False))
 
 
-def rendered_rows(profile, route_id, day, renderer, yield_per=DEFAULT_YIELD_PER):
-    """The route's rows of the day in occurred_at order, rendered, streamed from the database."""
+def rendered_rows(profile, route_id, day, renderer, yield_per=DEFAULT_YIELD_PER, carried=None):
+    """The route's rows of the day in occurred_at order, rendered, streamed from the database;
+    `carried`, when given, keeps the highest FileRow id streamed (for the history of the file)."""
     start, end = day_bounds(profile, day)
     wants_card = "cardNumber" in {m.field for m in renderer.mappings}
     card = Event.card_number if wants_card else null()  # decrypt card numbers only when mapped
     result = db.session.execute(
-        select(Event.type, Event.order, card.label("card_number"))
+        select(Event.type, Event.order, card.label("card_number"), FileRow.id.label("row_id"))
         .join(FileRow, FileRow.event_id == Event.id)
         .where(*_day_rows(route_id, start, end))
         .order_by(FileRow.occurred_at, FileRow.id)
         .execution_options(yield_per=yield_per))
     try:
         for row in result:
+            if carried is not None:
+                carried["last_row_id"] = max(carried.get("last_row_id", 0), row.row_id)
             yield renderer(dispatch.event_record(row, profile))
     finally:
         result.close()
@@ -305,9 +308,9 @@ def build_batch(delivery):
     if delivery.route_id is None:
         raise LookupError("the route of this file was deleted; cancel the delivery")
     renderer = dispatch.renderer_for(profile)
-    rows = rendered_rows(profile, delivery.route_id, delivery.file_date, renderer)
     copy = _sending[delivery] = KeptCopy(delivery, renderer,
                                          header=(profile.settings or {}).get("header_row", True))
+    rows = rendered_rows(profile, delivery.route_id, delivery.file_date, renderer, carried=copy.carried)
     batch = Batch(columns=renderer.columns, rows=copy.stream(rows), profile_name=profile.name,
                   idempotency_key=str(delivery.id), route_id=delivery.route_id,
                   route_name=str(delivery.route_id), file_date=delivery.file_date,
@@ -340,11 +343,13 @@ def write_history(delivery, message):
     if sent is not None and sent.rows is not None:
         _recount_late(delivery, sent.rows)
     start, end = day_bounds(delivery.profile, delivery.file_date)
+    in_file = ([FileRow.id <= sent.carried.get("last_row_id", 0)]
+               if sent is not None and sent.rows is not None else [])
     customers = (
         select(Event.customer_id, func.min(Event.id), literal(delivery.id, Integer),
                literal(message, Text), literal(utcnow(), DateTime))
         .join(FileRow, FileRow.event_id == Event.id)
-        .where(*_day_rows(delivery.route_id, start, end), Event.customer_id.is_not(None))
+        .where(*_day_rows(delivery.route_id, start, end), Event.customer_id.is_not(None), *in_file)
         .group_by(Event.customer_id))
     db.session.execute(insert(HistoryEntry).from_select(
         ["customer_id", "event_id", "delivery_id", "message", "created_at"], customers))
@@ -364,6 +369,9 @@ class KeptCopy:
         self.part = self.path + ".part"
         self.renderer, self.header = renderer, header
         self.rows = None  # how many the file carried, once the stream is read to its end
+        # The highest FileRow id it carried: a row stored later (during the upload) is not in it,
+        # and its customer must not hear the file fired.
+        self.carried = {}
 
     def stream(self, rows):
         os.makedirs(os.path.dirname(self.part), exist_ok=True)

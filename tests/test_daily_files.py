@@ -374,6 +374,12 @@ def test_a_row_that_misses_the_file_being_uploaded_is_counted_when_it_is_deliver
         server.stop()
     assert server.files()[file_name(profile, profile.routes[0])].count(b"\r\n") == 2  # header, on-time
     assert deliveries()[0].details["late_rows"] == 1
+    # Only the customer whose row the file carried hears it fired; the other hears it is not in it.
+    history = {c.crm_customer_id: db.session.scalars(db.select(HistoryEntry.message).where(
+        HistoryEntry.customer_id == c.id)).all() for c in db.session.scalars(db.select(Customer))}
+    assert [" fired: " in m for m in history[1]] == [True]
+    assert [(" fired: " in m, f"not in the daily file of {DAY.isoformat()} yet" in m) for m in history[2]] == [
+        (False, True)]
 
 
 # --- the file's temporary copy ----------------------------------------------------------------
