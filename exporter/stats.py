@@ -111,11 +111,15 @@ def failing_endpoints(limit=FAILING_LIMIT):
         .group_by(Delivery.target)
         .order_by(func.count().desc(), Delivery.target)
         .limit(limit)).all()
-    endpoints = []
-    for target, count, last in rows:
-        last_error = db.session.scalar(
-            db.select(Delivery.last_error)
-            .where(Delivery.status == "retrying", Delivery.target == target)
-            .order_by(Delivery.updated_at.desc(), Delivery.id.desc()).limit(1))
-        endpoints.append(FailingEndpoint(target, count, last_error or "", _as_datetime(last)))
-    return endpoints
+    latest = _latest_errors([target for target, _, _ in rows])
+    return [FailingEndpoint(target, count, latest.get(target) or "", _as_datetime(last))
+            for target, count, last in rows]
+
+
+def _latest_errors(targets):
+    """The newest last_error of the retrying deliveries of each target, in one query."""
+    newest_first = func.row_number().over(partition_by=Delivery.target,
+                                          order_by=(Delivery.updated_at.desc(), Delivery.id.desc()))
+    ranked = (db.select(Delivery.target, Delivery.last_error, newest_first.label("rank"))
+              .where(Delivery.status == "retrying", Delivery.target.in_(targets)).subquery())
+    return dict(db.session.execute(db.select(ranked.c.target, ranked.c.last_error).where(ranked.c.rank == 1)).all())
