@@ -157,6 +157,8 @@ class Delivery(db.Model):
     due_at: Mapped[datetime] = mapped_column(UTC)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     claimed_at: Mapped[datetime | None] = mapped_column(UTC)
+    # The worker holding the claim (its RQ name): a dead worker's claims are released at once.
+    claimed_by: Mapped[str] = mapped_column(String(120), default="", server_default="")
     delivered_at: Mapped[datetime | None] = mapped_column(UTC)
     cancel_reason: Mapped[str] = mapped_column(String(255), default="")
     last_error: Mapped[str] = mapped_column(Text, default="")
