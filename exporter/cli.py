@@ -112,19 +112,22 @@ def _redis_url():
 @with_appcontext
 def worker_command(burst):
     """An RQ worker with the scheduler: sends deliveries when they are due."""
-    from . import jobs, queue
+    from . import drain, jobs, queue
 
     jobs.set_app(current_app._get_current_object())
-    queue.run_worker(_redis_url(), current_app.config["QUEUE_NAME"], burst=burst)
+    try:
+        queue.run_worker(_redis_url(), current_app.config["QUEUE_NAME"], burst=burst, on_stop=drain.stopping.set)
+    finally:  # the sends in hand finish and are recorded; a claim not started was given back
+        drain.stop_engine(timeout=float(current_app.config["SEND_TIMEOUT_SECONDS"]) + 5)
 
 
 @main.command("cron")
 @with_appcontext
 def cron_command():
     """The cron scheduler: the sweeper and the daily-file tick."""
-    from . import queue
+    from . import jobs, queue
 
-    queue.run_cron(_redis_url(), current_app.config["QUEUE_NAME"],
+    queue.run_cron(_redis_url(), [jobs.sweep, jobs.daily_files_tick], current_app.config["QUEUE_NAME"],
                    interval=int(current_app.config["SWEEP_INTERVAL_SECONDS"]))
 
 
@@ -242,9 +245,9 @@ def files_send(profile_name, day, send_here):
 
 
 def _queue(delivery):
-    from . import dispatch
+    from . import schedule
 
-    if dispatch.enqueue(delivery) is None:
+    if not schedule.enqueue(delivery):
         click.echo(f"route {delivery.route_id}: due now (delivery {delivery.id}), but no worker queue was "
                    f"reached: the sweeper of `exporter run` or `exporter cron` will queue it")
     else:
@@ -252,10 +255,10 @@ def _queue(delivery):
 
 
 def _send_here(delivery):
-    from . import dispatch
+    from . import drain
     from .extensions import db
 
-    dispatch.deliver(delivery.id)
+    drain.send_one(delivery.id)
     db.session.refresh(delivery)
     if delivery.status == "delivered":
         click.echo(f"route {delivery.route_id}: {_file_summary(delivery)}")

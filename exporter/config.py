@@ -32,7 +32,11 @@ class Defaults:
     SWEEP_GRACE_SECONDS = 30
     SWEEP_INTERVAL_SECONDS = 60
     TEST_CARD_NUMBERS = ["4111111111111111", "4242424242424242", "1444444444444440"]
+    # Sends in flight to one host from one worker (N workers: up to N times this per host); 0: no limit.
     HOST_CONCURRENCY = 4
+    # Sender threads of one worker, and how long one drain job claims before a fresh one carries on.
+    SEND_THREADS = 64
+    DRAIN_SECONDS = 30
     FILES_DIR = None  # None: instance/files
     WTF_CSRF_TIME_LIMIT = None
 

@@ -3,7 +3,7 @@
 Intake records each matching event of a daily-file profile as a FileRow. Every minute
 tick() makes, for each route of each active daily-file profile, one delivery per day
 whose file is due (the day before, once the profile's local time passes Send At), and
-catches up days missed while nothing ran. dispatch.deliver() sends it like any other
+catches up days missed while nothing ran. A worker's drain sends it like any other
 delivery, calling build_batch() for the rows and write_history() on success.
 
 A row is late when the file of its day will not carry it: that file was sent, is being
@@ -25,7 +25,7 @@ from flask import current_app
 from sqlalchemy import DateTime, Integer, Text, func, insert, literal, null, select
 from sqlalchemy.exc import IntegrityError
 
-from . import dispatch
+from . import schedule, sending
 from .export_types import DAILY_FILE, DEFAULT_SEND_AT, Batch, csv_writer
 from .extensions import db
 from .models import Delivery, Event, FileRow, HistoryEntry, Profile, utcnow
@@ -55,7 +55,7 @@ def _without_late_rows(delivery):
 
 
 def is_daily_file(profile):
-    cls = dispatch.registry().get(profile.export_type)
+    cls = sending.registry().get(profile.export_type)
     return cls is not None and cls.schedule == DAILY_FILE
 
 
@@ -112,12 +112,13 @@ def first_day(profile, last):
 # --- rows, and rows too late for their day's file -----------------------------------------
 
 def add_row(profile, route_id, event):
-    """Record an event as a row of a route's daily file (intake calls this for daily-file types).
+    """Record a stored event (its id, occurred_at, customer_id) as a row of a route's daily file
+    (intake calls this for daily-file types).
 
     A late row (see the module's docstring) is counted on its day's delivery, made cancelled
     if that day has none, and the customer's history says the file does not carry it yet.
     """
-    db.session.add(FileRow(route_id=route_id, event=event, occurred_at=event.occurred_at))
+    db.session.add(FileRow(route_id=route_id, event_id=event.id, occurred_at=event.occurred_at))
     day = local_day(profile, event.occurred_at)
     delivery = _day_delivery(route_id, day)
     reason = late_reason(profile, day, delivery)
@@ -126,9 +127,9 @@ def add_row(profile, route_id, event):
     if delivery is None:
         delivery = _unmade_file(profile, route_id, day)
     delivery.details = {**(delivery.details or {}), "late_rows": (delivery.details or {}).get("late_rows", 0) + 1}
-    if event.customer is not None:
+    if event.customer_id:
         db.session.add(HistoryEntry(
-            customer=event.customer, event=event, delivery_id=delivery.id,
+            customer_id=event.customer_id, event_id=event.id, delivery_id=delivery.id,
             message=f"Export profile '{profile.name}': not in the daily file of {day.isoformat()} yet: {reason}; "
                     f"re-run the day to include it"))
 
@@ -173,7 +174,7 @@ def _looked_up():
 def _unmade_file(profile, route_id, day):
     """A day tick() will never make: a cancelled delivery that holds its late rows until a re-run."""
     delivery = Delivery(profile=profile, route_id=route_id, file_date=day, status="cancelled", due_at=utcnow(),
-                        target=dispatch.target_host(profile), details={},
+                        target=sending.target_host(profile), details={},
                         cancel_reason=f"not made on schedule: {day.isoformat()} is older than the "
                                       f"{DEFAULT_CATCH_UP_DAYS}-day catch-up; re-run the day to send it")
     db.session.add(delivery)
@@ -197,7 +198,7 @@ def _recount_late(delivery, sent_rows):
 
 def file_delivery(profile, route_id, day, now=None):
     delivery = Delivery(profile=profile, route_id=route_id, file_date=day, status="scheduled",
-                        due_at=now or utcnow(), target=dispatch.target_host(profile))
+                        due_at=now or utcnow(), target=sending.target_host(profile))
     db.session.add(delivery)
     return delivery
 
@@ -211,7 +212,7 @@ def tick(now=None):
         if is_daily_file(profile) and profile.routes:
             made += _make_due(profile, now)
     for delivery in made:
-        dispatch.enqueue(delivery)
+        schedule.enqueue(delivery)
     return len(made)
 
 
@@ -266,7 +267,7 @@ def rerun(profile, day, enqueue=True, now=None):
     db.session.commit()
     if enqueue:
         for delivery in queued:
-            dispatch.enqueue(delivery)
+            schedule.enqueue(delivery)
     return queued, busy
 
 
@@ -293,7 +294,7 @@ def rendered_rows(profile, route_id, day, renderer, yield_per=DEFAULT_YIELD_PER,
         for row in result:
             if carried is not None:
                 carried["last_row_id"] = max(carried.get("last_row_id", 0), row.row_id)
-            yield renderer(dispatch.event_record(row, profile))
+            yield renderer(sending.event_record(row, profile))
     finally:
         result.close()
 
@@ -307,7 +308,7 @@ def build_batch(delivery):
     profile = delivery.profile
     if delivery.route_id is None:
         raise LookupError("the route of this file was deleted; cancel the delivery")
-    renderer = dispatch.renderer_for(profile)
+    renderer = sending.renderer_for(profile)
     copy = _sending[delivery] = KeptCopy(delivery, renderer,
                                          header=(profile.settings or {}).get("header_row", True))
     rows = rendered_rows(profile, delivery.route_id, delivery.file_date, renderer, carried=copy.carried)

@@ -3,17 +3,19 @@
 web/intake.py is only HTTP; this is the flow. Nothing is stored unless every event in
 the body is valid.
 """
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from flask import current_app
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from . import customer_types, daily_files, dispatch, matching, security
+from . import customer_types, daily_files, dispatch, matching, schedule, security, sending
 from .export_types import PER_EVENT
 from .extensions import db
-from .models import Campaign, Customer, Event, HistoryEntry, Product, Profile, Route, utcnow
+from .models import Campaign, Customer, Delivery, Event, HistoryEntry, Product, Profile, Route, utcnow
 
 CustomerTypeSlug = Literal[customer_types.SLUGS]  # type: ignore[valid-type]
 FIRST_YEAR, LAST_YEAR = 1970, 2100  # occurred_at outside these years is a CRM's mistake, not an order
@@ -119,9 +121,9 @@ def accept(body):
     """Store, match and schedule a body's events; the counts the intake answers with."""
     cfg = current_app.config
     events = parse(body, cfg["INTAKE_MAX_EVENTS"])
-    counts, deliveries = _store_retrying(events)
-    for delivery in deliveries:
-        dispatch.enqueue(delivery)
+    counts, due_times = _store_retrying(events)
+    if due_times:
+        schedule.wake(due_times)  # one Redis round trip for the whole body
     return counts
 
 
@@ -153,75 +155,121 @@ class _Batch:
         crm_ids = {e.order.customerId for e in events if e.order.customerId is not None}
         emails = {e.order.emailAddress for e in events if e.order.customerId is None and e.order.emailAddress}
         self.by_crm_id = {c.crm_customer_id: c for c in db.session.scalars(
-            db.select(Customer).where(Customer.crm_customer_id.in_(crm_ids)))}
+            db.select(Customer).where(Customer.crm_customer_id.in_(crm_ids)))} if crm_ids else {}
         self.by_email = {c.email: c for c in db.session.scalars(
-            db.select(Customer).where(Customer.email.in_(emails), Customer.crm_customer_id.is_(None)))}
+            db.select(Customer).where(Customer.email.in_(emails), Customer.crm_customer_id.is_(None)))} if emails else {}
         campaign_ids = {e.order.campaignId for e in events if e.order.campaignId is not None}
         product_ids = {p.productId for e in events for p in e.order.products}
         self.names = {Campaign: {c.id: c for c in db.session.scalars(
-                          db.select(Campaign).where(Campaign.id.in_(campaign_ids)))},
+                          db.select(Campaign).where(Campaign.id.in_(campaign_ids)))} if campaign_ids else {},
                       Product: {p.id: p for p in db.session.scalars(
-                          db.select(Product).where(Product.id.in_(product_ids)))}}
+                          db.select(Product).where(Product.id.in_(product_ids)))} if product_ids else {}}
         self.rules, self.profiles = _active_routes()
-        self.deliveries = []
+
+
+@dataclass
+class _Stored:
+    """An event as inserted: what routing, history and daily files need of it."""
+    id: int
+    type: str
+    occurred_at: datetime
+    customer_id: int | None
+    order_id: int | None
+    campaign_id: int | None
+    is_test: bool
+    product_ids: list
 
 
 def _store(events):
+    """One transaction: customers and names upserted, then events, deliveries and history rows
+    inserted in bulk; the due times of the new deliveries."""
     counts = {"accepted": 0, "duplicates": 0, "test_orders": 0, "deliveries": 0}
     batch = _Batch(events)
-    test_cards = set(current_app.config["TEST_CARD_NUMBERS"])
+    fresh = []
     with db.session.no_autoflush:
         for item in events:
             if item.id in batch.seen:
                 counts["duplicates"] += 1
                 continue
             batch.seen.add(item.id)
-            counts["accepted"] += 1
-            event = _store_event(item, test_cards, batch)
-            if event.is_test:
-                counts["test_orders"] += 1
-                _history(event, "Test-card order: skipped, never exported")
-                continue
-            if event.type in customer_types.CONVERSIONS:
-                db.session.flush()  # earlier events of this body may be the partials it converts
-                dispatch.cancel_converted(event.customer and event.customer.id, event.order_id)
-            _route(event, [p.productId for p in item.order.products], batch)
+            fresh.append((item, _upsert_customer(item.order, batch)))
+            _upsert_names(item.order, batch.names)
+    db.session.flush()  # new customers get their ids
+    stored = _insert_events(fresh)
+    counts["accepted"] = len(stored)
+    history, deliveries, conversions = [], [], []
+    for event in stored:
+        if event.is_test:
+            counts["test_orders"] += 1
+            if event.customer_id:
+                history.append(dict(customer_id=event.customer_id, event_id=event.id, created_at=utcnow(),
+                                    message="Test-card order: skipped, never exported"))
+            continue
+        if event.type in customer_types.CONVERSIONS:
+            conversions.append(event)
+        deliveries += _route(event, batch)
+    if deliveries:
+        db.session.execute(insert(Delivery.__table__), deliveries)
+    if history:
+        db.session.execute(insert(HistoryEntry.__table__), history)
+    for sale in conversions:  # partials stored before the sale, this body's too, are converted
+        dispatch.cancel_converted(sale.customer_id, sale.order_id, before_event_id=sale.id)
     db.session.commit()
-    counts["deliveries"] = len(batch.deliveries)
-    return counts, batch.deliveries
+    counts["deliveries"] = len(deliveries)
+    return counts, {d["due_at"] for d in deliveries}
 
 
-def _route(event, product_ids, batch):
-    """One delivery per profile for a per-event type; one file row per route for a file type."""
-    delivered_profiles = set()
-    for rule in matching.matching_routes(batch.rules, event.type, event.campaign_id, product_ids):
+def _insert_events(fresh):
+    test_cards = set(current_app.config["TEST_CARD_NUMBERS"])
+    key = current_app.config["SECRET_KEY"]
+    rows, stored = [], []
+    for item, customer in fresh:
+        order, card = _order_for_storage(item.order)
+        occurred = item.occurred_at or datetime.now(timezone.utc)
+        if occurred.tzinfo:
+            occurred = occurred.astimezone(timezone.utc).replace(tzinfo=None)
+        is_test = item.order.isTestCard or (card in test_cards)
+        rows.append(dict(event_key=item.id, type=item.type, occurred_at=occurred, received_at=utcnow(),
+                         customer_id=customer.id if customer else None, order_id=item.order.orderId,
+                         campaign_id=item.order.campaignId, order=order, is_test=is_test,
+                         card_number=security.encrypt(key, card) if card else None))
+        stored.append(_Stored(0, item.type, occurred, rows[-1]["customer_id"], item.order.orderId,
+                              item.order.campaignId, is_test, [p.productId for p in item.order.products]))
+    if not rows:
+        return []
+    table = Event.__table__
+    ids = db.session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
+    for event, id_ in zip(stored, ids):
+        event.id = id_
+    return stored
+
+
+def _order_for_storage(order_in):
+    """The order as stored: CVV never, the card number only as cardLast4 and cardBin (the number
+    itself is kept encrypted on the event)."""
+    order = security.without_cvv(order_in.model_dump(exclude_none=True))
+    card = order.pop("cardNumber", None)
+    if card:
+        order["cardLast4"], order["cardBin"] = card[-4:], card[:6]
+    return order, card
+
+
+def _route(event, batch):
+    """One delivery row per profile for a per-event type; one file row per route for a file type."""
+    rows, delivered_profiles = [], set()
+    for rule in matching.matching_routes(batch.rules, event.type, event.campaign_id, event.product_ids):
         profile = batch.profiles[rule.profile_id]
-        cls = dispatch.registry().get(profile.export_type)
+        cls = sending.registry().get(profile.export_type)
         if cls is None:
             continue
         if cls.schedule != PER_EVENT:
             daily_files.add_row(profile, rule.route_id, event)
         elif profile.id not in delivered_profiles:
             delivered_profiles.add(profile.id)
-            batch.deliveries.append(dispatch.new_delivery(profile, event, rule.route_id))
-
-
-def _store_event(item, test_cards, batch):
-    order = security.without_cvv(item.order.model_dump(exclude_none=True))  # CVV is never stored
-    card = order.pop("cardNumber", None)
-    if card:
-        order["cardLast4"], order["cardBin"] = card[-4:], card[:6]
-    _upsert_names(item.order, batch.names)
-    occurred = item.occurred_at or datetime.now(timezone.utc)
-    if occurred.tzinfo:
-        occurred = occurred.astimezone(timezone.utc).replace(tzinfo=None)
-    event = Event(event_key=item.id, type=item.type, occurred_at=occurred, received_at=utcnow(),
-                  customer=_upsert_customer(item.order, batch), order_id=item.order.orderId,
-                  campaign_id=item.order.campaignId, order=order,
-                  is_test=item.order.isTestCard or (card in test_cards),
-                  card_number=security.encrypt(current_app.config["SECRET_KEY"], card) if card else None)
-    db.session.add(event)
-    return event
+            rows.append(dict(profile_id=profile.id, event_id=event.id, route_id=rule.route_id, status="scheduled",
+                             due_at=schedule.due_at(profile, event.occurred_at),
+                             target=sending.target_host(profile)))
+    return rows
 
 
 def _upsert_customer(order, batch):
@@ -237,7 +285,7 @@ def _upsert_customer(order, batch):
         db.session.add(customer)
     for attr, value in (("email", order.emailAddress), ("first_name", order.firstName),
                         ("last_name", order.lastName), ("phone", order.phoneNumber)):
-        if value:
+        if value and getattr(customer, attr) != value:
             setattr(customer, attr, value)
     return customer
 
@@ -257,8 +305,3 @@ def _upsert(model, id_, name, known):
         db.session.add(row)
     elif name and row.name != name:
         row.name = name
-
-
-def _history(event, message):
-    if event.customer is not None:
-        db.session.add(HistoryEntry(customer=event.customer, event=event, message=message))

@@ -1,4 +1,4 @@
-"""RQ job functions: ids in, an app context pushed, the flow called. Nothing else."""
+"""RQ job functions: an app context pushed, the flow called. Nothing else."""
 from contextlib import contextmanager
 
 from flask import current_app, has_app_context
@@ -7,7 +7,7 @@ _app = None
 
 
 def set_app(app):
-    """Preload the app in a worker before it forks, so each job does not build it again."""
+    """The worker's app, loaded once: jobs run in the worker's own process."""
     global _app
     _app = app
 
@@ -26,11 +26,16 @@ def app_context():
         yield _app
 
 
-def deliver(delivery_id):
+def drain():
     with app_context():
-        from . import dispatch
+        from . import drain as drain_
 
-        return dispatch.deliver(delivery_id)
+        return drain_.drain()
+
+
+def deliver(delivery_id):
+    """A job queued by an older version: the drain sends whatever is due, that delivery too."""
+    return drain()
 
 
 def sweep():

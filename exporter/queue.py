@@ -1,25 +1,31 @@
-"""RQ wiring: the Redis connection, the queue, enqueueing deliveries, cron, embedded Redis.
+"""RQ wiring: the Redis connection, the queue, wake-ups for drains, the worker, cron, embedded Redis.
 
-Redis only carries work; every job names a database row, and the sweeper re-creates any
-job Redis lost. No Flask here: callers pass the URL and queue name from their config.
+Redis only carries work: a job says "drain now", never which delivery; the database says what
+is due, and the sweeper wakes a drain whatever Redis holds. No Flask here: callers pass the URL
+and queue name from their config.
 """
 import logging
+import math
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from redis import Redis
-from rq import Queue, Worker
-from rq.job import Job, JobStatus
+from rq import Queue, SimpleWorker
 
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_NAME = "exporter"
-LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.RATE_LIMITED}
+# Jobs are named by path, so this module imports none of the code they run.
+DRAIN_JOB = "exporter.jobs.drain"
+# A wake-up "now" stays pending this long at most: a drain lost with it is replaced after that.
+WAKE_TTL_SECONDS = 10
+# How often a worker's maintenance restarts a scheduler that Redis killed (RQ's default is 600 s).
+MAINTENANCE_INTERVAL_SECONDS = 30
 
 _connections = {}
 
@@ -34,52 +40,70 @@ def get_queue(url, name=DEFAULT_QUEUE_NAME) -> Queue:
     return Queue(name, connection=connect(url))
 
 
-def delivery_job_id(delivery_id, due_at):
-    """One job id per delivery and due time: re-enqueueing the same try replaces, never doubles."""
-    return f"deliver-{delivery_id}-{int(due_at.replace(tzinfo=timezone.utc).timestamp())}"
+def _wake_key(name, second=None):
+    return f"exporter:{name}:wake:{'now' if second is None else second}"
 
 
-def has_live_job(queue, job_id):
-    try:
-        return Job.fetch(job_id, connection=queue.connection).get_status() in LIVE_STATUSES
-    except Exception:  # no such job: Redis lost it or it expired
-        return False
+def wake(connection, name, times, job_timeout=None):
+    """Make sure a drain runs now (None in times) and at each later time (naive UTC datetimes).
 
-
-def enqueue_delivery(queue, delivery_id, due_at, rate_limit=None, job_timeout=None):
-    """Enqueue jobs.deliver(delivery_id) to run at due_at (naive UTC), or now if it is due."""
-    from . import jobs  # the job function lives with the other jobs
-
-    job_id = delivery_job_id(delivery_id, due_at)
-    options = {"job_id": job_id, "result_ttl": 600, "failure_ttl": 86400}
-    if rate_limit:
-        options["rate_limit"] = rate_limit
+    A key per wake-up time, set only if absent, says a drain is already on its way for it; only
+    the caller that sets it enqueues one. So a burst of events, or 5,000 Retry now clicks, costs
+    one Redis round trip each and leaves at most one pending drain per second, never a pile."""
+    seconds = sorted({None if t is None else math.ceil(t.replace(tzinfo=timezone.utc).timestamp()) for t in times},
+                     key=lambda s: -1 if s is None else s)
+    if not seconds:
+        return
+    now = time.time()
+    pipe = connection.pipeline(transaction=False)
+    for second in seconds:
+        ttl = WAKE_TTL_SECONDS if second is None else int(second - now) + WAKE_TTL_SECONDS
+        pipe.set(_wake_key(name, second), 1, nx=True, ex=max(ttl, 1))
+    won = [second for second, is_new in zip(seconds, pipe.execute()) if is_new]
+    if not won:
+        return
+    queue = Queue(name, connection=connection)
+    options = {"result_ttl": 0, "failure_ttl": 86400}
     if job_timeout:
         options["job_timeout"] = job_timeout
-    aware = due_at.replace(tzinfo=timezone.utc)
-    if aware > datetime.now(timezone.utc):
-        # RQ's scheduler keeps whole seconds; round up so a job never runs before it is due.
-        aware = aware.replace(microsecond=0) + timedelta(seconds=1 if aware.microsecond else 0)
-        return queue.enqueue_at(aware, jobs.deliver, delivery_id, **options)
-    return queue.enqueue(jobs.deliver, delivery_id, **options)
+    with connection.pipeline() as pipe:
+        for second in won:
+            if second is None:
+                queue.enqueue(DRAIN_JOB, pipeline=pipe, **options)
+            else:  # RQ's scheduler keeps whole seconds: the ceiling is never early
+                queue.enqueue_at(datetime.fromtimestamp(second, timezone.utc), DRAIN_JOB,
+                                 job_id=f"drain-at-{second}", pipeline=pipe, **options)
+        pipe.execute()
 
 
-def run_worker(url, name=DEFAULT_QUEUE_NAME, burst=False, worker_class=Worker):
-    """An RQ worker with the scheduler, which moves due enqueue_at jobs onto the queue."""
+def ack_wake(connection, name):
+    """A drain starts: a wake-up from now on must enqueue another one."""
+    connection.delete(_wake_key(name))
+
+
+def run_worker(url, name=DEFAULT_QUEUE_NAME, burst=False, on_stop=None):
+    """A worker that runs jobs in its own process (no fork per job) with RQ's scheduler, which
+    moves due enqueue_at wake-ups onto the queue. on_stop() runs when a stop is requested."""
     queue = get_queue(url, name)
-    worker = worker_class([queue], connection=queue.connection)
+
+    class ExporterWorker(SimpleWorker):
+        def request_stop(self, signum, frame):
+            if on_stop:
+                on_stop()
+            super().request_stop(signum, frame)
+
+    worker = ExporterWorker([queue], connection=queue.connection,
+                            maintenance_interval=MAINTENANCE_INTERVAL_SECONDS)
     return worker.work(burst=burst, with_scheduler=True)
 
 
-def run_cron(url, name=DEFAULT_QUEUE_NAME, interval=60):
-    """The cron scheduler: the sweeper and the daily-file tick, every `interval` seconds."""
+def run_cron(url, functions, name=DEFAULT_QUEUE_NAME, interval=60):
+    """The cron scheduler: each job function (the sweeper, the daily-file tick) every `interval` seconds."""
     from rq.cron import CronScheduler
 
-    from . import jobs
-
     cron = CronScheduler(connection=connect(url))
-    cron.register(jobs.sweep, queue_name=name, interval=interval)
-    cron.register(jobs.daily_files_tick, queue_name=name, interval=interval)
+    for function in functions:
+        cron.register(function, queue_name=name, interval=interval)
     cron.start()
 
 

@@ -111,6 +111,9 @@ def app(app_config):
     with app.app_context():
         _empty_tables()
         yield app
+        from exporter import drain
+
+        drain.stop_engine(timeout=10)
         db.session.remove()
         db.engine.dispose()
 
@@ -166,7 +169,7 @@ def run_jobs(app):
     """Run a real RQ SimpleWorker in burst mode in this process, with the scheduler."""
     from rq import SimpleWorker
 
-    from exporter import queue
+    from exporter import drain, queue
 
     def run(until=None, timeout=10.0):
         q = queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"])
@@ -174,6 +177,7 @@ def run_jobs(app):
         while True:
             SimpleWorker([q], connection=q.connection).work(burst=True, with_scheduler=True,
                                                             logging_level="WARNING")
+            drain.wait_idle(max(deadline - time.monotonic(), 0.1))  # the sends it started are recorded
             db.session.expire_all()
             if until is None or until():
                 return

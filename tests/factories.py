@@ -48,3 +48,12 @@ def event(id="evt-1001", type="partial", **order):
         body["occurred_at"] = occurred
     body["order"].update(order)
     return body
+
+
+def claim_one():
+    """Claim the one due delivery as a worker's drain would; the claim's time (None if none)."""
+    from exporter import drain
+
+    claimed_at, rows = drain.claim_batch(10)
+    assert len(rows) <= 1
+    return claimed_at if rows else None

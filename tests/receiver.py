@@ -1,4 +1,5 @@
 """A real HTTP receiver on loopback for tests: records every request, answers as scripted."""
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,8 +40,21 @@ class Receiver:
         self.max_in_flight_by_host: dict[str, int] = {}
         receiver = self
 
+        self._connections = set()
+
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else a keep-alive client stalls ~40 ms per request
+
+            def setup(self):
+                super().setup()
+                with receiver._lock:
+                    receiver._connections.add(self.connection)
+
+            def finish(self):
+                with receiver._lock:
+                    receiver._connections.discard(self.connection)
+                super().finish()
 
             def log_message(self, *args):
                 pass
@@ -99,8 +113,16 @@ class Receiver:
         return self
 
     def stop(self):
+        """Down, as a partner's server goes down: its open keep-alive connections are cut too."""
         self.server.shutdown()
         self.server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def wait_for(self, count, timeout=10.0):
         deadline = time.monotonic() + timeout

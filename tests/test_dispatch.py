@@ -4,7 +4,7 @@ import pytest
 from exporter.extensions import db
 from exporter.models import Delivery, HistoryEntry
 
-from .factories import event, make_profile
+from .factories import claim_one, event, make_profile
 
 
 def test_model_example_arrives_as_exactly_the_models_url(app, post_events, receiver, run_jobs):
@@ -152,9 +152,9 @@ def test_a_flushed_redis_loses_no_export(app, post_events, receiver, run_jobs):
     connect(app.config["REDIS_URL"]).flushdb()  # Redis loses the job between intake and send
     run_jobs()
     assert receiver.requests == []
-    assert dispatch.sweep() == {"released": 0, "requeued": 1}
+    assert dispatch.sweep() == {"released": 0, "due": 1, "woke": True}
     run_jobs(until=lambda: len(receiver.requests) == 1)
-    assert dispatch.sweep() == {"released": 0, "requeued": 0}
+    assert dispatch.sweep() == {"released": 0, "due": 0, "woke": False}
 
 
 def test_the_sweeper_releases_a_dead_workers_claim(app, post_events, receiver, run_jobs):
@@ -166,12 +166,12 @@ def test_the_sweeper_releases_a_dead_workers_claim(app, post_events, receiver, r
     make_profile(url=receiver.url)
     post_events(event())
     delivery = db.session.scalars(db.select(Delivery)).one()
-    assert dispatch.claim(delivery.id)  # a worker took it, then died
+    assert claim_one()  # a worker took it, then died
     run_jobs()
     assert receiver.requests == []
     assert dispatch.sweep()["released"] == 0  # not yet stale
     assert dispatch.sweep(now=utcnow() + timedelta(seconds=app.config["CLAIM_TIMEOUT_SECONDS"] + 1)) == {
-        "released": 1, "requeued": 1}
+        "released": 1, "due": 1, "woke": True}
     run_jobs(until=lambda: len(receiver.requests) == 1)
     db.session.refresh(delivery)
     assert delivery.status == "delivered"
@@ -215,7 +215,7 @@ def test_retry_now_never_takes_a_delivery_a_worker_is_sending(app, post_events, 
     make_profile(url=receiver.url)
     post_events(event())
     delivery = db.session.scalars(db.select(Delivery)).one()
-    assert dispatch.claim(delivery.id)
+    assert claim_one()
     assert not dispatch.retry_now(delivery)
     db.session.refresh(delivery)
     assert delivery.status == "sending"
@@ -223,18 +223,18 @@ def test_retry_now_never_takes_a_delivery_a_worker_is_sending(app, post_events, 
 
 def test_a_send_that_lost_its_claim_keeps_its_attempt_but_not_the_status(app, post_events, receiver):
     """The sweeper released this claim (the send outlived CLAIM_TIMEOUT) and a newer claim owns it."""
-    from exporter import dispatch
+    from exporter import dispatch, drain
     from exporter.export_types import Outcome
     from exporter.models import utcnow
 
     make_profile(url=receiver.url)
     post_events(event())
     delivery = db.session.scalars(db.select(Delivery)).one()
-    first_claim = dispatch.claim(delivery.id)
+    first_claim = claim_one()
     app.config["CLAIM_TIMEOUT_SECONDS"] = 0
     dispatch.sweep()  # released, and claimed again by another worker
-    assert dispatch.claim(delivery.id)
-    held = dispatch.record(delivery, Outcome(ok=True, status=200, summary="late"), utcnow(), [], first_claim)
+    assert claim_one()
+    held = drain.record(delivery, Outcome(ok=True, status=200, summary="late"), utcnow(), [], first_claim)
     db.session.refresh(delivery)
     assert not held and delivery.status == "sending" and len(delivery.attempts) == 1
     assert db.session.query(HistoryEntry).count() == 0

@@ -13,7 +13,7 @@ from exporter.export_types import Outcome
 from exporter.extensions import db
 from exporter.models import Delivery, HistoryEntry, Profile
 
-from ..factories import event, make_profile
+from ..factories import claim_one, event, make_profile
 from ..receiver import Reply
 
 CARD = "4000056655665556"  # a real-looking card, not on the test-card list
@@ -217,7 +217,7 @@ def test_a_delivery_being_sent_cannot_be_cancelled_or_retried(logged_in, post_ev
     make_profile(url=receiver.url + "/p")
     post_events(event())
     delivery = deliveries()[0]
-    assert dispatch.claim(delivery.id)  # a worker takes it, as jobs.deliver does
+    assert claim_one()  # a worker's drain takes it
     response = logged_in.post(f"/deliveries/{delivery.id}/cancel", follow_redirects=True)
     assert (f"Delivery #{delivery.id} is being sent right now and cannot be cancelled. "
             "If this attempt fails, cancel it then.") in response.get_data(as_text=True)

@@ -5,9 +5,11 @@ JSON sends them as one object in mapping order. A mapping whose Export Name star
 `header:` becomes a request header instead. Redirects are never followed: a 3xx is a
 failure, retried like any other, with the Location in the attempt log.
 """
+import http.cookiejar
 import json
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -29,6 +31,7 @@ DEFAULT_TIMEOUT = 15
 HEADER_PREFIX = "header:"
 USER_AGENT = "Exporter/0.1"
 MAX_RESPONSE_BYTES = 1024 * 1024  # enough for any partner's answer; more is not read
+POOL_SIZE = 16  # keep-alive connections kept per host; the core limits how many are in flight
 # Header names: RFC 9110 tokens.
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # Set by Exporter (or by HTTP itself) on every request, so neither a line nor a mapping may.
@@ -107,6 +110,13 @@ class PostbackSettings(Form):
                                                "headers (webhook-id, webhook-timestamp, webhook-signature)")
 
 
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """A partner's Set-Cookie must not ride along on the next customer's request."""
+
+    def set_ok(self, cookie, request):
+        return False
+
+
 # --- the request ------------------------------------------------------------------------------
 
 def with_query(url, pairs):
@@ -169,6 +179,31 @@ class PostbackType(ExportType):
     schedule = PER_EVENT
     settings_form = PostbackSettings
     secret_settings = ("signing_secret",)
+    # One instance per profile serves a worker's sender threads: its session pools keep-alive
+    # connections across sends (requests' adapters are thread-safe for sending).
+    thread_safe = True
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self._session = None
+        self._session_lock = threading.Lock()
+
+    def close(self):
+        if self._session is not None:
+            self._session.close()
+
+    def session(self):
+        """The pooled session, made on first use: no default headers, no cookies kept."""
+        with self._session_lock:
+            if self._session is None:
+                session = requests.Session()
+                session.headers.clear()
+                session.cookies.set_policy(_NoCookies())
+                adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+                self._session = session
+            return self._session
 
     @property
     def method(self):
@@ -232,15 +267,23 @@ class PostbackType(ExportType):
         return outcome
 
     def _exchange(self, req):
-        """Send the request as built (no session defaults) and read at most MAX_RESPONSE_BYTES."""
-        with requests.Session() as session:
-            prepared = requests.Request(req.method, req.url, headers=req.wire_headers(),
-                                        data=req.body if req.method == "POST" else None).prepare()
-            settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
-            settings["stream"] = True
-            with session.send(prepared, timeout=self.timeout, allow_redirects=False, **settings) as response:
-                raw = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True)
-                return response.status_code, response.headers, decode(raw, response)
+        """Send the request as built (no session defaults) over a pooled keep-alive connection and
+        read at most MAX_RESPONSE_BYTES."""
+        session = self.session()
+        prepared = requests.Request(req.method, req.url, headers=req.wire_headers(),
+                                    data=req.body if req.method == "POST" else None).prepare()
+        settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
+        settings["stream"] = True
+        response = session.send(prepared, timeout=self.timeout, allow_redirects=False, **settings)
+        raw, reusable = b"", False
+        try:
+            raw = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+            reusable = len(raw) <= MAX_RESPONSE_BYTES
+        finally:
+            if not reusable:  # cut short, or longer than we read: that connection is not reused
+                response.raw.close()
+            response.raw.release_conn()
+        return response.status_code, response.headers, decode(raw[:MAX_RESPONSE_BYTES], response)
 
 
 def decode(raw, response):

@@ -1,0 +1,376 @@
+"""The drain: a worker claims due deliveries in bulk, hands them to its engine to send
+concurrently, and records attempts, statuses and history in bulk.
+
+At-least-once and one sender at a time: a claim is one conditional UPDATE ... RETURNING
+(FOR UPDATE SKIP LOCKED on PostgreSQL) that takes only waiting, due rows and stamps them with
+this worker's name and the claim's time; a result is stored on a delivery only while that
+claim still holds. A worker that dies leaves claims the sweeper releases, so they go again.
+"""
+import logging
+import os
+import socket
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import partial
+
+from flask import current_app
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.orm import selectinload
+
+from . import daily_files, schedule, security, sending
+from .engine import Engine, Job
+from .export_types import Batch, Outcome
+from .extensions import db
+from .models import Attempt, Delivery, Event, HistoryEntry, Profile, utcnow
+
+log = logging.getLogger(__name__)
+
+DELIVERIES = Delivery.__table__
+CLAIM_BATCH = 200  # deliveries one claim takes at most
+# Set when the worker is asked to stop: the drain gives back what it has not started.
+stopping = threading.Event()
+
+_engine = None
+_engine_lock = threading.Lock()
+_type_locks = defaultdict(threading.Lock)  # one send at a time for a type that is not thread_safe
+
+
+def worker_name():
+    return f"{socket.gethostname()}:{os.getpid()}"  # a forked process is another worker
+
+
+# --- the engine of this process ---------------------------------------------------------------
+
+def engine_for(app):
+    """This process's engine, bound to the app whose database it records into."""
+    global _engine
+    with _engine_lock:
+        if _engine is not None and _engine[0] is not app:
+            _engine[1].stop(timeout=10)
+            _engine = None
+        if _engine is None:
+            cfg = app.config
+            engine = Engine(partial(record_many, app, worker_name()), host_concurrency=cfg["HOST_CONCURRENCY"],
+                            threads=cfg["SEND_THREADS"])
+            _engine = (app, engine)
+        return _engine[1]
+
+
+def wait_idle(timeout=None):
+    """Wait until this process's engine has sent and recorded all it was handed (tests, `--burst`)."""
+    current = _engine
+    return current[1].idle(timeout) if current else True
+
+
+def stop_engine(timeout=None):
+    """Finish and record the sends in hand (a worker stopping, a test ending)."""
+    global _engine
+    with _engine_lock:
+        current, _engine = _engine, None
+    return current[1].stop(timeout) if current else True
+
+
+# --- claiming -------------------------------------------------------------------------------------
+
+def claim_batch(limit, per_host=None, busy_hosts=(), worker=None, now=None):
+    """Claim up to `limit` due, waiting deliveries, oldest first, at most `per_host` of one host
+    and none of `busy_hosts`. Returns (claim time, rows); committed."""
+    now = now or utcnow()
+    d = DELIVERIES.c
+    due = [d.status.in_(Delivery.WAITING), d.due_at <= now]
+    wanted = due + ([d.target.not_in(sorted(busy_hosts))] if busy_hosts else [])
+    if per_host:
+        rank = func.row_number().over(partition_by=d.target, order_by=(d.due_at, d.id)).label("rank")
+        ranked = select(d.id, d.due_at, rank).where(*wanted).subquery()
+        picked = select(ranked.c.id).where(ranked.c.rank <= per_host).order_by(ranked.c.due_at, ranked.c.id)
+    else:
+        picked = select(d.id).where(*wanted).order_by(d.due_at, d.id)
+    picked = picked.limit(limit)
+    if db.engine.dialect.name == "postgresql":  # workers never wait on each other's rows
+        picked = select(d.id).where(d.id.in_(picked)).with_for_update(skip_locked=True)
+    rows = db.session.execute(
+        DELIVERIES.update().where(d.id.in_(picked), *due)
+        .values(status="sending", claimed_at=now, claimed_by=worker or worker_name(),
+                attempt_count=d.attempt_count + 1)
+        .returning(d.id, d.profile_id, d.event_id, d.route_id, d.file_date, d.target, d.attempt_count)).all()
+    db.session.commit()
+    return now, rows
+
+
+def give_back(jobs, worker=None):
+    """Claims taken but never started go back to waiting, due now, the try not counted."""
+    by_claim = defaultdict(list)
+    for job in jobs:
+        by_claim[job.context.claimed_at].append(job.delivery_id)
+    d = DELIVERIES.c
+    for claimed_at, ids in by_claim.items():
+        db.session.execute(DELIVERIES.update().where(
+            d.id.in_(ids), d.status == "sending", d.claimed_at == claimed_at, d.claimed_by == (worker or worker_name()))
+            .values(status="retrying", due_at=utcnow(), claimed_at=None, claimed_by="",
+                    attempt_count=d.attempt_count - 1))
+    db.session.commit()
+
+
+# --- what a send carries and what it leaves -----------------------------------------------------
+
+@dataclass
+class Sent:
+    """A finished send of one event's delivery, for the recorder."""
+    delivery_id: int
+    claimed_at: object
+    attempt_count: int
+    profile_id: int
+    profile_name: str
+    event_id: int | None
+    customer_id: int | None
+    outcome: Outcome
+    started_at: object
+    secrets: list
+
+
+def _send(export_type, batch, context):
+    """On a sender thread: the type's send, any exception a failed try."""
+    started = utcnow()
+    cls = type(export_type)
+    try:
+        if getattr(cls, "thread_safe", False):
+            outcome = export_type.send(batch)
+        else:
+            with _type_locks[cls]:
+                outcome = export_type.send(batch)
+    except Exception as exc:  # a plugin's bug: a failed try, retried like any other
+        log.exception("delivery %s failed to send", context.delivery_id)
+        outcome = Outcome(ok=False, error=f"{type(exc).__name__}: {exc}")
+    context.outcome, context.started_at = outcome, started
+    return context
+
+
+def _failed(error, context):
+    context.outcome, context.started_at = Outcome(ok=False, error=error), utcnow()
+    return context
+
+
+def _jobs(rows, claimed_at, app):
+    """A Job for each claimed row: rendered now, on this thread, sent by the engine."""
+    profiles = {p.id: p for p in db.session.scalars(
+        select(Profile).where(Profile.id.in_({r.profile_id for r in rows})).options(selectinload(Profile.mappings)))}
+    event_ids = [r.event_id for r in rows if r.event_id is not None]
+    events = {e.id: e for e in db.session.execute(
+        select(Event.id, Event.type, Event.order, Event.card_number, Event.customer_id)
+        .where(Event.id.in_(event_ids)))} if event_ids else {}
+    allow_private = bool(current_app.config["ALLOW_PRIVATE_TARGETS"])
+    for row in rows:
+        profile = profiles[row.profile_id]
+        if row.file_date is not None:
+            yield Job(row.id, row.target, partial(_send_file, app, row.id, claimed_at),
+                      context=Sent(row.id, claimed_at, row.attempt_count, profile.id, profile.name, None, None,
+                                   None, None, []))
+            continue
+        event = events.get(row.event_id)
+        context = Sent(row.id, claimed_at, row.attempt_count, profile.id, profile.name, row.event_id,
+                       event.customer_id if event else None, None, None, [])
+        try:
+            export_type, secrets_ = sending.export_type_for(profile, reuse=True)
+            renderer = sending.renderer_for(profile)
+            pairs = renderer(sending.event_record(event, profile))
+            context.secrets = secrets_ + sending.sensitive_pairs(renderer, [pairs])
+            batch = Batch(columns=renderer.columns, rows=[pairs], profile_name=profile.name,
+                          idempotency_key=str(row.id), route_id=row.route_id, allow_private_targets=allow_private)
+            send = partial(_send, export_type, batch, context)
+        except Exception as exc:  # a bad profile, an undecryptable secret, a missing type: a failed try
+            log.exception("delivery %s could not be prepared", row.id)
+            send = partial(_failed, f"{type(exc).__name__}: {exc}", context)
+        yield Job(row.id, row.target, send, context=context)
+
+
+# --- recording -------------------------------------------------------------------------------------
+
+def record_many(app, worker, sents):
+    """Store finished sends in one transaction: every attempt; each delivery whose claim still
+    holds delivered (with its history message) or retrying at its next time."""
+    with app.app_context():
+        now = utcnow()
+        db.session.execute(insert(Attempt.__table__), [
+            sending.attempt_values(s.outcome, s.secrets, delivery_id=s.delivery_id, number=s.attempt_count,
+                                   started_at=s.started_at, profile_id=s.profile_id, is_test=False) for s in sents])
+        held = _mark_delivered(worker, [s for s in sents if s.outcome.ok], now)
+        history = [dict(customer_id=s.customer_id, event_id=s.event_id, delivery_id=s.delivery_id, created_at=now,
+                        message=f"Export profile '{s.profile_name}' fired: {s.outcome.summary or 'delivered'}")
+                   for s in sents if s.delivery_id in held and s.customer_id]
+        if history:
+            db.session.execute(insert(HistoryEntry.__table__), history)
+        retries = _mark_retrying(worker, [s for s in sents if not s.outcome.ok], now)
+        _merge_details(worker, [s for s in sents if s.outcome.details])
+        db.session.commit()
+        lost = [s.delivery_id for s in sents if s.outcome.ok and s.delivery_id not in held]
+        if lost:
+            log.warning("deliveries %s: claim lost while sending; attempts kept, status left to the newer claim", lost)
+        if retries:
+            schedule.wake(retries)
+
+
+def _mark_delivered(worker, sents, now):
+    d, held = DELIVERIES.c, set()
+    by_claim = defaultdict(list)
+    for s in sents:
+        by_claim[s.claimed_at].append(s.delivery_id)
+    for claimed_at, ids in by_claim.items():
+        held.update(db.session.scalars(
+            DELIVERIES.update().where(d.id.in_(ids), d.status == "sending", d.claimed_at == claimed_at,
+                                      d.claimed_by == worker)
+            .values(status="delivered", delivered_at=now, last_error="", claimed_at=None, claimed_by="")
+            .returning(d.id)))
+    return held
+
+
+def _mark_retrying(worker, sents, now):
+    """Each failed delivery due again after its backoff; the due times, to wake a drain then."""
+    if not sents:
+        return set()
+    d = DELIVERIES.c
+    params = []
+    for s in sents:
+        due = now + schedule.timedelta_seconds(schedule.backoff_seconds(s.attempt_count, s.outcome.retry_after))
+        error = security.redact(s.outcome.error or f"HTTP {s.outcome.status}", s.secrets)
+        params.append({"b_id": s.delivery_id, "b_claimed": s.claimed_at, "b_due": due, "b_error": error})
+    db.session.execute(
+        DELIVERIES.update().where(d.id == bindparam("b_id"), d.status == "sending",
+                                  d.claimed_at == bindparam("b_claimed"), d.claimed_by == worker)
+        .values(status="retrying", due_at=bindparam("b_due"), last_error=bindparam("b_error"),
+                claimed_at=None, claimed_by=""), params)
+    return {p["b_due"] for p in params}
+
+
+def _merge_details(worker, sents):
+    """A type's details for the delivery page (rare for per-event types: one statement each)."""
+    for s in sents:
+        delivery = db.session.get(Delivery, s.delivery_id)
+        if delivery is not None:
+            delivery.details = {**(delivery.details or {}), **s.outcome.details}
+
+
+# --- a day's file: sent and recorded on its own thread ---------------------------------------------
+
+def _send_file(app, delivery_id, claimed_at):
+    with app.app_context():
+        send_claimed(db.session.get(Delivery, delivery_id), claimed_at)
+    return None  # recorded already
+
+
+def send_claimed(delivery, claimed_at, worker=None):
+    """Send one claimed delivery here and now and record it (a day's file, `files send --now`)."""
+    started = utcnow()
+    secrets_ = []
+    try:
+        export_type, secrets_ = sending.export_type_for(delivery.profile)
+        if delivery.file_date is not None:
+            batch, sensitive = daily_files.build_batch(delivery)
+        else:
+            renderer = sending.renderer_for(delivery.profile)
+            row = renderer(sending.event_record(delivery.event, delivery.profile))
+            batch = Batch(columns=renderer.columns, rows=[row], profile_name=delivery.profile.name,
+                          idempotency_key=str(delivery.id), route_id=delivery.route_id,
+                          allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]))
+            sensitive = sending.sensitive_pairs(renderer, [row])
+        secrets_ += sensitive
+        outcome = export_type.send(batch)
+    except Exception as exc:  # a plugin's bug, a bad profile, an undecryptable secret: a failed try
+        log.exception("delivery %s failed to send", delivery.id)
+        outcome = Outcome(ok=False, error=f"{type(exc).__name__}: {exc}")
+    return record(delivery, outcome, started, secrets_, claimed_at, worker)
+
+
+def record(delivery, outcome, started, secrets_, claimed_at, worker=None):
+    """Store one attempt, then finish the delivery or schedule its next try, while the claim holds.
+
+    If the sweeper released the claim (this send outlived CLAIM_TIMEOUT_SECONDS) the attempt is
+    kept and the newer claim decides."""
+    db.session.add(sending.attempt_from(outcome, secrets_, delivery_id=delivery.id, number=delivery.attempt_count,
+                                        started_at=started, profile_id=delivery.profile_id))
+    now = utcnow()
+    values = {"claimed_at": None, "claimed_by": ""}
+    if outcome.details:
+        values["details"] = {**(delivery.details or {}), **outcome.details}
+    if outcome.ok:
+        values.update(status="delivered", delivered_at=now, last_error="")
+    else:
+        values.update(status="retrying", last_error=security.redact(outcome.error or f"HTTP {outcome.status}", secrets_),
+                      due_at=now + schedule.timedelta_seconds(
+                          schedule.backoff_seconds(delivery.attempt_count, outcome.retry_after)))
+    held = db.session.execute(
+        update(Delivery).where(Delivery.id == delivery.id, Delivery.status == "sending",
+                               Delivery.claimed_at == claimed_at, Delivery.claimed_by == (worker or worker_name()))
+        .values(**values).execution_options(synchronize_session=False)).rowcount == 1
+    if held:
+        db.session.refresh(delivery)
+        if outcome.ok:
+            summary = outcome.summary or f"{delivery.profile.export_type} delivered"
+            write_history(delivery, f"Export profile '{delivery.profile.name}' fired: {summary}")
+    else:
+        log.warning("delivery %s: claim lost while sending; attempt kept, status left to the newer claim", delivery.id)
+    db.session.commit()
+    if held and not outcome.ok:
+        schedule.wake([delivery.due_at])
+    return held
+
+
+def write_history(delivery, message):
+    """A message in the customer's history; a daily file writes one per customer in it."""
+    if delivery.file_date is not None:
+        return daily_files.write_history(delivery, message)
+    event = delivery.event
+    if event is not None and event.customer_id:
+        db.session.add(HistoryEntry(customer_id=event.customer_id, event_id=event.id,
+                                    delivery_id=delivery.id, message=message))
+
+
+# --- the drain job and a single send ------------------------------------------------------------------
+
+def drain():
+    """Claim and send due deliveries until none is left, or DRAIN_SECONDS have passed (then a
+    fresh drain carries on). Sends still in flight when it returns go on in the engine."""
+    app = current_app._get_current_object()
+    cfg = app.config
+    engine = engine_for(app)
+    schedule.ack_wake()
+    deadline = time.monotonic() + float(cfg["DRAIN_SECONDS"])
+    claimed = 0
+    while not stopping.is_set() and time.monotonic() < deadline:
+        room, busy = engine.room()
+        if room <= 0:
+            engine.wait_for_room(0.05)
+            continue
+        limit = min(room, CLAIM_BATCH)
+        claimed_at, rows = claim_batch(limit, engine.per_host_claim(), busy)
+        if not rows:
+            if not busy and not engine.waiting():
+                return {"claimed": claimed}
+            engine.wait_for_room(0.05)  # the busy hosts' sends free slots, or more falls due
+            continue
+        if len(rows) == limit:
+            schedule.wake()  # more is due: an idle worker may join in
+        for job in _jobs(rows, claimed_at, app):
+            engine.submit(job)
+        claimed += len(rows)
+    give_back(engine.take_waiting())
+    if not stopping.is_set():
+        schedule.wake()
+    return {"claimed": claimed, "out_of_time": True}
+
+
+def send_one(delivery_id):
+    """Claim one due delivery and send it from this process (no worker needed); its status."""
+    claimed_at = utcnow()
+    d = DELIVERIES.c
+    result = db.session.execute(DELIVERIES.update().where(
+        d.id == delivery_id, d.status.in_(Delivery.WAITING), d.due_at <= claimed_at)
+        .values(status="sending", claimed_at=claimed_at, claimed_by=worker_name(), attempt_count=d.attempt_count + 1))
+    db.session.commit()
+    if result.rowcount != 1:
+        return "skipped"
+    delivery = db.session.get(Delivery, delivery_id)
+    db.session.refresh(delivery)
+    send_claimed(delivery, claimed_at)
+    return delivery.status

@@ -1,0 +1,188 @@
+"""A worker's sending machinery: a pool of sender threads, at most HOST_CONCURRENCY sends in
+flight per host, and a recorder thread that writes finished sends to the database in bulk.
+
+Plain threads and queues, no Flask and no database: the drain (drain.py) claims and renders
+deliveries, hands them here, and gives the recorder the function that stores results. The
+engine outlives each drain job, so sends in flight go on while the worker takes its next job.
+"""
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEND_THREADS = 64
+RECORD_BATCH = 500  # results written in one transaction at most
+RECORD_WAIT = 0.005  # seconds the recorder waits for more results before writing
+
+
+@dataclass
+class Job:
+    """One claimed delivery, ready to send: `send()` runs on a sender thread and returns what the
+    recorder stores (None when the send recorded itself, as a day's file does)."""
+    delivery_id: int
+    host: str
+    send: Callable[[], Any]
+    context: Any = None
+    started: float = field(default=0.0)
+
+
+class Engine:
+    def __init__(self, record: Callable[[list], None], host_concurrency=4, threads=DEFAULT_SEND_THREADS):
+        self.host_concurrency = int(host_concurrency or 0)  # 0: no per-host limit
+        self.threads = max(int(threads), 1)
+        self._record = record
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="exporter-send")
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._in_flight = defaultdict(int)
+        self._waiting = defaultdict(deque)  # claimed jobs waiting for a free slot of their host
+        self._results = queue.Queue()
+        self._unrecorded = 0  # sent or sending, not yet stored
+        self._recorder = threading.Thread(target=self._record_loop, name="exporter-record", daemon=True)
+        self._stopping = False
+        self._recorder.start()
+
+    # --- what the drain asks ---------------------------------------------------------------
+
+    def in_hand(self):
+        """Jobs sending or waiting for a slot."""
+        with self._lock:
+            return sum(self._in_flight.values()) + sum(len(q) for q in self._waiting.values())
+
+    def room(self):
+        """How many more jobs to claim now, and the hosts that have enough in hand already."""
+        with self._lock:
+            total = self.threads * 2 - sum(self._in_flight.values()) - sum(len(q) for q in self._waiting.values())
+            if not self.host_concurrency:
+                return max(total, 0), set()
+            busy = {host for host in set(self._in_flight) | set(self._waiting)
+                    if self._in_flight[host] + len(self._waiting[host]) >= 2 * self.host_concurrency}
+            return max(total, 0), busy
+
+    def per_host_claim(self):
+        """The most jobs of one host a claim takes: enough to keep its slots busy, no more, so a
+        slow host's backlog never fills a claim that other hosts' deliveries wait for."""
+        return 4 * self.host_concurrency if self.host_concurrency else None
+
+    def submit(self, job: Job):
+        with self._lock:
+            if self._stopping:
+                raise RuntimeError("the engine is stopping")
+            self._unrecorded += 1
+            if self.host_concurrency and self._in_flight[job.host] >= self.host_concurrency:
+                self._waiting[job.host].append(job)
+                return
+            self._start(job)
+
+    def waiting(self):
+        """Jobs claimed but waiting for a slot of their host."""
+        with self._lock:
+            return sum(len(q) for q in self._waiting.values())
+
+    def take_waiting(self):
+        """Remove and return every job still waiting for a slot (to give their claims back)."""
+        with self._lock:
+            jobs = [job for q in self._waiting.values() for job in q]
+            self._waiting.clear()
+            self._unrecorded -= len(jobs)
+            self._room.notify_all()
+            return jobs
+
+    def wait_for_room(self, timeout):
+        with self._room:
+            self._room.wait(timeout)
+
+    def idle(self, timeout=None):
+        """Wait until every job handed in is sent and recorded; True when it is."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._room:
+            while self._unrecorded:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._room.wait(left if left is not None else 0.1)
+            return True
+
+    def stop(self, timeout=None):
+        """Finish the sends in hand and record them; nothing new is accepted."""
+        with self._lock:
+            self._stopping = True
+        done = self.idle(timeout)
+        self._pool.shutdown(wait=done, cancel_futures=not done)
+        self._results.put(None)
+        self._recorder.join(5)
+        return done
+
+    # --- sender threads ----------------------------------------------------------------------
+
+    def _start(self, job):  # with the lock held
+        self._in_flight[job.host] += 1
+        self._pool.submit(self._run, job)
+
+    def _run(self, job):
+        job.started = time.time()
+        try:
+            result = job.send()
+        except BaseException:  # sends catch their own failures; this is a last guard: the claim expires
+            log.exception("delivery %s: the send failed outside its handler", job.delivery_id)
+            result = None
+        with self._lock:
+            self._in_flight[job.host] -= 1
+            if not self._in_flight[job.host]:
+                del self._in_flight[job.host]
+            waiting = self._waiting.get(job.host)
+            if waiting:
+                self._start(waiting.popleft())
+                if not waiting:
+                    del self._waiting[job.host]
+            self._room.notify_all()
+        if result is None:
+            self._recorded(1)
+        else:
+            self._results.put(result)
+
+    # --- the recorder --------------------------------------------------------------------------
+
+    def _recorded(self, n):
+        with self._lock:
+            self._unrecorded -= n
+            self._room.notify_all()
+
+    def _record_loop(self):
+        while True:
+            first = self._results.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + RECORD_WAIT
+            while len(batch) < RECORD_BATCH:
+                try:
+                    item = self._results.get(timeout=max(deadline - time.monotonic(), 0))
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._results.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            self._store(batch)
+            self._recorded(len(batch))
+
+    def _store(self, batch):
+        """Keep trying: an unrecorded send is sent again once its claim expires, so a database
+        that is down for a moment must not cost a resend."""
+        delay = 0.1
+        for _ in range(30):
+            try:
+                self._record(batch)
+                return
+            except Exception:
+                log.exception("could not record %s sends; trying again in %.1f s", len(batch), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        log.error("gave up recording %s sends: their claims expire and they are sent again", len(batch))

@@ -1,0 +1,97 @@
+"""When deliveries go out: a new delivery's due time, backoff after a failure, and waking the
+workers at due times. The database says what is due; RQ only wakes a drain (dispatch.drain)
+at the right moment, and the sweeper wakes one whatever Redis holds.
+"""
+import logging
+import math
+import random
+from datetime import timedelta
+
+from flask import current_app
+
+from . import queue
+from .extensions import db
+from .models import Delivery, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def minutes(n):
+    """An Export Delay of n minutes (a minute is MINUTE_SECONDS: tests shorten it)."""
+    return timedelta(seconds=n * current_app.config["MINUTE_SECONDS"])
+
+
+def due_at(profile, occurred_at):
+    return occurred_at + minutes(profile.delay_minutes)
+
+
+def new_delivery(profile, event, route_id, target=""):
+    """A delivery of one event for one profile, due at occurred_at + Export Delay."""
+    delivery = Delivery(profile=profile, event=event, route_id=route_id, status="scheduled",
+                        due_at=due_at(profile, event.occurred_at), target=target)
+    db.session.add(delivery)
+    return delivery
+
+
+def timedelta_seconds(seconds):
+    return timedelta(seconds=seconds)
+
+
+def backoff_seconds(attempt_count, retry_after=None):
+    """30 s doubling per failed try, capped at an hour (both configurable), with ±20 % jitter."""
+    cfg = current_app.config
+    base, cap = float(cfg["RETRY_BASE_SECONDS"]), float(cfg["RETRY_MAX_SECONDS"])
+    if _seconds(retry_after) is not None:  # a plugin's odd value (nan, "soon") falls back to backoff
+        return min(max(_seconds(retry_after), 0.0), cap)
+    delay = min(cap, base * 2 ** max(attempt_count - 1, 0))
+    return min(cap, delay * random.uniform(0.8, 1.2))
+
+
+def _seconds(value):
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def drain_timeout():
+    """How long a drain job may run: its claiming time, then the sends it has in hand."""
+    cfg = current_app.config
+    return int(cfg["DRAIN_SECONDS"]) + int(cfg["CLAIM_TIMEOUT_SECONDS"])
+
+
+def wake(due_times=(None,)):
+    """Wake a drain at each due time (naive UTC; None or a past time: now). One Redis round trip
+    when a drain is already on its way. A failure loses nothing: the sweeper wakes one."""
+    cfg = current_app.config
+    if not cfg.get("REDIS_URL"):
+        return False
+    now = utcnow()
+    times = {None if t is None or t <= now else t for t in due_times}
+    try:
+        queue.wake(queue.connect(cfg["REDIS_URL"]), cfg["QUEUE_NAME"], times, job_timeout=drain_timeout())
+        return True
+    except Exception:
+        log.exception("could not wake a drain; the sweeper will")
+        return False
+
+
+def ack_wake():
+    """A drain starting: it will see every delivery committed before now, so the next wake-up
+    must enqueue a new drain."""
+    cfg = current_app.config
+    if cfg.get("REDIS_URL"):
+        try:
+            queue.ack_wake(queue.connect(cfg["REDIS_URL"]), cfg["QUEUE_NAME"])
+        except Exception:
+            log.exception("could not acknowledge the wake-up")
+
+
+def wake_for(deliveries):
+    return wake({d.due_at for d in deliveries})
+
+
+def enqueue(delivery):
+    """Make sure a committed delivery will be sent at its due time (a day's file too)."""
+    return wake([delivery.due_at])

@@ -1,0 +1,134 @@
+"""What a send needs from a profile: its export type, its compiled mappings, the record of an
+event, and the attempt log of what went out. Shared by the drain (dispatch.py), daily files
+and the profile tools; no flow lives here.
+
+A worker keeps export types and renderers between sends: both are cached per profile version
+(its type, settings and mappings as they are now), so an edited profile is used at once.
+"""
+import json
+import threading
+from urllib.parse import urlsplit
+
+from flask import current_app
+
+from . import catalog, mapping, security
+from .models import Attempt
+
+RESPONSE_EXCERPT = 2000
+_CACHE_SIZE = 256
+_cache_lock = threading.Lock()
+_types, _renderers = {}, {}
+
+
+def registry():
+    return current_app.extensions["export_types"]
+
+
+def plain_settings(profile):
+    """The profile's settings with its type's secrets decrypted, for the type's own use only."""
+    cls = registry().get(profile.export_type)
+    secret_names = cls.secret_settings if cls else ()
+    key = current_app.config["SECRET_KEY"]
+    return {k: security.decrypt(key, v) if k in secret_names else v for k, v in (profile.settings or {}).items()}
+
+
+def export_type_for(profile, reuse=False):
+    """The profile's export type with its settings decrypted, and the (secret, mask) pairs to
+    redact from what is logged. ValueError when a stored secret cannot be decrypted.
+
+    reuse=True (the drain) keeps one instance per profile version for a type that declares
+    itself thread_safe, so its connections are pooled across sends; any other type gets a
+    fresh instance per send, as the plugin manual has always promised."""
+    cls = registry().get(profile.export_type)
+    if cls is None:
+        raise LookupError(f"export type {profile.export_type!r} is not installed")
+    if not (reuse and getattr(cls, "thread_safe", False)):
+        return _new_type(cls, profile)
+    key = (profile.id, cls, json.dumps(profile.settings or {}, sort_keys=True, default=str))
+    with _cache_lock:
+        cached = _types.get(key)
+    if cached is None:
+        cached = _new_type(cls, profile)
+        with _cache_lock:
+            _evict(_types)
+            stale = [k for k in _types if k[0] == profile.id]
+            for k in stale:  # an edited profile: its old instance's connections are closed
+                _close(_types.pop(k)[0])
+            cached = _types.setdefault(key, cached)
+    return cached
+
+
+def _new_type(cls, profile):
+    plain = plain_settings(profile)
+    return cls(plain), [(plain[name], security.MASK) for name in cls.secret_settings if plain.get(name)]
+
+
+def _close(export_type):
+    close = getattr(export_type, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # closing a pool must never stop a send
+            pass
+
+
+def _evict(cache):
+    if len(cache) >= _CACHE_SIZE:
+        for key in list(cache)[: _CACHE_SIZE // 2]:
+            value = cache.pop(key)
+            if cache is _types:
+                _close(value[0])
+
+
+def renderer_for(profile):
+    """The profile's mappings compiled, once per version of the mappings (keyed on their content,
+    so an edited mapping renders anew whether or not the profile's own row changed)."""
+    key = tuple((m.export_name, m.field, m.static_value, m.format, m.format_arg, m.default_value)
+                for m in profile.mappings)
+    with _cache_lock:
+        renderer = _renderers.get(key)
+    if renderer is None:
+        renderer = mapping.compile(profile.mappings)
+        with _cache_lock:
+            _evict(_renderers)
+            _renderers[key] = renderer
+    return renderer
+
+
+def event_record(event, profile):
+    """The order record a renderer reads; the card number decrypted only for a PCI profile."""
+    card = None
+    if event.card_number and profile.pci_documented:
+        card = security.decrypt(current_app.config["SECRET_KEY"], event.card_number)
+    return catalog.record_from_order(event.order or {}, event.type, card_number=card)
+
+
+def target_host(profile):
+    """The host a profile sends to, for per-host limits and the dashboard."""
+    settings = profile.settings or {}
+    url = settings.get("url") or ""
+    return urlsplit(url).hostname or settings.get("host") or ""
+
+
+def sensitive_pairs(renderer, rows):
+    """(raw, masked) for each sensitive value of the rows, to redact from what is logged."""
+    return [(raw, masked) for row in rows for (_, raw), (_, masked) in zip(row, renderer.masked(row))
+            if raw != masked]
+
+
+def attempt_values(outcome, secrets_, **fields):
+    """An attempt's columns from an outcome, every secret and sensitive value masked."""
+    def r(text):
+        return security.redact(text or "", secrets_)
+
+    return dict(
+        ok=outcome.ok, method=outcome.method or "", target=r(outcome.target),
+        request_headers={k: r(str(v)) for k, v in (outcome.request_headers or {}).items()},
+        request_body=r(outcome.request_body), status=outcome.status,
+        response_headers={k: r(str(v)) for k, v in (outcome.response_headers or {}).items()},
+        response_body=r((outcome.response_body or "")[:RESPONSE_EXCERPT]),
+        elapsed_ms=outcome.elapsed_ms, error=r(outcome.error), **fields)
+
+
+def attempt_from(outcome, secrets_, **fields):
+    return Attempt(**attempt_values(outcome, secrets_, **fields))
