@@ -165,6 +165,13 @@ class _Batch:
                       Product: {p.id: p for p in db.session.scalars(
                           db.select(Product).where(Product.id.in_(product_ids)))} if product_ids else {}}
         self.rules, self.profiles = _active_routes()
+        self.new_customers = {}  # ("crm", id) or ("email", address) -> columns
+
+    def customer_id(self, key):
+        if key is None:
+            return None
+        known = self.by_crm_id.get(key[1]) if key[0] == "crm" else self.by_email.get(key[1])
+        return known if isinstance(known, int) else known.id
 
 
 @dataclass
@@ -194,8 +201,8 @@ def _store(events):
             batch.seen.add(item.id)
             fresh.append((item, _upsert_customer(item.order, batch)))
             _upsert_names(item.order, batch.names)
-    db.session.flush()  # new customers get their ids
-    stored = _insert_events(fresh)
+    _insert_customers(batch)
+    stored = _insert_events([(item, batch.customer_id(key)) for item, key in fresh])
     counts["accepted"] = len(stored)
     history, deliveries, conversions = [], [], []
     for event in stored:
@@ -223,24 +230,26 @@ def _insert_events(fresh):
     test_cards = set(current_app.config["TEST_CARD_NUMBERS"])
     key = current_app.config["SECRET_KEY"]
     rows, stored = [], []
-    for item, customer in fresh:
+    for item, customer_id in fresh:
         order, card = _order_for_storage(item.order)
         occurred = item.occurred_at or datetime.now(timezone.utc)
         if occurred.tzinfo:
             occurred = occurred.astimezone(timezone.utc).replace(tzinfo=None)
         is_test = item.order.isTestCard or (card in test_cards)
         rows.append(dict(event_key=item.id, type=item.type, occurred_at=occurred, received_at=utcnow(),
-                         customer_id=customer.id if customer else None, order_id=item.order.orderId,
+                         customer_id=customer_id, order_id=item.order.orderId,
                          campaign_id=item.order.campaignId, order=order, is_test=is_test,
                          card_number=security.encrypt(key, card) if card else None))
-        stored.append(_Stored(0, item.type, occurred, rows[-1]["customer_id"], item.order.orderId,
+        stored.append(_Stored(0, item.type, occurred, customer_id, item.order.orderId,
                               item.order.campaignId, is_test, [p.productId for p in item.order.products]))
     if not rows:
         return []
-    table = Event.__table__
-    ids = db.session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
-    for event, id_ in zip(stored, ids):
-        event.id = id_
+    # executemany, then the ids by event key: SQLite cannot return a batch's ids in order.
+    db.session.execute(insert(Event.__table__), rows)
+    ids = dict(db.session.execute(db.select(Event.event_key, Event.id).where(
+        Event.event_key.in_([r["event_key"] for r in rows]))).all())
+    for event, row in zip(stored, rows):
+        event.id = ids[row["event_key"]]
     return stored
 
 
@@ -273,21 +282,41 @@ def _route(event, batch):
 
 
 def _upsert_customer(order, batch):
-    """The customer by CRM customer id, else by email; made when new, names kept current."""
+    """The customer by CRM customer id, else by email (its key); made when new, names kept current."""
     if order.customerId is not None:
-        customer, index, key = batch.by_crm_id.get(order.customerId), batch.by_crm_id, order.customerId
+        key, known = ("crm", order.customerId), batch.by_crm_id.get(order.customerId)
     elif order.emailAddress:
-        customer, index, key = batch.by_email.get(order.emailAddress), batch.by_email, order.emailAddress
+        key, known = ("email", order.emailAddress), batch.by_email.get(order.emailAddress)
     else:
         return None
-    if customer is None:
-        customer = index[key] = Customer(crm_customer_id=order.customerId)
-        db.session.add(customer)
-    for attr, value in (("email", order.emailAddress), ("first_name", order.firstName),
-                        ("last_name", order.lastName), ("phone", order.phoneNumber)):
-        if value and getattr(customer, attr) != value:
-            setattr(customer, attr, value)
-    return customer
+    values = {attr: value for attr, value in (("email", order.emailAddress), ("first_name", order.firstName),
+                                              ("last_name", order.lastName), ("phone", order.phoneNumber)) if value}
+    if known is None:
+        batch.new_customers.setdefault(key, {"crm_customer_id": order.customerId}).update(values)
+    else:
+        for attr, value in values.items():
+            if getattr(known, attr) != value:
+                setattr(known, attr, value)
+    return key
+
+
+def _insert_customers(batch):
+    """New customers in one executemany, then their ids in one query per kind of key."""
+    db.session.flush()  # names of known customers, campaigns and products
+    new = batch.new_customers
+    if not new:
+        return
+    columns = ("crm_customer_id", "email", "first_name", "last_name", "phone")
+    db.session.execute(insert(Customer.__table__), [
+        {c: values.get(c, "" if c != "crm_customer_id" else None) for c in columns} for values in new.values()])
+    crm_ids = [k[1] for k in new if k[0] == "crm"]
+    emails = [k[1] for k in new if k[0] == "email"]
+    if crm_ids:
+        batch.by_crm_id.update(db.session.execute(db.select(Customer.crm_customer_id, Customer.id).where(
+            Customer.crm_customer_id.in_(crm_ids))).all())
+    if emails:
+        batch.by_email.update(db.session.execute(db.select(Customer.email, Customer.id).where(
+            Customer.email.in_(emails), Customer.crm_customer_id.is_(None))).all())
 
 
 def _upsert_names(order, names):

@@ -15,6 +15,7 @@ class Received:
     raw_request_line: str
     # Every header line in the order received, repeats kept (values as http.server decodes them: latin-1).
     header_items: list = field(default_factory=list)
+    received_at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Reply:
 class Receiver:
     """Answers each request with the next scripted Reply (the default once the script runs out)."""
 
-    def __init__(self, port=0):
+    def __init__(self, port=0, host="127.0.0.1"):
         self.requests: list[Received] = []
         self.script: list[Reply] = []
         self.default = Reply()
@@ -86,7 +87,8 @@ class Receiver:
 
             do_GET = do_POST = do_PUT = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.host = host  # any of 127.0.0.0/8 is loopback: several hosts on one machine
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = None
@@ -105,7 +107,7 @@ class Receiver:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self):
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

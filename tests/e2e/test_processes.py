@@ -12,75 +12,8 @@ from exporter.extensions import db
 from exporter.models import Delivery, HistoryEntry
 
 from ..factories import event, make_profile
+from ..processes import group_alive, answers, kill_tree, process_env, start, stop, wait_until
 from ..receiver import Receiver, Reply
-
-
-def process_env(app_config, **extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTER_")}
-    env.update({
-        "EXPORTER_DATABASE_URL": app_config["DATABASE_URL"], "EXPORTER_REDIS_URL": app_config["REDIS_URL"],
-        "EXPORTER_SECRET_KEY": app_config["SECRET_KEY"], "EXPORTER_ALLOW_PRIVATE_TARGETS": "true",
-        "EXPORTER_RETRY_BASE_SECONDS": "0.5", "EXPORTER_RETRY_MAX_SECONDS": "1",
-    })
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def start(args, env, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "exporter", *args], env=env, start_new_session=True, **kwargs)
-
-
-def stop(process, sig=signal.SIGTERM):
-    if process.poll() is None:
-        os.killpg(process.pid, sig)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
-
-
-def kill_tree(process):
-    """SIGKILL a worker and its children: RQ's work horse runs in a session of its own."""
-    children = []
-    for stat in os.listdir("/proc"):
-        if stat.isdigit():
-            try:
-                fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == process.pid:
-                children.append(int(stat))
-    for pid in [process.pid, *children]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    process.wait(5)
-
-
-def _group_alive(pgid):
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def _answers(url):
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
-
-
-def wait_until(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_worker_killed_mid_send_loses_no_export(app, app_config, post_events, receiver):
@@ -130,7 +63,7 @@ def test_exporter_run_as_a_newcomer_uses_it(tmp_path, redis_url):
         password = re.search(r"log in as admin@example.com with password (\S+)", out).group(1)
         token = re.search(r"TOKEN=(exp_\S+)", out).group(1)
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(base + "/login"), what="the web UI to answer")
+        wait_until(lambda: answers(base + "/login"), what="the web UI to answer")
         web = requests.Session()
         login = web.get(base + "/login")
         csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login.text).group(1)
@@ -161,7 +94,7 @@ def test_exporter_run_as_a_newcomer_uses_it(tmp_path, redis_url):
         receiver.stop()
         run.send_signal(signal.SIGTERM)  # as a service manager stops it: the children go too
         run.wait(20)
-        wait_until(lambda: not _group_alive(run.pid), what="worker, cron and embedded Redis to stop")
+        wait_until(lambda: not group_alive(run.pid), what="worker, cron and embedded Redis to stop")
         stop(run)
     # Both exports are in the customer's history, each linking to its delivery.
     from exporter import create_app

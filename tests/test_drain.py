@@ -1,0 +1,210 @@
+"""The drain's guarantees, with real `exporter worker` processes where a process matters: one sender
+per delivery, never early, at least once after a SIGKILL, every attempt recorded, a slow host
+never starving the others, no pile of jobs, no freeze without RQ's scheduler."""
+import signal
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+from rq import SimpleWorker
+from sqlalchemy import event as sa_event
+
+from exporter import dispatch, drain, queue
+from exporter.extensions import db
+from exporter.models import Attempt, Delivery, utcnow
+
+from .factories import event, make_profile
+from .processes import kill_tree, process_env, start, stop, wait_until
+from .receiver import Receiver, Reply
+
+
+def events(n, prefix="e", **order):
+    """n partials of n customers (no sale among them converts another's partial)."""
+    return {"events": [event(f"{prefix}{i}", customerId=1000 + i, orderId=5000 + i, **order) for i in range(n)]}
+
+
+def keys(receiver):
+    return Counter(r.headers["Idempotency-Key"] for r in receiver.requests)
+
+
+def statuses():
+    db.session.expire_all()
+    return Counter(db.session.scalars(db.select(Delivery.status)))
+
+
+def test_a_claim_takes_the_oldest_due_few_of_each_host_and_skips_busy_hosts(app, post_events):
+    make_profile(name="a", url="http://127.0.0.1:9/a")
+    make_profile(name="b", url="http://127.0.0.2:9/b")
+    make_profile(name="later", url="http://127.0.0.3:9/c", delay_minutes=500_000)  # days, even where a minute is a second
+    post_events(events(5))
+    claimed_at, rows = drain.claim_batch(limit=100, per_host=2)
+    assert sorted(r.target for r in rows) == ["127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2"]
+    assert statuses() == {"scheduled": 11, "sending": 4}
+    _, rows = drain.claim_batch(limit=100, per_host=2, busy_hosts={"127.0.0.1"})
+    assert [r.target for r in rows] == ["127.0.0.2", "127.0.0.2"]  # never one due later, never a busy host
+    delivery = db.session.get(Delivery, rows[0].id)
+    assert delivery.claimed_by == drain.worker_name() and delivery.attempt_count == 1
+
+
+def test_two_workers_and_retry_now_hammered_never_send_one_twice(app, app_config, post_events, receiver):
+    make_profile(url=receiver.url + "/p")
+    post_events(events(300))
+    ids = list(db.session.scalars(db.select(Delivery.id)))
+    workers = [start(["worker"], process_env(app_config)) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 60
+        while statuses()["delivered"] < 300 and time.monotonic() < deadline:
+            for delivery in db.session.scalars(db.select(Delivery).where(Delivery.id.in_(ids[::7]))):
+                dispatch.retry_now(delivery)  # an admin clicking Retry now all the while
+        time.sleep(1)  # anything sent twice would have arrived by now
+    finally:
+        for worker in workers:
+            stop(worker)
+    assert statuses() == {"delivered": 300}
+    assert set(keys(receiver).values()) == {1} and len(keys(receiver)) == 300
+    assert db.session.scalar(db.select(db.func.count()).select_from(Attempt)) == 300
+
+
+def test_no_delivery_is_sent_before_it_is_due(app, app_config, post_events, receiver):
+    make_profile(url=receiver.url + "/p", delay_minutes=2)  # a minute is a second in tests
+    post_events(events(60, occurred_at=datetime.now(timezone.utc).isoformat()))
+    worker = start(["worker"], process_env(app_config, EXPORTER_MINUTE_SECONDS=1))
+    try:
+        receiver.wait_for(60, timeout=30)
+    finally:
+        stop(worker)
+    due = {str(d.id): d.due_at.replace(tzinfo=timezone.utc).timestamp()
+           for d in db.session.scalars(db.select(Delivery))}
+    early = [r for r in receiver.requests if r.received_at < due[r.headers["Idempotency-Key"]]]
+    assert early == [] and statuses() == {"delivered": 60}
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_every_attempt_is_recorded(app, app_config, post_events,
+                                                                               receiver):
+    receiver.default = Reply(200, delay=0.3)
+    make_profile(url=receiver.url + "/p")
+    post_events(events(40))
+    env = process_env(app_config, EXPORTER_CLAIM_TIMEOUT_SECONDS=2, EXPORTER_SWEEP_INTERVAL_SECONDS=1,
+                      EXPORTER_SWEEP_GRACE_SECONDS=0)
+    first = start(["worker"], env)
+    try:
+        receiver.wait_for(4, timeout=20)
+        kill_tree(first)  # SIGKILL with sends in flight and claims in hand
+    finally:
+        stop(first, signal.SIGKILL)
+    assert statuses()["sending"] > 0
+    second, cron = start(["worker"], env), start(["cron"], env)
+    try:
+        wait_until(lambda: statuses() == {"delivered": 40}, timeout=60, what="every delivery to go out")
+    finally:
+        stop(cron)
+        stop(second)
+    assert len(keys(receiver)) == 40  # at least once: some twice, cut mid-flight by the kill
+    recorded = db.session.scalars(db.select(Attempt)).all()
+    assert all(a.method == "GET" and a.target.startswith(receiver.url) for a in recorded)
+    assert sum(a.ok for a in recorded) == 40 and all(a.status == 200 for a in recorded if a.ok)
+
+
+def test_a_slow_host_never_starves_the_others(app, app_config, post_events, receiver):
+    slow = Receiver(host="127.0.0.2").start()
+    slow.default = Reply(200, delay=4)
+    try:
+        make_profile(name="dialer in trouble", url=slow.url + "/slow")
+        make_profile(name="healthy partner", url=receiver.url + "/fast")
+        post_events(events(30))
+        worker = start(["worker"], process_env(app_config, EXPORTER_HOST_CONCURRENCY=2))
+        try:
+            started = time.monotonic()
+            receiver.wait_for(30, timeout=15)
+            took = time.monotonic() - started
+        finally:
+            stop(worker)
+        assert took < 8, f"the healthy partner waited {took:.1f} s behind the slow one"
+        assert slow.max_in_flight <= 2  # HOST_CONCURRENCY
+    finally:
+        slow.stop()
+
+
+def test_retry_now_clicked_thousands_of_times_leaves_one_pending_drain(app, post_events, receiver, run_jobs):
+    make_profile(url=receiver.url + "/p", delay_minutes=3600)
+    post_events(event(occurred_at="2030-01-01T00:00:00Z"))
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    started = time.monotonic()
+    for _ in range(2000):
+        assert dispatch.retry_now(delivery)
+    elapsed = time.monotonic() - started
+    q = queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"])
+    # One pending drain; a wake-up key expires after WAKE_TTL_SECONDS (a lost drain is replaced then).
+    assert 1 <= q.count <= 1 + int(elapsed // queue.WAKE_TTL_SECONDS)
+    run_jobs(until=lambda: len(receiver.requests) == 1)
+    assert q.count == 0
+
+
+def test_a_due_delivery_goes_out_within_a_sweep_when_no_scheduler_runs(app, post_events, receiver):
+    """Redis dropped while RQ's scheduler ran: the wake-up sits in its registry, nobody moves it."""
+    make_profile(url=receiver.url + "/p", delay_minutes=1)
+    post_events(event(occurred_at=datetime.now(timezone.utc).isoformat()))
+    q = queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"])
+    assert q.scheduled_job_registry.count == 1
+    time.sleep(1.5)
+
+    def work():
+        SimpleWorker([q], connection=q.connection).work(burst=True, with_scheduler=False, logging_level="WARNING")
+        drain.wait_idle(5)
+
+    work()
+    assert receiver.requests == []  # due, but its wake-up never came
+    assert dispatch.sweep()["woke"]
+    work()
+    assert len(receiver.requests) == 1 and statuses() == {"delivered": 1}
+
+
+def test_intake_does_the_same_redis_and_sql_work_for_1_event_as_for_500(app, post_events):
+    make_profile(url="http://127.0.0.1:9/p")
+    redis = queue.connect(app.config["REDIS_URL"])
+    statements = []
+    sa_event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    def cost(body):
+        commands = sum(v["calls"] for v in redis.info("commandstats").values())
+        statements.clear()
+        assert post_events(body).status_code == 202
+        return len(statements), sum(v["calls"] for v in redis.info("commandstats").values()) - commands - 1
+
+    def forget_wake_ups():  # a drain on its way would make the next request cheaper
+        for key in redis.keys("exporter:*"):
+            redis.delete(key)
+
+    forget_wake_ups()
+    one = cost(events(1, prefix="one"))
+    forget_wake_ups()
+    many = cost(events(500, prefix="many"))
+    assert many[0] <= one[0] + 2, "SQL statements grew with the events"
+    assert many[1] <= one[1], "Redis commands grew with the events"
+
+
+def test_a_stopping_worker_gives_back_what_it_has_not_started(app, post_events, receiver):
+    receiver.default = Reply(200, delay=0.5)
+    make_profile(url=receiver.url + "/p")
+    post_events(events(12))
+    app.config["HOST_CONCURRENCY"] = 2
+    drain.stopping.clear()
+    engine = drain.engine_for(app)
+    claimed_at, rows = drain.claim_batch(limit=12)
+    for job in drain._jobs(rows, claimed_at, app):
+        engine.submit(job)
+    given_back = engine.take_waiting()
+    drain.give_back(given_back)
+    assert len(given_back) == 10 and statuses()["retrying"] == 10
+    assert drain.stop_engine(timeout=10)  # the two in flight finish and are recorded
+    assert statuses() == {"retrying": 10, "delivered": 2}
+    assert db.session.scalars(db.select(Delivery).where(Delivery.status == "retrying")).first().attempt_count == 0
+
+
+def test_old_deliver_jobs_still_drain(app, post_events, receiver, run_jobs):
+    """A job queued by the version before the drain (jobs.deliver(id)) sends what is due."""
+    make_profile(url=receiver.url + "/p")
+    post_events(event())
+    queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"]).enqueue("exporter.jobs.deliver", 1)
+    run_jobs(until=lambda: len(receiver.requests) == 1)
+    assert utcnow() - timedelta(minutes=1) < db.session.scalars(db.select(Delivery)).one().delivered_at
