@@ -208,3 +208,35 @@ def test_old_deliver_jobs_still_drain(app, post_events, receiver, run_jobs):
     queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"]).enqueue("exporter.jobs.deliver", 1)
     run_jobs(until=lambda: len(receiver.requests) == 1)
     assert utcnow() - timedelta(minutes=1) < db.session.scalars(db.select(Delivery)).one().delivered_at
+
+
+def test_a_type_not_declared_thread_safe_sends_one_at_a_time_in_a_worker(app):
+    """A plugin written to the manual before the drain engine keeps the one-send-at-a-time it was promised."""
+    import threading
+
+    from exporter.export_types import Batch, ExportType, Outcome
+
+    class Careful(ExportType):
+        key, label, busy, most = "careful", "Careful", 0, 0
+
+        def send(self, batch):
+            cls = type(self)
+            cls.busy += 1
+            cls.most = max(cls.most, cls.busy)
+            time.sleep(0.02)
+            cls.busy -= 1
+            return Outcome(ok=True)
+
+    class Pooled(Careful):
+        thread_safe = True
+
+    for cls in (Careful, Pooled):
+        cls.busy = cls.most = 0
+        batch = Batch(columns=[], rows=[[]], profile_name="p", idempotency_key="1")
+        threads = [threading.Thread(target=drain._send, args=(cls({}), batch, drain.Sent(*[None] * 10)))
+                   for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert Careful.most == 1 and Pooled.most > 1

@@ -36,7 +36,7 @@ def test_the_manuals_example_is_exactly_the_sample_the_suite_installs():
 
 def test_the_manual_documents_every_part_of_the_contract():
     manual = MANUAL.read_text(encoding="utf-8")
-    for name in ("`key`", "`label`", "`schedule`", "`settings_form`", "`secret_settings`", "`__init__(self",
+    for name in ("`key`", "`label`", "`schedule`", "`settings_form`", "`secret_settings`", "`thread_safe`", "`__init__(self", "`close(self)`",
                  "`send(self, batch: Batch) -> Outcome`", "`preview(self", "`test_connection(self", "`describe(self",
                  "`columns:", "`rows:", "`profile_name:", "`idempotency_key:", "`route_id:", "`file_date:",
                  "`is_test:", "`allow_private_targets:", "`ok:", "`method: str`", "`request_headers:", "`status:",

@@ -32,6 +32,9 @@ class JsonLinesType(ExportType):
     label = "JSON Lines file"
     schedule = PER_EVENT
     settings_form = JsonLinesSettings
+    # send() keeps nothing on the instance and appends each line with one write(): a worker may
+    # call it from several sender threads at once.
+    thread_safe = True
 
     def describe(self):
         return self.settings.get("path", "")
