@@ -228,3 +228,18 @@ class FileRow(db.Model):
 
 
 Index("ix_file_rows_route_time", FileRow.route_id, FileRow.occurred_at, FileRow.id)
+
+
+class Host(db.Model):
+    """A target host's circuit: closed (down_since is None) or open since a run of failures.
+
+    While a host is down its deliveries wait; one probe goes out at probe_at, then each backoff
+    step; a probe that succeeds closes the circuit and the host's backlog flows again."""
+    __tablename__ = "hosts"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # in a row
+    down_since: Mapped[datetime | None] = mapped_column(UTC)
+    probe_at: Mapped[datetime | None] = mapped_column(UTC)
+    probes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # failed probes in a row
+    last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    updated_at: Mapped[datetime | None] = mapped_column(UTC, default=utcnow, onupdate=utcnow)
