@@ -114,11 +114,16 @@ def worker_command(burst):
     """An RQ worker with the scheduler: sends deliveries when they are due."""
     from . import drain, jobs, queue
 
-    jobs.set_app(current_app._get_current_object())
+    app = current_app._get_current_object()
+    jobs.set_app(app)
+    drain.engine_for(app)  # its heartbeat says from now on that this worker is alive
+    url, name = _redis_url(), app.config["QUEUE_NAME"]
     try:
-        queue.run_worker(_redis_url(), current_app.config["QUEUE_NAME"], burst=burst, on_stop=drain.stopping.set)
+        queue.keep_running(lambda: queue.run_worker(url, name, burst=burst, on_stop=drain.stopping.set),
+                           "the worker", stopped=drain.stopping.is_set, once=burst)
     finally:  # the sends in hand finish and are recorded; a claim not started was given back
-        drain.stop_engine(timeout=float(current_app.config["SEND_TIMEOUT_SECONDS"]) + 5)
+        drain.stopping.set()
+        drain.stop_engine(timeout=float(app.config["SEND_TIMEOUT_SECONDS"]) + 5)
 
 
 @main.command("cron")
@@ -127,8 +132,10 @@ def cron_command():
     """The cron scheduler: the sweeper and the daily-file tick."""
     from . import jobs, queue
 
-    queue.run_cron(_redis_url(), [jobs.sweep, jobs.daily_files_tick], current_app.config["QUEUE_NAME"],
-                   interval=int(current_app.config["SWEEP_INTERVAL_SECONDS"]))
+    url, name = _redis_url(), current_app.config["QUEUE_NAME"]
+    interval = int(current_app.config["SWEEP_INTERVAL_SECONDS"])
+    queue.keep_running(lambda: queue.run_cron(url, [jobs.sweep, jobs.daily_files_tick], name, interval=interval),
+                       "cron", once=True)
 
 
 @main.command("migrate")

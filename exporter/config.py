@@ -28,12 +28,20 @@ class Defaults:
     SEND_TIMEOUT_SECONDS = 15
     # A claim older than this belongs to a dead worker and is released by the sweeper.
     CLAIM_TIMEOUT_SECONDS = 300
+    # A worker beats every HEARTBEAT_SECONDS; one silent for WORKER_STALE_SECONDS is dead and
+    # its claims are released at once.
+    HEARTBEAT_SECONDS = 5
+    WORKER_STALE_SECONDS = 20
     # A due delivery this long without being sent is re-enqueued by the sweeper.
     SWEEP_GRACE_SECONDS = 30
     SWEEP_INTERVAL_SECONDS = 60
     TEST_CARD_NUMBERS = ["4111111111111111", "4242424242424242", "1444444444444440"]
     # Sends in flight to one host from one worker (N workers: up to N times this per host); 0: no limit.
     HOST_CONCURRENCY = 4
+    # A host whose sends fail this many times in a row is down: one probe per backoff step
+    # (CIRCUIT_PROBE_SECONDS doubling, capped at RETRY_MAX_SECONDS) until one succeeds.
+    CIRCUIT_FAILURES = 5
+    CIRCUIT_PROBE_SECONDS = 30
     # Sender threads of one worker, and how long one drain job claims before a fresh one carries on.
     SEND_THREADS = 64
     DRAIN_SECONDS = 30

@@ -10,7 +10,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import update
 
-from . import drain, schedule
+from . import drain, schedule, workers
 from .extensions import db
 from .models import Delivery, Event, Profile, utcnow
 from .schedule import backoff_seconds, enqueue, new_delivery  # noqa: F401  (the screens' and tests' names)
@@ -87,24 +87,14 @@ def cancel_converted(customer_id, order_id, before_event_id=None):
 # --- the sweeper --------------------------------------------------------------------------------
 
 def sweep(now=None):
-    """Release claims of dead workers; wake a drain when due deliveries wait, whatever Redis holds
-    (a scheduled wake-up may sit in a registry that no scheduler moves)."""
+    """Release claims of dead workers (their heartbeat stopped) and of sends older than the claim
+    timeout; wake a drain when due deliveries wait, whatever Redis holds (a scheduled wake-up may
+    sit in a registry that no scheduler moves)."""
     cfg = current_app.config
     now = now or utcnow()
-    released = release_stale_claims(now - timedelta(seconds=cfg["CLAIM_TIMEOUT_SECONDS"]))
+    released = workers.release_stale_claims(cfg["CLAIM_TIMEOUT_SECONDS"], cfg["WORKER_STALE_SECONDS"], now)
     stale = now - timedelta(seconds=cfg["SWEEP_GRACE_SECONDS"])
     waiting = db.session.scalar(db.select(db.func.count()).select_from(Delivery).where(
         Delivery.status.in_(Delivery.WAITING), Delivery.due_at <= stale))
     woke = bool(released or waiting) and schedule.wake()
     return {"released": len(released), "due": waiting, "woke": bool(woke)}
-
-
-def release_stale_claims(claimed_before):
-    """Deliveries claimed before this time belong to a dead worker: due again now."""
-    result = db.session.execute(
-        update(Delivery).where(Delivery.status == "sending", Delivery.claimed_at < claimed_before)
-        .values(status="retrying", due_at=utcnow(), claimed_at=None, claimed_by="")
-        .returning(Delivery.id).execution_options(synchronize_session=False))
-    released = list(result.scalars())
-    db.session.commit()
-    return released

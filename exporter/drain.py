@@ -19,7 +19,7 @@ from flask import current_app
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import selectinload
 
-from . import daily_files, schedule, security, sending
+from . import circuit, daily_files, schedule, security, sending, workers
 from .engine import Engine, Job
 from .export_types import Batch, Outcome
 from .extensions import db
@@ -49,13 +49,46 @@ def engine_for(app):
     with _engine_lock:
         if _engine is not None and _engine[0] is not app:
             _engine[1].stop(timeout=10)
+            _engine[1].heartbeat.stop()
             _engine = None
         if _engine is None:
             cfg = app.config
             engine = Engine(partial(record_many, app, worker_name()), host_concurrency=cfg["HOST_CONCURRENCY"],
                             threads=cfg["SEND_THREADS"])
+            engine.heartbeat = Heartbeat(app, worker_name(), float(cfg["HEARTBEAT_SECONDS"]))
             _engine = (app, engine)
         return _engine[1]
+
+
+class Heartbeat(threading.Thread):
+    """This worker's heartbeat in the database, every few seconds while its engine lives."""
+
+    def __init__(self, app, name, every):
+        super().__init__(name="exporter-heartbeat", daemon=True)
+        self.app, self.worker, self.every = app, name, every
+        self.done = threading.Event()
+        self._beat()
+        self.start()
+
+    def _beat(self):
+        try:
+            with self.app.app_context():
+                workers.beat(self.worker)
+        except Exception:  # the database is away for a moment: the next beat tries again
+            log.exception("could not write the heartbeat")
+
+    def run(self):
+        while not self.done.wait(self.every):
+            self._beat()
+
+    def stop(self):
+        self.done.set()
+        self.join(self.every + 1)
+        try:
+            with self.app.app_context():
+                workers.farewell(self.worker)
+        except Exception:
+            log.exception("could not say farewell; the heartbeat goes stale instead")
 
 
 def wait_idle(timeout=None):
@@ -65,22 +98,28 @@ def wait_idle(timeout=None):
 
 
 def stop_engine(timeout=None):
-    """Finish and record the sends in hand (a worker stopping, a test ending)."""
+    """Finish and record the sends in hand (a worker stopping, a test ending), then say farewell."""
     global _engine
     with _engine_lock:
         current, _engine = _engine, None
-    return current[1].stop(timeout) if current else True
+    if not current:
+        return True
+    done = current[1].stop(timeout)
+    current[1].heartbeat.stop()
+    return done
 
 
 # --- claiming -------------------------------------------------------------------------------------
 
-def claim_batch(limit, per_host=None, busy_hosts=(), worker=None, now=None):
-    """Claim up to `limit` due, waiting deliveries, oldest first, at most `per_host` of one host
-    and none of `busy_hosts`. Returns (claim time, rows); committed."""
+def claim_batch(limit, per_host=None, busy_hosts=(), worker=None, now=None, only_hosts=None):
+    """Claim up to `limit` due, waiting deliveries, oldest first, at most `per_host` of one host,
+    none of `busy_hosts` (and only of `only_hosts`, when given). Returns (claim time, rows); committed."""
     now = now or utcnow()
     d = DELIVERIES.c
     due = [d.status.in_(Delivery.WAITING), d.due_at <= now]
     wanted = due + ([d.target.not_in(sorted(busy_hosts))] if busy_hosts else [])
+    if only_hosts is not None:
+        wanted.append(d.target.in_(sorted(only_hosts)))
     if per_host:
         rank = func.row_number().over(partition_by=d.target, order_by=(d.due_at, d.id)).label("rank")
         ranked = select(d.id, d.due_at, rank).where(*wanted).subquery()
@@ -119,6 +158,7 @@ def give_back(jobs, worker=None):
 class Sent:
     """A finished send of one event's delivery, for the recorder."""
     delivery_id: int
+    host: str
     claimed_at: object
     attempt_count: int
     profile_id: int
@@ -165,11 +205,11 @@ def _jobs(rows, claimed_at, app):
         profile = profiles[row.profile_id]
         if row.file_date is not None:
             yield Job(row.id, row.target, partial(_send_file, app, row.id, claimed_at),
-                      context=Sent(row.id, claimed_at, row.attempt_count, profile.id, profile.name, None, None,
-                                   None, None, []))
+                      context=Sent(row.id, row.target, claimed_at, row.attempt_count, profile.id, profile.name,
+                                   None, None, None, None, []))
             continue
         event = events.get(row.event_id)
-        context = Sent(row.id, claimed_at, row.attempt_count, profile.id, profile.name, row.event_id,
+        context = Sent(row.id, row.target, claimed_at, row.attempt_count, profile.id, profile.name, row.event_id,
                        event.customer_id if event else None, None, None, [])
         try:
             export_type, secrets_ = sending.export_type_for(profile, reuse=True)
@@ -203,12 +243,28 @@ def record_many(app, worker, sents):
             db.session.execute(insert(HistoryEntry.__table__), history)
         retries = _mark_retrying(worker, [s for s in sents if not s.outcome.ok], now)
         _merge_details(worker, [s for s in sents if s.outcome.details])
+        retries |= _record_circuits([(s.host, s.outcome) for s in sents], now)
         db.session.commit()
         lost = [s.delivery_id for s in sents if s.outcome.ok and s.delivery_id not in held]
         if lost:
             log.warning("deliveries %s: claim lost while sending; attempts kept, status left to the newer claim", lost)
         if retries:
             schedule.wake(retries)
+
+
+def _record_circuits(sends, now=None):
+    """Each host's successes and failures in this batch, for its circuit; the probe times to wake at."""
+    cfg = current_app.config
+    results = {}
+    for host, outcome in sends:
+        ok, failed, error = results.get(host, (0, 0, ""))
+        if outcome.ok:
+            ok += 1
+        elif circuit.host_failure(outcome):
+            failed, error = failed + 1, outcome.error or f"HTTP {outcome.status}"
+        results[host] = (ok, failed, error)
+    return circuit.record(results, int(cfg["CIRCUIT_FAILURES"]), cfg["CIRCUIT_PROBE_SECONDS"],
+                          cfg["RETRY_MAX_SECONDS"], now)
 
 
 def _mark_delivered(worker, sents, now):
@@ -303,6 +359,7 @@ def record(delivery, outcome, started, secrets_, claimed_at, worker=None):
         update(Delivery).where(Delivery.id == delivery.id, Delivery.status == "sending",
                                Delivery.claimed_at == claimed_at, Delivery.claimed_by == (worker or worker_name()))
         .values(**values).execution_options(synchronize_session=False)).rowcount == 1
+    probes = _record_circuits([(delivery.target, outcome)], now)
     if held:
         db.session.refresh(delivery)
         if outcome.ok:
@@ -312,7 +369,7 @@ def record(delivery, outcome, started, secrets_, claimed_at, worker=None):
         log.warning("delivery %s: claim lost while sending; attempt kept, status left to the newer claim", delivery.id)
     db.session.commit()
     if held and not outcome.ok:
-        schedule.wake([delivery.due_at])
+        schedule.wake([delivery.due_at, *probes])
     return held
 
 
@@ -335,6 +392,9 @@ def drain():
     cfg = app.config
     engine = engine_for(app)
     schedule.ack_wake()
+    released = workers.release_stale_claims(cfg["CLAIM_TIMEOUT_SECONDS"], cfg["WORKER_STALE_SECONDS"])
+    if released:
+        log.warning("released %s claims of workers that stopped beating", len(released))
     deadline = time.monotonic() + float(cfg["DRAIN_SECONDS"])
     claimed = 0
     while not stopping.is_set() and time.monotonic() < deadline:
@@ -343,13 +403,13 @@ def drain():
             engine.wait_for_room(0.05)
             continue
         limit = min(room, CLAIM_BATCH)
-        claimed_at, rows = claim_batch(limit, engine.per_host_claim(), busy)
+        claimed_at, rows = _claim(limit, engine.per_host_claim(), busy, cfg)
         if not rows:
             if not busy and not engine.waiting():
                 return {"claimed": claimed}
             engine.wait_for_room(0.05)  # the busy hosts' sends free slots, or more falls due
             continue
-        if len(rows) == limit:
+        if len(rows) >= limit:
             schedule.wake()  # more is due: an idle worker may join in
         for job in _jobs(rows, claimed_at, app):
             engine.submit(job)
@@ -358,6 +418,18 @@ def drain():
     if not stopping.is_set():
         schedule.wake()
     return {"claimed": claimed, "out_of_time": True}
+
+
+def _claim(limit, per_host, busy, cfg):
+    """A claim that leaves down hosts alone, plus one probe for each down host whose probe is due
+    and that this worker wins."""
+    down, probe_due = circuit.blocked_hosts()
+    claimed_at, rows = claim_batch(limit, per_host, busy | down | probe_due)
+    probes = {host for host in probe_due - busy if circuit.take_probe(host, cfg["CIRCUIT_PROBE_SECONDS"])}
+    if probes:
+        _, probe_rows = claim_batch(len(probes), 1, busy, only_hosts=probes, now=claimed_at)
+        rows = rows + probe_rows
+    return claimed_at, rows
 
 
 def send_one(delivery_id):

@@ -243,3 +243,12 @@ class Host(db.Model):
     probes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # failed probes in a row
     last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
     updated_at: Mapped[datetime | None] = mapped_column(UTC, default=utcnow, onupdate=utcnow)
+
+
+class Worker(db.Model):
+    """A worker process that sends: its heartbeat. A claim names its worker (Delivery.claimed_by);
+    when the heartbeat stops, the claims are released at once instead of after the claim timeout."""
+    __tablename__ = "workers"
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)  # "hostname:pid"
+    started_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)

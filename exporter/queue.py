@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.exceptions import StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,29 @@ def run_worker(url, name=DEFAULT_QUEUE_NAME, burst=False, on_stop=None):
     worker = ExporterWorker([queue], connection=queue.connection,
                             maintenance_interval=MAINTENANCE_INTERVAL_SECONDS)
     return worker.work(burst=burst, with_scheduler=True)
+
+
+def keep_running(run, what, stopped=lambda: False, once=False):
+    """Run `run()` again, with backoff, whenever it fails or ends unasked (Redis or the database
+    went away and RQ gave up): a worker and cron exit only on a signal. once=True: an ordinary
+    return is the end (cron's after a signal, a burst worker's)."""
+    wait = 1.0
+    try:
+        while True:
+            started = time.monotonic()
+            try:
+                run()
+                if once or stopped():
+                    return
+                log.error("%s stopped on its own (Redis or the database away?); starting again in %.0f s", what, wait)
+            except Exception as exc:
+                if stopped():
+                    return
+                log.error("%s failed (%s: %s); starting again in %.0f s", what, type(exc).__name__, exc, wait)
+            time.sleep(wait)
+            wait = 1.0 if time.monotonic() - started > 60 else min(wait * 2, 30.0)
+    except (KeyboardInterrupt, StopRequested):  # a signal while waiting to start again
+        return
 
 
 def run_cron(url, functions, name=DEFAULT_QUEUE_NAME, interval=60):

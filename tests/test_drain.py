@@ -1,6 +1,7 @@
 """The drain's guarantees, with real `exporter worker` processes where a process matters: one sender
 per delivery, never early, at least once after a SIGKILL, every attempt recorded, a slow host
 never starving the others, no pile of jobs, no freeze without RQ's scheduler."""
+import dataclasses
 import signal
 import time
 from collections import Counter
@@ -233,7 +234,7 @@ def test_a_type_not_declared_thread_safe_sends_one_at_a_time_in_a_worker(app):
     for cls in (Careful, Pooled):
         cls.busy = cls.most = 0
         batch = Batch(columns=[], rows=[[]], profile_name="p", idempotency_key="1")
-        threads = [threading.Thread(target=drain._send, args=(cls({}), batch, drain.Sent(*[None] * 10)))
+        threads = [threading.Thread(target=drain._send, args=(cls({}), batch, drain.Sent(*[None] * len(dataclasses.fields(drain.Sent)))))
                    for _ in range(8)]
         for t in threads:
             t.start()

@@ -15,7 +15,7 @@ LAYERS = [
     {"intake", "profiles_io", "stats", "tokens"},
     {"dispatch"},
     {"drain"},
-    {"daily_files"},
+    {"daily_files", "workers", "circuit"},
     {"sending", "schedule"},
     {"mapping", "matching", "models", "engine"},
     {"extensions", "export_types"},

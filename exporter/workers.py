@@ -1,0 +1,51 @@
+"""Worker heartbeats, and the release of claims whose worker is gone.
+
+A worker process that sends writes its heartbeat to the database every few seconds; a claim
+names its worker. When a heartbeat is older than WORKER_STALE_SECONDS the worker is dead, and
+its claims go back to waiting at once, not after CLAIM_TIMEOUT_SECONDS. A claim whose
+claimant never beat (`exporter files send --now`) waits out the claim timeout.
+"""
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+
+from .extensions import db
+from .models import Delivery, Worker, utcnow
+
+
+def beat(name):
+    """This worker is alive (made on its first beat)."""
+    now = utcnow()
+    if db.session.execute(update(Worker).where(Worker.name == name).values(seen_at=now)
+                          .execution_options(synchronize_session=False)).rowcount == 0:
+        db.session.add(Worker(name=name, started_at=now, seen_at=now))
+    db.session.commit()
+
+
+def farewell(name):
+    """A clean exit: no claims left, nothing to release."""
+    db.session.execute(db.delete(Worker).where(Worker.name == name))
+    db.session.commit()
+
+
+def alive(stale_seconds, now=None):
+    """The names of the workers whose heartbeat is fresh."""
+    since = (now or utcnow()) - timedelta(seconds=stale_seconds)
+    return list(db.session.scalars(select(Worker.name).where(Worker.seen_at >= since).order_by(Worker.name)))
+
+
+def release_stale_claims(claim_timeout, stale_seconds, now=None):
+    """Claims of dead workers, and claims older than the claim timeout, are due again now.
+    Returns the released deliveries' ids; committed."""
+    now = now or utcnow()
+    dead = select(Worker.name).where(Worker.seen_at < now - timedelta(seconds=stale_seconds))
+    result = db.session.execute(
+        update(Delivery).where(Delivery.status == "sending", or_(
+            Delivery.claimed_at < now - timedelta(seconds=claim_timeout), Delivery.claimed_by.in_(dead)))
+        .values(status="retrying", due_at=utcnow(), claimed_at=None, claimed_by="")
+        .returning(Delivery.id).execution_options(synchronize_session=False))
+    released = list(result.scalars())
+    # A dead worker's row goes once its claims are back; a day later at the latest.
+    db.session.execute(db.delete(Worker).where(Worker.seen_at < now - timedelta(days=1)))
+    db.session.commit()
+    return released
