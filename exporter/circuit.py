@@ -45,15 +45,18 @@ def take_probe(host, wait_seconds, now=None):
 
 def record(results, threshold, base, cap, now=None):
     """Update the circuits after a batch of sends: results is {host: (successes, host failures,
-    last error)}. Returns the times of the probes this opened or moved, to wake a drain then. No commit."""
+    last error)}. Returns when to wake a drain: each probe this opened or moved, None (now) when a
+    host came back. No commit."""
     now = now or utcnow()
     up = [host for host, (ok, failed, _) in results.items() if ok and host]
+    probes = set()
     if up:
-        db.session.execute(
+        closed = db.session.scalars(
             update(Host).where(Host.name.in_(up), (Host.failures > 0) | Host.down_since.is_not(None))
             .values(failures=0, down_since=None, probe_at=None, probes=0)
-            .execution_options(synchronize_session=False))
-    probes = set()
+            .returning(Host.name).execution_options(synchronize_session=False)).all()
+        if closed:
+            probes.add(None)  # a host is back: its backlog is due, wake a drain now
     for host, (ok, failed, error) in results.items():
         if ok or not failed or not host:
             continue

@@ -1,0 +1,77 @@
+"""Workers that heal: a dead worker's claims are released when its heartbeat stops, not after the
+claim timeout; a worker and cron outlive Redis going away and coming back empty."""
+import signal
+import time
+from datetime import timedelta
+
+from exporter import workers
+from exporter.extensions import db
+from exporter.models import Delivery, Worker, utcnow
+
+from .factories import event, make_profile
+from .processes import kill_tree, process_env, start, stop, wait_until
+from .receiver import Reply
+
+
+def test_only_claims_of_silent_workers_or_past_the_timeout_are_released(app, post_events):
+    make_profile(url="http://127.0.0.1:9/p")
+    post_events({"events": [event(f"e{i}", customerId=i + 1, orderId=i + 1) for i in range(3)]})
+    now = utcnow()
+    db.session.add_all([Worker(name="alive:1", seen_at=now), Worker(name="dead:2", seen_at=now - timedelta(minutes=1))])
+    rows = db.session.scalars(db.select(Delivery).order_by(Delivery.id)).all()
+    for delivery, (by, at) in zip(rows, [("alive:1", now), ("dead:2", now), ("cli:3", now - timedelta(hours=1))]):
+        delivery.status, delivery.claimed_by, delivery.claimed_at = "sending", by, at
+    db.session.commit()
+    released = workers.release_stale_claims(claim_timeout=300, stale_seconds=20)
+    assert sorted(released) == [rows[1].id, rows[2].id]  # the silent worker's, and the one past the timeout
+    assert workers.alive(20) == ["alive:1"]
+
+
+def test_a_killed_workers_claims_go_out_again_long_before_the_claim_timeout(app, app_config, post_events, receiver):
+    receiver.script = [Reply(200, delay=30)]  # the first send hangs while the worker is killed
+    make_profile(url=receiver.url + "/p")
+    env = process_env(app_config, EXPORTER_CLAIM_TIMEOUT_SECONDS=300, EXPORTER_HEARTBEAT_SECONDS=0.5,
+                      EXPORTER_WORKER_STALE_SECONDS=2, EXPORTER_SWEEP_INTERVAL_SECONDS=1,
+                      EXPORTER_SWEEP_GRACE_SECONDS=0)
+    first = start(["worker"], env)
+    try:
+        post_events(event())
+        receiver.wait_for(1, timeout=20)
+        kill_tree(first)
+    finally:
+        stop(first, signal.SIGKILL)
+    killed = time.monotonic()
+    second, cron = start(["worker"], env), start(["cron"], env)
+    try:
+        receiver.wait_for(2, timeout=30)
+    finally:
+        stop(cron)
+        stop(second)
+    assert time.monotonic() - killed < 30  # not the 300 s claim timeout
+    assert receiver.requests[1].headers["Idempotency-Key"] == receiver.requests[0].headers["Idempotency-Key"]
+
+
+def test_a_worker_and_cron_outlive_redis_restarted_empty(app, app_config, post_events, receiver, tmp_path):
+    from exporter.queue import EmbeddedRedis
+
+    redis = EmbeddedRedis().start()
+    make_profile(url=receiver.url + "/p")
+    app.config["REDIS_URL"] = redis.url
+    env = process_env({**app_config, "REDIS_URL": redis.url}, EXPORTER_SWEEP_INTERVAL_SECONDS=1,
+                      EXPORTER_SWEEP_GRACE_SECONDS=0)
+    worker, cron = start(["worker"], env), start(["cron"], env)
+    try:
+        post_events(event("before"))
+        receiver.wait_for(1, timeout=20)
+        redis.stop()  # Redis dies with the worker idle-waiting and cron ticking
+        time.sleep(3)
+        redis = EmbeddedRedis(port=redis.port).start()  # back, empty
+        post_events(event("after", customerId=2, orderId=2))
+        receiver.wait_for(2, timeout=60)
+        assert worker.poll() is None and cron.poll() is None
+    finally:
+        stop(cron)
+        stop(worker)
+        redis.stop()
+    wait_until(lambda: db.session.scalar(db.select(db.func.count()).where(Delivery.status == "delivered")) == 2
+               or db.session.expire_all(), what="both delivered")
