@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test install browser clean
+.PHONY: run test faults install browser clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ browser: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fault suite (tests/reliability): real processes killed, Redis restarted empty, database
+# connections cut, a flapping partner. Set EXPORTER_TEST_DATABASE_URL for PostgreSQL (CI does).
+faults: $(STAMP)
+	$(BIN)/pytest tests/reliability -m reliability -s -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -16,6 +16,7 @@ class Received:
     # Every header line in the order received, repeats kept (values as http.server decodes them: latin-1).
     header_items: list = field(default_factory=list)
     received_at: float = field(default_factory=time.time)
+    reply: "Reply | None" = None  # how it was answered
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Receiver:
                     receiver.requests.append(Received(self.command, self.path, dict(self.headers), body,
                                                       self.requestline, list(self.headers.items())))
                     reply = receiver.script.pop(0) if receiver.script else receiver.default
+                    receiver.requests[-1].reply = reply
                 host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
                 receiver._enter(host)
                 try:
