@@ -47,9 +47,8 @@ def export_type_for(profile):
 
 
 def renderer_for(profile):
-    """The profile's mappings as they are now, compiled (a worker's job runs in a fresh process:
-    there is nothing worth caching across sends)."""
-    return mapping.compile(profile.mappings)
+    """The profile's mappings as they are now, compiled once per version (mapping.renderer_for)."""
+    return mapping.renderer_for(profile)
 
 
 def event_record(event, profile):
