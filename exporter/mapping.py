@@ -157,7 +157,10 @@ def _order_source(field):
 
 
 def _joined(products, key):
-    return ",".join(str(p.get(key, "")) for p in products)
+    if len(products) == 1:  # most orders: no join to make
+        value = products[0].get(key, "")
+        return value if value.__class__ is str else str(value)
+    return ",".join([str(p.get(key, "")) for p in products])
 
 
 def _formatter(fmt, arg):
