@@ -33,7 +33,6 @@ from datetime import date, datetime, timedelta
 
 DAY = date(2026, 11, 27)
 PROFILE = "Bench file"
-CHUNK = 20_000
 MAPPINGS = [
     {"export_name": "first_name", "field": "firstName"},
     {"export_name": "last_name", "field": "lastName"},
@@ -155,32 +154,48 @@ def make_day(rows, ftp_port):
                          "password": "bench-pw", "directory": "/", "time_zone": "UTC", "send_at": "01:00"},
             "routes": [{"customer_types": ["partial"], "campaigns": [], "products": []}]}]})
         route_id = db.session.scalar(db.select(Profile).where(Profile.name == PROFILE)).routes[0].id
-        start, step = datetime.combine(DAY, datetime.min.time()), 86_400 / rows
-        for first in range(1, rows + 1, CHUNK):
-            ids = range(first, min(first + CHUNK, rows + 1))
-            at = {i: start + timedelta(seconds=(i - 1) * step) for i in ids}
-            if db.engine.dialect.name == "sqlite":  # stored as SQLAlchemy stores them, which the day's range compares
-                at = {i: t.strftime("%Y-%m-%d %H:%M:%S.%f") for i, t in at.items()}
-            db.session.execute(text("INSERT INTO customers (id, crm_customer_id, email, first_name, last_name, phone, "
-                                    "created_at) VALUES (:i, :i, :email, :first, 'Doe', '', :at)"),
-                               [{"i": i, "email": f"c{i}@example.com", "first": f"First{i}", "at": at[i]}
-                                for i in ids])
-            db.session.execute(text('INSERT INTO events (id, event_key, type, occurred_at, received_at, customer_id, '
-                                    'order_id, campaign_id, is_test, "order") VALUES (:i, :key, \'partial\', :at, '
-                                    ':at, :i, :order_id, 259, false, :order)'),
-                               [{"i": i, "key": f"evt-{i}", "at": at[i], "order_id": 100000 + i,
-                                 "order": json.dumps(order(i, start + timedelta(seconds=(i - 1) * step)))} for i in ids])
-            db.session.execute(text("INSERT INTO file_rows (route_id, event_id, occurred_at) VALUES (:r, :i, :at)"),
-                               [{"r": route_id, "i": i, "at": at[i]} for i in ids])
-            db.session.commit()
+        sql = SQLITE_DAY if db.engine.dialect.name == "sqlite" else POSTGRESQL_DAY
+        for statement in sql.strip().split(";"):
+            db.session.execute(text(statement), {"n": rows, "route_id": route_id})
+        db.session.commit()
     return {"rows": rows}
 
 
-def order(i, t):
-    return {"orderId": 100000 + i, "customerId": i, "campaignId": 259, "campaignName": "Test Lander",
-            "firstName": f"First{i}", "lastName": "Doe", "emailAddress": f"c{i}@example.com",
-            "phoneNumber": f"555-{i % 10000:04d}", "orderDate": t.strftime("%Y-%m-%d %H:%M:%S"),
-            "products": [{"productId": 33, "productName": "Keto 30ct", "price": "49.95", "qty": 1}]}
+# A day of n rows made inside the database (fast): row i, customer i, one product, times spread over the day,
+# stored as SQLAlchemy stores them. The order is the CRM's JSON.
+SQLITE_DAY = """
+CREATE TEMP TABLE day AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :n)
+  SELECT i, strftime('%Y-%m-%d %H:%M:%f', '2026-11-27', '+' || ((i - 1) * 86400.0 / :n) || ' seconds') || '000' AS at
+  FROM n;
+INSERT INTO customers (id, crm_customer_id, email, first_name, last_name, phone, created_at)
+  SELECT i, i, 'c' || i || '@example.com', 'First' || i, 'Doe', '', at FROM day;
+INSERT INTO events (id, event_key, type, occurred_at, received_at, customer_id, order_id, campaign_id, is_test, "order")
+  SELECT i, 'evt-' || i, 'partial', at, at, i, 100000 + i, 259, 0, json_object(
+    'orderId', 100000 + i, 'customerId', i, 'campaignId', 259, 'campaignName', 'Test Lander',
+    'firstName', 'First' || i, 'lastName', 'Doe', 'emailAddress', 'c' || i || '@example.com',
+    'phoneNumber', printf('555-%04d', i % 10000), 'orderDate', substr(at, 1, 19),
+    'products', json_array(json_object('productId', 33, 'productName', 'Keto 30ct', 'price', '49.95', 'qty', 1)))
+  FROM day;
+INSERT INTO file_rows (route_id, event_id, occurred_at) SELECT :route_id, i, at FROM day;
+DROP TABLE day
+"""
+POSTGRESQL_DAY = """
+CREATE TEMP TABLE day AS SELECT i, timestamp '2026-11-27' + (i - 1) * interval '1 second' * 86400.0 / :n AS at
+  FROM generate_series(1, :n) AS i;
+INSERT INTO customers (id, crm_customer_id, email, first_name, last_name, phone, created_at)
+  SELECT i, i, 'c' || i || '@example.com', 'First' || i, 'Doe', '', at FROM day;
+INSERT INTO events (id, event_key, type, occurred_at, received_at, customer_id, order_id, campaign_id, is_test, "order")
+  SELECT i, 'evt-' || i, 'partial', at, at, i, 100000 + i, 259, false, json_build_object(
+    'orderId', 100000 + i, 'customerId', i, 'campaignId', 259, 'campaignName', 'Test Lander',
+    'firstName', 'First' || i, 'lastName', 'Doe', 'emailAddress', 'c' || i || '@example.com',
+    'phoneNumber', '555-' || lpad((i % 10000)::text, 4, '0'), 'orderDate', to_char(at, 'YYYY-MM-DD HH24:MI:SS'),
+    'products', json_build_array(json_build_object('productId', 33, 'productName', 'Keto 30ct', 'price', '49.95',
+                                                   'qty', 1)))
+  FROM day;
+INSERT INTO file_rows (route_id, event_id, occurred_at) SELECT :route_id, i, at FROM day;
+SELECT setval(pg_get_serial_sequence(t, 'id'), (SELECT max(i) FROM day)) FROM unnest(ARRAY['customers', 'events']) AS t;
+DROP TABLE day
+"""
 
 
 def exporter_side(rows, _port):

@@ -5,6 +5,7 @@ pairs, a file type a CSV row. Compile once per profile version, render many reco
 """
 import functools
 import hashlib
+import operator
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -222,13 +223,15 @@ def compile(mappings: Sequence[Any]) -> Renderer:  # noqa: A001 - the design's n
 # updated_at): an edited mapping is a new key and renders anew, whatever touched the profile.
 
 _ATTRS = ("export_name", "field", "static_value", "format", "format_arg", "default_value")
+_content_of = operator.attrgetter(*_ATTRS)
 
 
 def renderer_for(profile) -> Renderer:
     """The renderer of a profile's mappings as they are now (anything with .mappings), cached."""
-    return _cached(tuple(tuple(_attr(m, name) for name in _ATTRS) for m in profile.mappings))
+    return _cached(tuple(tuple(m.get(name) for name in _ATTRS) if isinstance(m, dict) else _content_of(m)
+                         for m in profile.mappings))
 
 
 @functools.lru_cache(maxsize=512)
 def _cached(content):
-    return compile([dict(zip(_ATTRS, m)) for m in content])
+    return compile([{name: value for name, value in zip(_ATTRS, m) if value is not None} for m in content])
