@@ -8,7 +8,7 @@ import pytest
 
 from exporter import daily_files, security
 from exporter.extensions import db
-from exporter.models import Customer, Delivery, HistoryEntry
+from exporter.models import Customer, Delivery, FieldMapping, HistoryEntry, Profile
 
 from .factories import event, make_profile
 from .plugins.conftest import ftp_server  # noqa: F401 - a fixture
@@ -240,6 +240,21 @@ def test_the_rerun_command_rebuilds_and_resends_a_past_day(app, post_events, ftp
     assert len(deliveries()) == 2  # the same deliveries, sent again
     assert [len(d.attempts) for d in deliveries()] == [2, 2]
     assert "late_rows" not in deliveries()[0].details  # the file carries it now
+
+
+def test_a_mapping_edited_between_two_files_renders_anew(app, post_events, ftp_server):
+    # Renderers are cached per mappings' content: an edit that leaves the profile's updated_at alone still counts.
+    profile = ftp_profile(ftp_server)
+    post_events(event("first", occurred_at=at(DAY, 8), firstName="First"))
+    assert files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat(), "--now").exit_code == 0
+    updated = profile.updated_at
+    db.session.execute(db.update(FieldMapping).where(FieldMapping.profile_id == profile.id,
+                                                     FieldMapping.export_name == "list_id").values(static_value="401"))
+    db.session.commit()
+    assert db.session.get(Profile, profile.id).updated_at == updated
+    assert files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat(), "--now").exit_code == 0
+    lines = ftp_server.files()[file_name(profile, profile.routes[0])].splitlines()
+    assert lines[1] == b"First,2026-11-27 14:03:22,401,jane@example.com,259"
 
 
 def test_the_rerun_command_queues_for_the_workers_by_default(app, post_events, ftp_server, run_jobs):
