@@ -142,19 +142,19 @@ class Renderer:
 # Only repr()s of strings and names bound in the function's namespace go into the source:
 # nothing an admin types is ever parsed as code.
 
-def _record_source(field):
-    return f"get({field!r})"
+def _record_source(field, read):
+    return read(field)
 
 
-def _order_source(field):
+def _order_source(field, read):
     """Where record_from_order would have put the field, read from the order itself."""
     if field == "eventType":
         return "event_type"
     if field == "cardNumber":
         return "(card_number or get('cardNumber'))"
     if field in ("productId", "productName"):
-        return f"(_joined(products, {field!r}) if products else get({field!r}))"
-    return f"get({field!r})"
+        return f"(_joined(products, {field!r}) if products else {read(field)})"
+    return read(field)
 
 
 def _joined(products, key):
@@ -174,6 +174,8 @@ def _formatter(fmt, arg):
 
 
 def _generate(mappings, source):
+    """render(record, event_type, card_number) -> pairs: first reading record[key] (a record
+    usually has every mapped field), and when one is missing, record.get(key) for each."""
     namespace = {"_to_text": _to_text, "_joined": _joined}
 
     def literal(value, name):  # a str as its repr; anything else bound by name
@@ -182,22 +184,28 @@ def _generate(mappings, source):
         namespace[name] = value
         return name
 
-    items = []
-    for i, m in enumerate(mappings):
-        name = literal(m.export_name, f"_name{i}")
-        if m.field == catalog.STATIC:
-            items.append(f"({name}, {literal(m.static_value or m.default_value, f'_static{i}')})")
-            continue
-        text = f"(v if (v := {source(m.field)}).__class__ is str else _to_text(v))"
-        if m.format:
-            namespace[f"_format{i}"] = _formatter(m.format, m.format_arg)
-            text = f"_format{i}({text})"
-        if m.default_value != "":
-            text = f"(t if (t := {text}) != '' else {literal(m.default_value, f'_default{i}')})"
-        items.append(f"({name}, {text})")
-    body = ", ".join(items)
-    products = "    products = get('products')\n" if "products" in body else ""
-    code = f"def render(record, event_type=None, card_number=None):\n    get = record.get\n{products}    return [{body}]\n"
+    def pairs(read):
+        items = []
+        for i, m in enumerate(mappings):
+            name = literal(m.export_name, f"_name{i}")
+            if m.field == catalog.STATIC:
+                items.append(f"({name}, {literal(m.static_value or m.default_value, f'_static{i}')})")
+                continue
+            text = f"(v if (v := {source(m.field, read)}).__class__ is str else _to_text(v))"
+            if m.format:
+                namespace[f"_format{i}"] = _formatter(m.format, m.format_arg)
+                text = f"_format{i}({text})"
+            if m.default_value != "":
+                text = f"(t if (t := {text}) != '' else {literal(m.default_value, f'_default{i}')})"
+            items.append(f"({name}, {text})")
+        return "[" + ", ".join(items) + "]"
+
+    fast, slow = pairs(lambda key: f"record[{key!r}]"), pairs(lambda key: f"get({key!r})")
+    code = ("def render(record, event_type=None, card_number=None):\n"
+            "    get = record.get\n"
+            + ("    products = get('products')\n" if "products" in slow else "")
+            + f"    try:\n        return {fast}\n"
+            f"    except KeyError:\n        return {slow}\n")
     exec(code, namespace)  # noqa: S102 - see above: no admin text is code
     return namespace["render"]
 
