@@ -318,11 +318,11 @@ def build_batch(delivery):
     profile = delivery.profile
     if delivery.route_id is None:
         raise LookupError("the route of this file was deleted; cancel the delivery")
-    renderer = mapping.renderer_for(profile)
+    renderer = mapping.renderer_for(profile)  # shared, cached: the type gets its own list of columns
     copy = _sending[delivery] = KeptCopy(delivery, renderer,
                                          header=(profile.settings or {}).get("header_row", True))
     rows = rendered_rows(profile, delivery.route_id, delivery.file_date, renderer, carried=copy.carried)
-    batch = Batch(columns=renderer.columns, rows=copy.stream(rows), profile_name=profile.name,
+    batch = Batch(columns=list(renderer.columns), rows=copy.stream(rows), profile_name=profile.name,
                   idempotency_key=str(delivery.id), route_id=delivery.route_id,
                   route_name=str(delivery.route_id), file_date=delivery.file_date,
                   allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]),
