@@ -1,23 +1,29 @@
-"""Flat memory for daily files: a day of 1,000,000 rows streamed from the database into an FTP upload.
+"""Daily file: a day of N rows streamed from the database into a CSV uploaded to a loopback FTP server.
 
-Run it from the project folder (not a test; it takes a few minutes and ~1 GB of disk in /tmp):
+    .venv/bin/python bench/bench_daily_file.py                      # 1,000,000 rows, 3 rounds, SQLite
+    .venv/bin/python bench/bench_daily_file.py --rows 100000 --rounds 5
+    .venv/bin/python bench/bench_daily_file.py --database-url postgresql://postgres@127.0.0.1/exporter_bench
 
-    .venv/bin/python bench/bench_daily_file.py                 # 10,000-row baseline, then 1,000,000 rows
-    .venv/bin/python bench/bench_daily_file.py --rows 200000   # a smaller day
+Exporter: the worker's own job, exporter.jobs.deliver(delivery_id), on a day re-run as
+`exporter files send` does (daily_files.rerun): claim, stream the rows, write the CSV and
+the masked copy kept for download, upload (temporary name, then rename), write one history
+message per customer. Baseline: a hand-written script: one SELECT of the same rows,
+json.loads, csv.writer into a temporary file, ftplib upload. Both upload to the same
+pyftpdlib server (in this parent process) and must upload byte-identical files.
 
-For each size this script makes a SQLite database with a day of file rows for one route
-of an FTP profile (bulk inserts), then builds and uploads that day's file to a pyftpdlib
-server on loopback through dispatch.deliver(), as a worker does. The database is made and
-the file sent in child processes of their own, so the send's peak RSS (resource.getrusage)
-is that send's alone (the parent only serves FTP). It prints
-rows, seconds and peak RSS for each size, and the ratio of the big day's peak to the
-baseline's: flat memory means a ratio near 1.
+Each side runs in a child process of its own, rounds interleaved (A B, B A, ...); the time is
+from the app (or the script) being loaded to the upload being done, the peak RSS the child's
+own high-water mark (VmHWM). Medians. Last line: the ratio of rows/s, Exporter to baseline.
+The database (made once, with bulk inserts) holds the day's rows for one route of an FTP
+profile mapping 8 fields, one customer per row; the history the product writes is emptied
+between rounds, outside the timing.
 """
 import argparse
+import hashlib
 import json
 import logging
 import os
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,9 +31,8 @@ import threading
 import time
 from datetime import date, datetime, timedelta
 
-BASELINE_ROWS = 10_000
 DAY = date(2026, 11, 27)
-CHUNK = 20_000
+PROFILE = "Bench file"
 MAPPINGS = [
     {"export_name": "first_name", "field": "firstName"},
     {"export_name": "last_name", "field": "lastName"},
@@ -40,14 +45,20 @@ MAPPINGS = [
 ]
 
 
-def app_for(db_url, files_dir):
-    from exporter import create_app
+def config(db_url, workdir):
+    """The product's configuration, as a worker gets it: EXPORTER_* variables."""
+    return {"EXPORTER_DATABASE_URL": db_url, "EXPORTER_SECRET_KEY": "bench", "EXPORTER_REDIS_URL": "",
+            "EXPORTER_FILES_DIR": os.path.join(workdir, "files"), "EXPORTER_INSTANCE_PATH": workdir,
+            "EXPORTER_ALLOW_PRIVATE_TARGETS": "true"}
 
-    return create_app({"DATABASE_URL": db_url, "SECRET_KEY": "bench", "FILES_DIR": files_dir,
-                       "ALLOW_PRIVATE_TARGETS": True, "REDIS_URL": None})
+
+def peak_mb():
+    """This process's own peak RSS (VmHWM: not the parent's, which ru_maxrss carries over exec)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
-# --- the parent: a database per size, and the FTP server ------------------------------------
+# --- the parent: the FTP server, the day, the rounds ----------------------------------------
 
 def start_ftp_server(root):
     from pyftpdlib.authorizers import DummyAuthorizer
@@ -64,121 +75,199 @@ def start_ftp_server(root):
     return server.address[1]
 
 
-def make_day(db_url, files_dir, rows, ftp_port):
-    """A migrated SQLite database holding `rows` file rows of DAY for one route; the delivery's id."""
-    from flask_migrate import upgrade
-    from sqlalchemy import insert
-
-    from exporter import profiles_io
-    from exporter.extensions import db
-    from exporter.models import Customer, Delivery, Event, FileRow, Profile
-
-    app = app_for(db_url, files_dir)
-    with app.app_context():
-        upgrade(directory=app.extensions["migrate"].directory)
-        profiles_io.import_all({"version": 1, "profiles": [{
-            "name": "Bench file", "export_type": "ftp", "mappings": MAPPINGS,
-            "settings": {"protocol": "ftp", "host": "127.0.0.1", "port": ftp_port, "username": "bench",
-                         "password": "bench-pw", "directory": "/", "time_zone": "UTC", "send_at": "01:00"},
-            "routes": [{"customer_types": ["partial"], "campaigns": [], "products": []}]}]})
-        profile = db.session.scalar(db.select(Profile))
-        route_id = profile.routes[0].id
-        start = datetime.combine(DAY, datetime.min.time())
-        step = 86_400 / rows
-        for first in range(0, rows, CHUNK):
-            ids = range(first + 1, min(first + CHUNK, rows) + 1)
-            at = [start + timedelta(seconds=(i - 1) * step) for i in ids]
-            db.session.execute(insert(Customer), [
-                {"id": i, "crm_customer_id": i, "email": f"c{i}@example.com", "first_name": f"First{i}",
-                 "last_name": "Doe"} for i in ids])
-            db.session.execute(insert(Event), [
-                {"id": i, "event_key": f"evt-{i}", "type": "partial", "occurred_at": t, "received_at": t,
-                 "customer_id": i, "order_id": 100000 + i, "campaign_id": 259, "is_test": False,
-                 "order": order(i, t)} for i, t in zip(ids, at)])
-            db.session.execute(insert(FileRow), [
-                {"route_id": route_id, "event_id": i, "occurred_at": t} for i, t in zip(ids, at)])
-            db.session.commit()
-        delivery = Delivery(profile=profile, route_id=route_id, file_date=DAY, status="scheduled",
-                            due_at=datetime(2000, 1, 1), target="127.0.0.1")
-        db.session.add(delivery)
-        db.session.commit()
-        delivery_id = delivery.id
-        db.engine.dispose()
-    return delivery_id
-
-
-def order(i, t):
-    return {"orderId": 100000 + i, "customerId": i, "campaignId": 259, "campaignName": "Test Lander",
-            "firstName": f"First{i}", "lastName": "Doe", "emailAddress": f"c{i}@example.com",
-            "phoneNumber": f"555-{i % 10000:04d}", "orderDate": t.strftime("%Y-%m-%d %H:%M:%S"),
-            "products": [{"productId": 33, "productName": "Keto 30ct", "price": "49.95", "qty": 1}]}
-
-
-def child(*args):
-    """Run this script as a child process; its last line of output, as JSON."""
-    done = subprocess.run([sys.executable, __file__, *map(str, args)], capture_output=True, text=True)
+def child(env, *args):
+    """Run this script as a child process with the product's configuration; its last line, as JSON."""
+    done = subprocess.run([sys.executable, __file__, *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **env})
     if done.returncode:
-        sys.exit(done.stderr)
+        sys.exit(done.stderr[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(rows, workdir, ftp_root, ftp_port):
-    # Both steps in children: Linux carries a parent's peak RSS into a child's ru_maxrss,
-    # so the parent stays small (an FTP server) and the send is measured alone.
-    db_url = f"sqlite:///{workdir}/day-{rows}.sqlite"
-    files_dir = os.path.join(workdir, "files")
-    made = time.monotonic()
-    delivery_id = child("--make", db_url, files_dir, rows, ftp_port)
-    made = time.monotonic() - made
-    result = child("--send", db_url, files_dir, delivery_id)
-    uploaded = os.path.join(ftp_root, result["file_name"])
-    with open(uploaded, "rb") as f:
-        lines = sum(chunk.count(b"\r\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-    assert result["status"] == "delivered" and result["rows"] == rows and lines == rows + 1, result
-    os.unlink(uploaded)
-    return {**result, "insert_seconds": made}
-
-
-# --- the child: one send, measured ----------------------------------------------------------
-
-def send(db_url, files_dir, delivery_id):
-    from exporter import dispatch
-    from exporter.extensions import db
-    from exporter.models import Delivery
-
-    app = app_for(db_url, files_dir)
-    with app.app_context():
-        started = time.monotonic()
-        dispatch.deliver(delivery_id)
-        seconds = time.monotonic() - started
-        delivery = db.session.get(Delivery, delivery_id)
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux: this process's peak
-        print(json.dumps({"status": delivery.status, "rows": delivery.details.get("rows"),
-                          "bytes": delivery.details.get("bytes"), "file_name": delivery.details.get("file_name"),
-                          "seconds": seconds, "peak_mb": peak_kb / 1024, "error": delivery.last_error}))
+def checked(result, ftp_root, rows):
+    """The uploaded file: every row and the header, then its digest (both sides must agree)."""
+    path = os.path.join(ftp_root, result["file_name"])
+    digest, lines = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+            lines += chunk.count(b"\r\n")
+    os.unlink(path)
+    assert lines == rows + 1, (result, lines)
+    return digest.hexdigest()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--make", nargs=4, help=argparse.SUPPRESS)  # DB_URL FILES_DIR ROWS FTP_PORT
-    parser.add_argument("--send", nargs=3, help=argparse.SUPPRESS)  # DB_URL FILES_DIR DELIVERY_ID
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database-url", help="default: a SQLite file in a temporary directory")
+    parser.add_argument("--side", choices=["make", "exporter", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.make:
-        return print(json.dumps(make_day(args.make[0], args.make[1], int(args.make[2]), int(args.make[3]))))
-    if args.send:
-        return send(args.send[0], args.send[1], int(args.send[2]))
+    if args.side:
+        return print(json.dumps({"make": make_day, "exporter": exporter_side, "baseline": baseline_side}[args.side](
+            args.rows, args.port)))
     with tempfile.TemporaryDirectory(prefix="bench-daily-file-") as workdir:
         ftp_root = os.path.join(workdir, "ftp")
         os.mkdir(ftp_root)
         port = start_ftp_server(ftp_root)
-        results = [run(n, workdir, ftp_root, port) for n in (BASELINE_ROWS, args.rows)]
-    print(f"{'rows':>10} {'insert s':>9} {'send s':>8} {'rows/s':>9} {'MB sent':>8} {'peak RSS MB':>12}")
-    for r in results:
-        print(f"{r['rows']:>10,} {r['insert_seconds']:>9.1f} {r['seconds']:>8.1f} {r['rows'] / r['seconds']:>9,.0f} "
-              f"{r['bytes'] / 1e6:>8.1f} {r['peak_mb']:>12.1f}")
-    ratio = results[1]["peak_mb"] / results[0]["peak_mb"]
-    print(f"peak memory ratio, {results[1]['rows']:,} rows to {results[0]['rows']:,}: {ratio:.2f} (flat memory: near 1)")
+        env = config(args.database_url or f"sqlite:///{workdir}/day.sqlite", workdir)
+        made = time.monotonic()
+        child(env, "--side", "make", "--rows", args.rows, "--port", port)
+        print(f"N = {args.rows:,} rows, {args.rounds} rounds, {env['EXPORTER_DATABASE_URL'].split(':')[0]}; "
+              f"day made in {time.monotonic() - made:.0f} s")
+        runs = {"exporter": [], "baseline": []}
+        digests = set()
+        for i in range(args.rounds):
+            for side in ("exporter", "baseline") if i % 2 == 0 else ("baseline", "exporter"):
+                result = child(env, "--side", side, "--rows", args.rows, "--port", port)
+                digests.add(checked(result, ftp_root, args.rows))
+                runs[side].append(result)
+                print(f"  round {i + 1} {side:8}: {args.rows / result['seconds']:>9,.0f} rows/s "
+                      f"({result['seconds']:.2f} s), peak RSS {result['peak_mb']:.0f} MB")
+        assert len(digests) == 1, "Exporter and the baseline uploaded different files"
+    rate = {side: args.rows / statistics.median(r["seconds"] for r in results) for side, results in runs.items()}
+    peak = {side: statistics.median(r["peak_mb"] for r in results) for side, results in runs.items()}
+    print(f"Exporter: {rate['exporter']:,.0f} rows/s, peak RSS {peak['exporter']:.0f} MB (medians)")
+    print(f"baseline: {rate['baseline']:,.0f} rows/s, peak RSS {peak['baseline']:.0f} MB (SELECT + csv.writer + ftplib)")
+    print(f"ratio (rows/s, Exporter / baseline, N = {args.rows:,}): {rate['exporter'] / rate['baseline']:.2f}")
+
+
+# --- the children ---------------------------------------------------------------------------
+
+def make_day(rows, ftp_port):
+    """A migrated database holding `rows` file rows of DAY for one route of an FTP profile."""
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from exporter import create_app, profiles_io
+    from exporter.extensions import db
+    from exporter.models import Profile
+
+    app = create_app()
+    with app.app_context():
+        upgrade(directory=app.extensions["migrate"].directory)
+        profiles_io.import_all({"version": 1, "profiles": [{
+            "name": PROFILE, "export_type": "ftp", "mappings": MAPPINGS,
+            "settings": {"protocol": "ftp", "host": "127.0.0.1", "port": ftp_port, "username": "bench",
+                         "password": "bench-pw", "directory": "/", "time_zone": "UTC", "send_at": "01:00"},
+            "routes": [{"customer_types": ["partial"], "campaigns": [], "products": []}]}]})
+        route_id = db.session.scalar(db.select(Profile).where(Profile.name == PROFILE)).routes[0].id
+        sql = SQLITE_DAY if db.engine.dialect.name == "sqlite" else POSTGRESQL_DAY
+        for statement in sql.strip().split(";"):
+            db.session.execute(text(statement), {"n": rows, "route_id": route_id})
+        db.session.commit()
+    return {"rows": rows}
+
+
+# A day of n rows made inside the database (fast): row i, customer i, one product, times spread over the day,
+# stored as SQLAlchemy stores them. The order is the CRM's JSON.
+SQLITE_DAY = """
+CREATE TEMP TABLE day AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :n)
+  SELECT i, strftime('%Y-%m-%d %H:%M:%f', '2026-11-27', '+' || ((i - 1) * 86400.0 / :n) || ' seconds') || '000' AS at
+  FROM n;
+INSERT INTO customers (id, crm_customer_id, email, first_name, last_name, phone, created_at)
+  SELECT i, i, 'c' || i || '@example.com', 'First' || i, 'Doe', '', at FROM day;
+INSERT INTO events (id, event_key, type, occurred_at, received_at, customer_id, order_id, campaign_id, is_test, "order")
+  SELECT i, 'evt-' || i, 'partial', at, at, i, 100000 + i, 259, 0, json_object(
+    'orderId', 100000 + i, 'customerId', i, 'campaignId', 259, 'campaignName', 'Test Lander',
+    'firstName', 'First' || i, 'lastName', 'Doe', 'emailAddress', 'c' || i || '@example.com',
+    'phoneNumber', printf('555-%04d', i % 10000), 'orderDate', substr(at, 1, 19),
+    'products', json_array(json_object('productId', 33, 'productName', 'Keto 30ct', 'price', '49.95', 'qty', 1)))
+  FROM day;
+INSERT INTO file_rows (route_id, event_id, occurred_at) SELECT :route_id, i, at FROM day;
+DROP TABLE day
+"""
+POSTGRESQL_DAY = """
+CREATE TEMP TABLE day AS SELECT i, timestamp '2026-11-27' + (i - 1) * interval '1 second' * 86400.0 / :n AS at
+  FROM generate_series(1, :n) AS i;
+INSERT INTO customers (id, crm_customer_id, email, first_name, last_name, phone, created_at)
+  SELECT i, i, 'c' || i || '@example.com', 'First' || i, 'Doe', '', at FROM day;
+INSERT INTO events (id, event_key, type, occurred_at, received_at, customer_id, order_id, campaign_id, is_test, "order")
+  SELECT i, 'evt-' || i, 'partial', at, at, i, 100000 + i, 259, false, json_build_object(
+    'orderId', 100000 + i, 'customerId', i, 'campaignId', 259, 'campaignName', 'Test Lander',
+    'firstName', 'First' || i, 'lastName', 'Doe', 'emailAddress', 'c' || i || '@example.com',
+    'phoneNumber', '555-' || lpad((i % 10000)::text, 4, '0'), 'orderDate', to_char(at, 'YYYY-MM-DD HH24:MI:SS'),
+    'products', json_build_array(json_build_object('productId', 33, 'productName', 'Keto 30ct', 'price', '49.95',
+                                                   'qty', 1)))
+  FROM day;
+INSERT INTO file_rows (route_id, event_id, occurred_at) SELECT :route_id, i, at FROM day;
+SELECT setval(pg_get_serial_sequence(t, 'id'), (SELECT max(i) FROM day)) FROM unnest(ARRAY['customers', 'events']) AS t;
+DROP TABLE day
+"""
+
+
+def exporter_side(rows, _port):
+    """The day re-run (as `exporter files send` does), then sent by the worker's own job function."""
+    from exporter import create_app, daily_files, jobs
+    from exporter.extensions import db
+    from exporter.models import Delivery, HistoryEntry, Profile
+
+    app = create_app()
+    jobs.set_app(app)  # as `exporter worker` does: the app is loaded once, before any job
+    with app.app_context():
+        db.session.execute(db.delete(HistoryEntry))  # the last round's, so each round writes the same
+        profile = db.session.scalar(db.select(Profile).where(Profile.name == PROFILE))
+        (delivery,), _ = daily_files.rerun(profile, DAY, enqueue=False)
+        delivery_id = delivery.id
+        db.session.remove()
+    started = time.monotonic()
+    jobs.deliver(delivery_id)
+    seconds = time.monotonic() - started
+    with app.app_context():
+        delivery = db.session.get(Delivery, delivery_id)
+        history = db.session.scalar(db.select(db.func.count()).select_from(HistoryEntry))
+        assert (delivery.status, delivery.details["rows"], history) == ("delivered", rows, rows), \
+            (delivery.status, delivery.last_error, delivery.details, history)
+        return {"seconds": seconds, "peak_mb": peak_mb(), "file_name": delivery.details["file_name"]}
+
+
+def baseline_side(rows, port):
+    """By hand: SELECT the day's rows, csv.writer into a temporary file, ftplib upload."""
+    import csv
+    import ftplib
+    import re
+
+    started = time.monotonic()
+    url = os.environ["EXPORTER_DATABASE_URL"]
+    start = datetime.combine(DAY, datetime.min.time())
+    query = ('SELECT e."order" FROM events e JOIN file_rows f ON f.event_id = e.id '
+             "WHERE f.route_id = {p} AND f.occurred_at >= {p} AND f.occurred_at < {p} AND NOT e.is_test "
+             "ORDER BY f.occurred_at, f.id")
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        connection = sqlite3.connect(url.split("///", 1)[1])
+        cursor = connection.execute(query.format(p="?"), (1, f"{start:%Y-%m-%d %H:%M:%S.%f}",
+                                                          f"{start + timedelta(days=1):%Y-%m-%d %H:%M:%S.%f}"))
+    else:
+        import psycopg
+
+        connection = psycopg.connect(url.replace("postgresql+psycopg", "postgresql"))
+        cursor = connection.cursor(name="day")  # server-side: the day is never held whole
+        cursor.execute(query.format(p="%s"), (1, start, start + timedelta(days=1)))
+    not_digits = re.compile(r"\D")
+    name = f"baseline_{DAY:%Y%m%d}.csv"
+    with tempfile.TemporaryFile("w+b") as f:
+        text = open(f.fileno(), "w", encoding="utf-8", newline="", closefd=False)
+        writer = csv.writer(text, lineterminator="\r\n")
+        writer.writerow([m["export_name"] for m in MAPPINGS])
+        for (o,) in cursor:
+            o = json.loads(o) if isinstance(o, str) else o
+            writer.writerow((o.get("firstName", ""), o.get("lastName", ""), o.get("orderDate", ""), "400",
+                             o.get("emailAddress", ""), not_digits.sub("", o.get("phoneNumber", "")),
+                             o.get("campaignId", ""), ",".join(p["productName"] for p in o.get("products", []))))
+        text.close()
+        connection.close()
+        f.seek(0)
+        ftp = ftplib.FTP()
+        ftp.connect("127.0.0.1", port)
+        ftp.login("bench", "bench-pw")
+        ftp.storbinary(f"STOR {name}.part", f)
+        ftp.rename(f"{name}.part", name)
+        ftp.quit()
+    return {"seconds": time.monotonic() - started, "peak_mb": peak_mb(), "file_name": name}
 
 
 if __name__ == "__main__":

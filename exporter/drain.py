@@ -214,7 +214,7 @@ def _jobs(rows, claimed_at, app):
         try:
             export_type, secrets_ = sending.export_type_for(profile, reuse=True)
             renderer = sending.renderer_for(profile)
-            pairs = renderer(sending.event_record(event, profile))
+            pairs = sending.render(renderer, event, profile)
             context.secrets = secrets_ + sending.sensitive_pairs(renderer, [pairs])
             batch = Batch(columns=renderer.columns, rows=[pairs], profile_name=profile.name,
                           idempotency_key=str(row.id), route_id=row.route_id, allow_private_targets=allow_private)
@@ -325,7 +325,7 @@ def send_claimed(delivery, claimed_at, worker=None):
             batch, sensitive = daily_files.build_batch(delivery)
         else:
             renderer = sending.renderer_for(delivery.profile)
-            row = renderer(sending.event_record(delivery.event, delivery.profile))
+            row = sending.render(renderer, delivery.event, delivery.profile)
             batch = Batch(columns=renderer.columns, rows=[row], profile_name=delivery.profile.name,
                           idempotency_key=str(delivery.id), route_id=delivery.route_id,
                           allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]))

@@ -1,6 +1,6 @@
 """Flask extensions, created here and bound to the app in create_app."""
+import click
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 import sqlite3
@@ -12,6 +12,36 @@ from sqlalchemy.orm import DeclarativeBase
 
 class Base(DeclarativeBase):
     pass
+
+
+class Migrate:
+    """Flask-Migrate, bound on first use (a migration, `exporter db ...`), not when the app is made:
+    importing it loads Alembic, some 10 MB that a worker sending a day's file never uses."""
+
+    def init_app(self, app, db, **kwargs):
+        app.extensions["migrate"] = _Unbound(app, db, kwargs)
+        app.cli.add_command(_LazyGroup("db", help="Flask-Migrate's database migration commands."))
+
+
+class _Unbound:
+    def __init__(self, app, db, kwargs):
+        self._args = app, db, kwargs
+
+    def __getattr__(self, name):  # the first use: the real Flask-Migrate replaces this
+        from flask_migrate import Migrate as FlaskMigrate
+
+        app, db, kwargs = self._args
+        FlaskMigrate(app, db, **kwargs)
+        return getattr(app.extensions["migrate"], name)
+
+
+class _LazyGroup(click.Group):
+    """Flask-Migrate's `db` commands, imported when one runs: the real group makes the context."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        from flask_migrate.cli import db as group
+
+        return group.make_context(info_name, args, parent=parent, **extra)
 
 
 db = SQLAlchemy(model_class=Base)

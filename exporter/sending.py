@@ -2,8 +2,8 @@
 event, and the attempt log of what went out. Shared by the drain (dispatch.py), daily files
 and the profile tools; no flow lives here.
 
-A worker keeps export types and renderers between sends: both are cached per profile version
-(its type, settings and mappings as they are now), so an edited profile is used at once.
+A worker keeps export types and renderers between sends: types per profile version (its type
+and settings), renderers per mapping content, so an edited profile is used at once.
 """
 import json
 import threading
@@ -17,7 +17,7 @@ from .models import Attempt
 RESPONSE_EXCERPT = 2000
 _CACHE_SIZE = 256
 _cache_lock = threading.Lock()
-_types, _renderers = {}, {}
+_types = {}
 
 
 def registry():
@@ -75,24 +75,20 @@ def _close(export_type):
 def _evict(cache):
     if len(cache) >= _CACHE_SIZE:
         for key in list(cache)[: _CACHE_SIZE // 2]:
-            value = cache.pop(key)
-            if cache is _types:
-                _close(value[0])
+            _close(cache.pop(key)[0])
 
 
 def renderer_for(profile):
-    """The profile's mappings compiled, once per version of the mappings (keyed on their content,
-    so an edited mapping renders anew whether or not the profile's own row changed)."""
-    key = tuple((m.export_name, m.field, m.static_value, m.format, m.format_arg, m.default_value)
-                for m in profile.mappings)
-    with _cache_lock:
-        renderer = _renderers.get(key)
-    if renderer is None:
-        renderer = mapping.compile(profile.mappings)
-        with _cache_lock:
-            _evict(_renderers)
-            _renderers[key] = renderer
-    return renderer
+    """The profile's mappings as they are now, compiled once per content (mapping.renderer_for)."""
+    return mapping.renderer_for(profile)
+
+
+def render(renderer, event, profile):
+    """An event's row through a profile's renderer, straight from the order as stored."""
+    card = None
+    if event.card_number and profile.pci_documented:
+        card = security.decrypt(current_app.config["SECRET_KEY"], event.card_number)
+    return renderer.from_order(event.order or {}, event.type, card)
 
 
 def event_record(event, profile):

@@ -8,7 +8,7 @@ import pytest
 
 from exporter import daily_files, security
 from exporter.extensions import db
-from exporter.models import Customer, Delivery, HistoryEntry
+from exporter.models import Customer, Delivery, FieldMapping, FileRow, HistoryEntry, Profile
 
 from .factories import event, make_profile
 from .plugins.conftest import ftp_server  # noqa: F401 - a fixture
@@ -241,6 +241,21 @@ def test_the_rerun_command_rebuilds_and_resends_a_past_day(app, post_events, ftp
     assert "late_rows" not in deliveries()[0].details  # the file carries it now
 
 
+def test_a_mapping_edited_between_two_files_renders_anew(app, post_events, ftp_server):
+    # Renderers are cached per mappings' content: an edit that leaves the profile's updated_at alone still counts.
+    profile = ftp_profile(ftp_server)
+    post_events(event("first", occurred_at=at(DAY, 8), firstName="First"))
+    assert files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat(), "--now").exit_code == 0
+    updated = profile.updated_at
+    db.session.execute(db.update(FieldMapping).where(FieldMapping.profile_id == profile.id,
+                                                     FieldMapping.export_name == "list_id").values(static_value="401"))
+    db.session.commit()
+    assert db.session.get(Profile, profile.id).updated_at == updated
+    assert files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat(), "--now").exit_code == 0
+    lines = ftp_server.files()[file_name(profile, profile.routes[0])].splitlines()
+    assert lines[1] == b"First,2026-11-27 14:03:22,401,jane@example.com,259"
+
+
 def test_the_rerun_command_queues_for_the_workers_by_default(app, post_events, ftp_server, run_jobs):
     # Sending in the command's process would run without the workers' job timeout, and a worker
     # could upload the same file at the same time once the sweeper released the claim.
@@ -413,3 +428,25 @@ def test_the_upload_is_written_in_a_private_folder_cleaned_of_what_killed_sends_
     assert seen["mode"] == 0o700 and seen["card"]
     assert len(seen["files"]) == 2 and "exporter-running.csv" in seen["files"]  # the stale one went first
     assert sorted(os.listdir(work)) == ["exporter-running.csv"]  # and ours once uploaded
+
+
+def test_rows_stream_in_batches_in_time_order_with_cards_only_when_documented(app, post_events, ftp_server):
+    from exporter import mapping
+
+    fields = {"pci_documented": True, "mappings": [
+        {"export_name": "name", "field": "firstName"}, {"export_name": "card", "field": "cardNumber"},
+        {"export_name": "product", "field": "productName"}]}
+    profile = ftp_profile(ftp_server, fields=fields)
+    hours = [17, 9, 12, 8, 20]
+    post_events({"events": [event(f"e{h}", occurred_at=at(DAY, h), firstName=f"At{h}", cardNumber=CARD)
+                            for h in hours]})
+    route, renderer = profile.routes[0], mapping.renderer_for(profile)
+    carried = {}
+    rows = list(daily_files.rendered_rows(profile, route.id, DAY, renderer, yield_per=2, carried=carried))
+    assert rows == [[("name", f"At{h}"), ("card", CARD), ("product", "Keto 30ct")] for h in sorted(hours)]
+    assert carried["last_row_id"] == max(r.id for r in db.session.scalars(db.select(FileRow)))
+
+    profile.pci_documented = False  # the same mappings, the documentation withdrawn: no card leaves
+    db.session.commit()
+    rows = list(daily_files.rendered_rows(profile, route.id, DAY, renderer, yield_per=2))
+    assert [dict(r)["card"] for r in rows] == [""] * 5

@@ -86,3 +86,47 @@ def test_the_renderer_masks_its_own_sensitive_values():
                          {"export_name": "acct", "field": "achAccountNumber"}])
     row = r({"cardNumber": "4012888888881881", "firstName": "Jane", "achAccountNumber": "000123456789"})
     assert r.masked(row) == [("cc", "401288******1881"), ("fn", "Jane"), ("acct", "**********89")]
+
+
+EDGE_MAPPINGS = [
+    {"export_name": "pid", "field": "productId"}, {"export_name": "pn", "field": "productName", "format": "upper"},
+    {"export_name": "cc", "field": "cardNumber", "default_value": "none"}, {"export_name": "type", "field": "eventType"},
+    {"export_name": "camp", "field": "campaignId"}, {"export_name": "test", "field": "custom1"},
+    {"export_name": "list", "field": "custom2"}, {"export_name": "phone", "field": "phoneNumber", "format": "digits"},
+    {"export_name": "day", "field": "orderDate", "format": "date", "format_arg": "%m/%d/%Y"},
+    {"export_name": "mail", "field": "emailAddress", "format": "sha256", "default_value": "-"},
+    {"export_name": "st", "field": "state", "format": "lower", "default_value": "na"},
+    {"export_name": "it's \"quoted\"", "field": "static", "static_value": "a'b\"c\\"},
+]
+
+
+@pytest.mark.parametrize("order,card", [
+    ({"products": [{"productId": 33, "productName": "Keto 30ct"}, {"productName": "Keto 60ct"}]}, "4111111111111111"),
+    ({"productId": "7", "productName": "kept when no products", "products": []}, None),
+    ({"custom1": True, "custom2": [1, "b", None], "campaignId": 259, "phoneNumber": "(555) 201-3344",
+      "orderDate": "2026-11-27 14:03:22", "emailAddress": "jane@example.com", "state": "TX", "cardNumber": "stored"}, ""),
+    ({"custom1": False, "custom2": None, "campaignId": None, "orderDate": "not a date", "emailAddress": ""}, None),
+])
+def test_rendering_straight_from_the_order_equals_rendering_its_record(order, card):
+    r = mapping.compile(EDGE_MAPPINGS)
+    assert r.from_order(order, "new_sale", card) == r(record_from_order(order, "new_sale", card_number=card))
+
+
+def test_a_static_value_and_export_names_are_data_never_code():
+    r = mapping.compile([{"export_name": "x'); import os #", "field": "static", "static_value": "'); 1/0 #"},
+                         {"export_name": "n", "field": "firstName", "default_value": "\\'"}])
+    assert r({}) == [("x'); import os #", "'); 1/0 #"), ("n", "\\'")]
+
+
+def test_a_profiles_renderer_is_compiled_once_and_anew_when_a_mapping_changes():
+    from types import SimpleNamespace
+
+    profile = SimpleNamespace(mappings=[dict(m) for m in MODEL_MAPPINGS])
+    first = mapping.renderer_for(profile)
+    assert mapping.renderer_for(SimpleNamespace(mappings=[dict(m) for m in MODEL_MAPPINGS])) is first
+    profile.mappings[2]["static_value"] = "401"  # edited in place: nothing else about the profile changed
+    assert dict(mapping.renderer_for(profile)({}))["list_id"] == "401"
+    profile.mappings[0]["format"] = "upper"
+    assert mapping.renderer_for(profile)({"firstName": "Jane"})[0] == ("first_name", "JANE")
+    with pytest.raises(mapping.MappingError):
+        mapping.renderer_for(SimpleNamespace(mappings=[{"export_name": "x", "field": "shoeSize"}]))

@@ -3,7 +3,7 @@ import json
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .. import intake, tokens
+from .. import tokens
 from ..extensions import csrf, db
 
 bp = Blueprint("intake", __name__, url_prefix="/intake")
@@ -21,6 +21,10 @@ def _error(status, error, problems=()):
 @bp.route("/events", methods=["POST"])
 @csrf.exempt
 def events():
+    # Imported here, not on top: its pydantic models take some 8 MB that a worker, which
+    # never takes events but builds the same app, should not carry.
+    from .. import intake
+
     auth = request.headers.get("Authorization", "")
     token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
     if tokens.authenticate(token) is None:
