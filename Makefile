@@ -1,10 +1,11 @@
-# The README's commands: `make run` starts everything, `make test` runs every test.
+# The README's commands: `make run` starts everything, `make test` runs every test,
+# `make bench` runs the benchmarks (bench/README.md).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test install browser clean
+.PHONY: run test bench install browser clean
 
 install: $(STAMP)
 
@@ -25,6 +26,15 @@ browser: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Each bench prints its figures and ends with its ratio; the mapping and daily-file ones run when present.
+BENCHES := dispatch workers intake latency delay mapping daily_file
+
+bench: $(STAMP)
+	@set -e; for name in $(BENCHES); do \
+		if [ -f bench/bench_$$name.py ]; then \
+			echo "== bench/bench_$$name.py"; started=$$(date +%s); $(BIN)/python bench/bench_$$name.py; \
+			echo "($$(( $$(date +%s) - started )) s)"; echo; fi; done
 
 clean:
 	rm -rf $(VENV)

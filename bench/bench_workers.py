@@ -52,9 +52,10 @@ def main():
         instance.close()
         fast.close()
         slow.close()
-    harness.row("dispatch, two workers against one, fast receiver", *fast_rows, "deliveries/s")
+    names = ("two workers", "one worker")
+    harness.row("dispatch, two workers against one, fast receiver", *fast_rows, "deliveries/s", names)
     harness.row(f"dispatch, two workers against one, {args.hosts} hosts at {args.delay * 1000:.0f} ms",
-                *slow_rows, "deliveries/s")  # the key row, last
+                *slow_rows, "deliveries/s", names)  # the key row, last
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
@@ -59,10 +60,10 @@ def interleave(rounds, exporter, baseline):
     return results[exporter], results[baseline]
 
 
-def row(what, exporter, baseline, unit):
+def row(what, exporter, baseline, unit, names=("Exporter", "baseline")):
     """One summary line: the medians and their ratio (higher is better for the Exporter)."""
     ratio = median(exporter) / median(baseline)
-    print(f"{what}: Exporter {median(exporter):,.0f} {unit}, baseline {median(baseline):,.0f} {unit}, "
+    print(f"{what}: {names[0]} {median(exporter):,.0f} {unit}, {names[1]} {median(baseline):,.0f} {unit}, "
           f"ratio {ratio:.3f}")
     return ratio
 
@@ -214,7 +215,7 @@ def engine_url(url):
 class Instance:
     """A fresh Exporter: folder, database, Redis, token; web server and workers on demand."""
 
-    def __init__(self, database_url=None, host_concurrency=4):
+    def __init__(self, sqlite=False, host_concurrency=4):
         self.folder = tempfile.mkdtemp(prefix="exporter-bench-")
         self.redis = None
         redis_url = os.environ.get("EXPORTER_BENCH_REDIS_URL")
@@ -223,6 +224,7 @@ class Instance:
 
             self.redis = EmbeddedRedis().start()
             redis_url = self.redis.url
+        database_url = None if sqlite else os.environ.get("EXPORTER_BENCH_DATABASE_URL")
         database_url = database_url or f"sqlite:///{self.folder}/exporter.sqlite"
         self.engine = create_engine(engine_url(database_url))
         if not database_url.startswith("sqlite"):
@@ -383,38 +385,102 @@ def session_loop(receiver, requests_):
     return rate
 
 
-def concurrent_clients(receiver, requests_, per_host):
-    """`per_host` threads per host, each with its own requests.Session; requests/s."""
-    by_host = {}
-    for url, key in requests_:
-        by_host.setdefault(url.split("/")[2], deque()).append((url, key))
+def drain_concurrently(lists, clients, send):
+    """For each list, `clients` threads with a requests.Session each, calling send(session, item)
+    until that list runs out; the seconds it took. A failed send fails the whole run."""
+    errors = []
 
     def drain(pending):
         with requests.Session() as session:
-            while True:
+            while not errors:
                 try:
-                    url, key = pending.popleft()
+                    item = pending.popleft()
                 except IndexError:
                     return
-                get(session, url, key)
+                try:
+                    send(session, item)
+                except Exception as exc:
+                    errors.append(exc)
 
     threads = [threading.Thread(target=drain, args=(pending,))
-               for pending in by_host.values() for _ in range(per_host)]
-    receiver.take()
+               for pending in map(deque, lists) for _ in range(clients)]
     started = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    rate = len(requests_) / (time.perf_counter() - started)
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - started
+
+
+def concurrent_clients(receiver, requests_, per_host):
+    """`per_host` requests.Sessions in flight per host, as many connections as one worker may
+    hold; requests/s."""
+    by_host = {}
+    for url, key in requests_:
+        by_host.setdefault(url.split("/")[2], []).append((url, key))
+    receiver.take()
+    seconds = drain_concurrently(by_host.values(), per_host, lambda session, pair: get(session, *pair))
     check_bare(receiver, requests_)
-    return rate
+    return len(requests_) / seconds
 
 
 def check_bare(receiver, requests_):
     arrived = Counter(a[2] for a in receiver.take()["arrivals"])
     if arrived != Counter("/" + url.split("/", 3)[3] for url, _ in requests_):
         raise AssertionError("the bare client's requests did not all arrive once")
+
+
+# --- latency: events posted at a steady rate while a worker runs --------------------------------
+
+WARM_UP_CAMPAIGN = 1
+
+
+def latency_profiles(receiver, delay_minutes):
+    """"Bench" (campaign 259) with the Export Delay; "Warm-up" (campaign 1) sends at once."""
+    return [postback("Bench", receiver.url(), campaigns=[259], delay_minutes=delay_minutes),
+            postback("Warm-up", receiver.url(), campaigns=[WARM_UP_CAMPAIGN])]
+
+
+def warm_up(instance, receiver):
+    """One event through intake, worker and receiver: everything is up and warm."""
+    after = instance.last_delivery_id()
+    instance.post(event(f"warm-up-{next(ROUND)}", 1, campaign_id=WARM_UP_CAMPAIGN))
+    instance.wait_delivered(after, 1, timeout=120)
+    receiver.take()
+
+
+def post_paced(instance, events, rate, clients=8):
+    """Post the events one per POST, `rate` a second, each with occurred_at = its moment in that
+    schedule, as a CRM would; a pool of clients keeps the pace when one POST is slow, and an
+    intake slower than the rate shows as latency."""
+    local = threading.local()
+
+    def send(e):
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        instance.post(e, session=local.session)
+
+    with ThreadPoolExecutor(clients) as pool:
+        started, futures = time.monotonic(), []
+        for i, e in enumerate(events):
+            time.sleep(max(0.0, started + i / rate - time.monotonic()))
+            futures.append(pool.submit(send, {**e, "occurred_at": utc_now_iso()}))
+        for f in futures:
+            f.result()
+
+
+def arrival_times(instance, receiver, after_id, count, timeout):
+    """Wait until `count` deliveries above after_id are delivered; check what arrived; for each
+    delivery (arrival - occurred_at, arrival - due_at) in seconds."""
+    instance.wait_delivered(after_id, count, timeout)
+    arrivals = receiver.take()["arrivals"]
+    check_arrivals(arrivals, instance.delivered_ids(after_id))
+    arrived = {int(a[3]): a[0] for a in arrivals}
+    rows = instance.rows("SELECT d.id, e.occurred_at, d.due_at FROM deliveries d JOIN events e ON e.id = d.event_id "
+                         "WHERE d.id > :i", i=after_id)
+    return [(arrived[i] - epoch(occurred), arrived[i] - epoch(due)) for i, occurred, due in rows]
 
 
 # --- the web servers (run as `python bench/harness.py serve exporter|bare PORT`) ------------------
