@@ -21,12 +21,12 @@ import harness
 def measure(instance, receiver, n, rounds, bare, hosts=0):
     def exporter():
         rate, startup, most = harness.exporter_round(instance, receiver, harness.round_events(n, hosts))
-        print(f"  Exporter {rate:8,.0f}/s   (worker start-up {startup:.1f} s, most in flight on one host {most})")
+        print(f"  Exporter {harness.rate(rate):>8}/s   (worker start-up {startup:.1f} s, most in flight on one host {most})")
         return rate
 
     def baseline():
         rate = bare(receiver, harness.bare_requests(receiver, harness.round_events(n, hosts)))
-        print(f"  baseline {rate:8,.0f}/s")
+        print(f"  baseline {harness.rate(rate):>8}/s")
         return rate
 
     harness.exporter_round(instance, receiver, harness.round_events(max(n // 10, 10), hosts))  # warm-up

@@ -75,7 +75,7 @@ def main():
     try:
         instance.import_profiles([harness.postback("Partials", "http://127.0.0.1:9/p")])  # never sent
         exporter_url, bare_url = instance.start_web(), instance.start_web("bare")
-        print(f"{instance.database}; waitress with {harness.WEB_THREADS} threads")
+        print(f"{instance.database}; waitress with 8 threads, as `exporter run`")
 
         def single(url, n=args.single):
             def run():
@@ -83,7 +83,7 @@ def main():
                 rate = single_posts(instance, url, events, args.clients)
                 if url == exporter_url:
                     check_stored(instance, events)
-                print(f"  {'Exporter' if url == exporter_url else 'baseline'} {rate:8,.0f} events/s")
+                print(f"  {'Exporter' if url == exporter_url else 'baseline'} {harness.rate(rate):>8} events/s")
                 return rate
             return run
 
@@ -93,7 +93,7 @@ def main():
                 rate = batch_posts(instance, events) if exporter else executemany(instance, events)
                 if exporter:
                     check_stored(instance, events)
-                print(f"  {'Exporter' if exporter else 'baseline'} {rate:8,.0f} events/s")
+                print(f"  {'Exporter' if exporter else 'baseline'} {harness.rate(rate):>8} events/s")
                 return rate
             return run
 

@@ -18,7 +18,7 @@ def measure(instance, receiver, n, rounds, hosts=0):
     def with_workers(count):
         def run():
             rate, startup, most = harness.exporter_round(instance, receiver, harness.round_events(n, hosts), count)
-            print(f"  {count} worker{'s' if count > 1 else ' '} {rate:8,.0f}/s   "
+            print(f"  {count} worker{'s' if count > 1 else ' '} {harness.rate(rate):>8}/s   "
                   f"(start-up {startup:.1f} s, most in flight on one host {most})")
             return rate
         return run

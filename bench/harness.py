@@ -7,8 +7,6 @@ with a queue name of its own), migrated and given an intake token by the `export
 Its web app is waitress serving create_app() exactly as `exporter run` does, its workers are
 `exporter worker` processes. The benches only use the public surface: the `exporter` commands,
 POST /intake/events, the profiles JSON, and the tables deliveries, attempts and events.
-
-    python bench/harness.py serve exporter|bare PORT    (the web servers, started by Instance)
 """
 import itertools
 import json
@@ -33,7 +31,6 @@ from sqlalchemy import create_engine, text
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXPORTER = os.path.join(os.path.dirname(sys.executable), "exporter")  # the venv's console script
-WEB_THREADS = 8  # as `exporter run` serves the app
 MAPPINGS = [{"export_name": "first_name", "field": "firstName"},
             {"export_name": "order_id", "field": "orderId"},
             {"export_name": "list_id", "field": "static", "static_value": "400"}]
@@ -60,10 +57,15 @@ def interleave(rounds, exporter, baseline):
     return results[exporter], results[baseline]
 
 
+def rate(value):
+    """A rate for the eye: whole numbers, with one decimal below 100."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
 def row(what, exporter, baseline, unit, names=("Exporter", "baseline")):
     """One summary line: the medians and their ratio (higher is better for the Exporter)."""
     ratio = median(exporter) / median(baseline)
-    print(f"{what}: {names[0]} {median(exporter):,.0f} {unit}, {names[1]} {median(baseline):,.0f} {unit}, "
+    print(f"{what}: {names[0]} {rate(median(exporter))} {unit}, {names[1]} {rate(median(baseline))} {unit}, "
           f"ratio {ratio:.3f}")
     return ratio
 
@@ -189,15 +191,21 @@ class Receiver:
         stop(self.process)
 
 
-def check_arrivals(arrivals, delivered_ids, expected_paths=None):
-    """What arrived is what the database marks delivered: each delivery once, by its Idempotency-Key."""
+def check_delivered(instance, after_id, arrivals, expected_paths=None):
+    """What arrived is what the database marks delivered (deliveries above after_id), each once by
+    its Idempotency-Key, each with its successful attempt recorded; and, when given, the URLs."""
+    delivered = set(instance.delivered_ids(after_id))
     keys = Counter(int(a[3]) for a in arrivals)
     twice = [k for k, n in keys.items() if n > 1]
     if twice:
         raise AssertionError(f"{len(twice)} deliveries arrived more than once, e.g. {twice[:5]}")
-    if set(keys) != set(delivered_ids):
-        raise AssertionError(f"arrived {len(keys)} keys, the database marks {len(delivered_ids)} delivered; "
-                             f"{len(set(keys) ^ set(delivered_ids))} differ")
+    if set(keys) != delivered:
+        raise AssertionError(f"arrived {len(keys)} keys, the database marks {len(delivered)} delivered; "
+                             f"{len(set(keys) ^ delivered)} differ")
+    recorded = instance.scalar("SELECT count(DISTINCT delivery_id) FROM attempts WHERE delivery_id > :i AND ok",
+                               i=after_id)
+    if recorded != len(delivered):
+        raise AssertionError(f"{recorded} successful attempts recorded for {len(delivered)} deliveries")
     if expected_paths is not None and Counter(a[2] for a in arrivals) != Counter(expected_paths):
         raise AssertionError("the URLs that arrived are not the ones the events should make")
 
@@ -273,7 +281,7 @@ class Instance:
     def start_web(self, app="exporter"):
         """waitress serving create_app() as `exporter run` does (or the bare baseline app); its URL."""
         port = free_port()
-        process = self.start(f"web-{app}", sys.executable, __file__, "serve", app, str(port))
+        process = self.start(f"web-{app}", sys.executable, os.path.join(HERE, "serve.py"), app, str(port))
         wait_for_port(port, process)
         url = f"http://127.0.0.1:{port}"
         if app == "exporter":
@@ -361,8 +369,7 @@ def exporter_round(instance, receiver, events, workers=1):
     finally:
         instance.stop(processes)
     got = receiver.take()
-    check_arrivals(got["arrivals"], instance.delivered_ids(after),
-                   [sent_path(e["order"]["orderId"]) for e in events])
+    check_delivered(instance, after, got["arrivals"], [sent_path(e["order"]["orderId"]) for e in events])
     first = min(a[0] for a in got["arrivals"])
     return made / (done - first), first - started, max(got["max_in_flight"].values())
 
@@ -476,41 +483,8 @@ def arrival_times(instance, receiver, after_id, count, timeout):
     delivery (arrival - occurred_at, arrival - due_at) in seconds."""
     instance.wait_delivered(after_id, count, timeout)
     arrivals = receiver.take()["arrivals"]
-    check_arrivals(arrivals, instance.delivered_ids(after_id))
+    check_delivered(instance, after_id, arrivals)
     arrived = {int(a[3]): a[0] for a in arrivals}
     rows = instance.rows("SELECT d.id, e.occurred_at, d.due_at FROM deliveries d JOIN events e ON e.id = d.event_id "
                          "WHERE d.id > :i", i=after_id)
     return [(arrived[i] - epoch(occurred), arrived[i] - epoch(due)) for i, occurred, due in rows]
-
-
-# --- the web servers (run as `python bench/harness.py serve exporter|bare PORT`) ------------------
-
-def bare_app():
-    """The baseline: a Flask JSON endpoint that reads the body and answers like the intake."""
-    from flask import Flask, jsonify, request
-
-    app = Flask("bare")
-
-    @app.post("/intake/events")
-    def events():
-        body = request.get_json()
-        return jsonify(accepted=len(body["events"]) if "events" in body else 1), 202
-
-    return app
-
-
-def serve(app_name, port):
-    from waitress import create_server
-
-    if app_name == "exporter":
-        from exporter import create_app
-
-        app = create_app()
-    else:
-        app = bare_app()
-    create_server(app, host="127.0.0.1", port=port, threads=WEB_THREADS).run()
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    serve(sys.argv[2], int(sys.argv[3]))
