@@ -21,7 +21,8 @@ import harness
 def measure(instance, receiver, n, rounds, bare, hosts=0):
     def exporter():
         rate, startup, most = harness.exporter_round(instance, receiver, harness.round_events(n, hosts))
-        print(f"  Exporter {harness.rate(rate):>8}/s   (worker start-up {startup:.1f} s, most in flight on one host {most})")
+        print(f"  Exporter {harness.rate(rate):>8}/s   (worker start-up {startup:.1f} s, "
+              f"most in flight on one host {most})")
         return rate
 
     def baseline():

@@ -20,34 +20,49 @@ from sqlalchemy import MetaData, Table
 import harness
 
 
-def single_posts(instance, url, events, clients):
-    """Post each event alone from `clients` threads; events/s."""
-    def send(session, e):
-        instance.post(e, session=session, url=url)
+def single_posts(instance, url, n, clients, check=True):
+    """n new events, each posted alone, from `clients` threads; events/s."""
+    events = harness.round_events(n)
+    seconds = harness.drain_concurrently([events], clients, lambda session, e: instance.post(e, session, url))
+    if check:
+        check_stored(instance, events)
+    return n / seconds
 
-    return len(events) / harness.drain_concurrently([events], clients, send)
 
-
-def batch_posts(instance, events):
+def batch_posts(instance, n):
+    """n new events posted 1,000 a POST by one client; events/s."""
+    events = harness.round_events(n)
     started = time.perf_counter()
     instance.seed(events)
-    return len(events) / (time.perf_counter() - started)
+    rate = n / (time.perf_counter() - started)
+    check_stored(instance, events)
+    return rate
 
 
-def executemany(instance, events):
-    """The events' rows inserted with one executemany in one transaction; rows/s. Removed after."""
+def executemany(instance, n):
+    """The rows of n new events inserted with one executemany in one transaction; rows/s.
+    They are deleted afterwards."""
     table = Table("events", MetaData(), autoload_with=instance.engine)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = [{"event_key": "bare-" + e["id"], "type": e["type"], "occurred_at": now, "received_at": now,
              "customer_id": None, "order_id": e["order"]["orderId"], "campaign_id": e["order"]["campaignId"],
-             "order": e["order"], "card_number": None, "is_test": False} for e in events]
+             "order": e["order"], "card_number": None, "is_test": False} for e in harness.round_events(n)]
     started = time.perf_counter()
     with instance.engine.begin() as conn:
         conn.execute(table.insert(), rows)
-    rate = len(rows) / (time.perf_counter() - started)
+    rate = n / (time.perf_counter() - started)
     with instance.engine.begin() as conn:
         conn.execute(table.delete().where(table.c.event_key.like("bare-%")))
     return rate
+
+
+def printed(label, measure):
+    """One side's round: measure() -> events/s, printed."""
+    def run():
+        rate = measure()
+        print(f"  {label} {harness.rate(rate):>8} events/s")
+        return rate
+    return run
 
 
 def check_stored(instance, events):
@@ -77,33 +92,21 @@ def main():
         exporter_url, bare_url = instance.start_web(), instance.start_web("bare")
         print(f"{instance.database}; waitress with 8 threads, as `exporter run`")
 
-        def single(url, n=args.single):
-            def run():
-                events = harness.round_events(n)
-                rate = single_posts(instance, url, events, args.clients)
-                if url == exporter_url:
-                    check_stored(instance, events)
-                print(f"  {'Exporter' if url == exporter_url else 'baseline'} {harness.rate(rate):>8} events/s")
-                return rate
-            return run
-
-        def batches(exporter, n=args.batches * 1000):
-            def run():
-                events = harness.round_events(n)
-                rate = batch_posts(instance, events) if exporter else executemany(instance, events)
-                if exporter:
-                    check_stored(instance, events)
-                print(f"  {'Exporter' if exporter else 'baseline'} {harness.rate(rate):>8} events/s")
-                return rate
-            return run
-
         print(f"one event per POST, {args.clients} clients, {args.single} events a round; "
               f"baseline: a bare Flask JSON endpoint")
-        single(exporter_url, 200)(), single(bare_url, 200)()  # warm-up
-        single_rows = harness.interleave(args.rounds, single(exporter_url), single(bare_url))
+        single_posts(instance, exporter_url, 200, args.clients)  # warm-up
+        single_posts(instance, bare_url, 200, args.clients, check=False)
+        single_rows = harness.interleave(
+            args.rounds,
+            printed("Exporter", lambda: single_posts(instance, exporter_url, args.single, args.clients)),
+            printed("baseline", lambda: single_posts(instance, bare_url, args.single, args.clients, check=False)))
+
         print(f"1,000-event POSTs, {args.batches} a round; baseline: executemany of the same rows")
-        batches(True, 1000)(), batches(False, 1000)()  # warm-up
-        batch_rows = harness.interleave(args.rounds, batches(True), batches(False))
+        batch_posts(instance, 1000), executemany(instance, 1000)  # warm-up
+        batch_rows = harness.interleave(
+            args.rounds,
+            printed("Exporter", lambda: batch_posts(instance, args.batches * 1000)),
+            printed("baseline", lambda: executemany(instance, args.batches * 1000)))
     finally:
         instance.close()
     harness.row(f"intake, one event per POST, {args.clients} clients", *single_rows, "events/s")

@@ -83,16 +83,13 @@ def epoch(value):
 
 # --- events and profiles ----------------------------------------------------------------------
 
-def event(key, order_id, campaign_id=259, occurred_at=None):
-    """A partial as the CRM posts it; without occurred_at it is due when received."""
-    body = {"id": key, "type": "partial", "order": {
+def event(key, order_id, campaign_id=259):
+    """A partial as the CRM posts it; without occurred_at, it occurred (and is due) when received."""
+    return {"id": key, "type": "partial", "order": {
         "orderId": order_id, "customerId": order_id, "campaignId": campaign_id, "campaignName": "Bench",
         "firstName": "Jane", "lastName": "Doe", "emailAddress": f"c{order_id}@example.com",
         "phoneNumber": "5552013344", "orderDate": "2026-11-27 14:03:22",
         "products": [{"productId": 33, "productName": "Keto 30ct", "price": "49.95", "qty": 1}]}}
-    if occurred_at:
-        body["occurred_at"] = occurred_at
-    return body
 
 
 def postback(name, url, campaigns=(), delay_minutes=0):
