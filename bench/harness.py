@@ -241,11 +241,15 @@ class Instance:
                         EXPORTER_SECRET_KEY="bench-" + uuid.uuid4().hex, EXPORTER_ALLOW_PRIVATE_TARGETS="true",
                         EXPORTER_HOST_CONCURRENCY=str(host_concurrency), EXPORTER_INSTANCE_PATH=self.folder,
                         EXPORTER_QUEUE_NAME="bench-" + uuid.uuid4().hex[:8])
-        self.processes = []
-        self.exporter("migrate")
-        self.token = self.exporter("create-token", "bench").strip().splitlines()[-1]
+        self.processes, self.started = [], itertools.count()
         self.session = requests.Session()
         self.web_url = None
+        try:
+            self.exporter("migrate")
+            self.token = self.exporter("create-token", "bench").strip().splitlines()[-1]
+        except Exception:
+            self.close()
+            raise
 
     def exporter(self, *args):
         """Run an `exporter` command; its output."""
@@ -262,7 +266,7 @@ class Instance:
 
     def start(self, name, *args):
         """A process of this install; its output goes to a log in the folder (shown on failure)."""
-        log = open(os.path.join(self.folder, f"{name}-{len(self.processes)}.log"), "w")
+        log = open(os.path.join(self.folder, f"{name}-{next(self.started)}.log"), "w")
         process = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.processes.append(process)
