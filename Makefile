@@ -1,10 +1,11 @@
-# The README's commands: `make run` starts everything, `make test` runs every test.
+# The README's commands: `make run` starts everything, `make test` runs every test,
+# `make bench` runs the benchmarks (bench/README.md).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test faults install browser clean
+.PHONY: run test faults bench install browser clean
 
 install: $(STAMP)
 
@@ -30,6 +31,15 @@ test: $(STAMP) browser
 # connections cut, a flapping partner. Set EXPORTER_TEST_DATABASE_URL for PostgreSQL (CI does).
 faults: $(STAMP)
 	$(BIN)/pytest tests/reliability -m reliability -s -q $(PYTEST_ARGS)
+
+# Each bench prints its figures and ends with its ratio; the mapping and daily-file ones run when present.
+BENCHES := dispatch workers intake latency delay mapping daily_file
+
+bench: $(STAMP)
+	@set -e; for name in $(BENCHES); do \
+		if [ -f bench/bench_$$name.py ]; then \
+			echo "== bench/bench_$$name.py"; started=$$(date +%s); $(BIN)/python bench/bench_$$name.py; \
+			echo "($$(( $$(date +%s) - started )) s)"; echo; fi; done
 
 clean:
 	rm -rf $(VENV)

@@ -1,91 +1,70 @@
-"""How fast events go in and exports go out, against what the bare parts can do.
+"""Dispatch, one `exporter worker`, against bare clients sending the same URLs to the same receiver.
 
-    .venv/bin/python bench/bench_dispatch.py [N]      (default N = 2000)
+    .venv/bin/python bench/bench_dispatch.py [--n 2000] [--n-hosts 1000] [--rounds 3]
 
-Intake: N events posted in batches of 500 through the real intake route (validation, storage,
-matching, scheduling), against a baseline that inserts the same N events with one executemany.
-Dispatch: N deliveries sent by a real RQ worker to a loopback receiver (claim, render, send,
-record the attempt, history), against a baseline of N bare requests.get calls to the same
-receiver. Each ratio is the Exporter time over its baseline time in the same run. SQLite and an
-embedded Redis: nothing outside this machine is touched.
+Two rows, each a warm-up then interleaved rounds (A B, B A, ...), medians:
+  fast receiver: deliveries/s of one worker, against a requests.Session loop (one connection);
+  10 hosts answering after 50 ms (127.0.0.1 .. 127.0.0.10, one profile each): one worker,
+      against bare clients with the same connections in flight (HOST_CONCURRENCY threads per host,
+      each with its own requests.Session).
+An Exporter round posts the events through the intake with no worker running, starts the worker,
+and is timed from the first arrival at the receiver until the database shows every delivery
+delivered; then it checks that what arrived (by Idempotency-Key and URL) is what the database
+marks delivered, each once. The last line is the fast receiver's row, ending in its ratio.
+Today's engine sends about 15/s: smoke it with --n 60 --n-hosts 60.
 """
-import json
-import os
-import sys
-import tempfile
-import time
+import argparse
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import requests  # noqa: E402
-from rq import SimpleWorker  # noqa: E402
-from sqlalchemy import insert  # noqa: E402
-
-from exporter import create_app, queue  # noqa: E402
-from exporter.extensions import db  # noqa: E402
-from exporter.models import Delivery, Event  # noqa: E402
-from tests.factories import event, make_profile  # noqa: E402
-from tests.receiver import Receiver  # noqa: E402
+import harness
 
 
-def main(n):
-    tmp = tempfile.mkdtemp(prefix="exporter-bench-")
-    redis = queue.EmbeddedRedis().start()
-    receiver = Receiver().start()
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite", "REDIS_URL": redis.url,
-                      "SECRET_KEY": "bench", "ALLOW_PRIVATE_TARGETS": True, "HOST_CONCURRENCY": 0})
+def measure(instance, receiver, n, rounds, bare, hosts=0):
+    def exporter():
+        rate, startup, most = harness.exporter_round(instance, receiver, harness.round_events(n, hosts))
+        print(f"  Exporter {harness.rate(rate):>8}/s   (worker start-up {startup:.1f} s, "
+              f"most in flight on one host {most})")
+        return rate
+
+    def baseline():
+        rate = bare(receiver, harness.bare_requests(receiver, harness.round_events(n, hosts)))
+        print(f"  baseline {harness.rate(rate):>8}/s")
+        return rate
+
+    harness.exporter_round(instance, receiver, harness.round_events(max(n // 10, 10), hosts))  # warm-up
+    bare(receiver, harness.bare_requests(receiver, harness.round_events(max(n // 10, 10), hosts)))
+    return harness.interleave(rounds, exporter, baseline)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="deliveries per round, fast receiver")
+    parser.add_argument("--n-hosts", type=int, default=1000, help="deliveries per round, 10 slow hosts")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hosts", type=int, default=10)
+    parser.add_argument("--delay", type=float, default=0.05, help="the slow hosts' answer time, seconds")
+    parser.add_argument("--host-concurrency", type=int, default=4)
+    args = parser.parse_args()
+
+    fast = harness.Receiver()
+    slow = harness.Receiver(hosts=args.hosts, delay=args.delay)
+    instance = harness.Instance(host_concurrency=args.host_concurrency)
     try:
-        with app.app_context():
-            from flask_migrate import upgrade
-
-            upgrade(directory=app.extensions["migrate"].directory)
-            report(*measure(app, n, receiver))
+        instance.import_profiles(harness.dispatch_profiles(fast, slow))
+        instance.start_web()
+        print(f"{instance.database}, one worker, HOST_CONCURRENCY {args.host_concurrency}")
+        print(f"fast receiver, {args.n} deliveries a round; baseline: a requests.Session loop")
+        fast_rows = measure(instance, fast, args.n, args.rounds, harness.session_loop)
+        print(f"{args.hosts} hosts answering after {args.delay * 1000:.0f} ms, {args.n_hosts} deliveries a round; "
+              f"baseline: {args.host_concurrency} requests.Sessions per host")
+        per_host = lambda receiver, requests_: harness.concurrent_clients(receiver, requests_, args.host_concurrency)
+        slow_rows = measure(instance, slow, args.n_hosts, args.rounds, per_host, hosts=args.hosts)
     finally:
-        receiver.stop()
-        redis.stop()
-
-
-def measure(app, n, receiver):
-    from exporter import tokens
-
-    make_profile(url=receiver.url + "/p")
-    token = tokens.create("bench")
-    client = app.test_client()
-    bodies = [{"events": [event(f"e{i}", customerId=i, orderId=i) for i in range(s, min(s + 500, n))]}
-              for s in range(0, n, 500)]
-    started = time.perf_counter()
-    for body in bodies:
-        assert client.post("/intake/events", json=body, headers={"Authorization": f"Bearer {token}"}).status_code == 202
-    intake = time.perf_counter() - started
-
-    rows = [{"event_key": f"b{i}", "type": "partial", "occurred_at": Event.occurred_at.type.python_type.now(),
-             "order": json.loads(json.dumps(event()["order"])), "is_test": False} for i in range(n)]
-    started = time.perf_counter()
-    db.session.execute(insert(Event), rows)
-    db.session.commit()
-    intake_base = time.perf_counter() - started
-
-    q = queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"])
-    started = time.perf_counter()
-    SimpleWorker([q], connection=q.connection).work(burst=True, logging_level="ERROR")
-    dispatch = time.perf_counter() - started
-    delivered = db.session.query(Delivery).filter_by(status="delivered").count()
-    assert delivered == n, f"{delivered} of {n} delivered"
-
-    started = time.perf_counter()
-    for i in range(n):
-        requests.get(receiver.url + f"/p?first_name=Jane&i={i}", timeout=5)
-    dispatch_base = time.perf_counter() - started
-    return n, intake, intake_base, dispatch, dispatch_base
-
-
-def report(n, intake, intake_base, dispatch, dispatch_base):
-    print(f"events: {n}")
-    print(f"intake:   {n / intake:8.0f} events/s   baseline executemany {n / intake_base:8.0f} rows/s   "
-          f"ratio {intake / intake_base:5.1f}x")
-    print(f"dispatch: {n / dispatch:8.0f} exports/s  baseline requests.get {n / dispatch_base:8.0f} req/s    "
-          f"ratio {dispatch / dispatch_base:5.1f}x")
+        instance.close()
+        fast.close()
+        slow.close()
+    harness.row(f"dispatch, one worker, {args.hosts} hosts at {args.delay * 1000:.0f} ms", *slow_rows, "deliveries/s")
+    harness.row("dispatch, one worker, fast receiver", *fast_rows, "deliveries/s")  # the key row, last
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
+    main()
