@@ -134,12 +134,21 @@ def check_profile(data, registry):
     profile = {"name": name.strip(), "export_type": cls.key, "delay_minutes": _checked_delay(name, data)}
     profile.update(_checked_flags(name, data))
     profile["settings"], profile["secrets"] = _checked_settings(name, cls, data.get("settings"))
+    target = security.target_setting_problem(profile["settings"], _allow_private_targets())
+    if target:
+        raise ImportProblem(name, f"settings.{target[0]}", target[1])
     profile["mappings"] = _checked_mappings(name, data.get("mappings"))
     problem = sensitive_problem(profile["mappings"], profile["pci_documented"])
     if problem:
         raise ImportProblem(name, "mappings", problem)
     profile["routes"] = _checked_routes(name, data.get("routes"))
     return profile
+
+
+def _allow_private_targets():
+    from flask import current_app, has_app_context
+
+    return bool(has_app_context() and current_app.config.get("ALLOW_PRIVATE_TARGETS"))
 
 
 def _checked_name(data):

@@ -251,6 +251,7 @@ def validate_settings(form, cls, stored, type_changed):
     for key in cls.secret_settings:  # blank means "keep the stored secret", which is there
         if key in form and not form[key].data and not type_changed and stored.get(key):
             form[key].errors = []
+    security.refuse_private_target(form, current_app.config["ALLOW_PRIVATE_TARGETS"])  # at save, not only at send
     return not any(f.errors for f in form)
 
 

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from wtforms import BooleanField, Form, IntegerField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, NumberRange, Optional, ValidationError
 
-from exporter.export_types import (DAILY_FILE, DEFAULT_SEND_AT, ExportType, Outcome, TargetRefused, check_target_host,
-                                   csv_text, write_csv)
+from exporter.export_types import (DAILY_FILE, DEFAULT_SEND_AT, ExportType, Outcome, TargetRefused, csv_text,
+                                   resolve_target, write_csv)
 
 from .transfer import DEFAULT_TIMEOUT, FtpConnection, SftpConnection, TransferError
 
@@ -148,13 +148,15 @@ class FtpType(ExportType):
         user = quote(self.settings.get("username") or "", safe="")
         return f"{self.protocol}://{user}@{self.host}:{self.port}/{path}"
 
-    def connection(self):
+    def connection(self, address=None):
+        """A connection to the host's checked address (resolve_target): a second DNS answer is
+        never asked for, so it cannot point inside. FTPS still checks the certificate on the name."""
         s = self.settings
         args = (self.host, self.port, s.get("username") or "", s.get("password") or "")
         if self.protocol == "sftp":
-            return SftpConnection(*args, host_key=s.get("host_key") or "", timeout=DEFAULT_TIMEOUT)
+            return SftpConnection(*args, host_key=s.get("host_key") or "", timeout=DEFAULT_TIMEOUT, address=address)
         return FtpConnection(*args, tls=self.protocol == "ftps", verify_tls=s.get("verify_tls", True),
-                             timeout=DEFAULT_TIMEOUT)
+                             timeout=DEFAULT_TIMEOUT, address=address)
 
     def preview(self, columns, row):
         return csv_text(columns, [row], self.settings.get("header_row", True))
@@ -167,7 +169,7 @@ class FtpType(ExportType):
             name = f"TEST_{name}"
         outcome = Outcome(ok=False, method=self.method, target=self.url(name))
         try:
-            check_target_host(self.host, batch.allow_private_targets)
+            address = resolve_target(self.host, self.port, batch.allow_private_targets)[0]
         except TargetRefused as exc:
             outcome.error = str(exc)
             return outcome
@@ -181,7 +183,7 @@ class FtpType(ExportType):
                 outcome.ok, outcome.details["uploaded"] = True, False
                 outcome.summary = f"file {name} not uploaded: no rows (Send Empty Files is off)"
                 return outcome
-            self._upload(path, name, outcome)
+            self._upload(path, name, outcome, address)
         finally:
             with contextlib.suppress(FileNotFoundError):  # already swept as stale: nothing left to remove
                 os.unlink(path)
@@ -191,8 +193,8 @@ class FtpType(ExportType):
             outcome.summary = f"file {name} uploaded ({rows} rows)"
         return outcome
 
-    def _upload(self, path, name, outcome):
-        connection = self.connection()
+    def _upload(self, path, name, outcome, address):
+        connection = self.connection(address)
         try:
             connection.login()
             connection.cd(self.directory)
@@ -208,11 +210,11 @@ class FtpType(ExportType):
         """Log in and list the Remote Directory; the Outcome's response_body is the listing."""
         outcome = Outcome(ok=False, method="LIST", target=self.url())
         try:
-            check_target_host(self.host, allow_private_targets)
+            address = resolve_target(self.host, self.port, allow_private_targets)[0]
         except TargetRefused as exc:
             outcome.error = str(exc)
             return outcome
-        started, connection, lines = time.monotonic(), self.connection(), []
+        started, connection, lines = time.monotonic(), self.connection(address), []
         try:
             connection.login()
             connection.cd(self.directory)

@@ -19,7 +19,7 @@ from requests.structures import CaseInsensitiveDict
 from wtforms import Form, IntegerField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField, URLField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
-from exporter.export_types import PER_EVENT, ExportType, Outcome, TargetRefused, check_target_url
+from exporter.export_types import PER_EVENT, ExportType, Outcome, TargetRefused, parse_target, pinned_session
 
 from . import signing
 
@@ -71,9 +71,17 @@ def parse_header_lines(text):
 
 
 def http_url(form, field):
-    parts = urlsplit(field.data or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(field.data or "")
+        hostname = parts.hostname
+    except ValueError:
+        hostname = None
+    if hostname is None or parts.scheme not in ("http", "https"):
         raise ValidationError("Postback URL must be an http:// or https:// URL")
+    try:
+        parse_target(field.data)  # read as the sender reads it: a URL parsers disagree on is refused
+    except TargetRefused as exc:
+        raise ValidationError(f"Postback URL: {exc}")
 
 
 def header_lines(form, field):
@@ -215,13 +223,15 @@ class PostbackType(ExportType):
         outcome = Outcome(ok=False, method=req.method, target=req.url, request_headers=req.logged_headers(),
                           request_body=req.body.decode())
         try:
-            check_target_url(req.url, batch.allow_private_targets)
+            parse_target(req.url)  # a URL that parsers read differently is never sent
         except TargetRefused as exc:
             outcome.error = str(exc)
             return outcome
         started = time.monotonic()
         try:
-            status, headers, body = self._exchange(req)
+            status, headers, body = self._exchange(req, batch.allow_private_targets)
+        except TargetRefused as exc:  # the address the name resolves to, checked where it is connected
+            outcome.error = str(exc)
         except requests.Timeout as exc:
             outcome.error = f"no answer within the {self.timeout} s timeout ({type(exc).__name__})"
         except requests.RequestException as exc:
@@ -231,9 +241,10 @@ class PostbackType(ExportType):
         outcome.elapsed_ms = int((time.monotonic() - started) * 1000)
         return outcome
 
-    def _exchange(self, req):
-        """Send the request as built (no session defaults) and read at most MAX_RESPONSE_BYTES."""
-        with requests.Session() as session:
+    def _exchange(self, req, allow_private_targets=False):
+        """Send the request as built (no session defaults) and read at most MAX_RESPONSE_BYTES,
+        connected only to the address the private-target guard checked (pinned)."""
+        with pinned_session(allow_private_targets) as session:
             prepared = requests.Request(req.method, req.url, headers=req.wire_headers(),
                                         data=req.body if req.method == "POST" else None).prepare()
             settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
