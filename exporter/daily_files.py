@@ -374,9 +374,9 @@ class KeptCopy:
         self.carried = {}
 
     def stream(self, rows):
-        os.makedirs(os.path.dirname(self.part), exist_ok=True)
+        os.makedirs(os.path.dirname(self.part), mode=0o700, exist_ok=True)
         count = 0
-        with open(self.part, "w", encoding="utf-8", newline="") as f:
+        with open_private(self.part) as f:
             writer = csv_writer(f)
             if self.header:
                 writer.writerow(self.renderer.columns)
@@ -397,6 +397,14 @@ class KeptCopy:
             os.replace(self.part, self.path)
         else:
             os.unlink(self.part)
+
+
+def open_private(path):
+    """A new text file only its owner may read (0600), whatever the umask: kept copies are
+    customers' data."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8", newline="")
 
 
 def kept_copy_path(delivery):

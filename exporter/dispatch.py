@@ -56,7 +56,8 @@ def event_record(event, profile):
     card = None
     if event.card_number and profile.pci_documented:
         card = security.decrypt(current_app.config["SECRET_KEY"], event.card_number)
-    return catalog.record_from_order(event.order or {}, event.type, card_number=card)
+    order = security.opened_order(event.order, current_app.config["SECRET_KEY"], profile.pci_documented)
+    return catalog.record_from_order(order, event.type, card_number=card)
 
 
 def target_host(profile):

@@ -3,6 +3,7 @@
 web/intake.py is only HTTP; this is the flow. Nothing is stored unless every event in
 the body is valid.
 """
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -68,7 +69,7 @@ class OrderIn(BaseModel):
     @field_validator("cardNumber")
     @classmethod
     def digits_only(cls, v):
-        if v is not None and not v.replace(" ", "").replace("-", "").isdigit():
+        if v is not None and not re.fullmatch(r"[0-9]+", v.replace(" ", "").replace("-", "")):  # ASCII digits only
             raise ValueError("a card number has only digits")
         return v.replace(" ", "").replace("-", "") if v else v
 
@@ -207,8 +208,9 @@ def _route(event, product_ids, batch):
 
 
 def _store_event(item, test_cards, batch):
-    order = security.without_cvv(item.order.model_dump(exclude_none=True))  # CVV is never stored
-    card = order.pop("cardNumber", None)
+    # CVV dropped, card-like values taken out, sensitive fields encrypted: see security.scrub_order.
+    order, cards = security.scrub_order(item.order.model_dump(exclude_none=True), current_app.config["SECRET_KEY"])
+    card = cards[0] if cards else None
     if card:
         order["cardLast4"], order["cardBin"] = card[-4:], card[:6]
     _upsert_names(item.order, batch.names)
@@ -218,7 +220,7 @@ def _store_event(item, test_cards, batch):
     event = Event(event_key=item.id, type=item.type, occurred_at=occurred, received_at=utcnow(),
                   customer=_upsert_customer(item.order, batch), order_id=item.order.orderId,
                   campaign_id=item.order.campaignId, order=order,
-                  is_test=item.order.isTestCard or (card in test_cards),
+                  is_test=item.order.isTestCard or any(c in test_cards for c in cards),
                   card_number=security.encrypt(current_app.config["SECRET_KEY"], card) if card else None)
     db.session.add(event)
     return event

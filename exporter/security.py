@@ -12,7 +12,6 @@ from cryptography.fernet import Fernet, InvalidToken
 from requests.adapters import HTTPAdapter
 
 ENCRYPTED_PREFIX = "enc:"
-CVV_KEYS = frozenset({"cvv", "cvv2", "cvc", "cardsecuritycode", "securitycode"})  # lowercase
 MASK = "****"
 
 
@@ -45,12 +44,114 @@ def new_token():
     return "exp_" + secrets.token_urlsafe(32)
 
 
-# --- CVV ------------------------------------------------------------------------
+# --- card data at intake -----------------------------------------------------------------
+#
+# At intake anything CVV-like is dropped, at any depth, under any spelling; a value that
+# looks like a card number (13 to 19 ASCII digits passing Luhn, spaces and dashes allowed
+# between them) is taken out wherever it is; the catalog's other sensitive fields are
+# encrypted. Only then is the order stored.
+
+CVV_WORDS = ("cvv", "cvc", "cvn", "securitycode", "cardcode", "verificationcode", "verificationvalue")
+CVV_NAMES = frozenset({"csc", "cid", "cav2", "cvd"})
+CARD_LIKE = re.compile(r"[0-9](?:[ -]?[0-9]){12,18}")
+# The CRM's ids: long numbers that are not cards, and must stay usable.
+ID_KEYS = frozenset({"orderId", "customerId", "campaignId", "productId"})
+CARD_KEY = "cardNumber"
+
+
+def _squashed(key):
+    return re.sub(r"[^a-z0-9]", "", str(key).lower())
+
+
+def is_cvv_key(key):
+    """card_cvv, cvvCode, cardCvv, CVV2, security_code...: any spelling of a card's verification code."""
+    name = _squashed(key)
+    return name in CVV_NAMES or any(word in name for word in CVV_WORDS)
+
+
+def luhn_ok(digits):
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        n = int(d) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+def card_digits(value):
+    """The card number a value holds (13 to 19 ASCII digits passing Luhn), or None."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value).strip()
+    if not CARD_LIKE.fullmatch(text):
+        return None
+    digits = text.replace(" ", "").replace("-", "")
+    return digits if luhn_ok(digits) else None
+
+
+def scrub_order(order, secret_key):
+    """(the order as it may be stored, the card numbers found in it, the first one being the
+    order's own cardNumber when it has one).
+
+    CVV-like keys are dropped at any depth; card-like values under any key (billing.cardNumber,
+    products[0].cardNumber, CardNumber...) are removed and returned; the catalog's sensitive
+    fields (expiry, ACH numbers) are encrypted with secret_key. The CRM's ids are kept as they are.
+    """
+    from .catalog import SENSITIVE
+
+    order = dict(order)
+    main = order.pop(CARD_KEY, None)  # the intake checked it: digits only
+    cards = [str(main)] if main else []
+    clean = _scrubbed(order, cards)
+    for key in SENSITIVE - {CARD_KEY}:
+        value = clean.get(key)
+        if value not in (None, "") and not isinstance(value, (dict, list)):
+            clean[key] = encrypt(secret_key, str(value))
+    return clean, cards
+
+
+def _scrubbed(value, cards):
+    if isinstance(value, dict):
+        kept = {}
+        for key, item in value.items():
+            if is_cvv_key(key):
+                continue
+            digits = None if key in ID_KEYS else card_digits(item)
+            if digits:
+                if digits not in cards:
+                    cards.append(digits)
+                continue
+            kept[key] = _scrubbed(item, cards)
+        return kept
+    if isinstance(value, list):
+        kept = []
+        for item in value:
+            digits = card_digits(item)
+            if digits:
+                if digits not in cards:
+                    cards.append(digits)
+                continue
+            kept.append(_scrubbed(item, cards))
+        return kept
+    return value
+
+
+def opened_order(order, secret_key, pci_documented):
+    """The stored order as a mapping reads it: sensitive fields decrypted for a profile whose PCI
+    documentation is on file, left out for any other."""
+    from .catalog import SENSITIVE
+
+    opened = dict(order or {})
+    for key in SENSITIVE & opened.keys():
+        value = opened.pop(key)
+        if pci_documented and isinstance(value, str):
+            opened[key] = decrypt(secret_key, value)
+    return opened
+
 
 def without_cvv(value):
     """value (an order) without any key named like a CVV, in any case, at any depth, lists included."""
     if isinstance(value, dict):
-        return {k: without_cvv(v) for k, v in value.items() if k.lower() not in CVV_KEYS}
+        return {k: without_cvv(v) for k, v in value.items() if not is_cvv_key(k)}
     if isinstance(value, list):
         return [without_cvv(v) for v in value]
     return value
@@ -221,12 +322,13 @@ def target_setting_problem(settings, allow_private):
     address and private targets are not allowed; checked when a profile is saved or imported.
     A name that does not resolve now is left for the send to report."""
     settings = settings or {}
+    key = "url" if settings.get("url") else "host"
     try:
         if settings.get("url"):
             target = parse_target(settings["url"])
-            key, host, port = "url", target.host, target.port
+            host, port = target.host, target.port
         elif settings.get("host"):
-            key, host, port = "host", str(settings["host"]).strip(), None
+            host, port = str(settings["host"]).strip(), None
         else:
             return None
         if not allow_private:
@@ -241,7 +343,7 @@ def target_setting_problem(settings, allow_private):
 def refuse_private_target(form, allow_private):
     """Put target_setting_problem's message beside the settings form's field (a WTForms form)."""
     problem = target_setting_problem(form.data, allow_private)
-    if problem and problem[0] in form:
+    if problem and problem[0] in form and not form[problem[0]].errors:
         form[problem[0]].errors = [*form[problem[0]].errors, problem[1]]
 
 
@@ -270,7 +372,11 @@ class PinnedAdapter(HTTPAdapter):
         headers.update((k, v) for k, v in request.headers.items() if k.lower() != "host")
         request.headers = headers
         request.exporter_pin = (target.host, address)
-        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=None)
+        try:
+            return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=None)
+        except requests.RequestException as exc:  # say the name the admin typed, not the address it had
+            text = str(exc).replace(f"host='{address}'", f"host='{target.host}'")
+            raise type(exc)(text, request=exc.request, response=exc.response) from exc
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
