@@ -26,7 +26,7 @@ from sqlalchemy import DateTime, Integer, Text, func, insert, literal, null, sel
 from sqlalchemy.exc import IntegrityError
 
 from . import dispatch
-from .export_types import DAILY_FILE, DEFAULT_SEND_AT, Batch, csv_writer
+from .export_types import DAILY_FILE, DEFAULT_SEND_AT, Batch, csv_writer, neutralised
 from .extensions import db
 from .models import Delivery, Event, FileRow, HistoryEntry, Profile, utcnow
 
@@ -379,10 +379,10 @@ class KeptCopy:
         with open_private(self.part) as f:
             writer = csv_writer(f)
             if self.header:
-                writer.writerow(self.renderer.columns)
+                writer.writerow(kept_cells(self.renderer.columns))
             try:
                 for row in rows:
-                    writer.writerow([value for _, value in self.renderer.masked(row)])
+                    writer.writerow(kept_cells(value for _, value in self.renderer.masked(row)))
                     count += 1
                     yield row
             finally:
@@ -397,6 +397,11 @@ class KeptCopy:
             os.replace(self.part, self.path)
         else:
             os.unlink(self.part)
+
+
+def kept_cells(values):
+    """A kept copy's cells: formulas always neutralised, as an admin opens it in a spreadsheet."""
+    return [neutralised(value) for value in values]
 
 
 def open_private(path):

@@ -53,6 +53,8 @@ def file_name_for(pattern, profile, route, day):
         name = pattern.format(profile=slug(profile), route=slug(route), date=day)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"not a valid pattern: {exc}") from None
+    if any(c in name for c in "\r\n\x00"):
+        raise ValueError("must not contain a line break (CR, LF) or NUL: the server would read a second command")
     if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
         raise ValueError("must make a file name (no / or \\)")
     return name
@@ -77,8 +79,13 @@ def _time_zone(form, field):
         raise ValidationError(f"{field.data!r} is not an IANA time zone (e.g. America/New_York, UTC)")
 
 
+def _one_line(form, field):
+    if any(c in (field.data or "") for c in "\r\n\x00"):
+        raise ValidationError(f"{field.label.text} must not contain a line break (CR, LF) or NUL")
+
+
 def _host(form, field):
-    if re.search(r"[\s/:@]", field.data or ""):
+    if re.search(r"[\s/:@\x00]", field.data or ""):
         raise ValidationError("Host is a name or address only, e.g. ftp.example.com (no scheme, port or path)")
 
 
@@ -87,9 +94,9 @@ class FtpSettings(Form):
     host = StringField("Host", validators=[DataRequired("Host is required"), _host])
     port = IntegerField("Port", validators=[Optional(), NumberRange(1, 65535, "Port is between 1 and 65535")],
                         description="Empty: 21 for FTP and FTPS, 22 for SFTP.")
-    username = StringField("Username", validators=[DataRequired("Username is required")])
+    username = StringField("Username", validators=[DataRequired("Username is required"), _one_line])
     password = PasswordField("Password")
-    directory = StringField("Remote Directory", default="/",
+    directory = StringField("Remote Directory", default="/", validators=[_one_line],
                             description="Where the files go; relative paths start at the login directory.")
     # Left empty (or absent from an imported profile), these three take their defaults.
     file_name = StringField("File Name", default=DEFAULT_FILE_NAME, description=FILE_NAME_HELP,
@@ -102,6 +109,10 @@ class FtpSettings(Form):
                             description="An IANA name, e.g. America/New_York. A day runs midnight to midnight here. "
                                         "Empty: UTC.")
     header_row = BooleanField("Header Row", default=True, description="First line: the Export Names.")
+    neutralise_formulas = BooleanField(
+        "Neutralise Spreadsheet Formulas", default=True,
+        description="A value starting with = + - @ (not a plain number) gets a leading ' so that a spreadsheet "
+                    "shows it instead of running it as a formula.")
     send_empty = BooleanField("Send Empty Files", default=False,
                               description="Upload a file even on a day without rows.")
     verify_tls = BooleanField("Verify TLS Certificate", default=True,
@@ -139,6 +150,11 @@ class FtpType(ExportType):
     def method(self):
         return SftpConnection.method if self.protocol == "sftp" else FtpConnection.method
 
+    @property
+    def neutralise(self):
+        """On for every profile made since the setting exists; a profile without it keeps its files as they were."""
+        return bool(self.settings.get("neutralise_formulas", False))
+
     def describe(self):
         return f"{self.protocol}://{self.host}:{self.port}{self.directory or '/'}"
 
@@ -159,7 +175,7 @@ class FtpType(ExportType):
                              timeout=DEFAULT_TIMEOUT, address=address)
 
     def preview(self, columns, row):
-        return csv_text(columns, [row], self.settings.get("header_row", True))
+        return csv_text(columns, [row], self.settings.get("header_row", True), self.neutralise)
 
     def send(self, batch):
         name = file_name_for(self.settings.get("file_name") or DEFAULT_FILE_NAME,
@@ -174,7 +190,7 @@ class FtpType(ExportType):
             outcome.error = str(exc)
             return outcome
         started = time.monotonic()
-        path, rows = write_temporary(batch, header=self.settings.get("header_row", True))
+        path, rows = write_temporary(batch, header=self.settings.get("header_row", True), neutralise=self.neutralise)
         try:
             size, sha256 = os.path.getsize(path), file_sha256(path)
             outcome.details = {"file_name": name, "rows": rows, "bytes": size, "sha256": sha256}
@@ -233,12 +249,12 @@ class FtpType(ExportType):
 
 # --- the file -------------------------------------------------------------------------------
 
-def write_temporary(batch, header=True):
+def write_temporary(batch, header=True, neutralise=False):
     """Stream the batch's rows into a temporary UTF-8 CSV file; its path and the row count."""
     fd, path = tempfile.mkstemp(prefix="exporter-", suffix=".csv", dir=batch.work_dir or None)  # mode 0600
     try:
         with open(fd, "w", encoding="utf-8", newline="") as f:
-            rows = write_csv(f, batch.columns, batch.rows, header)
+            rows = write_csv(f, batch.columns, batch.rows, header, neutralise)
     except BaseException:
         os.unlink(path)
         raise

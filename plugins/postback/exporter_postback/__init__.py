@@ -109,7 +109,8 @@ class PostbackSettings(Form):
                                description="When set, a 2xx answer whose body does not contain this text "
                                            "is a failure and is retried (e.g. SUCCESS)")
     headers = TextAreaField("Extra Headers", validators=[header_lines],
-                            description="Sent with every request: one 'Name: value' per line")
+                            description="Sent with every request: one 'Name: value' per line. Stored encrypted "
+                                        "and never shown again, like a password: type them all again to change them.")
     signing_secret = PasswordField("Signing Secret", validators=[Optional(), signing_secret],
                                    description="When set, each request is signed with Standard Webhooks "
                                                "headers (webhook-id, webhook-timestamp, webhook-signature)")
@@ -152,10 +153,13 @@ class Request:
     url: str
     headers: CaseInsensitiveDict
     body: bytes
+    # The Extra Headers' names: their values are secrets (Authorization: Bearer ...), never logged.
+    secret_headers: frozenset = frozenset()
 
     def logged_headers(self):
-        """The headers for the attempt log: credentials masked (the core masks secret settings)."""
-        return {k: MASK if is_credential(k) else v for k, v in self.headers.items()}
+        """The headers for the attempt log: credentials and Extra Headers masked."""
+        return {k: MASK if is_credential(k) or k.lower() in self.secret_headers else v
+                for k, v in self.headers.items()}
 
     def wire_headers(self):
         """Non-ASCII header values go out as UTF-8 bytes (http.client would refuse them as str)."""
@@ -176,7 +180,7 @@ class PostbackType(ExportType):
     label = "Postback"
     schedule = PER_EVENT
     settings_form = PostbackSettings
-    secret_settings = ("signing_secret",)
+    secret_settings = ("signing_secret", "headers")  # Extra Headers carry credentials: encrypted, masked
 
     @property
     def method(self):
@@ -198,7 +202,8 @@ class PostbackType(ExportType):
         """The request for one row; ValueError when a header mapping or line cannot be sent."""
         params, mapped_headers = split_pairs(pairs)
         headers = CaseInsensitiveDict({"User-Agent": USER_AGENT})
-        headers.update(parse_header_lines(self.settings.get("headers")))
+        extra = parse_header_lines(self.settings.get("headers"))
+        headers.update(extra)
         headers.update(mapped_headers)
         url, body = self.settings.get("url", ""), b""
         if self.method == "GET":
@@ -213,7 +218,8 @@ class PostbackType(ExportType):
         secret = self.settings.get("signing_secret")
         if secret:
             headers.update(signing.headers(secret, idempotency_key, body, timestamp))
-        return Request("GET" if self.method == "GET" else "POST", url, headers, body)
+        return Request("GET" if self.method == "GET" else "POST", url, headers, body,
+                       frozenset(name.lower() for name, _ in extra))
 
     def send(self, batch):
         try:
