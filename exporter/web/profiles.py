@@ -288,7 +288,7 @@ def _render_edit(profile, general=None, settings_form=None, mapping_form=None, m
         if wanted == "new":
             mapping_form, dialog_open = MappingForm(formdata=None), True
         else:
-            m = _mapping_or_404(profile, int(wanted) if wanted.isdigit() else -1)
+            m = _mapping_or_404(profile, int(wanted) if re.fullmatch(r"[0-9]{1,18}", wanted) else -1)
             mapping_form, dialog_open = MappingForm(formdata=None, obj=m), True
             mapping_action = url_for(".edit_mapping", profile_id=profile.id, mapping_id=m.id)
     text, problem = preview(profile)
