@@ -69,9 +69,8 @@ def _first_start_help(host, port):
 @with_appcontext
 def run_command(host, port):
     """Web UI, worker, scheduler and cron in one command (embedded Redis if none is configured)."""
-    from waitress import create_server
-
-    from .queue import EmbeddedRedis
+    from .queue import EmbeddedRedis, mask_url
+    from .web.security import use_redis_for_limits
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the children on TERM as on Ctrl-C
     embedded, children = None, []
@@ -80,12 +79,13 @@ def run_command(host, port):
     if not redis_url:
         embedded = EmbeddedRedis().start()
         redis_url = current_app.config["REDIS_URL"] = env["EXPORTER_REDIS_URL"] = embedded.url
-        click.echo(f"EXPORTER_REDIS_URL is not set: started an embedded Redis at {redis_url}")
+        use_redis_for_limits(current_app, redis_url)
+        click.echo(f"EXPORTER_REDIS_URL is not set: started an embedded Redis at {mask_url(redis_url)}")
     _upgrade_db()
     try:
         for command in ("worker", "cron"):
             children.append(subprocess.Popen([sys.executable, "-m", "exporter", command], env=env))
-        server = create_server(current_app._get_current_object(), host=host, port=port, threads=8)
+        server = web_server(current_app._get_current_object(), host, port)
         _first_start_help(host, port)  # printed once the port is open, so the URL answers
         server.run()
     finally:
@@ -98,6 +98,14 @@ def run_command(host, port):
                 child.kill()
         if embedded:
             embedded.stop()
+
+
+def web_server(app, host, port):
+    """The waitress server of exporter run: a body larger than the intake's limit is refused
+    (413) from its Content-Length, before it is read."""
+    from waitress import create_server
+
+    return create_server(app, host=host, port=port, threads=8, max_request_body_size=app.config["INTAKE_MAX_BYTES"])
 
 
 def _redis_url():

@@ -47,6 +47,19 @@ class Defaults:
     DRAIN_SECONDS = 30
     FILES_DIR = None  # None: instance/files
     WTF_CSRF_TIME_LIMIT = None
+    # Sessions end after this long without a request (and at logout or a password change).
+    SESSION_IDLE_MINUTES = 30
+    # Failed logins allowed per account and per address (Flask-Limiter's notation).
+    LOGIN_LIMIT_PER_ACCOUNT = "10 per 15 minutes"
+    LOGIN_LIMIT_PER_ADDRESS = "30 per 15 minutes"
+    # Redis down: throttle in this process's memory meanwhile rather than refuse every login.
+    RATELIMIT_SWALLOW_ERRORS = True
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    # The session cookie is Secure unless this is False, or None and the app runs in debug or
+    # is reached over plain HTTP on a loopback address (exporter run's default).
+    SESSION_COOKIE_SECURE = None
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_HTTPONLY = True
 
 
 def from_env(environ=os.environ, prefix="EXPORTER_"):

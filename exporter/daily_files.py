@@ -26,7 +26,7 @@ from sqlalchemy import DateTime, Integer, Text, func, insert, literal, null, sel
 from sqlalchemy.exc import IntegrityError
 
 from . import mapping, schedule, security, sending
-from .export_types import DAILY_FILE, DEFAULT_SEND_AT, Batch, csv_writer
+from .export_types import DAILY_FILE, DEFAULT_SEND_AT, Batch, csv_writer, neutralised
 from .extensions import db
 from .models import Delivery, Event, FileRow, HistoryEntry, Profile, utcnow
 
@@ -297,12 +297,15 @@ def rendered_rows(profile, route_id, day, renderer, yield_per=DEFAULT_YIELD_PER,
         .order_by(FileRow.occurred_at, FileRow.id)
         .execution_options(stream_results=True, yield_per=yield_per))
     render, last_row_id = renderer.from_order, 0
+    opens, pci = renderer.opens_order, profile.pci_documented
     try:
         for event_type, order, card_number, row_id in result:
             if row_id > last_row_id:
                 last_row_id = row_id
             if card_number:
                 card_number = security.decrypt(key, card_number)
+            if opens:
+                order = security.opened_order(order, key, pci)
             yield render(order or {}, event_type, card_number)
     finally:
         result.close()
@@ -386,16 +389,16 @@ class KeptCopy:
         self.carried = {}
 
     def stream(self, rows):
-        os.makedirs(os.path.dirname(self.part), exist_ok=True)
+        os.makedirs(os.path.dirname(self.part), mode=0o700, exist_ok=True)
         count = 0
         masked = self.renderer.masked if self.renderer.sensitive_columns else None
-        with open(self.part, "w", encoding="utf-8", newline="") as f:
+        with open_private(self.part) as f:
             writerow = csv_writer(f).writerow
             if self.header:
-                writerow(self.renderer.columns)
+                writerow(kept_cells(self.renderer.columns))
             try:
                 for row in rows:
-                    writerow([value for _, value in (masked(row) if masked else row)])
+                    writerow(kept_cells(value for _, value in (masked(row) if masked else row)))
                     count += 1
                     yield row
             finally:
@@ -410,6 +413,19 @@ class KeptCopy:
             os.replace(self.part, self.path)
         else:
             os.unlink(self.part)
+
+
+def kept_cells(values):
+    """A kept copy's cells: formulas always neutralised, as an admin opens it in a spreadsheet."""
+    return [neutralised(value) for value in values]
+
+
+def open_private(path):
+    """A new text file only its owner may read (0600), whatever the umask: kept copies are
+    customers' data."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8", newline="")
 
 
 def kept_copy_path(delivery):

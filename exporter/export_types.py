@@ -6,6 +6,7 @@ through the `exporter.export_types` entry-point group exactly as a third party's
 import csv
 import io
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from importlib.metadata import entry_points
@@ -13,8 +14,10 @@ from typing import Any, ClassVar, Iterable, Mapping
 
 from wtforms import Form
 
-# The private-target guard is part of the contract: plugins import it from here.
-from .security import TargetRefused, check_target_host, check_target_url  # noqa: F401
+# The private-target guard is part of the contract: plugins import it from here. A type
+# connects only to the address resolve_target checked (PinnedAdapter / pinned_session for HTTP).
+from .security import (PinnedAdapter, Target, TargetRefused, address_problem, check_target_host,  # noqa: F401
+                       check_target_url, parse_target, pinned_session, resolve_target)
 
 GROUP = "exporter.export_types"
 PER_EVENT = "per_event"
@@ -96,21 +99,37 @@ def csv_writer(f):
     return csv.writer(f, lineterminator="\r\n")
 
 
-def write_csv(f, columns, rows, header=True) -> int:
-    """Rows of (export_name, value) pairs as CSV into an open text file; the number of rows."""
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP's list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def neutralised(value) -> str:
+    """The value as a spreadsheet shows it but never runs it: a leading apostrophe before = + - @
+    tab or CR. A plain number (-49.95, +1e3) is left as it is: it is no formula."""
+    text = "" if value is None else str(value)
+    if text.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def write_csv(f, columns, rows, header=True, neutralise=False) -> int:
+    """Rows of (export_name, value) pairs as CSV into an open text file; the number of rows.
+    neutralise: spreadsheet formulas are neutralised in every cell (see neutralised())."""
     writer, count = csv_writer(f), 0
+    cell = neutralised if neutralise else (lambda value: value)
     if header:
-        writer.writerow(columns)
+        writer.writerow([cell(name) for name in columns])
     for row in rows:
-        writer.writerow([value for _, value in row])
+        writer.writerow([cell(value) for _, value in row])
         count += 1
     return count
 
 
-def csv_text(columns, rows, header=True) -> str:
+def csv_text(columns, rows, header=True, neutralise=False) -> str:
     """The same CSV as a string, for previews."""
     buf = io.StringIO(newline="")
-    write_csv(buf, columns, rows, header)
+    write_csv(buf, columns, rows, header, neutralise)
     return buf.getvalue()
 
 

@@ -1,5 +1,7 @@
 """Flask extensions, created here and bound to the app in create_app."""
 import click
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -50,6 +52,8 @@ csrf = CSRFProtect()
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message_category = "info"
+# Login throttling; its storage is the app's Redis (RATELIMIT_STORAGE_URI, set from REDIS_URL).
+limiter = Limiter(key_func=get_remote_address, key_prefix="exporter")
 
 
 @event.listens_for(Engine, "connect")

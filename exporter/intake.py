@@ -3,6 +3,7 @@
 web/intake.py is only HTTP; this is the flow. Nothing is stored unless every event in
 the body is valid.
 """
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
@@ -70,7 +71,7 @@ class OrderIn(BaseModel):
     @field_validator("cardNumber")
     @classmethod
     def digits_only(cls, v):
-        if v is not None and not v.replace(" ", "").replace("-", "").isdigit():
+        if v is not None and not re.fullmatch(r"[0-9]+", v.replace(" ", "").replace("-", "")):  # ASCII digits only
             raise ValueError("a card number has only digits")
         return v.replace(" ", "").replace("-", "") if v else v
 
@@ -231,11 +232,12 @@ def _insert_events(fresh):
     key = current_app.config["SECRET_KEY"]
     rows, stored = [], []
     for item, customer_id in fresh:
-        order, card = _order_for_storage(item.order)
+        order, cards = _order_for_storage(item.order)
+        card = cards[0] if cards else None
         occurred = item.occurred_at or datetime.now(timezone.utc)
         if occurred.tzinfo:
             occurred = occurred.astimezone(timezone.utc).replace(tzinfo=None)
-        is_test = item.order.isTestCard or (card in test_cards)
+        is_test = item.order.isTestCard or any(c in test_cards for c in cards)
         rows.append(dict(event_key=item.id, type=item.type, occurred_at=occurred, received_at=utcnow(),
                          customer_id=customer_id, order_id=item.order.orderId,
                          campaign_id=item.order.campaignId, order=order, is_test=is_test,
@@ -254,13 +256,13 @@ def _insert_events(fresh):
 
 
 def _order_for_storage(order_in):
-    """The order as stored: CVV never, the card number only as cardLast4 and cardBin (the number
-    itself is kept encrypted on the event)."""
-    order = security.without_cvv(order_in.model_dump(exclude_none=True))
-    card = order.pop("cardNumber", None)
-    if card:
-        order["cardLast4"], order["cardBin"] = card[-4:], card[:6]
-    return order, card
+    """The order as stored, and the card numbers found in it (the order's own first): CVV-like
+    keys dropped, card-like values taken out, sensitive fields encrypted (security.scrub_order);
+    the card number kept only as cardLast4 and cardBin here, encrypted on the event."""
+    order, cards = security.scrub_order(order_in.model_dump(exclude_none=True), current_app.config["SECRET_KEY"])
+    if cards:
+        order["cardLast4"], order["cardBin"] = cards[0][-4:], cards[0][:6]
+    return order, cards
 
 
 def _route(event, batch):

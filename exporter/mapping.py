@@ -121,9 +121,14 @@ class Renderer:
     def __init__(self, mappings):
         self.mappings = tuple(mappings)
         self.columns = [m.export_name for m in self.mappings]
-        self.fields = {m.export_name: m.field for m in self.mappings}
-        self.sensitive_columns = frozenset(name for name, field in self.fields.items() if field in catalog.SENSITIVE)
+        # By position, never by Export Name: two mappings may share a name (a CSV header and a
+        # query string both allow it), and masking must follow the mapping's field.
+        self.fields = [m.field for m in self.mappings]
+        self.sensitive = [field in catalog.SENSITIVE for field in self.fields]
+        self.sensitive_columns = frozenset(m.export_name for m in self.mappings if m.field in catalog.SENSITIVE)
         self.wants_card = any(m.field == "cardNumber" for m in self.mappings)
+        # Expiry, ACH numbers: stored encrypted in the order (security.scrub_order), opened to render.
+        self.opens_order = any(sensitive and field != "cardNumber" for field, sensitive in zip(self.fields, self.sensitive))
         self._from_record = _generate(self.mappings, _record_source)
         self.from_order = _generate(self.mappings, _order_source)  # a plain function: no method call
 
@@ -134,8 +139,8 @@ class Renderer:
         """The row with each sensitive value masked (first 6 + last 4 of a card at most)."""
         if not self.sensitive_columns:
             return row
-        return [(name, security.masked(value, self.fields[name]) if name in self.sensitive_columns and value
-                 else value) for name, value in row]
+        return [(name, security.masked(value, field) if sensitive and value else value)
+                for (name, value), field, sensitive in zip(row, self.fields, self.sensitive)]
 
 
 # --- the generated render functions ---------------------------------------------------------

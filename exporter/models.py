@@ -1,4 +1,5 @@
 """The whole schema. The database is the source of truth; Redis only carries work."""
+import secrets
 from datetime import datetime, timezone
 
 from flask_login import UserMixin
@@ -22,10 +23,20 @@ class User(UserMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(255), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
+    # Named by every session of this user: a new one (logout, password change) ends them all.
+    session_token: Mapped[str] = mapped_column(String(64), default=lambda: secrets.token_urlsafe(32),
+                                               server_default="")
     created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+
+    def get_id(self):
+        return f"{self.id}:{self.session_token}"
+
+    def end_sessions(self):
+        self.session_token = secrets.token_urlsafe(32)
 
     def set_password(self, password):
         self.password_hash = generate_password_hash(password)
+        self.end_sessions()
 
     def check_password(self, password):
         return check_password_hash(self.password_hash, password)

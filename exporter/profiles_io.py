@@ -33,14 +33,16 @@ class ImportProblem(ValueError):
 
 
 def export_profile(profile, registry):
-    """One profile as the JSON's dict; secret settings are left out, never exported."""
+    """One profile as the JSON's dict; a secret setting is exported as the mask, never in clear
+    (importing the mask keeps the stored secret)."""
     cls = registry.get(profile.export_type)
     secret = set(cls.secret_settings) if cls else set()
+    masked = {k: security.MASK for k in secret if (profile.settings or {}).get(k)}
     return {
         "name": profile.name, "export_type": profile.export_type, "active": profile.active,
         "delay_minutes": profile.delay_minutes, "pci_documented": profile.pci_documented,
         "skip_converted_partials": profile.skip_converted_partials,
-        "settings": {k: v for k, v in (profile.settings or {}).items() if k not in secret},
+        "settings": {**{k: v for k, v in (profile.settings or {}).items() if k not in secret}, **masked},
         "mappings": [{k: getattr(m, k) for k in MAPPING_KEYS if getattr(m, k) or k in ("export_name", "field")}
                      for m in profile.mappings],
         "routes": [{"customer_types": list(r.customer_types), "campaigns": list(r.campaigns),
@@ -134,12 +136,21 @@ def check_profile(data, registry):
     profile = {"name": name.strip(), "export_type": cls.key, "delay_minutes": _checked_delay(name, data)}
     profile.update(_checked_flags(name, data))
     profile["settings"], profile["secrets"] = _checked_settings(name, cls, data.get("settings"))
+    target = security.target_setting_problem(profile["settings"], _allow_private_targets())
+    if target:
+        raise ImportProblem(name, f"settings.{target[0]}", target[1])
     profile["mappings"] = _checked_mappings(name, data.get("mappings"))
     problem = sensitive_problem(profile["mappings"], profile["pci_documented"])
     if problem:
         raise ImportProblem(name, "mappings", problem)
     profile["routes"] = _checked_routes(name, data.get("routes"))
     return profile
+
+
+def _allow_private_targets():
+    from flask import current_app, has_app_context
+
+    return bool(has_app_context() and current_app.config.get("ALLOW_PRIVATE_TARGETS"))
 
 
 def _checked_name(data):
@@ -189,7 +200,7 @@ def _checked_settings(name, cls, settings):
     """(the settings form's validated data without secrets, the file's secrets): a secret the
     file leaves out is not an error, the stored one stays."""
     settings = _object(name, "settings", settings)
-    secrets = {k: v for k, v in settings.items() if k in cls.secret_settings and v not in (None, "")}
+    secrets = {k: v for k, v in settings.items() if k in cls.secret_settings and v not in (None, "", security.MASK)}
     for key, value in secrets.items():
         if not isinstance(value, str):
             raise ImportProblem(name, f"settings.{key}", "must be a string")

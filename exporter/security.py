@@ -7,10 +7,11 @@ import secrets
 import socket
 from urllib.parse import quote, quote_plus, urlsplit
 
+import requests
 from cryptography.fernet import Fernet, InvalidToken
+from requests.adapters import HTTPAdapter
 
 ENCRYPTED_PREFIX = "enc:"
-CVV_KEYS = frozenset({"cvv", "cvv2", "cvc", "cardsecuritycode", "securitycode"})  # lowercase
 MASK = "****"
 
 
@@ -43,12 +44,114 @@ def new_token():
     return "exp_" + secrets.token_urlsafe(32)
 
 
-# --- CVV ------------------------------------------------------------------------
+# --- card data at intake -----------------------------------------------------------------
+#
+# At intake anything CVV-like is dropped, at any depth, under any spelling; a value that
+# looks like a card number (13 to 19 ASCII digits passing Luhn, spaces and dashes allowed
+# between them) is taken out wherever it is; the catalog's other sensitive fields are
+# encrypted. Only then is the order stored.
+
+CVV_WORDS = ("cvv", "cvc", "cvn", "securitycode", "cardcode", "verificationcode", "verificationvalue")
+CVV_NAMES = frozenset({"csc", "cid", "cav2", "cvd"})
+CARD_LIKE = re.compile(r"[0-9](?:[ -]?[0-9]){12,18}")
+# The CRM's ids: long numbers that are not cards, and must stay usable.
+ID_KEYS = frozenset({"orderId", "customerId", "campaignId", "productId"})
+CARD_KEY = "cardNumber"
+
+
+def _squashed(key):
+    return re.sub(r"[^a-z0-9]", "", str(key).lower())
+
+
+def is_cvv_key(key):
+    """card_cvv, cvvCode, cardCvv, CVV2, security_code...: any spelling of a card's verification code."""
+    name = _squashed(key)
+    return name in CVV_NAMES or any(word in name for word in CVV_WORDS)
+
+
+def luhn_ok(digits):
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        n = int(d) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+def card_digits(value):
+    """The card number a value holds (13 to 19 ASCII digits passing Luhn), or None."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value).strip()
+    if not CARD_LIKE.fullmatch(text):
+        return None
+    digits = text.replace(" ", "").replace("-", "")
+    return digits if luhn_ok(digits) else None
+
+
+def scrub_order(order, secret_key):
+    """(the order as it may be stored, the card numbers found in it, the first one being the
+    order's own cardNumber when it has one).
+
+    CVV-like keys are dropped at any depth; card-like values under any key (billing.cardNumber,
+    products[0].cardNumber, CardNumber...) are removed and returned; the catalog's sensitive
+    fields (expiry, ACH numbers) are encrypted with secret_key. The CRM's ids are kept as they are.
+    """
+    from .catalog import SENSITIVE
+
+    order = dict(order)
+    main = order.pop(CARD_KEY, None)  # the intake checked it: digits only
+    cards = [str(main)] if main else []
+    clean = _scrubbed(order, cards)
+    for key in SENSITIVE - {CARD_KEY}:
+        value = clean.get(key)
+        if value not in (None, "") and not isinstance(value, (dict, list)):
+            clean[key] = encrypt(secret_key, str(value))
+    return clean, cards
+
+
+def _scrubbed(value, cards):
+    if isinstance(value, dict):
+        kept = {}
+        for key, item in value.items():
+            if is_cvv_key(key):
+                continue
+            digits = None if key in ID_KEYS else card_digits(item)
+            if digits:
+                if digits not in cards:
+                    cards.append(digits)
+                continue
+            kept[key] = _scrubbed(item, cards)
+        return kept
+    if isinstance(value, list):
+        kept = []
+        for item in value:
+            digits = card_digits(item)
+            if digits:
+                if digits not in cards:
+                    cards.append(digits)
+                continue
+            kept.append(_scrubbed(item, cards))
+        return kept
+    return value
+
+
+def opened_order(order, secret_key, pci_documented):
+    """The stored order as a mapping reads it: sensitive fields decrypted for a profile whose PCI
+    documentation is on file, left out for any other."""
+    from .catalog import SENSITIVE
+
+    opened = dict(order or {})
+    for key in SENSITIVE & opened.keys():
+        value = opened.pop(key)
+        if pci_documented and isinstance(value, str):
+            opened[key] = decrypt(secret_key, value)
+    return opened
+
 
 def without_cvv(value):
     """value (an order) without any key named like a CVV, in any case, at any depth, lists included."""
     if isinstance(value, dict):
-        return {k: without_cvv(v) for k, v in value.items() if k.lower() not in CVV_KEYS}
+        return {k: without_cvv(v) for k, v in value.items() if not is_cvv_key(k)}
     if isinstance(value, list):
         return [without_cvv(v) for v in value]
     return value
@@ -89,27 +192,207 @@ def redact(text, secrets_):
 
 
 # --- export targets -------------------------------------------------------------
+#
+# An export target is checked where it is connected to: the name is resolved once, every
+# address it gives is checked, and the connection goes to that checked address (pinned), so
+# a second DNS answer cannot point inside. A URL is read with the parser the sender uses
+# (urllib3's) and refused when Python's urlsplit reads it differently (a backslash, ...).
+
+ALLOW_HINT = "set EXPORTER_ALLOW_PRIVATE_TARGETS=true to allow private targets"
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+URL_FORBIDDEN = re.compile(r"[\\\s\x00-\x1f\x7f]")  # backslash, whitespace, control characters
+
 
 class TargetRefused(ValueError):
     pass
 
 
-def check_target_host(host, allow_private):
-    """Refuse loopback, private, link-local and reserved addresses unless allowed (SSRF guard)."""
-    if allow_private:
-        return
+def embedded_ipv4(ip):
+    """The IPv4 address an IPv6 one carries (mapped, NAT64, 6to4, Teredo client), or None."""
+    if ip.version != 6:
+        return None
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour:
+        return ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]
+    return None
+
+
+def address_problem(ip):
+    """What kind of private address this is (loopback, multicast, reserved...), or None for a public one."""
+    ip = ipaddress.ip_address(str(ip).split("%")[0])
+    inner = embedded_ipv4(ip)
+    if inner is not None:
+        problem = address_problem(inner)
+        if problem:
+            return f"{problem}: {inner} inside {ip}"
+        if ip in NAT64 or ip.sixtofour or ip.ipv4_mapped:
+            return None  # judged by the public IPv4 address it carries
+    if ip.is_multicast:
+        return "multicast"
+    if ip.is_loopback or ip.is_unspecified:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_reserved or not ip.is_global:
+        return "private or reserved"
+    return None
+
+
+def resolve_target(host, port=None, allow_private=False):
+    """The addresses to connect to for host, each one checked: connect only to these.
+
+    TargetRefused when the name does not resolve, or when any address it resolves to is
+    private (unless allowed).
+    """
     if not host:
         raise TargetRefused("no host")
     try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror as exc:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
         raise TargetRefused(f"cannot resolve {host}: {exc}") from exc
+    addresses = []
     for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not ip.is_global:
-            raise TargetRefused(
-                f"{host} resolves to {ip}, a private address; set EXPORTER_ALLOW_PRIVATE_TARGETS to allow it")
+        address = info[4][0].split("%")[0]
+        problem = None if allow_private else address_problem(address)
+        if problem:
+            raise TargetRefused(f"{host} resolves to {address}, a private address ({problem}); {ALLOW_HINT}")
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+def check_target_host(host, allow_private):
+    """Refuse loopback, private, link-local, multicast and reserved addresses unless allowed."""
+    if not allow_private:
+        resolve_target(host, None, allow_private)
+
+
+class Target:
+    """A URL's scheme, host and port as both the sender (urllib3) and urlsplit read them."""
+
+    def __init__(self, scheme, host, port):
+        self.scheme, self.host, self.port = scheme, host, port
+
+    @property
+    def host_header(self):
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = {"http": 80, "https": 443}.get(self.scheme)
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def parse_target(url):
+    """The URL's target; TargetRefused when it is not a plain http(s) URL that every parser
+    reads alike (the backslash trick: urlsplit sees one host, urllib3 connects to another)."""
+    from urllib3.util import parse_url
+    from urllib3.exceptions import LocationParseError
+
+    url = url or ""
+    if URL_FORBIDDEN.search(url):
+        raise TargetRefused("the URL has a backslash, a space or a control character")
+    try:
+        ours, theirs = urlsplit(url), parse_url(url)
+        ours_port = ours.port
+    except (ValueError, LocationParseError) as exc:
+        raise TargetRefused(f"not a valid URL: {exc}") from None
+    scheme = (theirs.scheme or "").lower()
+    if scheme not in ("http", "https") or not theirs.host:
+        raise TargetRefused("the URL must be http:// or https:// with a host")
+    host = theirs.host.strip("[]").lower()
+    port = theirs.port or (443 if scheme == "https" else 80)
+    if (ours.hostname or "").lower() != host or (ours_port or port) != port:
+        raise TargetRefused("the URL is ambiguous: its host reads differently to different parsers")
+    return Target(scheme, host, port)
 
 
 def check_target_url(url, allow_private):
-    check_target_host(urlsplit(url).hostname, allow_private)
+    """The URL's Target, its host checked (see parse_target and resolve_target)."""
+    target = parse_target(url)
+    if not allow_private:
+        resolve_target(target.host, target.port, allow_private)
+    return target
+
+
+def target_setting_problem(settings, allow_private):
+    """(setting, message) when a profile's target (its `url`, else its `host`) is a private
+    address and private targets are not allowed; checked when a profile is saved or imported.
+    A name that does not resolve now is left for the send to report."""
+    settings = settings or {}
+    key = "url" if settings.get("url") else "host"
+    try:
+        if settings.get("url"):
+            target = parse_target(settings["url"])
+            host, port = target.host, target.port
+        elif settings.get("host"):
+            host, port = str(settings["host"]).strip(), None
+        else:
+            return None
+        if not allow_private:
+            resolve_target(host, port, allow_private)
+    except TargetRefused as exc:
+        if str(exc).startswith("cannot resolve"):
+            return None
+        return key, str(exc)
+    return None
+
+
+def refuse_private_target(form, allow_private):
+    """Put target_setting_problem's message beside the settings form's field (a WTForms form)."""
+    problem = target_setting_problem(form.data, allow_private)
+    if problem and problem[0] in form and not form[problem[0]].errors:
+        form[problem[0]].errors = [*form[problem[0]].errors, problem[1]]
+
+
+# --- pinned HTTP connections ------------------------------------------------------------------
+
+class PinnedAdapter(HTTPAdapter):
+    """A requests transport adapter that connects to the address it checked.
+
+    Each send parses the URL (parse_target), resolves its host once and checks every
+    address (resolve_target), then connects to the first one while Host, TLS SNI and the
+    certificate check keep the name. Mount it on a Session (``session.mount("http://", a)``
+    and ``"https://"``): pools are kept per pinned address and name, and the adapter keeps
+    no per-request state, so one Session may send from several threads. Proxies are not
+    used: an export target is always connected to directly.
+    """
+
+    def __init__(self, allow_private=False, **kwargs):
+        self.allow_private = allow_private
+        super().__init__(**kwargs)
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        target = parse_target(request.url)
+        address = resolve_target(target.host, target.port, self.allow_private)[0]
+        # Host and Accept-Encoding first, as http.client would have put them.
+        headers = requests.structures.CaseInsensitiveDict({"Host": target.host_header, "Accept-Encoding": "identity"})
+        headers.update((k, v) for k, v in request.headers.items() if k.lower() != "host")
+        request.headers = headers
+        request.exporter_pin = (target.host, address)
+        try:
+            return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=None)
+        except requests.RequestException as exc:  # say the name the admin typed, not the address it had
+            text = str(exc).replace(f"host='{address}'", f"host='{target.host}'")
+            raise type(exc)(text, request=exc.request, response=exc.response) from exc
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        name, address = request.exporter_pin
+        host_params["host"] = address
+        if host_params["scheme"] == "https":
+            pool_kwargs["server_hostname"] = name  # SNI and the certificate check use the name
+        return host_params, pool_kwargs
+
+
+def pinned_session(allow_private=False, **adapter_kwargs):
+    """A requests Session whose http and https go through a PinnedAdapter, ignoring proxy
+    settings from the environment."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter = PinnedAdapter(allow_private=allow_private, **adapter_kwargs)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session

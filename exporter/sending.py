@@ -85,10 +85,12 @@ def renderer_for(profile):
 
 def render(renderer, event, profile):
     """An event's row through a profile's renderer, straight from the order as stored."""
-    card = None
+    key, card, order = current_app.config["SECRET_KEY"], None, event.order or {}
     if event.card_number and profile.pci_documented:
-        card = security.decrypt(current_app.config["SECRET_KEY"], event.card_number)
-    return renderer.from_order(event.order or {}, event.type, card)
+        card = security.decrypt(key, event.card_number)
+    if renderer.opens_order:
+        order = security.opened_order(order, key, profile.pci_documented)
+    return renderer.from_order(order, event.type, card)
 
 
 def event_record(event, profile):
@@ -96,7 +98,8 @@ def event_record(event, profile):
     card = None
     if event.card_number and profile.pci_documented:
         card = security.decrypt(current_app.config["SECRET_KEY"], event.card_number)
-    return catalog.record_from_order(event.order or {}, event.type, card_number=card)
+    order = security.opened_order(event.order, current_app.config["SECRET_KEY"], profile.pci_documented)
+    return catalog.record_from_order(order, event.type, card_number=card)
 
 
 def target_host(profile):

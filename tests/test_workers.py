@@ -65,7 +65,7 @@ def test_a_worker_and_cron_outlive_redis_restarted_empty(app, app_config, post_e
         receiver.wait_for(1, timeout=20)
         redis.stop()  # Redis dies with the worker idle-waiting and cron ticking
         time.sleep(3)
-        redis = EmbeddedRedis(port=redis.port).start()  # back, empty
+        redis = EmbeddedRedis(port=redis.port, password=redis.password).start()  # back, empty
         post_events(event("after", customerId=2, orderId=2))
         receiver.wait_for(2, timeout=60)
         assert worker.poll() is None and cron.poll() is None

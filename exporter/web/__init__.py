@@ -28,6 +28,9 @@ def _errors(app):
 
 
 def register_blueprints(app):
+    from .security import protect
+
+    protect(app)  # before the routes: the id converter applies to the rules as they are added
     _errors(app)
     from . import (auth, catalog, customers, dashboard, deliveries, export_types, files, intake, profile_tools, profiles,
                    routing, tokens)

@@ -1,19 +1,55 @@
-"""Login and logout (Flask-Login, hashed passwords)."""
-from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import login_user, logout_user
-from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField
-from wtforms.validators import DataRequired
+"""Login, logout and the admin's own password (Flask-Login, hashed passwords).
 
-from ..extensions import db, login_manager
+A session names its user and the user's session token: logout and a password change
+make a new token, which ends every session of that user. A session idle for longer than
+SESSION_IDLE_MINUTES ends too. Failed logins are throttled per account and per address
+(Flask-Limiter, on the app's Redis); an unknown email costs as much time as a wrong password.
+"""
+import hmac
+import time
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_limiter.util import get_remote_address
+from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from werkzeug.security import check_password_hash, generate_password_hash
+from wtforms import EmailField, PasswordField
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
+
+from ..extensions import db, limiter, login_manager
 from ..models import User
 
 bp = Blueprint("auth", __name__)
+MIN_PASSWORD_LENGTH = 12
 
 
 @login_manager.user_loader
-def load_user(user_id):
-    return db.session.get(User, int(user_id))
+def load_user(session_id):
+    """The user a session names, while its token is the user's current one."""
+    user_id, _, token = str(session_id).partition(":")
+    if not user_id.isdigit() or len(user_id) > 18 or not token:
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not hmac.compare_digest(user.session_token or "", token):
+        return None
+    return user
+
+
+@bp.before_app_request
+def end_idle_sessions():
+    """Log out a session that was idle longer than SESSION_IDLE_MINUTES; note this request."""
+    if not current_user.is_authenticated:
+        return
+    now, seen = time.time(), session.get("seen")
+    if seen and now - seen > float(current_app.config["SESSION_IDLE_MINUTES"]) * 60:
+        logout_user()
+        session.pop("seen", None)
+        flash(f"You were logged out after {current_app.config['SESSION_IDLE_MINUTES']} minutes without activity.",
+              "info")
+        return
+    session["seen"] = now
 
 
 class LoginForm(FlaskForm):
@@ -21,23 +57,96 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired()])
 
 
-def _safe_next(target):
-    return target if target and target.startswith("/") and not target.startswith("//") else None
+class PasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[DataRequired("Type your current password")])
+    new_password = PasswordField("New password", validators=[
+        DataRequired("Choose a new password"),
+        Length(min=MIN_PASSWORD_LENGTH, message=f"At least {MIN_PASSWORD_LENGTH} characters")])
+    confirm = PasswordField("New password again", validators=[EqualTo("new_password", "The two passwords differ")])
+
+    def validate_current_password(self, field):
+        if not current_user.check_password(field.data or ""):
+            raise ValidationError("This is not your current password")
+
+
+def safe_next(target):
+    """A path on this site to go to after login, or None: never another host, whatever the
+    browser makes of tabs, line breaks or backslashes (/%09/evil.com is //evil.com to it)."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    if any(c == "\\" or c.isspace() or ord(c) < 32 or ord(c) == 127 for c in target):
+        return None
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else None
+
+
+@lru_cache(maxsize=1)
+def _decoy_hash():
+    """A hash to check an unknown user's password against: the same work as a known one's."""
+    return generate_password_hash("decoy password, never anyone's")
+
+
+def _account():
+    return "account:" + (request.form.get("email") or "").strip().lower()
+
+
+def _failed(response):
+    return response.status_code != 302  # a login that worked redirects
+
+
+def _limit(name):
+    return lambda: current_app.config[name]
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_limit("LOGIN_LIMIT_PER_ACCOUNT"), key_func=_account, methods=["POST"], deduct_when=_failed,
+               scope="login-account")
+@limiter.limit(_limit("LOGIN_LIMIT_PER_ADDRESS"), key_func=get_remote_address, methods=["POST"],
+               deduct_when=_failed, scope="login-address")
 def login():
     form = LoginForm()
     if form.validate_on_submit():
         user = db.session.scalar(db.select(User).where(User.email == form.email.data.strip().lower()))
-        if user and user.check_password(form.password.data):
+        if user is None:
+            check_password_hash(_decoy_hash(), form.password.data)  # as slow as a wrong password
+        elif user.check_password(form.password.data):
             login_user(user)
-            return redirect(_safe_next(request.args.get("next")) or url_for("dashboard.index"))
+            session["seen"] = time.time()
+            return redirect(safe_next(request.args.get("next")) or url_for("dashboard.index"))
         flash("Wrong email or password.", "error")
     return render_template("auth/login.html", form=form)
 
 
+@bp.app_errorhandler(429)
+def too_many_logins(error):
+    message = ("Too many failed logins for this account or from this address "
+               f"(at most {error.description}). Wait, then try again.")
+    if request.endpoint == "auth.login":
+        flash(message, "error")
+        return render_template("auth/login.html", form=LoginForm()), 429
+    return render_template("errors.html", title="Too many requests", message=message), 429
+
+
 @bp.route("/logout", methods=["POST"])
 def logout():
+    """Log out everywhere: the user's other sessions (and any copy of this cookie) end too."""
+    if current_user.is_authenticated:
+        current_user.end_sessions()
+        db.session.commit()
     logout_user()
+    session.pop("seen", None)
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    form = PasswordForm()
+    if form.validate_on_submit():
+        current_user.set_password(form.new_password.data)  # ends every session of this user...
+        db.session.commit()
+        login_user(current_user._get_current_object())  # ...but this one, under the new token
+        session["seen"] = time.time()
+        flash("Password changed. Every other session of yours is logged out.", "success")
+        return redirect(url_for("dashboard.index"))
+    return render_template("auth/password.html", form=form), 422 if form.errors else 200

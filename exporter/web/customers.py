@@ -41,7 +41,7 @@ def search_query(q):
     digits = re.sub(r"\D", "", q)
     if digits and len(digits) >= 3 and digits != q:  # "(555) 201-3344" finds 5552013344
         matches.append(_contains(Customer.phone, digits))
-    if q.isdigit() and len(q) < 19:
+    if re.fullmatch(r"[0-9]{1,18}", q):  # a CRM id (ASCII digits, 64 bits)
         matches.append(Customer.crm_customer_id == int(q))
     return query.where(db.or_(*matches))
 

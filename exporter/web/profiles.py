@@ -251,6 +251,7 @@ def validate_settings(form, cls, stored, type_changed):
     for key in cls.secret_settings:  # blank means "keep the stored secret", which is there
         if key in form and not form[key].data and not type_changed and stored.get(key):
             form[key].errors = []
+    security.refuse_private_target(form, current_app.config["ALLOW_PRIVATE_TARGETS"])  # at save, not only at send
     return not any(f.errors for f in form)
 
 
@@ -287,7 +288,7 @@ def _render_edit(profile, general=None, settings_form=None, mapping_form=None, m
         if wanted == "new":
             mapping_form, dialog_open = MappingForm(formdata=None), True
         else:
-            m = _mapping_or_404(profile, int(wanted) if wanted.isdigit() else -1)
+            m = _mapping_or_404(profile, int(wanted) if re.fullmatch(r"[0-9]{1,18}", wanted) else -1)
             mapping_form, dialog_open = MappingForm(formdata=None, obj=m), True
             mapping_action = url_for(".edit_mapping", profile_id=profile.id, mapping_id=m.id)
     text, problem = preview(profile)

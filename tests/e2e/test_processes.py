@@ -60,6 +60,9 @@ def test_exporter_run_as_a_newcomer_uses_it(tmp_path, redis_url):
         wait_until(lambda: "Bearer" in (tmp_path / "run.log").read_text(), what="exporter run to start")
         out = (tmp_path / "run.log").read_text()
         assert "started an embedded Redis" in out
+        # The embedded Redis has a password (RQ jobs are pickles), printed masked, never in clear.
+        assert re.search(r"embedded Redis at redis://:\*\*\*\*@127\.0\.0\.1:\d+/0", out)
+        assert not re.search(r"redis://:(?!\*\*\*\*@)", out)
         password = re.search(r"log in as admin@example.com with password (\S+)", out).group(1)
         token = re.search(r"TOKEN=(exp_\S+)", out).group(1)
         base = f"http://127.0.0.1:{port}"

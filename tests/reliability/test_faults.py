@@ -119,7 +119,7 @@ def test_every_export_arrives_through_every_fault(app, app_config, tmp_path):
             nonlocal redis
             redis.stop()
             time.sleep(5)
-            redis = EmbeddedRedis(port=redis.port).start()
+            redis = EmbeddedRedis(port=redis.port, password=redis.password).start()
 
         fault("Redis killed, back empty after 5 s", redis_restarted_empty)
         time.sleep(5)

@@ -132,10 +132,10 @@ def test_send_test_needs_mappings_and_an_installed_type(logged_in):
 
 
 def test_send_test_refuses_a_private_target_unless_allowed(logged_in, app, receiver):
+    profile = make_profile(url=receiver.url + "/p")  # saved while allowed
     app.config["ALLOW_PRIVATE_TARGETS"] = False
-    profile = make_profile(url=receiver.url + "/p")
     page = text(logged_in.post(f"/profiles/{profile.id}/send-test"))
-    assert "a private address; set EXPORTER_ALLOW_PRIVATE_TARGETS to allow it" in page
+    assert "a private address (loopback); set EXPORTER_ALLOW_PRIVATE_TARGETS=true to allow private targets" in page
     assert receiver.requests == []
 
 

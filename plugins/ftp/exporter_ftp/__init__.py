@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from wtforms import BooleanField, Form, IntegerField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, NumberRange, Optional, ValidationError
 
-from exporter.export_types import (DAILY_FILE, DEFAULT_SEND_AT, ExportType, Outcome, TargetRefused, check_target_host,
-                                   csv_text, write_csv)
+from exporter.export_types import (DAILY_FILE, DEFAULT_SEND_AT, ExportType, Outcome, TargetRefused, csv_text,
+                                   resolve_target, write_csv)
 
 from .transfer import DEFAULT_TIMEOUT, FtpConnection, SftpConnection, TransferError
 
@@ -53,6 +53,8 @@ def file_name_for(pattern, profile, route, day):
         name = pattern.format(profile=slug(profile), route=slug(route), date=day)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"not a valid pattern: {exc}") from None
+    if any(c in name for c in "\r\n\x00"):
+        raise ValueError("must not contain a line break (CR, LF) or NUL: the server would read a second command")
     if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
         raise ValueError("must make a file name (no / or \\)")
     return name
@@ -77,8 +79,13 @@ def _time_zone(form, field):
         raise ValidationError(f"{field.data!r} is not an IANA time zone (e.g. America/New_York, UTC)")
 
 
+def _one_line(form, field):
+    if any(c in (field.data or "") for c in "\r\n\x00"):
+        raise ValidationError(f"{field.label.text} must not contain a line break (CR, LF) or NUL")
+
+
 def _host(form, field):
-    if re.search(r"[\s/:@]", field.data or ""):
+    if re.search(r"[\s/:@\x00]", field.data or ""):
         raise ValidationError("Host is a name or address only, e.g. ftp.example.com (no scheme, port or path)")
 
 
@@ -87,9 +94,9 @@ class FtpSettings(Form):
     host = StringField("Host", validators=[DataRequired("Host is required"), _host])
     port = IntegerField("Port", validators=[Optional(), NumberRange(1, 65535, "Port is between 1 and 65535")],
                         description="Empty: 21 for FTP and FTPS, 22 for SFTP.")
-    username = StringField("Username", validators=[DataRequired("Username is required")])
+    username = StringField("Username", validators=[DataRequired("Username is required"), _one_line])
     password = PasswordField("Password")
-    directory = StringField("Remote Directory", default="/",
+    directory = StringField("Remote Directory", default="/", validators=[_one_line],
                             description="Where the files go; relative paths start at the login directory.")
     # Left empty (or absent from an imported profile), these three take their defaults.
     file_name = StringField("File Name", default=DEFAULT_FILE_NAME, description=FILE_NAME_HELP,
@@ -102,6 +109,10 @@ class FtpSettings(Form):
                             description="An IANA name, e.g. America/New_York. A day runs midnight to midnight here. "
                                         "Empty: UTC.")
     header_row = BooleanField("Header Row", default=True, description="First line: the Export Names.")
+    neutralise_formulas = BooleanField(
+        "Neutralise Spreadsheet Formulas", default=True,
+        description="A value starting with = + - @ (not a plain number) gets a leading ' so that a spreadsheet "
+                    "shows it instead of running it as a formula.")
     send_empty = BooleanField("Send Empty Files", default=False,
                               description="Upload a file even on a day without rows.")
     verify_tls = BooleanField("Verify TLS Certificate", default=True,
@@ -139,6 +150,11 @@ class FtpType(ExportType):
     def method(self):
         return SftpConnection.method if self.protocol == "sftp" else FtpConnection.method
 
+    @property
+    def neutralise(self):
+        """On for every profile made since the setting exists; a profile without it keeps its files as they were."""
+        return bool(self.settings.get("neutralise_formulas", False))
+
     def describe(self):
         return f"{self.protocol}://{self.host}:{self.port}{self.directory or '/'}"
 
@@ -148,16 +164,18 @@ class FtpType(ExportType):
         user = quote(self.settings.get("username") or "", safe="")
         return f"{self.protocol}://{user}@{self.host}:{self.port}/{path}"
 
-    def connection(self):
+    def connection(self, address=None):
+        """A connection to the host's checked address (resolve_target): a second DNS answer is
+        never asked for, so it cannot point inside. FTPS still checks the certificate on the name."""
         s = self.settings
         args = (self.host, self.port, s.get("username") or "", s.get("password") or "")
         if self.protocol == "sftp":
-            return SftpConnection(*args, host_key=s.get("host_key") or "", timeout=DEFAULT_TIMEOUT)
+            return SftpConnection(*args, host_key=s.get("host_key") or "", timeout=DEFAULT_TIMEOUT, address=address)
         return FtpConnection(*args, tls=self.protocol == "ftps", verify_tls=s.get("verify_tls", True),
-                             timeout=DEFAULT_TIMEOUT)
+                             timeout=DEFAULT_TIMEOUT, address=address)
 
     def preview(self, columns, row):
-        return csv_text(columns, [row], self.settings.get("header_row", True))
+        return csv_text(columns, [row], self.settings.get("header_row", True), self.neutralise)
 
     def send(self, batch):
         name = file_name_for(self.settings.get("file_name") or DEFAULT_FILE_NAME,
@@ -167,12 +185,12 @@ class FtpType(ExportType):
             name = f"TEST_{name}"
         outcome = Outcome(ok=False, method=self.method, target=self.url(name))
         try:
-            check_target_host(self.host, batch.allow_private_targets)
+            address = resolve_target(self.host, self.port, batch.allow_private_targets)[0]
         except TargetRefused as exc:
             outcome.error = str(exc)
             return outcome
         started = time.monotonic()
-        path, rows = write_temporary(batch, header=self.settings.get("header_row", True))
+        path, rows = write_temporary(batch, header=self.settings.get("header_row", True), neutralise=self.neutralise)
         try:
             size, sha256 = os.path.getsize(path), file_sha256(path)
             outcome.details = {"file_name": name, "rows": rows, "bytes": size, "sha256": sha256}
@@ -181,7 +199,7 @@ class FtpType(ExportType):
                 outcome.ok, outcome.details["uploaded"] = True, False
                 outcome.summary = f"file {name} not uploaded: no rows (Send Empty Files is off)"
                 return outcome
-            self._upload(path, name, outcome)
+            self._upload(path, name, outcome, address)
         finally:
             with contextlib.suppress(FileNotFoundError):  # already swept as stale: nothing left to remove
                 os.unlink(path)
@@ -191,8 +209,8 @@ class FtpType(ExportType):
             outcome.summary = f"file {name} uploaded ({rows} rows)"
         return outcome
 
-    def _upload(self, path, name, outcome):
-        connection = self.connection()
+    def _upload(self, path, name, outcome, address):
+        connection = self.connection(address)
         try:
             connection.login()
             connection.cd(self.directory)
@@ -208,11 +226,11 @@ class FtpType(ExportType):
         """Log in and list the Remote Directory; the Outcome's response_body is the listing."""
         outcome = Outcome(ok=False, method="LIST", target=self.url())
         try:
-            check_target_host(self.host, allow_private_targets)
+            address = resolve_target(self.host, self.port, allow_private_targets)[0]
         except TargetRefused as exc:
             outcome.error = str(exc)
             return outcome
-        started, connection, lines = time.monotonic(), self.connection(), []
+        started, connection, lines = time.monotonic(), self.connection(address), []
         try:
             connection.login()
             connection.cd(self.directory)
@@ -231,12 +249,12 @@ class FtpType(ExportType):
 
 # --- the file -------------------------------------------------------------------------------
 
-def write_temporary(batch, header=True):
+def write_temporary(batch, header=True, neutralise=False):
     """Stream the batch's rows into a temporary UTF-8 CSV file; its path and the row count."""
     fd, path = tempfile.mkstemp(prefix="exporter-", suffix=".csv", dir=batch.work_dir or None)  # mode 0600
     try:
         with open(fd, "w", encoding="utf-8", newline="") as f:
-            rows = write_csv(f, batch.columns, batch.rows, header)
+            rows = write_csv(f, batch.columns, batch.rows, header, neutralise)
     except BaseException:
         os.unlink(path)
         raise

@@ -74,8 +74,10 @@ class FtpConnection(Connection):
 
     method = "STOR"
 
-    def __init__(self, host, port, username, password, tls=False, verify_tls=True, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, host, port, username, password, tls=False, verify_tls=True, timeout=DEFAULT_TIMEOUT,
+                 address=None):
         self.host, self.port, self.username, self.password = host, port, username, password
+        self.address = address or host  # where to connect: the address the target guard checked
         self.tls, self.verify_tls, self.timeout = tls, verify_tls, timeout
         self.replies = []
         self.ftp = None
@@ -99,7 +101,8 @@ class FtpConnection(Connection):
     def login(self):
         self.ftp = ftplib.FTP_TLS(context=self._context(), timeout=self.timeout) if self.tls \
             else ftplib.FTP(timeout=self.timeout)
-        self._step(f"connect to {self.host}:{self.port}", self.ftp.connect, self.host, self.port)
+        self._step(f"connect to {self.host}:{self.port}", self.ftp.connect, self.address, self.port)
+        self.ftp.host = self.host  # TLS (control and data) checks the certificate against the name
         if self.tls:
             self._step("TLS (AUTH TLS)", self.ftp.auth)
         self._step(f"login as {self.username}", self.ftp.login, self.username, self.password)
@@ -173,8 +176,9 @@ class SftpConnection(Connection):
 
     method = "SFTP PUT"
 
-    def __init__(self, host, port, username, password, host_key="", timeout=DEFAULT_TIMEOUT):
+    def __init__(self, host, port, username, password, host_key="", timeout=DEFAULT_TIMEOUT, address=None):
         self.host, self.port, self.username, self.password = host, port, username, password
+        self.address = address or host  # where to connect: the address the target guard checked
         self.host_key, self.timeout = host_key.strip(), timeout
         self.replies = []
         self.transport = self.sftp = None
@@ -183,7 +187,7 @@ class SftpConnection(Connection):
         import paramiko
 
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            sock = socket.create_connection((self.address, self.port), timeout=self.timeout)
         except OSError as exc:
             raise TransferError(f"connect to {self.host}:{self.port}", _reply_text(exc)) from exc
         self.transport = paramiko.Transport(sock)

@@ -21,7 +21,7 @@ from requests.structures import CaseInsensitiveDict
 from wtforms import Form, IntegerField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField, URLField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
-from exporter.export_types import PER_EVENT, ExportType, Outcome, TargetRefused, check_target_url
+from exporter.export_types import PER_EVENT, ExportType, Outcome, TargetRefused, parse_target, pinned_session
 
 from . import signing
 
@@ -74,9 +74,17 @@ def parse_header_lines(text):
 
 
 def http_url(form, field):
-    parts = urlsplit(field.data or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(field.data or "")
+        hostname = parts.hostname
+    except ValueError:
+        hostname = None
+    if hostname is None or parts.scheme not in ("http", "https"):
         raise ValidationError("Postback URL must be an http:// or https:// URL")
+    try:
+        parse_target(field.data)  # read as the sender reads it: a URL parsers disagree on is refused
+    except TargetRefused as exc:
+        raise ValidationError(f"Postback URL: {exc}")
 
 
 def header_lines(form, field):
@@ -104,7 +112,8 @@ class PostbackSettings(Form):
                                description="When set, a 2xx answer whose body does not contain this text "
                                            "is a failure and is retried (e.g. SUCCESS)")
     headers = TextAreaField("Extra Headers", validators=[header_lines],
-                            description="Sent with every request: one 'Name: value' per line")
+                            description="Sent with every request: one 'Name: value' per line. Stored encrypted "
+                                        "and never shown again, like a password: type them all again to change them.")
     signing_secret = PasswordField("Signing Secret", validators=[Optional(), signing_secret],
                                    description="When set, each request is signed with Standard Webhooks "
                                                "headers (webhook-id, webhook-timestamp, webhook-signature)")
@@ -154,10 +163,13 @@ class Request:
     url: str
     headers: CaseInsensitiveDict
     body: bytes
+    # The Extra Headers' names: their values are secrets (Authorization: Bearer ...), never logged.
+    secret_headers: frozenset = frozenset()
 
     def logged_headers(self):
-        """The headers for the attempt log: credentials masked (the core masks secret settings)."""
-        return {k: MASK if is_credential(k) else v for k, v in self.headers.items()}
+        """The headers for the attempt log: credentials and Extra Headers masked."""
+        return {k: MASK if is_credential(k) or k.lower() in self.secret_headers else v
+                for k, v in self.headers.items()}
 
     def wire_headers(self):
         """Non-ASCII header values go out as UTF-8 bytes (http.client would refuse them as str)."""
@@ -178,32 +190,29 @@ class PostbackType(ExportType):
     label = "Postback"
     schedule = PER_EVENT
     settings_form = PostbackSettings
-    secret_settings = ("signing_secret",)
-    # One instance per profile serves a worker's sender threads: its session pools keep-alive
-    # connections across sends (requests' adapters are thread-safe for sending).
+    secret_settings = ("signing_secret", "headers")  # Extra Headers carry credentials: encrypted, masked
+    # One instance per profile serves a worker's sender threads: its sessions pool keep-alive
+    # connections across sends (the pinning adapter keeps no per-request state).
     thread_safe = True
 
     def __init__(self, settings):
         super().__init__(settings)
-        self._session = None
+        self._sessions = {}
         self._session_lock = threading.Lock()
 
     def close(self):
-        if self._session is not None:
-            self._session.close()
+        for session in self._sessions.values():
+            session.close()
 
-    def session(self):
-        """The pooled session, made on first use: no default headers, no cookies kept."""
+    def session(self, allow_private_targets=False):
+        """The pooled session, made on first use: pinned to checked addresses, no cookies kept."""
         with self._session_lock:
-            if self._session is None:
-                session = requests.Session()
-                session.headers.clear()
+            session = self._sessions.get(allow_private_targets)
+            if session is None:
+                session = pinned_session(allow_private_targets, pool_maxsize=POOL_SIZE, max_retries=0)
                 session.cookies.set_policy(_NoCookies())
-                adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
-                session.mount("http://", adapter)
-                session.mount("https://", adapter)
-                self._session = session
-            return self._session
+                self._sessions[allow_private_targets] = session
+            return session
 
     @property
     def method(self):
@@ -225,7 +234,8 @@ class PostbackType(ExportType):
         """The request for one row; ValueError when a header mapping or line cannot be sent."""
         params, mapped_headers = split_pairs(pairs)
         headers = CaseInsensitiveDict({"User-Agent": USER_AGENT})
-        headers.update(parse_header_lines(self.settings.get("headers")))
+        extra = parse_header_lines(self.settings.get("headers"))
+        headers.update(extra)
         headers.update(mapped_headers)
         url, body = self.settings.get("url", ""), b""
         if self.method == "GET":
@@ -240,7 +250,8 @@ class PostbackType(ExportType):
         secret = self.settings.get("signing_secret")
         if secret:
             headers.update(signing.headers(secret, idempotency_key, body, timestamp))
-        return Request("GET" if self.method == "GET" else "POST", url, headers, body)
+        return Request("GET" if self.method == "GET" else "POST", url, headers, body,
+                       frozenset(name.lower() for name, _ in extra))
 
     def send(self, batch):
         try:
@@ -250,13 +261,15 @@ class PostbackType(ExportType):
         outcome = Outcome(ok=False, method=req.method, target=req.url, request_headers=req.logged_headers(),
                           request_body=req.body.decode())
         try:
-            check_target_url(req.url, batch.allow_private_targets)
+            parse_target(req.url)  # a URL that parsers read differently is never sent
         except TargetRefused as exc:
             outcome.error = str(exc)
             return outcome
         started = time.monotonic()
         try:
-            status, headers, body = self._exchange(req)
+            status, headers, body = self._exchange(req, batch.allow_private_targets)
+        except TargetRefused as exc:  # the address the name resolves to, checked where it is connected
+            outcome.error = str(exc)
         except requests.Timeout as exc:
             outcome.error = f"no answer within the {self.timeout} s timeout ({type(exc).__name__})"
         except requests.RequestException as exc:
@@ -266,15 +279,13 @@ class PostbackType(ExportType):
         outcome.elapsed_ms = int((time.monotonic() - started) * 1000)
         return outcome
 
-    def _exchange(self, req):
-        """Send the request as built (no session defaults) over a pooled keep-alive connection and
-        read at most MAX_RESPONSE_BYTES."""
-        session = self.session()
+    def _exchange(self, req, allow_private_targets=False):
+        """Send the request as built (no session defaults) over a pooled keep-alive connection to
+        the address the private-target guard checked (pinned); read at most MAX_RESPONSE_BYTES."""
+        session = self.session(allow_private_targets)
         prepared = requests.Request(req.method, req.url, headers=req.wire_headers(),
                                     data=req.body if req.method == "POST" else None).prepare()
-        settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
-        settings["stream"] = True
-        response = session.send(prepared, timeout=self.timeout, allow_redirects=False, **settings)
+        response = session.send(prepared, timeout=self.timeout, allow_redirects=False, stream=True)
         raw, reusable = b"", False
         try:
             raw = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
