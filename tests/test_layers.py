@@ -92,3 +92,16 @@ def test_the_check_catches_an_import_that_runs_back_up(tmp_path):
     (tmp_path / "queue.py").write_text("from exporter import jobs\n")
     assert sorted(violations(tmp_path)) == ["daily_files imports drain, which is not below it",
                                             "queue imports jobs, which is not below it"]
+
+
+def test_the_migrations_have_one_head():
+    """Two branches that each added a migration must be chained at merge: `exporter migrate` refuses two heads."""
+    versions = PACKAGE / "migrations" / "versions"
+    revisions, parents = set(), set()
+    for path in versions.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        values = {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                  for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.Constant)}
+        revisions.add(values["revision"])
+        parents.add(values.get("down_revision"))
+    assert len(revisions - parents) == 1

@@ -1,7 +1,7 @@
 """Users carry a session token: logout and a password change end every session (issue 9)
 
 Revision ID: 8c4d2e6f1a37
-Revises: 5b1e2c7d9a10
+Revises: 8d4e0f2a3b51
 Create Date: 2026-11-30 04:40:00
 
 """
@@ -11,7 +11,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "8c4d2e6f1a37"
-down_revision = "5b1e2c7d9a10"
+down_revision = "8d4e0f2a3b51"
 branch_labels = None
 depends_on = None
 
