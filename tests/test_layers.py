@@ -10,7 +10,8 @@ PACKAGE = pathlib.Path(__file__).parents[1] / "exporter"
 # given (cli, jobs) may call it, and nothing else may.
 LAYERS = [
     {"__main__"},
-    {"cli", "web"},
+    {"cli"},
+    {"web"},
     {"jobs"},
     {"intake", "profiles_io", "stats", "tokens"},
     {"dispatch"},
@@ -19,7 +20,8 @@ LAYERS = [
     {"sending", "schedule"},
     {"mapping", "matching", "models", "engine"},
     {"extensions", "export_types"},
-    {"catalog", "customer_types", "queue", "security", "config"},
+    {"customer_types", "queue", "security", "config"},
+    {"catalog"},
 ]
 ENTRY_POINTS = {"cli", "jobs", "__main__"}
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
