@@ -121,8 +121,11 @@ def claim_batch(limit, per_host=None, busy_hosts=(), worker=None, now=None, only
     if only_hosts is not None:
         wanted.append(d.target.in_(sorted(only_hosts)))
     if per_host:
-        rank = func.row_number().over(partition_by=d.target, order_by=(d.due_at, d.id)).label("rank")
-        ranked = select(d.id, d.due_at, rank).where(*wanted).subquery()
+        # Rank only the oldest few due rows (the index on status and due time finds them), not the
+        # whole backlog: a host that fills them fills its slots too, and is left out of the next claim.
+        oldest = select(d.id, d.due_at, d.target).where(*wanted).order_by(d.due_at, d.id).limit(limit * 4).subquery()
+        rank = func.row_number().over(partition_by=oldest.c.target, order_by=(oldest.c.due_at, oldest.c.id))
+        ranked = select(oldest.c.id, oldest.c.due_at, rank.label("rank")).subquery()
         picked = select(ranked.c.id).where(ranked.c.rank <= per_host).order_by(ranked.c.due_at, ranked.c.id)
     else:
         picked = select(d.id).where(*wanted).order_by(d.due_at, d.id)

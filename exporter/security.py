@@ -251,6 +251,12 @@ def resolve_target(host, port=None, allow_private=False):
     """
     if not host:
         raise TargetRefused("no host")
+    literal = _ip_literal(host)
+    if literal is not None:  # nothing to resolve: a name lookup per send would cost more than the send
+        problem = None if allow_private else address_problem(literal)
+        if problem:
+            raise TargetRefused(f"{host} is {literal}, a private address ({problem}); {ALLOW_HINT}")
+        return [literal]
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
@@ -264,6 +270,14 @@ def resolve_target(host, port=None, allow_private=False):
         if address not in addresses:
             addresses.append(address)
     return addresses
+
+
+def _ip_literal(host):
+    """The address a host names itself (127.0.0.1, ::1, [::1]), in the form getaddrinfo gives, or None."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
 
 
 def check_target_host(host, allow_private):
