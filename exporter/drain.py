@@ -6,6 +6,7 @@ At-least-once and one sender at a time: a claim is one conditional UPDATE ... RE
 this worker's name and the claim's time; a result is stored on a delivery only while that
 claim still holds. A worker that dies leaves claims the sweeper releases, so they go again.
 """
+import contextlib
 import logging
 import os
 import socket
@@ -35,6 +36,14 @@ stopping = threading.Event()
 _engine = None
 _engine_lock = threading.Lock()
 _type_locks = defaultdict(threading.Lock)  # one send at a time for a type that is not thread_safe
+# SQLite has one writer, and a writer that finds the lock taken sleeps in steps of up to 100 ms:
+# this process's claimer, recorder and heartbeat take turns on a lock of their own instead.
+_sqlite_writer = threading.Lock()
+
+
+def writing():
+    """Hold this while writing: the turn of this process's writer on SQLite, nothing on PostgreSQL."""
+    return _sqlite_writer if db.engine.dialect.name == "sqlite" else contextlib.nullcontext()
 
 
 def worker_name():
@@ -72,7 +81,7 @@ class Heartbeat(threading.Thread):
 
     def _beat(self):
         try:
-            with self.app.app_context():
+            with self.app.app_context(), writing():
                 workers.beat(self.worker)
         except Exception:  # the database is away for a moment: the next beat tries again
             log.exception("could not write the heartbeat")
@@ -132,12 +141,13 @@ def claim_batch(limit, per_host=None, busy_hosts=(), worker=None, now=None, only
     picked = picked.limit(limit)
     if db.engine.dialect.name == "postgresql":  # workers never wait on each other's rows
         picked = select(d.id).where(d.id.in_(picked)).with_for_update(skip_locked=True)
-    rows = db.session.execute(
-        DELIVERIES.update().where(d.id.in_(picked), *due)
-        .values(status="sending", claimed_at=now, claimed_by=worker or worker_name(),
-                attempt_count=d.attempt_count + 1)
-        .returning(d.id, d.profile_id, d.event_id, d.route_id, d.file_date, d.target, d.attempt_count)).all()
-    db.session.commit()
+    with writing():
+        rows = db.session.execute(
+            DELIVERIES.update().where(d.id.in_(picked), *due)
+            .values(status="sending", claimed_at=now, claimed_by=worker or worker_name(),
+                    attempt_count=d.attempt_count + 1)
+            .returning(d.id, d.profile_id, d.event_id, d.route_id, d.file_date, d.target, d.attempt_count)).all()
+        db.session.commit()
     return now, rows
 
 
@@ -147,12 +157,14 @@ def give_back(jobs, worker=None):
     for job in jobs:
         by_claim[job.context.claimed_at].append(job.delivery_id)
     d = DELIVERIES.c
-    for claimed_at, ids in by_claim.items():
-        db.session.execute(DELIVERIES.update().where(
-            d.id.in_(ids), d.status == "sending", d.claimed_at == claimed_at, d.claimed_by == (worker or worker_name()))
-            .values(status="retrying", due_at=utcnow(), claimed_at=None, claimed_by="",
-                    attempt_count=d.attempt_count - 1))
-    db.session.commit()
+    with writing():
+        for claimed_at, ids in by_claim.items():
+            db.session.execute(DELIVERIES.update().where(
+                d.id.in_(ids), d.status == "sending", d.claimed_at == claimed_at,
+                d.claimed_by == (worker or worker_name()))
+                .values(status="retrying", due_at=utcnow(), claimed_at=None, claimed_by="",
+                        attempt_count=d.attempt_count - 1))
+        db.session.commit()
 
 
 # --- what a send carries and what it leaves -----------------------------------------------------
@@ -233,7 +245,7 @@ def _jobs(rows, claimed_at, app):
 def record_many(app, worker, sents):
     """Store finished sends in one transaction: every attempt; each delivery whose claim still
     holds delivered (with its history message) or retrying at its next time."""
-    with app.app_context():
+    with app.app_context(), writing():
         now = utcnow()
         db.session.execute(insert(Attempt.__table__), [
             sending.attempt_values(s.outcome, s.secrets, delivery_id=s.delivery_id, number=s.attempt_count,
@@ -346,31 +358,32 @@ def record(delivery, outcome, started, secrets_, claimed_at, worker=None):
 
     If the sweeper released the claim (this send outlived CLAIM_TIMEOUT_SECONDS) the attempt is
     kept and the newer claim decides."""
-    db.session.add(sending.attempt_from(outcome, secrets_, delivery_id=delivery.id, number=delivery.attempt_count,
-                                        started_at=started, profile_id=delivery.profile_id))
-    now = utcnow()
-    values = {"claimed_at": None, "claimed_by": ""}
-    if outcome.details:
-        values["details"] = {**(delivery.details or {}), **outcome.details}
-    if outcome.ok:
-        values.update(status="delivered", delivered_at=now, last_error="")
-    else:
-        values.update(status="retrying", last_error=security.redact(outcome.error or f"HTTP {outcome.status}", secrets_),
-                      due_at=now + schedule.timedelta_seconds(
-                          schedule.backoff_seconds(delivery.attempt_count, outcome.retry_after)))
-    held = db.session.execute(
-        update(Delivery).where(Delivery.id == delivery.id, Delivery.status == "sending",
-                               Delivery.claimed_at == claimed_at, Delivery.claimed_by == (worker or worker_name()))
-        .values(**values).execution_options(synchronize_session=False)).rowcount == 1
-    probes = _record_circuits([(delivery.target, outcome)], now)
-    if held:
-        db.session.refresh(delivery)
+    with writing():
+        db.session.add(sending.attempt_from(outcome, secrets_, delivery_id=delivery.id, number=delivery.attempt_count,
+                                            started_at=started, profile_id=delivery.profile_id))
+        now = utcnow()
+        values = {"claimed_at": None, "claimed_by": ""}
+        if outcome.details:
+            values["details"] = {**(delivery.details or {}), **outcome.details}
         if outcome.ok:
-            summary = outcome.summary or f"{delivery.profile.export_type} delivered"
-            write_history(delivery, f"Export profile '{delivery.profile.name}' fired: {summary}")
-    else:
-        log.warning("delivery %s: claim lost while sending; attempt kept, status left to the newer claim", delivery.id)
-    db.session.commit()
+            values.update(status="delivered", delivered_at=now, last_error="")
+        else:
+            values.update(status="retrying", last_error=security.redact(outcome.error or f"HTTP {outcome.status}", secrets_),
+                          due_at=now + schedule.timedelta_seconds(
+                              schedule.backoff_seconds(delivery.attempt_count, outcome.retry_after)))
+        held = db.session.execute(
+            update(Delivery).where(Delivery.id == delivery.id, Delivery.status == "sending",
+                                   Delivery.claimed_at == claimed_at, Delivery.claimed_by == (worker or worker_name()))
+            .values(**values).execution_options(synchronize_session=False)).rowcount == 1
+        probes = _record_circuits([(delivery.target, outcome)], now)
+        if held:
+            db.session.refresh(delivery)
+            if outcome.ok:
+                summary = outcome.summary or f"{delivery.profile.export_type} delivered"
+                write_history(delivery, f"Export profile '{delivery.profile.name}' fired: {summary}")
+        else:
+            log.warning("delivery %s: claim lost while sending; attempt kept, status left to the newer claim", delivery.id)
+        db.session.commit()
     if held and not outcome.ok:
         schedule.wake([delivery.due_at, *probes])
     return held
@@ -423,10 +436,20 @@ def drain():
     return {"claimed": claimed, "out_of_time": True}
 
 
+_blocked = [0.0, (set(), set())]
+
+
+def _blocked_hosts():
+    """The circuits, read at most once a second: they change seldom, and claims come often."""
+    if time.monotonic() - _blocked[0] > 1.0:
+        _blocked[:] = [time.monotonic(), circuit.blocked_hosts()]
+    return _blocked[1]
+
+
 def _claim(limit, per_host, busy, cfg):
     """A claim that leaves down hosts alone, plus one probe for each down host whose probe is due
     and that this worker wins."""
-    down, probe_due = circuit.blocked_hosts()
+    down, probe_due = _blocked_hosts()
     claimed_at, rows = claim_batch(limit, per_host, busy | down | probe_due)
     probes = {host for host in probe_due - busy if circuit.take_probe(host, cfg["CIRCUIT_PROBE_SECONDS"])}
     if probes:
