@@ -7,6 +7,7 @@ this worker's name and the claim's time; a result is stored on a delivery only w
 claim still holds. A worker that dies leaves claims the sweeper releases, so they go again.
 """
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -124,31 +125,43 @@ def claim_batch(limit, per_host=None, busy_hosts=(), worker=None, now=None, only
     """Claim up to `limit` due, waiting deliveries, oldest first, at most `per_host` of one host,
     none of `busy_hosts` (and only of `only_hosts`, when given). Returns (claim time, rows); committed."""
     now = now or utcnow()
+    statement = _claim_statement(db.engine.dialect.name, bool(per_host), bool(busy_hosts), only_hosts is not None)
+    values = {"now": now, "limit": limit, "scan": limit * 4, "per_host": per_host or limit,
+              "busy": sorted(busy_hosts), "only": sorted(only_hosts or ()), "worker": worker or worker_name()}
+    with writing():
+        rows = db.session.execute(statement, values).all()
+        db.session.commit()
+    return now, rows
+
+
+@functools.cache
+def _claim_statement(dialect, per_host, busy, only):
+    """The claim, built once per shape with bound values: a claim runs many times a second."""
     d = DELIVERIES.c
-    due = [d.status.in_(Delivery.WAITING), d.due_at <= now]
-    wanted = due + ([d.target.not_in(sorted(busy_hosts))] if busy_hosts else [])
-    if only_hosts is not None:
-        wanted.append(d.target.in_(sorted(only_hosts)))
+    due = [d.status.in_(Delivery.WAITING), d.due_at <= bindparam("now")]
+    wanted = list(due)
+    if busy:
+        wanted.append(d.target.not_in(bindparam("busy", expanding=True)))
+    if only:
+        wanted.append(d.target.in_(bindparam("only", expanding=True)))
     if per_host:
         # Rank only the oldest few due rows (the index on status and due time finds them), not the
         # whole backlog: a host that fills them fills its slots too, and is left out of the next claim.
-        oldest = select(d.id, d.due_at, d.target).where(*wanted).order_by(d.due_at, d.id).limit(limit * 4).subquery()
+        oldest = (select(d.id, d.due_at, d.target).where(*wanted).order_by(d.due_at, d.id)
+                  .limit(bindparam("scan")).subquery())
         rank = func.row_number().over(partition_by=oldest.c.target, order_by=(oldest.c.due_at, oldest.c.id))
         ranked = select(oldest.c.id, oldest.c.due_at, rank.label("rank")).subquery()
-        picked = select(ranked.c.id).where(ranked.c.rank <= per_host).order_by(ranked.c.due_at, ranked.c.id)
+        picked = (select(ranked.c.id).where(ranked.c.rank <= bindparam("per_host"))
+                  .order_by(ranked.c.due_at, ranked.c.id))
     else:
         picked = select(d.id).where(*wanted).order_by(d.due_at, d.id)
-    picked = picked.limit(limit)
-    if db.engine.dialect.name == "postgresql":  # workers never wait on each other's rows
+    picked = picked.limit(bindparam("limit"))
+    if dialect == "postgresql":  # workers never wait on each other's rows
         picked = select(d.id).where(d.id.in_(picked)).with_for_update(skip_locked=True)
-    with writing():
-        rows = db.session.execute(
-            DELIVERIES.update().where(d.id.in_(picked), *due)
-            .values(status="sending", claimed_at=now, claimed_by=worker or worker_name(),
+    return (DELIVERIES.update().where(d.id.in_(picked), *due)
+            .values(status="sending", claimed_at=bindparam("now"), claimed_by=bindparam("worker"),
                     attempt_count=d.attempt_count + 1)
-            .returning(d.id, d.profile_id, d.event_id, d.route_id, d.file_date, d.target, d.attempt_count)).all()
-        db.session.commit()
-    return now, rows
+            .returning(d.id, d.profile_id, d.event_id, d.route_id, d.file_date, d.target, d.attempt_count))
 
 
 def give_back(jobs, worker=None):
@@ -278,8 +291,11 @@ def _record_circuits(sends, now=None):
         elif circuit.host_failure(outcome):
             failed, error = failed + 1, outcome.error or f"HTTP {outcome.status}"
         results[host] = (ok, failed, error)
-    return circuit.record(results, int(cfg["CIRCUIT_FAILURES"]), cfg["CIRCUIT_PROBE_SECONDS"],
-                          cfg["RETRY_MAX_SECONDS"], now)
+    changed = circuit.record(results, int(cfg["CIRCUIT_FAILURES"]), cfg["CIRCUIT_PROBE_SECONDS"],
+                             cfg["RETRY_MAX_SECONDS"], now)
+    if changed:  # a host went down or came back: this worker's next claim reads the circuits again
+        _blocked[0] = 0.0
+    return changed
 
 
 def _mark_delivered(worker, sents, now):
@@ -440,7 +456,8 @@ _blocked = [0.0, (set(), set())]
 
 
 def _blocked_hosts():
-    """The circuits, read at most once a second: they change seldom, and claims come often."""
+    """The circuits, read at most once a second (and after this worker saw one change): they
+    change seldom, and claims come often."""
     if time.monotonic() - _blocked[0] > 1.0:
         _blocked[:] = [time.monotonic(), circuit.blocked_hosts()]
     return _blocked[1]
