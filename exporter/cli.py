@@ -3,7 +3,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 
 import click
@@ -66,38 +65,53 @@ def _first_start_help(host, port):
 @main.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
+@click.option("--verbose", is_flag=True, help="Show the worker's and cron's RQ lines (each job, each sweep).")
 @with_appcontext
-def run_command(host, port):
-    """Web UI, worker, scheduler and cron in one command (embedded Redis if none is configured)."""
+def run_command(host, port, verbose):
+    """Web UI, worker, scheduler and cron in one command (embedded Redis if none is configured).
+
+    The worker and cron are restarted when they die; Ctrl-C or SIGTERM stops everything."""
     from waitress import create_server
 
     from .queue import EmbeddedRedis
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the children on TERM as on Ctrl-C
-    embedded, children = None, []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # waitress stops on TERM as on Ctrl-C
+    embedded, supervisor = None, None
     env = dict(os.environ)
+    env["EXPORTER_LOG_LEVEL"] = "INFO" if verbose else env.get("EXPORTER_LOG_LEVEL", "WARNING")
     redis_url = current_app.config.get("REDIS_URL")
-    if not redis_url:
-        embedded = EmbeddedRedis().start()
-        redis_url = current_app.config["REDIS_URL"] = env["EXPORTER_REDIS_URL"] = embedded.url
-        click.echo(f"EXPORTER_REDIS_URL is not set: started an embedded Redis at {redis_url}")
-    _upgrade_db()
     try:
-        for command in ("worker", "cron"):
-            children.append(subprocess.Popen([sys.executable, "-m", "exporter", command], env=env))
+        if not redis_url:
+            embedded = EmbeddedRedis().start()
+            redis_url = current_app.config["REDIS_URL"] = env["EXPORTER_REDIS_URL"] = embedded.url
+            click.echo(f"EXPORTER_REDIS_URL is not set: started an embedded Redis at {redis_url}")
+        _upgrade_db()
+        supervisor = _supervisor(env).start()
         server = create_server(current_app._get_current_object(), host=host, port=port, threads=8)
         _first_start_help(host, port)  # printed once the port is open, so the URL answers
         server.run()
+    except KeyboardInterrupt:  # Ctrl-C before the server ran
+        pass
     finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        if embedded:
-            embedded.stop()
+        _stop_all(supervisor, embedded)
+
+
+def _supervisor(env):
+    from .supervisor import Child, Supervisor
+
+    children = [Child(name, [sys.executable, "-m", "exporter", name], env) for name in ("worker", "cron")]
+    return Supervisor(children, echo=lambda line: click.echo(line, err=True))
+
+
+def _stop_all(supervisor, embedded):
+    """Stop the children (a second Ctrl-C kills them), then the embedded Redis they used."""
+    click.echo("Stopping worker and cron...", err=True)
+    if supervisor:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: supervisor.kill())
+        supervisor.stop(timeout=float(current_app.config["SEND_TIMEOUT_SECONDS"]) + 10)
+    if embedded:
+        embedded.stop()
 
 
 def _redis_url():
@@ -116,7 +130,8 @@ def worker_command(burst):
 
     jobs.set_app(current_app._get_current_object())
     try:
-        queue.run_worker(_redis_url(), current_app.config["QUEUE_NAME"], burst=burst, on_stop=drain.stopping.set)
+        queue.run_worker(_redis_url(), current_app.config["QUEUE_NAME"], burst=burst, on_stop=drain.stopping.set,
+                         logging_level=current_app.config["LOG_LEVEL"])
     finally:  # the sends in hand finish and are recorded; a claim not started was given back
         drain.stop_engine(timeout=float(current_app.config["SEND_TIMEOUT_SECONDS"]) + 5)
 
@@ -128,7 +143,7 @@ def cron_command():
     from . import jobs, queue
 
     queue.run_cron(_redis_url(), [jobs.sweep, jobs.daily_files_tick], current_app.config["QUEUE_NAME"],
-                   interval=int(current_app.config["SWEEP_INTERVAL_SECONDS"]))
+                   interval=int(current_app.config["SWEEP_INTERVAL_SECONDS"]), logging_level=current_app.config["LOG_LEVEL"])
 
 
 @main.command("migrate")
