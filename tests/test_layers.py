@@ -11,15 +11,15 @@ PACKAGE = pathlib.Path(__file__).parents[1] / "exporter"
 LAYERS = [
     {"__main__"},
     {"cli", "web"},
-    {"jobs"},
-    {"intake", "profiles_io", "stats", "tokens"},
+    {"jobs", "metrics"},
+    {"intake", "profiles_io", "stats", "tokens", "health"},
     {"dispatch"},
     {"drain"},
     {"daily_files"},
     {"sending", "schedule"},
     {"mapping", "matching", "models", "engine"},
     {"extensions", "export_types"},
-    {"catalog", "customer_types", "queue", "security", "config"},
+    {"catalog", "customer_types", "queue", "security", "config", "supervisor"},
 ]
 ENTRY_POINTS = {"cli", "jobs", "__main__"}
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
