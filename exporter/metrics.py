@@ -11,6 +11,7 @@ from datetime import timezone
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 from sqlalchemy import case, func, select
 
 from . import health
@@ -64,7 +65,7 @@ class DatabaseCollector:
         histogram = HistogramMetricFamily("exporter_send_latency_seconds",
                                           "Time a send took (each attempt's elapsed time).", labels=["export_type"])
         for kind, (timed, sum_ms, *in_buckets) in sorted(latency.items()):
-            points = [(f"{bound / 1000:g}", n) for bound, n in zip(LATENCY_BUCKETS_MS, in_buckets)]
+            points = [(floatToGoString(bound / 1000), n) for bound, n in zip(LATENCY_BUCKETS_MS, in_buckets)]
             histogram.add_metric([kind], points + [("+Inf", timed)], sum_value=sum_ms / 1000)
         yield attempts
         yield histogram
