@@ -75,7 +75,8 @@ def run_command(host, port, verbose):
 
     from .queue import EmbeddedRedis
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # waitress stops on TERM as on Ctrl-C
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # a service manager, a closed terminal: as Ctrl-C
+        signal.signal(sig, lambda *_: sys.exit(0))
     embedded, supervisor = None, None
     env = dict(os.environ)
     env["EXPORTER_LOG_LEVEL"] = "INFO" if verbose else env.get("EXPORTER_LOG_LEVEL", "WARNING")
@@ -107,7 +108,7 @@ def _stop_all(supervisor, embedded):
     """Stop the children (a second Ctrl-C kills them), then the embedded Redis they used."""
     click.echo("Stopping worker and cron...", err=True)
     if supervisor:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *_: supervisor.kill())
         supervisor.stop(timeout=float(current_app.config["SEND_TIMEOUT_SECONDS"]) + 10)
     if embedded:
