@@ -106,8 +106,8 @@ def _supervisor(env):
 
 def _stop_all(supervisor, embedded):
     """Stop the children (a second Ctrl-C kills them), then the embedded Redis they used."""
-    click.echo("Stopping worker and cron...", err=True)
     if supervisor:
+        click.echo("Stopping worker and cron...", err=True)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *_: supervisor.kill())
         supervisor.stop(timeout=float(current_app.config["SEND_TIMEOUT_SECONDS"]) + 10)

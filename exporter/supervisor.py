@@ -79,7 +79,12 @@ class Supervisor:
         if child.restart_at is not None:
             if now >= child.restart_at:
                 child.restarts += 1
-                self._spawn(child)
+                try:
+                    self._spawn(child)
+                except OSError as exc:  # cannot even start (a missing interpreter): keep trying
+                    child.restart_at = now + child.delay
+                    self.echo(f"{child.name} could not start ({exc}); trying again in {child.delay:g} s")
+                    child.delay = min(child.delay * 2, self.max_delay)
             return
         code = child.process.poll() if child.process else None
         if code is None or self._stopping.is_set():

@@ -1,6 +1,7 @@
 """The supervisor of `exporter run`'s children, on real (tiny) processes: a child that dies is
 restarted with backoff and said so; stop() ends them all, a stubborn one by SIGKILL."""
 import signal
+import subprocess
 import sys
 import time
 
@@ -79,3 +80,18 @@ def test_stop_ends_every_child_and_kills_one_that_ignores_sigterm(tmp_path):
     assert not any(alive(pid) for pid in pids)
     assert lines == ["cron did not stop in 1 s; killing it"]  # and no restart line: a stop is no death
     assert worker.process.returncode == -signal.SIGTERM and cron.process.returncode == -signal.SIGKILL
+
+
+def test_a_child_that_cannot_start_is_tried_again(tmp_path):
+    missing = Child("cron", [str(tmp_path / "no-such-python"), "-m", "exporter", "cron"])
+    supervisor, lines = supervise(missing)
+    missing.process = subprocess.Popen(CRASHER)  # it ran once, then its interpreter went away
+    try:
+        wait_until(lambda: missing.process.poll() is not None, what="the first run to end")
+        supervisor.check(missing)
+        time.sleep(0.25)
+        supervisor.check(missing)
+        assert lines[0] == "cron exited (code 3); restarting in 0.2 s"
+        assert lines[1].startswith("cron could not start (") and lines[1].endswith("trying again in 0.4 s")
+    finally:
+        supervisor.stop(timeout=1)
