@@ -3,8 +3,10 @@
 import hmac
 
 from flask import Blueprint, current_app, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import health, metrics
+from ..extensions import db
 
 bp = Blueprint("health", __name__)
 
@@ -32,6 +34,10 @@ def metrics_view():
         return ("Send the metrics token as 'Authorization: Bearer <token>'.\n", 401,
                 {"Content-Type": "text/plain; charset=utf-8", "WWW-Authenticate": 'Bearer realm="metrics"'})
     cfg = current_app.config
-    from prometheus_client import CONTENT_TYPE_LATEST
-
-    return metrics.render(cfg.get("REDIS_URL"), cfg["QUEUE_NAME"]), 200, {"Content-Type": CONTENT_TYPE_LATEST}
+    try:
+        text = metrics.render(cfg.get("REDIS_URL"), cfg["QUEUE_NAME"])
+    except Exception as exc:  # the database is down: the scrape fails, and says why
+        db.session.rollback()
+        return (f"The database did not answer: {type(exc).__name__}\n", 503,
+                {"Content-Type": "text/plain; charset=utf-8"})
+    return text, 200, {"Content-Type": CONTENT_TYPE_LATEST}

@@ -77,6 +77,14 @@ def test_healthz_names_the_database_down(app_config, tmp_path):
     assert str(tmp_path) not in response.get_data(as_text=True)
 
 
+def test_metrics_say_when_the_database_is_down(app_config, tmp_path):
+    app = create_app({**app_config, "DATABASE_URL": f"sqlite:///{tmp_path}/no/such/dir/exporter.sqlite",
+                      "METRICS_TOKEN": TOKEN})
+    response = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 503
+    assert response.get_data(as_text=True) == "The database did not answer: OperationalError\n"
+
+
 # --- /metrics --------------------------------------------------------------------------------
 
 def samples(text):
