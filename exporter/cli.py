@@ -144,7 +144,8 @@ def cron_command():
     from . import jobs, queue
 
     queue.run_cron(_redis_url(), [jobs.sweep, jobs.daily_files_tick], current_app.config["QUEUE_NAME"],
-                   interval=int(current_app.config["SWEEP_INTERVAL_SECONDS"]), logging_level=current_app.config["LOG_LEVEL"])
+                   interval=int(current_app.config["SWEEP_INTERVAL_SECONDS"]),
+                   logging_level=current_app.config["LOG_LEVEL"])
 
 
 @main.command("migrate")

@@ -10,7 +10,8 @@ import secrets
 
 DEFAULT_INTAKE_MAX_BYTES = 1024 * 1024
 DEFAULT_INTAKE_MAX_EVENTS = 1000
-STRINGS = frozenset({"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN"})  # never JSON-decoded: a key may be all digits
+# Never JSON-decoded: a key or a token may be all digits.
+STRINGS = frozenset({"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN"})
 
 
 class Defaults:

@@ -202,9 +202,10 @@ def forget_cached_workers():
 # --- an admin's action -------------------------------------------------------------------------
 
 def probe_now(name):
-    """Make a down host's next probe due now and wake a drain to send it; False if no such host."""
+    """Make a down host's next probe due now and wake a drain to send it; False if no host of
+    that name is down."""
     host = db.session.get(Host, name)
-    if host is None:
+    if host is None or host.down_since is None:
         return False
     host.probe_at = utcnow()
     db.session.commit()

@@ -95,7 +95,8 @@ class DatabaseCollector:
                 counts = (health.live_workers(connection, self.queue_name), health.live_cron_schedulers(connection))
             except Exception:
                 counts = None
-        yield GaugeMetricFamily("exporter_redis_up", "1 when Redis answered this scrape.", value=int(counts is not None))
+        yield GaugeMetricFamily("exporter_redis_up", "1 when Redis answered this scrape.",
+                                value=int(counts is not None))
         if counts is not None:
             yield GaugeMetricFamily("exporter_workers_alive", "RQ workers listening on the queue.", value=counts[0])
             yield GaugeMetricFamily("exporter_cron_schedulers_alive", "Cron schedulers with a recent heartbeat.",

@@ -103,6 +103,9 @@ def test_probe_now_makes_the_probe_due_and_wakes_a_drain(app, connection):
     jobs = queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"]).get_jobs()
     assert [job.func_name for job in jobs] == [queue.DRAIN_JOB]
     assert not health.probe_now("nobody.example.com")
+    db.session.add(Host(name="up.example.com", failures=1))
+    db.session.commit()
+    assert not health.probe_now("up.example.com")  # only a down host has a probe to hurry
 
 
 def test_the_banner_count_is_cached_a_few_seconds(app, connection, monkeypatch):

@@ -110,7 +110,8 @@ def test_metrics_count_real_sends_by_outcome_type_and_latency(client, app, post_
     app.config["RETRY_BASE_SECONDS"] = app.config["RETRY_MAX_SECONDS"] = 600  # the failure waits
     live_worker(app)
     profile = make_profile(url=receiver.url + "/p")
-    make_profile(name="Dead partner", url=f"http://127.0.0.1:{closed_port()}/x", routes=[{"customer_types": ["decline"]}])
+    make_profile(name="Dead partner", url=f"http://127.0.0.1:{closed_port()}/x",
+                 routes=[{"customer_types": ["decline"]}])
     post_events({"events": [event("p1"), event("d1", type="decline")]})
     run_jobs(until=lambda: db.session.scalar(db.select(db.func.count()).select_from(Attempt)) == 2)
     db.session.add(Attempt(profile_id=profile.id, is_test=True, ok=True, elapsed_ms=5))  # a Send test: not counted
@@ -125,7 +126,8 @@ def test_metrics_count_real_sends_by_outcome_type_and_latency(client, app, post_
     assert found[("exporter_deliveries", (("status", "scheduled"),))] == 1
     assert found[("exporter_attempts_total", (("export_type", "postback"), ("outcome", "ok")))] == 1
     assert found[("exporter_attempts_total", (("export_type", "postback"), ("outcome", "failed")))] == 1
-    timed = sum(a.elapsed_ms is not None for a in db.session.scalars(db.select(Attempt).where(Attempt.is_test.is_(False))))
+    sent = db.session.scalars(db.select(Attempt).where(Attempt.is_test.is_(False))).all()
+    timed = sum(a.elapsed_ms is not None for a in sent)
     assert found[("exporter_send_latency_seconds_count", (("export_type", "postback"),))] == timed >= 1
     assert found[("exporter_send_latency_seconds_bucket", (("export_type", "postback"), ("le", "+Inf")))] == timed
     assert found[("exporter_send_latency_seconds_bucket", (("export_type", "postback"), ("le", "30.0")))] == timed
