@@ -3,7 +3,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 
 import click
@@ -66,38 +65,54 @@ def _first_start_help(host, port):
 @main.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
+@click.option("--verbose", is_flag=True, help="Show the worker's and cron's RQ lines (each job, each sweep).")
 @with_appcontext
-def run_command(host, port):
-    """Web UI, worker, scheduler and cron in one command (embedded Redis if none is configured)."""
+def run_command(host, port, verbose):
+    """Web UI, worker, scheduler and cron in one command (embedded Redis if none is configured).
+
+    The worker and cron are restarted when they die; Ctrl-C or SIGTERM stops everything."""
     from .queue import EmbeddedRedis, mask_url
     from .web.security import use_redis_for_limits
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the children on TERM as on Ctrl-C
-    embedded, children = None, []
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # a service manager, a closed terminal: as Ctrl-C
+        signal.signal(sig, lambda *_: sys.exit(0))
+    embedded, supervisor = None, None
     env = dict(os.environ)
+    env["EXPORTER_LOG_LEVEL"] = "INFO" if verbose else env.get("EXPORTER_LOG_LEVEL", "WARNING")
     redis_url = current_app.config.get("REDIS_URL")
-    if not redis_url:
-        embedded = EmbeddedRedis().start()
-        redis_url = current_app.config["REDIS_URL"] = env["EXPORTER_REDIS_URL"] = embedded.url
-        use_redis_for_limits(current_app, redis_url)
-        click.echo(f"EXPORTER_REDIS_URL is not set: started an embedded Redis at {mask_url(redis_url)}")
-    _upgrade_db()
     try:
-        for command in ("worker", "cron"):
-            children.append(subprocess.Popen([sys.executable, "-m", "exporter", command], env=env))
+        if not redis_url:
+            embedded = EmbeddedRedis().start()
+            redis_url = current_app.config["REDIS_URL"] = env["EXPORTER_REDIS_URL"] = embedded.url
+            use_redis_for_limits(current_app, redis_url)
+            click.echo(f"EXPORTER_REDIS_URL is not set: started an embedded Redis at {mask_url(redis_url)}")
+        _upgrade_db()
+        supervisor = _supervisor(env).start()
         server = web_server(current_app._get_current_object(), host, port)
         _first_start_help(host, port)  # printed once the port is open, so the URL answers
         server.run()
+    except KeyboardInterrupt:  # Ctrl-C before the server ran
+        pass
     finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        if embedded:
-            embedded.stop()
+        _stop_all(supervisor, embedded)
+
+
+def _supervisor(env):
+    from .supervisor import Child, Supervisor
+
+    children = [Child(name, [sys.executable, "-m", "exporter", name], env) for name in ("worker", "cron")]
+    return Supervisor(children, echo=lambda line: click.echo(line, err=True))
+
+
+def _stop_all(supervisor, embedded):
+    """Stop the children (a second Ctrl-C kills them), then the embedded Redis they used."""
+    if supervisor:
+        click.echo("Stopping worker and cron...", err=True)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda *_: supervisor.kill())
+        supervisor.stop(timeout=float(current_app.config["SEND_TIMEOUT_SECONDS"]) + 10)
+    if embedded:
+        embedded.stop()
 
 
 def web_server(app, host, port):
@@ -127,7 +142,9 @@ def worker_command(burst):
     drain.engine_for(app)  # its heartbeat says from now on that this worker is alive
     url, name = _redis_url(), app.config["QUEUE_NAME"]
     try:
-        queue.keep_running(lambda: queue.run_worker(url, name, burst=burst, on_stop=drain.stopping.set),
+        level = app.config["LOG_LEVEL"]
+        queue.keep_running(lambda: queue.run_worker(url, name, burst=burst, on_stop=drain.stopping.set,
+                                                    logging_level=level),
                            "the worker", stopped=drain.stopping.is_set, once=burst)
     finally:  # the sends in hand finish and are recorded; a claim not started was given back
         drain.stopping.set()
@@ -140,9 +157,10 @@ def cron_command():
     """The cron scheduler: the sweeper and the daily-file tick."""
     from . import jobs, queue
 
-    url, name = _redis_url(), current_app.config["QUEUE_NAME"]
+    url, name, level = _redis_url(), current_app.config["QUEUE_NAME"], current_app.config["LOG_LEVEL"]
     interval = int(current_app.config["SWEEP_INTERVAL_SECONDS"])
-    queue.keep_running(lambda: queue.run_cron(url, [jobs.sweep, jobs.daily_files_tick], name, interval=interval),
+    queue.keep_running(lambda: queue.run_cron(url, [jobs.sweep, jobs.daily_files_tick], name, interval=interval,
+                                              logging_level=level),
                        "cron", once=True)
 
 

@@ -10,7 +10,8 @@ import secrets
 
 DEFAULT_INTAKE_MAX_BYTES = 1024 * 1024
 DEFAULT_INTAKE_MAX_EVENTS = 1000
-STRINGS = frozenset({"SECRET_KEY", "DATABASE_URL", "REDIS_URL"})  # never JSON-decoded: a key may be all digits
+# Never JSON-decoded: a key or a token may be all digits.
+STRINGS = frozenset({"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN"})
 
 
 class Defaults:
@@ -46,6 +47,12 @@ class Defaults:
     SEND_THREADS = 64
     DRAIN_SECONDS = 30
     FILES_DIR = None  # None: instance/files
+    # RQ's log level in `exporter worker` and `exporter cron` (`exporter run` sets WARNING unless --verbose).
+    LOG_LEVEL = "INFO"
+    # /healthz fails when a due delivery has waited longer than this.
+    HEALTH_MAX_DUE_AGE_SECONDS = 300
+    # The bearer token /metrics asks for; None: /metrics answers 404.
+    METRICS_TOKEN = None
     WTF_CSRF_TIME_LIMIT = None
     # Sessions end after this long without a request (and at logout or a password change).
     SESSION_IDLE_MINUTES = 30

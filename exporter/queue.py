@@ -84,7 +84,7 @@ def ack_wake(connection, name):
     connection.delete(_wake_key(name))
 
 
-def run_worker(url, name=DEFAULT_QUEUE_NAME, burst=False, on_stop=None):
+def run_worker(url, name=DEFAULT_QUEUE_NAME, burst=False, on_stop=None, logging_level="INFO"):
     """A worker that runs jobs in its own process (no fork per job) with RQ's scheduler, which
     moves due enqueue_at wake-ups onto the queue. on_stop() runs when a stop is requested."""
     queue = get_queue(url, name)
@@ -97,7 +97,7 @@ def run_worker(url, name=DEFAULT_QUEUE_NAME, burst=False, on_stop=None):
 
     worker = ExporterWorker([queue], connection=queue.connection,
                             maintenance_interval=MAINTENANCE_INTERVAL_SECONDS)
-    return worker.work(burst=burst, with_scheduler=True)
+    return worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
 
 
 def keep_running(run, what, stopped=lambda: False, once=False):
@@ -123,11 +123,11 @@ def keep_running(run, what, stopped=lambda: False, once=False):
         return
 
 
-def run_cron(url, functions, name=DEFAULT_QUEUE_NAME, interval=60):
+def run_cron(url, functions, name=DEFAULT_QUEUE_NAME, interval=60, logging_level="INFO"):
     """The cron scheduler: each job function (the sweeper, the daily-file tick) every `interval` seconds."""
     from rq.cron import CronScheduler
 
-    cron = CronScheduler(connection=connect(url))
+    cron = CronScheduler(connection=connect(url), logging_level=logging_level)
     for function in functions:
         cron.register(function, queue_name=name, interval=interval)
     cron.start()

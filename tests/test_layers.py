@@ -12,15 +12,15 @@ LAYERS = [
     {"__main__"},
     {"cli"},
     {"web"},
-    {"jobs"},
-    {"intake", "profiles_io", "stats", "tokens"},
+    {"jobs", "metrics"},
+    {"intake", "profiles_io", "stats", "tokens", "health"},
     {"dispatch"},
     {"drain"},
     {"daily_files", "workers", "circuit"},
     {"sending", "schedule"},
     {"mapping", "matching", "models", "engine"},
     {"extensions", "export_types"},
-    {"customer_types", "queue", "security", "config"},
+    {"customer_types", "queue", "security", "config", "supervisor"},
     {"catalog"},
 ]
 ENTRY_POINTS = {"cli", "jobs", "__main__"}

@@ -38,3 +38,6 @@ def register_blueprints(app):
     for module in (auth, dashboard, profiles, profile_tools, routing, catalog, deliveries, files, customers, tokens,
                    export_types, intake):
         app.register_blueprint(module.bp)
+    from . import health  # /healthz and /metrics: no login
+
+    app.register_blueprint(health.bp)

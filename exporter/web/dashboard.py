@@ -1,7 +1,8 @@
 """The dashboard: the first page after login. The figures come from exporter.stats."""
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 
-from .. import stats
+from .. import health, stats
 from ..models import utcnow
 from . import admin_blueprint
 
@@ -29,4 +30,32 @@ def index():
     bars = stats.attempts_per_hour(now)
     return render_template("dashboard/index.html", counts=stats.status_counts(), bars=bars,
                            peak=max([b.total for b in bars] + [1]), waiting=stats.oldest_waiting(now),
-                           failing=stats.failing_endpoints(), duration=duration)
+                           failing=stats.failing_endpoints(), duration=duration, now=now, **_processes())
+
+
+def _processes():
+    """Live workers and cron schedulers (fresh, not the banner's cached count) and down hosts."""
+    cfg = current_app.config
+    connection = health.redis_client(cfg["REDIS_URL"]) if cfg.get("REDIS_URL") else None
+    redis_ok = health.check_redis(connection).ok
+    return {"workers": health.check_workers(connection, cfg["QUEUE_NAME"]) if redis_ok else None,
+            "scheduler": health.check_scheduler(connection) if redis_ok else None,
+            "hosts_down": health.down_hosts()}
+
+
+@bp.route("/hosts/probe", methods=["POST"])
+def probe_host():
+    """Probe now: the down host's next probe is due at once, and a drain is woken to send it."""
+    name = request.form.get("host", "")
+    if not health.probe_now(name):
+        abort(404)
+    flash(f"A probe of {name} goes out now; the host stays down until it succeeds.", "success")
+    return redirect(url_for("dashboard.index"))
+
+
+@bp.app_context_processor
+def workers_banner():
+    """Every page of a logged-in admin says when no worker is alive (one cached Redis call)."""
+    if not current_user.is_authenticated:
+        return {}
+    return {"workers_alive": health.workers_alive_cached()}

@@ -7,7 +7,8 @@ from exporter import create_app
 
 from ..conftest import PASSWORD
 
-PUBLIC = {"auth.login", "static", "intake.events"}
+# /healthz and /metrics (its own token) need no login: tests/web/test_health.py
+PUBLIC = {"auth.login", "static", "intake.events", "health.healthz", "health.metrics_view"}
 
 
 def admin_urls(app):
