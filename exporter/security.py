@@ -1,5 +1,6 @@
 """PCI masking, secret encryption at rest, and the guard against private export targets."""
 import base64
+import functools
 import hashlib
 import ipaddress
 import re
@@ -59,10 +60,14 @@ ID_KEYS = frozenset({"orderId", "customerId", "campaignId", "productId"})
 CARD_KEY = "cardNumber"
 
 
+NOT_ALNUM = re.compile(r"[^a-z0-9]")
+
+
 def _squashed(key):
-    return re.sub(r"[^a-z0-9]", "", str(key).lower())
+    return NOT_ALNUM.sub("", str(key).lower())
 
 
+@functools.lru_cache(maxsize=4096)  # an order's keys repeat from one event to the next
 def is_cvv_key(key):
     """card_cvv, cvvCode, cardCvv, CVV2, security_code...: any spelling of a card's verification code."""
     name = _squashed(key)
@@ -81,7 +86,11 @@ def card_digits(value):
     """The card number a value holds (13 to 19 ASCII digits passing Luhn), or None."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
+    if isinstance(value, int) and value < 10**12:  # quantities, prices, short ids: no card
+        return None
     text = str(value).strip()
+    if len(text) < 13:
+        return None
     if not CARD_LIKE.fullmatch(text):
         return None
     digits = text.replace(" ", "").replace("-", "")
@@ -101,7 +110,7 @@ def scrub_order(order, secret_key):
     order = dict(order)
     main = order.pop(CARD_KEY, None)  # the intake checked it: digits only
     cards = [str(main)] if main else []
-    clean = _scrubbed(order, cards)
+    clean = _scrubbed(order, cards)  # a dict in, a dict out
     for key in SENSITIVE - {CARD_KEY}:
         value = clean.get(key)
         if value not in (None, "") and not isinstance(value, (dict, list)):
@@ -110,29 +119,32 @@ def scrub_order(order, secret_key):
 
 
 def _scrubbed(value, cards):
+    """value without CVV-like keys and card-like values (found ones appended to cards)."""
     if isinstance(value, dict):
         kept = {}
         for key, item in value.items():
             if is_cvv_key(key):
                 continue
-            digits = None if key in ID_KEYS else card_digits(item)
-            if digits:
-                if digits not in cards:
-                    cards.append(digits)
-                continue
-            kept[key] = _scrubbed(item, cards)
+            if isinstance(item, (dict, list)):
+                kept[key] = _scrubbed(item, cards)
+            elif key in ID_KEYS or not _took_card(item, cards):
+                kept[key] = item
         return kept
-    if isinstance(value, list):
-        kept = []
-        for item in value:
-            digits = card_digits(item)
-            if digits:
-                if digits not in cards:
-                    cards.append(digits)
-                continue
+    kept = []
+    for item in value:
+        if isinstance(item, (dict, list)):
             kept.append(_scrubbed(item, cards))
-        return kept
-    return value
+        elif not _took_card(item, cards):
+            kept.append(item)
+    return kept
+
+
+def _took_card(value, cards):
+    """Whether value is a card number; it goes into cards (once) instead of the order."""
+    digits = card_digits(value)
+    if digits and digits not in cards:
+        cards.append(digits)
+    return bool(digits)
 
 
 def opened_order(order, secret_key, pci_documented):

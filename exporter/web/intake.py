@@ -60,15 +60,13 @@ def _not_json(constant):
 
 
 def _deeper_than(body, limit):
-    """Whether lists and objects nest more than limit levels (walked without recursion)."""
-    pending = [(body, 1)]
+    """Whether lists and objects nest more than limit levels (walked without recursion; only
+    containers are visited, an order's many strings and numbers are not)."""
+    pending = [(body, 1)] if isinstance(body, (dict, list)) else []
     while pending:
         value, level = pending.pop()
-        if isinstance(value, dict):
-            value = list(value.values())
-        if not isinstance(value, list):
-            continue
         if level > limit:
             return True
-        pending.extend((child, level + 1) for child in value)
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
     return False
