@@ -7,7 +7,7 @@ from exporter import create_app
 
 from ..conftest import PASSWORD
 
-PUBLIC = {"auth.login", "static", "intake.events"}
+PUBLIC = {"auth.login", "static", "favicon", "intake.events", "intake.openapi"}
 
 
 def admin_urls(app):
