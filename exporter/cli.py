@@ -1,4 +1,5 @@
 """The `exporter` command: run, worker, cron, create-admin, create-token, profiles, files."""
+import functools
 import json
 import os
 import secrets
@@ -31,6 +32,36 @@ def _upgrade_db():
     from flask_migrate import upgrade
 
     upgrade(directory=current_app.extensions["migrate"].directory)
+
+
+def _pending_migrations():
+    """True when the database is behind the code's migrations (a fresh database is)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from .extensions import db
+
+    script = ScriptDirectory.from_config(current_app.extensions["migrate"].migrate.get_config())
+    with db.engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current != set(script.get_heads())
+
+
+def migrated(only_check=False):
+    """A command that needs the schema: it migrates first (a one-off admin command), or, when
+    only_check (long-running processes, which `exporter run` starts after migrating), says to."""
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            if _pending_migrations():
+                if only_check:
+                    raise click.ClickException("the database is not migrated yet: run `exporter migrate` first "
+                                               "(`exporter run` migrates on start)")
+                click.echo("migrating the database first", err=True)
+                _upgrade_db()
+            return command(*args, **kwargs)
+        return wrapper
+    return decorate
 
 
 SAMPLE_EVENT = json.dumps({"id": "evt-1001", "type": "partial", "order": {
@@ -110,6 +141,7 @@ def _redis_url():
 @main.command("worker")
 @click.option("--burst", is_flag=True, help="Quit when the queue is empty.")
 @with_appcontext
+@migrated(only_check=True)
 def worker_command(burst):
     """An RQ worker with the scheduler: sends deliveries when they are due."""
     from . import jobs, queue
@@ -120,6 +152,7 @@ def worker_command(burst):
 
 @main.command("cron")
 @with_appcontext
+@migrated(only_check=True)
 def cron_command():
     """The cron scheduler: the sweeper and the daily-file tick."""
     from . import queue
@@ -142,6 +175,7 @@ def migrate_command():
 @click.argument("email")
 @click.password_option(help="Asked for when not given.")
 @with_appcontext
+@migrated()
 def create_admin(email, password):
     """Create an admin, or set the password of an existing one."""
     from .extensions import db
@@ -162,6 +196,7 @@ def create_admin(email, password):
 @main.command("create-token")
 @click.argument("name")
 @with_appcontext
+@migrated()
 def create_token(name):
     """Create an intake token; the token is printed once, alone on the last line."""
     from . import tokens
@@ -181,6 +216,7 @@ def profiles_group():
 @profiles_group.command("export")
 @click.option("-o", "--output", type=click.File("w"), default="-")
 @with_appcontext
+@migrated()
 def profiles_export(output):
     from . import profiles_io
 
@@ -191,6 +227,7 @@ def profiles_export(output):
 @profiles_group.command("import")
 @click.argument("file", type=click.File("r"))
 @with_appcontext
+@migrated()
 def profiles_import(file):
     from . import profiles_io
 
@@ -219,6 +256,7 @@ def files_group():
               help="Send here and wait, instead of queueing for the workers: only when no worker runs "
                    "(no job timeout applies; see docs/operations.md).")
 @with_appcontext
+@migrated()
 def files_send(profile_name, day, send_here):
     """Rebuild a past day's file for every route of a profile and queue it for the workers."""
     from . import daily_files
