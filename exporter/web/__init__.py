@@ -51,9 +51,23 @@ def _favicon(app):
         return redirect(url_for("static", filename="favicon.svg"), 301)
 
 
+def _error_filters(app):
+    """An error text's first line is its plain words (what lists show); the rest is the detail."""
+
+    @app.template_filter("error_words")
+    def error_words(text):
+        return (text or "").split("\n", 1)[0]
+
+    @app.template_filter("error_detail")
+    def error_detail(text):
+        parts = (text or "").split("\n", 1)
+        return parts[1].strip() if len(parts) > 1 else ""
+
+
 def register_blueprints(app):
     _errors(app)
     _favicon(app)
+    _error_filters(app)
     from . import (auth, catalog, customers, dashboard, deliveries, export_types, files, intake, mappings,
                    profile_tools, profiles, routing, tokens)
 

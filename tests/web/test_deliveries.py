@@ -74,7 +74,8 @@ def test_list_shows_newest_first_with_profile_customer_type_status_and_last_erro
     assert 'href="/customers/' in html and "Jane Doe" in html and "John Smith" in html
     assert '<span class="badge retrying">retrying</span>' in html
     assert '<span class="badge delivered">delivered</span>' in html
-    assert "ConnectionError" in html and retrying[0].last_error[:40] in html
+    words = retrying[0].last_error.splitlines()[0]
+    assert words.startswith("connection refused by ") and words in html and "ConnectionError" not in html
 
 
 def test_list_filters_by_status_and_by_profile(logged_in, two_profiles):
@@ -324,3 +325,12 @@ def test_test_sends_are_not_listed_among_a_deliverys_attempts(logged_in, post_ev
     html = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
     assert "Attempts (1)" in html and "Test-Send" not in html
     assert listed_ids(logged_in.get("/deliveries/").get_data(as_text=True)) == [delivery.id]
+
+
+def test_an_attempt_says_what_happened_in_words_with_the_exception_one_click_away(logged_in, two_profiles):
+    delivery = deliveries(status="retrying")[0]
+    html = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
+    words = re.search(r'<p class="error attempt-error">(.*?)</p>', html).group(1)
+    assert words.startswith("connection refused by ")
+    detail = re.search(r'<details class="error-detail"><summary>Details</summary><pre>(.*?)</pre>', html, re.S)
+    assert detail and detail.group(1).startswith("ConnectionError: ")
