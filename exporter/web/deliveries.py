@@ -1,5 +1,5 @@
 """Deliveries: the list by status and profile, and a delivery's page with every attempt."""
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import joinedload, selectinload
 from wtforms import Form, IntegerField, SelectChoice, SelectField
@@ -7,7 +7,7 @@ from wtforms.validators import AnyOf, NumberRange, Optional
 
 from .. import customer_types, dispatch
 from ..extensions import db
-from ..models import Delivery, Event, Profile
+from ..models import Delivery, Event, Profile, utcnow
 from . import admin_blueprint
 
 bp = admin_blueprint(Blueprint("deliveries", __name__, url_prefix="/deliveries"))
@@ -66,13 +66,34 @@ def index():
                            retrying=retrying, type_label=customer_types.label)
 
 
+# How long after it fell due a waiting delivery counts as "being sent again now" (a worker
+# picks it up within seconds); past it, Retry now is offered again.
+SENDING_SOON_SECONDS = 60
+
+
+def sending_soon(delivery):
+    """Due now and waiting for a worker: what the page says right after Retry now."""
+    if delivery.status not in Delivery.WAITING:
+        return False
+    overdue = (utcnow() - delivery.due_at).total_seconds()
+    return 0 <= overdue < SENDING_SOON_SECONDS
+
+
 @bp.route("/<int:delivery_id>")
 def show(delivery_id):
     delivery = db.first_or_404(
         db.select(Delivery).where(Delivery.id == delivery_id)
         .options(selectinload(Delivery.attempts), joinedload(Delivery.event).joinedload(Event.customer)))
     return render_template("deliveries/show.html", delivery=delivery, type_label=customer_types.label,
-                           detail_labels=DETAIL_LABELS)
+                           detail_labels=DETAIL_LABELS, sending_soon=sending_soon(delivery))
+
+
+@bp.get("/<int:delivery_id>/state")
+def state(delivery_id):
+    """What the delivery page watches while a send is pending: it reloads when this changes."""
+    delivery = db.get_or_404(Delivery, delivery_id)
+    return jsonify({"status": delivery.status, "attempts": delivery.attempt_count,
+                    "sending_soon": sending_soon(delivery)})
 
 
 @bp.route("/<int:delivery_id>/retry", methods=["POST"])
