@@ -404,3 +404,30 @@ def test_a_preview_that_fails_says_so_instead_of_breaking_the_page(logged_in, ap
     response = logged_in.get(f"/profiles/{profile.id}")
     assert response.status_code == 200
     assert "The Postback type could not make a preview: no good" in text(response)
+
+
+def test_live_preview_renders_the_unsaved_form_and_stores_nothing(logged_in):
+    profile = make_profile(mappings=[{"export_name": "first_name", "field": "firstName"}])
+    before = profiles_io.export_all()
+    form = {"name": profile.name, "export_type": "postback", "delay_minutes": "0",
+            "settings-url": "https://dialer.example.com/leads", "settings-method": "GET"}
+    answer = logged_in.post(f"/profiles/{profile.id}/preview", data=form).get_json()
+    assert answer == {"preview": answer["preview"], "problem": None}
+    assert answer["preview"].startswith("GET https://dialer.example.com/leads?first_name=Jane\n")
+
+    # the mapping open in the dialog replaces the saved one it edits, or is added
+    edited = {**form, "editing": str(profile.mappings[0].id), "export_name": "fname", "field": "firstName",
+              "format": "upper"}
+    assert "leads?fname=JANE\n" in logged_in.post(f"/profiles/{profile.id}/preview", data=edited).get_json()["preview"]
+    added = {**form, "editing": "new", "export_name": "list_id", "field": "static", "static_value": "400"}
+    assert "?first_name=Jane&list_id=400\n" in logged_in.post(f"/profiles/{profile.id}/preview",
+                                                              data=added).get_json()["preview"]
+
+    # problems in words, never a 500
+    bad_url = logged_in.post(f"/profiles/{profile.id}/preview", data={**form, "settings-url": "ftp://x"}).get_json()
+    assert bad_url["preview"] is None and bad_url["problem"].startswith("Postback URL: ")
+    bad_mapping = logged_in.post(f"/profiles/{profile.id}/preview", data={**added, "static_value": ""}).get_json()
+    assert bad_mapping["preview"] is None and "Static Value" in bad_mapping["problem"]
+    unknown = logged_in.post(f"/profiles/{profile.id}/preview", data={**form, "export_type": "telex"}).get_json()
+    assert unknown["problem"] == "Export type 'telex' is not installed."
+    assert profiles_io.export_all() == before
