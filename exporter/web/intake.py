@@ -1,9 +1,10 @@
-"""POST /intake/events: the CRM's webhook. Token auth, no CSRF, JSON only; the flow is in exporter.intake."""
+"""POST /intake/events: the CRM's webhook. Token auth, no CSRF, JSON only; the flow is in exporter.intake.
+GET /intake/openapi.json: its description (exporter.intake_api), public like any API's manual."""
 import json
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .. import intake, tokens
+from .. import intake, intake_api, tokens
 from ..extensions import csrf, db
 
 bp = Blueprint("intake", __name__, url_prefix="/intake")
@@ -48,6 +49,12 @@ def events():
         db.session.rollback()
         return _error(exc.status, exc.error, exc.problems)
     return jsonify(counts), 202
+
+
+@bp.get("/openapi.json")
+def openapi():
+    cfg = current_app.config
+    return jsonify(intake_api.document(cfg["INTAKE_MAX_EVENTS"], cfg["INTAKE_MAX_BYTES"]))
 
 
 def _not_json(constant):
