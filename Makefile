@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test install browser clean
+.PHONY: run test install browser axe clean
 
 install: $(STAMP)
 
@@ -26,7 +26,17 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		  || echo "could not install chromium: the screen tests will be skipped"; fi
 
-test: $(STAMP) browser
+# axe-core (npm registry) for the screen tests' accessibility check; pinned by tests/e2e/node/package-lock.json.
+AXE := tests/e2e/node/node_modules/axe-core/axe.min.js
+
+axe: $(AXE)
+
+$(AXE): tests/e2e/node/package.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/e2e/node --no-audit --no-fund --silent \
+	  || echo "could not install axe-core: the accessibility tests will be skipped"; \
+	else echo "npm not found: the accessibility tests will be skipped"; fi
+
+test: $(STAMP) browser axe
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:

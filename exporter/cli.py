@@ -3,6 +3,7 @@ import functools
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,16 @@ def _pending_migrations():
     return current != set(script.get_heads())
 
 
+def command_name():
+    """How to call this command again: `exporter` when it is on PATH, else the path it was run by
+    (`.venv/bin/exporter` after `make run`)."""
+    ran = sys.argv[0]
+    if os.path.basename(ran) != "exporter" or shutil.which("exporter") == os.path.abspath(ran):
+        return "exporter"
+    relative = os.path.relpath(ran)
+    return os.path.abspath(ran) if relative.startswith("..") else relative
+
+
 def migrated(only_check=False):
     """A command that needs the schema: it migrates first (a one-off admin command), or, when
     only_check (long-running processes, which `exporter run` starts after migrating), says to."""
@@ -55,8 +66,8 @@ def migrated(only_check=False):
         def wrapper(*args, **kwargs):
             if _pending_migrations():
                 if only_check:
-                    raise click.ClickException("the database is not migrated yet: run `exporter migrate` first "
-                                               "(`exporter run` migrates on start)")
+                    raise click.ClickException(f"the database is not migrated yet: run `{command_name()} migrate` "
+                                               "first (`exporter run` migrates on start)")
                 click.echo("migrating the database first", err=True)
                 _upgrade_db()
             return command(*args, **kwargs)
@@ -84,7 +95,7 @@ def _first_start_help(host, port):
         db.session.add(user)
         db.session.commit()
         lines.append(f"First start: log in as {email} with password {password}")
-        lines.append("  (make your own admin with: exporter create-admin YOU@EXAMPLE.COM)")
+        lines.append(f"  (make your own admin with: {command_name()} create-admin YOU@EXAMPLE.COM)")
     if not db.session.scalar(db.select(IntakeToken.id).limit(1)):
         token = tokens.create("default")
         lines.append("Intake token for the CRM (shown once, keep it):")
