@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_pytest(**env):
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/e2e/test_login.py", "tests/test_config.py"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/e2e/test_login.py", "tests/test_config.py"],
         cwd=ROOT, env={**os.environ, "EXPORTER_CHROMIUM": "/nonexistent/chromium", **env},
         capture_output=True, text=True, timeout=300)
 

@@ -116,7 +116,13 @@ def show(delivery_id):
         db.select(Delivery).where(Delivery.id == delivery_id)
         .options(selectinload(Delivery.attempts), joinedload(Delivery.event).joinedload(Event.customer)))
     return render_template("deliveries/show.html", delivery=delivery, type_label=customer_types.label,
-                           detail_labels=DETAIL_LABELS, sending_soon=sending_soon(delivery))
+                           detail_labels=DETAIL_LABELS, sending_soon=sending_soon(delivery),
+                           export_type_label=_type_label(delivery.profile.export_type))
+
+
+def _type_label(key):
+    cls = dispatch.registry().get(key)
+    return cls.label if cls else key
 
 
 @bp.get("/<int:delivery_id>/state")

@@ -39,7 +39,8 @@ def a_busy_day(app, post_events, receiver, run_jobs):
     receiver.script = [Reply(200, "OK")]
     good = make_profile(url=receiver.url + "/partials.php")
     make_profile(name="Broken partner", url=receiver.url.rsplit(":", 1)[0] + ":9/down")
-    make_profile(name="Daily sales file", export_type="ftp", mappings=[{"export_name": "email", "field": "emailAddress"}],
+    make_profile(name="Daily sales file", export_type="ftp",
+                 mappings=[{"export_name": "email", "field": "emailAddress"}],
                  settings={"protocol": "sftp", "host": "files.example.com", "username": "partner"})
     post_events(event())
     run_jobs(until=lambda: db.session.scalar(db.select(db.func.count()).select_from(Delivery).where(
