@@ -1,7 +1,9 @@
 """The `exporter` command: run, worker, cron, create-admin, create-token, profiles, files."""
+import functools
 import json
 import os
 import secrets
+import shutil
 import signal
 import sys
 
@@ -32,6 +34,46 @@ def _upgrade_db():
     upgrade(directory=current_app.extensions["migrate"].directory)
 
 
+def _pending_migrations():
+    """True when the database is behind the code's migrations (a fresh database is)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from .extensions import db
+
+    script = ScriptDirectory.from_config(current_app.extensions["migrate"].migrate.get_config())
+    with db.engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current != set(script.get_heads())
+
+
+def command_name():
+    """How to call this command again: `exporter` when it is on PATH, else the path it was run by
+    (`.venv/bin/exporter` after `make run`)."""
+    ran = sys.argv[0]
+    if os.path.basename(ran) != "exporter" or shutil.which("exporter") == os.path.abspath(ran):
+        return "exporter"
+    relative = os.path.relpath(ran)
+    return os.path.abspath(ran) if relative.startswith("..") else relative
+
+
+def migrated(only_check=False):
+    """A command that needs the schema: it migrates first (a one-off admin command), or, when
+    only_check (long-running processes, which `exporter run` starts after migrating), says to."""
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            if _pending_migrations():
+                if only_check:
+                    raise click.ClickException(f"the database is not migrated yet: run `{command_name()} migrate` "
+                                               "first (`exporter run` migrates on start)")
+                click.echo("migrating the database first", err=True)
+                _upgrade_db()
+            return command(*args, **kwargs)
+        return wrapper
+    return decorate
+
+
 SAMPLE_EVENT = json.dumps({"id": "evt-1001", "type": "partial", "order": {
     "orderId": 104233, "customerId": 55821, "campaignId": 259, "campaignName": "Test Lander",
     "firstName": "Jane", "emailAddress": "jane@example.com", "orderDate": "2026-11-27 14:03:22"}})
@@ -52,7 +94,7 @@ def _first_start_help(host, port):
         db.session.add(user)
         db.session.commit()
         lines.append(f"First start: log in as {email} with password {password}")
-        lines.append("  (make your own admin with: exporter create-admin YOU@EXAMPLE.COM)")
+        lines.append(f"  (make your own admin with: {command_name()} create-admin YOU@EXAMPLE.COM)")
     if not db.session.scalar(db.select(IntakeToken.id).limit(1)):
         token = tokens.create("default")
         lines.append("Intake token for the CRM (shown once, keep it):")
@@ -133,6 +175,7 @@ def _redis_url():
 @main.command("worker")
 @click.option("--burst", is_flag=True, help="Quit when the queue is empty.")
 @with_appcontext
+@migrated(only_check=True)
 def worker_command(burst):
     """An RQ worker with the scheduler: sends deliveries when they are due."""
     from . import drain, jobs, queue
@@ -153,6 +196,7 @@ def worker_command(burst):
 
 @main.command("cron")
 @with_appcontext
+@migrated(only_check=True)
 def cron_command():
     """The cron scheduler: the sweeper and the daily-file tick."""
     from . import jobs, queue
@@ -178,6 +222,7 @@ def migrate_command():
 @click.argument("email")
 @click.password_option(help="Asked for when not given.")
 @with_appcontext
+@migrated()
 def create_admin(email, password):
     """Create an admin, or set the password of an existing one."""
     from .extensions import db
@@ -198,6 +243,7 @@ def create_admin(email, password):
 @main.command("create-token")
 @click.argument("name")
 @with_appcontext
+@migrated()
 def create_token(name):
     """Create an intake token; the token is printed once, alone on the last line."""
     from . import tokens
@@ -217,6 +263,7 @@ def profiles_group():
 @profiles_group.command("export")
 @click.option("-o", "--output", type=click.File("w"), default="-")
 @with_appcontext
+@migrated()
 def profiles_export(output):
     from . import profiles_io
 
@@ -227,6 +274,7 @@ def profiles_export(output):
 @profiles_group.command("import")
 @click.argument("file", type=click.File("r"))
 @with_appcontext
+@migrated()
 def profiles_import(file):
     from . import profiles_io
 
@@ -255,6 +303,7 @@ def files_group():
               help="Send here and wait, instead of queueing for the workers: only when no worker runs "
                    "(no job timeout applies; see docs/operations.md).")
 @with_appcontext
+@migrated()
 def files_send(profile_name, day, send_here):
     """Rebuild a past day's file for every route of a profile and queue it for the workers."""
     from . import daily_files

@@ -105,13 +105,13 @@ def parse(body: Any, max_events):
     elif isinstance(body, dict):
         raw = [body]
     else:
-        raise IntakeError(422, "invalid body", [{"index": None, "field": "", "message": "expected a JSON object"}])
+        raise IntakeError(422, "invalid body", [{"index": None, "field": "body", "message": "expected a JSON object"}])
     events, problems = [], []
     for i, item in enumerate(raw):
         try:
             events.append(EventIn.model_validate(item))
         except ValidationError as exc:
-            problems += [{"index": i, "field": ".".join(str(p) for p in err["loc"]) or "", "message": err["msg"]}
+            problems += [{"index": i, "field": ".".join(str(p) for p in err["loc"]) or "event", "message": err["msg"]}
                          for err in exc.errors()]
     if problems:
         raise IntakeError(422, "invalid events", problems)

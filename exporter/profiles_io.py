@@ -4,25 +4,13 @@ Import checks the whole file before it changes anything, then creates or updates
 profile by name in one transaction. Each value is checked as the edit page checks it:
 a problem names the profile and the field, and nothing is stored.
 """
-from datetime import date, datetime
-from decimal import Decimal
-
-from werkzeug.datastructures import MultiDict
-
-from . import catalog, customer_types, mapping, security
+from . import mapping, security
 from .extensions import db
 from .models import FieldMapping, Profile, Route
+from .profiles import (DELAY_MESSAGE, FLAGS, MAPPING_KEYS, MAPPING_MAX_LENGTHS, MAX_DELAY_MINUTES, NAME_MAX_LENGTH,
+                       check_route, filled_settings_form, merge_secrets, sensitive_problem, settings_from_form)
 
 VERSION = 1
-MAPPING_KEYS = ("export_name", "field", "static_value", "format", "format_arg", "default_value")
-# The longest each mapping text may be (the Field Mappings dialog's limits; field and format
-# are checked against the catalog and the formats).
-MAPPING_MAX_LENGTHS = {"export_name": 120, "static_value": 2000, "format_arg": 60, "default_value": 255}
-NAME_MAX_LENGTH = 120
-MAX_DELAY_MINUTES = 525_600  # a year
-DELAY_MESSAGE = f"Export Delay is a whole number of minutes, 0 or more (at most {MAX_DELAY_MINUTES:,}, a year)"
-# The profile's switches, and what each is when the file leaves it out.
-FLAGS = {"active": True, "pci_documented": False, "skip_converted_partials": True}
 
 
 class ImportProblem(ValueError):
@@ -56,72 +44,6 @@ def export_all(registry=None):
     registry = registry or current_app.extensions["export_types"]
     profiles = db.session.scalars(db.select(Profile).order_by(Profile.name)).all()
     return {"version": VERSION, "profiles": [export_profile(p, registry) for p in profiles]}
-
-
-# --- a type's settings ----------------------------------------------------------------------
-
-def filled_settings_form(cls, settings):
-    """The type's settings form filled in with settings; a setting left out takes the form's default."""
-    defaults = cls.settings_form().data
-    return cls.settings_form(formdata=MultiDict(_form_items({**defaults, **(settings or {})})))
-
-
-def check_settings(cls, settings):
-    """Validate settings with the type's own form; {field: first error}."""
-    form = filled_settings_form(cls, settings)
-    form.validate()
-    return {name: errors[0] for name, errors in form.errors.items()}
-
-
-def _form_items(settings):
-    for key, value in settings.items():
-        if isinstance(value, bool):
-            if value:
-                yield key, "y"
-        elif isinstance(value, list):
-            for item in value:
-                yield key, str(item)
-        elif value is not None:
-            yield key, str(value)
-
-
-def jsonable(value):
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
-def settings_from_form(cls, form):
-    """The type's settings form's validated data as stored, without its secrets."""
-    return {f.short_name: jsonable(f.data) for f in form
-            if f.type != "CSRFTokenField" and f.short_name not in cls.secret_settings and f.data is not None}
-
-
-def sensitive_problem(mappings, pci_documented):
-    """A sensitive field needs PCI Documentation on file; the message names the field."""
-    if pci_documented:
-        return None
-    for m in mappings:
-        field = m.get("field") if isinstance(m, dict) else m.field
-        if field in catalog.SENSITIVE:
-            return f"{field} is sensitive: it needs PCI Documentation on file"
-    return None
-
-
-def check_route(route):
-    types = route.get("customer_types")
-    if not isinstance(types, list) or not types:
-        return "customer_types", "choose at least one customer type"
-    unknown = [t for t in types if not isinstance(t, str) or t not in customer_types.BY_SLUG]
-    if unknown:
-        return "customer_types", f"unknown customer type {unknown[0]!r}"
-    for key in ("campaigns", "products"):
-        ids = route.get(key, [])
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-            return key, "must be a list of ids (whole numbers); empty means all"
-    return None
 
 
 # --- one profile of the file ------------------------------------------------------------------
@@ -285,17 +207,6 @@ def import_all(data, registry=None, secret_key=None):
         _apply(profile, checked, registry.get(checked["export_type"]), secret_key)
     db.session.commit()
     return created, updated
-
-
-def merge_secrets(cls, settings, new_secrets, stored, keep_stored, secret_key):
-    """The settings to store: a new secret encrypted; without one, the stored secret stays
-    when keep_stored (the type did not change). The one rule for the form and the import."""
-    for key in cls.secret_settings:
-        if new_secrets.get(key):
-            settings[key] = security.encrypt(secret_key, new_secrets[key])
-        elif keep_stored and stored.get(key):
-            settings[key] = stored[key]
-    return settings
 
 
 def _apply(profile, checked, cls, secret_key):

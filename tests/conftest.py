@@ -16,6 +16,7 @@ from exporter import create_app
 from exporter.extensions import db
 from exporter.models import IntakeToken, User
 
+from . import chromium
 from .receiver import Receiver
 
 PASSWORD = "correct horse battery"
@@ -33,7 +34,32 @@ def pytest_configure(config):
     config.sample_plugin_dir = target
 
 
+def _is_screen_test(item):
+    return item.get_closest_marker("browser") is not None or "browser" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config, items):
+    """No Chromium here: skip the screen tests and say so at the end (CI fails instead)."""
+    found, path = chromium.executable()
+    screen_tests = [item for item in items if _is_screen_test(item)]
+    if found or not screen_tests:
+        return
+    if chromium.required():
+        raise pytest.UsageError(f"EXPORTER_REQUIRE_BROWSER is set but no Chromium was found "
+                                f"({len(screen_tests)} screen tests need one): {chromium.how_to_enable()}")
+    skip = pytest.mark.skip(reason="no Chromium for the screen tests")
+    for item in screen_tests:
+        item.add_marker(skip)
+    config.screen_tests_skipped = len(screen_tests)
+
+
 def pytest_unconfigure(config):
+    skipped = getattr(config, "screen_tests_skipped", 0)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if skipped and reporter:  # after pytest's own last line, so it is the run's last word
+        reporter.write_line(
+            f"{skipped} screen tests did not run (no Chromium found). To run them: {chromium.how_to_enable()}",
+            yellow=True, bold=True)
     target = getattr(config, "sample_plugin_dir", None)
     if target:
         sys.path.remove(target)

@@ -1,5 +1,8 @@
 """The `exporter` commands, through click's runner on the test app."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -94,3 +97,28 @@ def test_profiles_import_of_a_value_of_the_wrong_type_says_which_in_one_line(app
     assert result.exit_code == 1
     assert result.output == f"Error: {error}\n"
     assert db.session.query(Profile).count() == 0
+
+
+def _exporter(tmp_path, *args, input=None):
+    env = {**os.environ, "EXPORTER_INSTANCE_PATH": str(tmp_path),
+           "EXPORTER_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.sqlite'}"}
+    env.pop("EXPORTER_REDIS_URL", None)
+    return subprocess.run([sys.executable, "-m", "exporter", *args], env=env, input=input, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_create_admin_on_a_fresh_database_migrates_first(tmp_path):
+    result = _exporter(tmp_path, "create-admin", "boss@example.com", "--password", "s3cret-pass")
+    assert result.returncode == 0, result.stderr
+    assert "migrating the database first" in result.stderr
+    assert result.stdout.strip() == "admin boss@example.com can log in"
+    again = _exporter(tmp_path, "create-token", "crm")
+    assert again.returncode == 0 and "migrating" not in again.stderr
+    assert again.stdout.strip().splitlines()[-1].startswith("exp_")
+
+
+def test_a_worker_on_a_fresh_database_says_to_migrate(tmp_path):
+    result = _exporter(tmp_path, "worker", "--burst")
+    assert result.returncode == 1
+    assert "the database is not migrated yet: run `exporter migrate` first" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,6 +1,6 @@
 /* The profile edit page. Every action is a plain form POST that works without this file;
    here the Export Type select re-renders its settings at once, + and Edit open the mapping
-   dialog in place, and the preview is fetched again when the page comes back from history. */
+   dialog in place, and the preview follows the unsaved form as the admin types. */
 (function () {
   "use strict";
 
@@ -21,9 +21,51 @@
   var form = document.getElementById("mapping-form");
   var FIELDS = ["export_name", "field", "static_value", "format", "format_arg", "default_value"];
 
-  function syncStatic() {
+  /* Static Value only for Static; Format pattern only for a format that takes one. */
+  function syncFields() {
+    if (!form) return;
     var box = document.getElementById("field-static_value");
     if (box && form.elements.field) box.hidden = form.elements.field.value !== "static";
+    var patterns = (form.dataset.patterns || "").split(" ");
+    var pattern = document.getElementById("field-format_arg");
+    if (pattern && form.elements.format) pattern.hidden = patterns.indexOf(form.elements.format.value) < 0;
+  }
+
+  var preview = document.getElementById("preview");
+  var problem = document.getElementById("preview-problem");
+
+  function show(data) {
+    if (!data) return;
+    preview.textContent = data.preview || "";
+    preview.hidden = data.preview === null;
+    problem.textContent = data.problem || "";
+    problem.hidden = !data.problem;
+  }
+
+  /* The unsaved General Settings, type settings and (when the dialog is open) the mapping
+     being edited, rendered by the server exactly as a send would render them. */
+  var pending = null;
+  var sequence = 0;
+  function livePreview() {
+    if (!preview || !general || !preview.dataset.liveUrl) return;
+    var body = new FormData(general);
+    body.delete("refresh_type");
+    if (form && dialog && dialog.open) {
+      FIELDS.forEach(function (name) {
+        if (form.elements[name]) body.append(name, form.elements[name].value);
+      });
+      body.append("editing", form.dataset.editing || "new");
+    }
+    var mine = ++sequence;
+    fetch(preview.dataset.liveUrl, { method: "POST", body: body, credentials: "same-origin",
+                                     headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (data) { if (mine === sequence) show(data); })
+      .catch(function () { /* the last preview stays */ });
+  }
+  function soon() {
+    clearTimeout(pending);
+    pending = setTimeout(livePreview, 250);
   }
 
   if (dialog && form && typeof dialog.showModal === "function") {
@@ -39,14 +81,16 @@
           else input.value = value;
         });
         form.action = link.dataset.action;
+        form.dataset.editing = link.dataset.mappingId || "new";
         document.getElementById("mapping-dialog-title").textContent =
           link.dataset.values ? "Edit field mapping" : "Add field mapping";
         form.querySelectorAll(".error").forEach(function (e) { e.remove(); });
         form.querySelectorAll(".has-error").forEach(function (e) { e.classList.remove("has-error"); });
-        syncStatic();
+        syncFields();
         if (dialog.open) dialog.close();
         dialog.showModal();
         form.elements.export_name.focus();
+        soon();
       });
     });
     document.querySelectorAll("[data-close-dialog]").forEach(function (link) {
@@ -57,25 +101,26 @@
         }
       });
     });
-    if (form.elements.field) form.elements.field.addEventListener("change", syncStatic);
-    syncStatic();
+    dialog.addEventListener("close", function () {
+      form.dataset.editing = "";
+      soon();
+    });
   }
+  if (form) {
+    form.addEventListener("input", soon);
+    form.addEventListener("change", function () { syncFields(); soon(); });
+    syncFields();
+  }
+  if (general) general.addEventListener("input", soon);
+  if (general) general.addEventListener("change", soon);
 
-  var preview = document.getElementById("preview");
-  var problem = document.getElementById("preview-problem");
-  function refreshPreview() {
-    fetch(preview.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (response) { return response.ok ? response.json() : null; })
-      .then(function (data) {
-        if (!data) return;
-        preview.textContent = data.preview || "";
-        preview.hidden = data.preview === null;
-        problem.textContent = data.problem || "";
-        problem.hidden = !data.problem;
-      })
-      .catch(function () { /* the server-rendered preview stays */ });
-  }
-  if (preview && problem) {
-    window.addEventListener("pageshow", function (event) { if (event.persisted) refreshPreview(); });
+  if (preview && problem && preview.dataset.url) {
+    window.addEventListener("pageshow", function (event) {
+      if (!event.persisted) return;
+      fetch(preview.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(show)
+        .catch(function () { /* the server-rendered preview stays */ });
+    });
   }
 })();

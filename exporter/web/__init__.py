@@ -1,5 +1,7 @@
 """Blueprints, one module each. Every admin page needs a login; only the intake uses tokens."""
+from flask import abort
 from flask_login import login_required
+from wtforms import SelectChoice
 
 
 def admin_blueprint(bp):
@@ -11,6 +13,20 @@ def admin_blueprint(bp):
         return None
 
     return bp
+
+
+def choices(pairs):
+    """Select choices from (value, label) pairs: WTForms 3.3 deprecates bare tuples."""
+    return [SelectChoice(value=value, label=label) for value, label in pairs]
+
+
+def strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+def not_found_unless(condition):
+    if not condition:
+        abort(404)
 
 
 def _errors(app):
@@ -27,16 +43,39 @@ def _errors(app):
         return render_template("errors.html", title="Not found", message="There is nothing at this address."), 404
 
 
+def _favicon(app):
+    from flask import redirect, url_for
+
+    @app.get("/favicon.ico")
+    def favicon():  # browsers ask for it before they read the page's <link rel="icon">
+        return redirect(url_for("static", filename="favicon.svg"), 301)
+
+
+def _error_filters(app):
+    """An error text's first line is its plain words (what lists show); the rest is the detail."""
+
+    @app.template_filter("error_words")
+    def error_words(text):
+        return (text or "").split("\n", 1)[0]
+
+    @app.template_filter("error_detail")
+    def error_detail(text):
+        parts = (text or "").split("\n", 1)
+        return parts[1].strip() if len(parts) > 1 else ""
+
+
 def register_blueprints(app):
     from .security import protect
 
     protect(app)  # before the routes: the id converter applies to the rules as they are added
     _errors(app)
-    from . import (auth, catalog, customers, dashboard, deliveries, export_types, files, intake, profile_tools, profiles,
-                   routing, tokens)
+    _favicon(app)
+    _error_filters(app)
+    from . import (auth, catalog, customers, dashboard, deliveries, export_types, files, intake, mappings,
+                   profile_tools, profiles, routing, tokens)
 
-    for module in (auth, dashboard, profiles, profile_tools, routing, catalog, deliveries, files, customers, tokens,
-                   export_types, intake):
+    for module in (auth, dashboard, profiles, mappings, profile_tools, routing, catalog, deliveries, files, customers,
+                   tokens, export_types, intake):
         app.register_blueprint(module.bp)
     from . import health  # /healthz and /metrics: no login
 

@@ -20,7 +20,7 @@ MAX_PAGE = 10**6  # past it the row offset overflows the database's integers
 class SearchForm(Form):
     """The search box, read from the query string (a GET form: nothing to protect)."""
     q = SearchField("Search", validators=[Length(max=200, message="Search for at most 200 characters")],
-                    description="Name, email, phone or CRM customer id")
+                    description="Name, email, phone, CRM customer id or order id")
     page = IntegerField("Page", default=1, validators=[
         Optional(), NumberRange(min=1, message="Page starts at 1"),
         NumberRange(max=MAX_PAGE, message=f"Page is at most {MAX_PAGE}")])
@@ -31,7 +31,8 @@ def _contains(column, text):
 
 
 def search_query(q):
-    """Customers whose name ("first", "last" or "first last"), email, phone or CRM id matches q."""
+    """Customers whose name ("first", "last" or "first last"), email, phone, CRM id or an order's id
+    matches q."""
     query = db.select(Customer).order_by(Customer.id.desc())
     q = q.strip()
     if not q:
@@ -43,6 +44,7 @@ def search_query(q):
         matches.append(_contains(Customer.phone, digits))
     if re.fullmatch(r"[0-9]{1,18}", q):  # a CRM id (ASCII digits, 64 bits)
         matches.append(Customer.crm_customer_id == int(q))
+        matches.append(Customer.id.in_(db.select(Event.customer_id).where(Event.order_id == int(q))))
     return query.where(db.or_(*matches))
 
 

@@ -1,18 +1,22 @@
 """Deliveries: the list by status and profile, and a delivery's page with every attempt."""
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from datetime import datetime, time, timedelta
+
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy import func
 from sqlalchemy.orm import joinedload, selectinload
-from wtforms import Form, IntegerField, SelectChoice, SelectField
-from wtforms.validators import AnyOf, NumberRange, Optional
+from wtforms import DateField, Form, IntegerField, SearchField, SelectChoice, SelectField
+from wtforms.validators import AnyOf, Length, NumberRange, Optional, ValidationError
 
 from .. import customer_types, dispatch
 from ..extensions import db
-from ..models import Delivery, Event, Profile
+from ..models import Delivery, Event, Profile, utcnow
 from . import admin_blueprint
 
 bp = admin_blueprint(Blueprint("deliveries", __name__, url_prefix="/deliveries"))
 
 PER_PAGE = 50
+MIN_YEAR, MAX_YEAR = 1970, 2100  # the dates a delivery can have
 MAX_PAGE = 10**6  # past it the row offset overflows the database's integers
 # How a daily file's details read on its delivery's page.
 DETAIL_LABELS = {"file_name": "File name", "rows": "Rows", "bytes": "Bytes", "sha256": "Checksum (SHA-256)",
@@ -23,6 +27,11 @@ class FilterForm(Form):
     """The list's filters, read from the query string (a GET form: nothing to protect)."""
     status = SelectField("Status", default="", validate_choice=False)
     profile = SelectField("Profile", default="", validate_choice=False)
+    customer_type = SelectField("Customer Type", default="", validate_choice=False)
+    host = SearchField("Host", validators=[Length(max=255, message="Host is at most 255 characters")],
+                       description="e.g. postingmydata.com")
+    since = DateField("From", validators=[Optional()], format="%Y-%m-%d")
+    until = DateField("To", validators=[Optional()], format="%Y-%m-%d", description="Created on these days (UTC)")
     page = IntegerField("Page", default=1, validators=[
         Optional(), NumberRange(min=1, message="Page starts at 1"),
         NumberRange(max=MAX_PAGE, message=f"Page is at most {MAX_PAGE}")])
@@ -31,11 +40,25 @@ class FilterForm(Form):
         super().__init__(formdata)
         statuses = [("", "Any status")] + [(s, s) for s in Delivery.STATUSES]
         profile_ids = [("", "Any profile")] + [(str(p.id), p.name) for p in profiles]
+        types = [("", "Any customer type")] + [(t.slug, t.label) for t in customer_types.CUSTOMER_TYPES]
         self.status.choices = [SelectChoice(v, label) for v, label in statuses]
         self.profile.choices = [SelectChoice(v, label) for v, label in profile_ids]
+        self.customer_type.choices = [SelectChoice(v, label) for v, label in types]
         # Our own message, not WTForms' generic one, names what was wrong.
         self.status.validators = [AnyOf([v for v, _ in statuses], "Choose a status from the list")]
         self.profile.validators = [AnyOf([v for v, _ in profile_ids], "No such profile")]
+        self.customer_type.validators = [AnyOf([v for v, _ in types], "Choose a customer type from the list")]
+        for day in (self.since, self.until):  # WTForms says "Not a valid date value"
+            day.process_errors = ["Give the date as YYYY-MM-DD"] if day.process_errors else []
+
+    def validate_since(self, field):
+        if field.data and not MIN_YEAR <= field.data.year <= MAX_YEAR:
+            raise ValidationError(f"Give a date between {MIN_YEAR} and {MAX_YEAR}")
+
+    def validate_until(self, field):
+        self.validate_since(field)
+        if field.data and self.since.data and field.data < self.since.data:
+            raise ValidationError("To is before From")
 
 
 def _filtered(form):
@@ -46,6 +69,14 @@ def _filtered(form):
         query = query.where(Delivery.status == form.status.data)
     if form.profile.data:
         query = query.where(Delivery.profile_id == int(form.profile.data))
+    if form.customer_type.data:
+        query = query.where(Delivery.event.has(Event.type == form.customer_type.data))
+    if (form.host.data or "").strip():
+        query = query.where(func.lower(Delivery.target).contains(form.host.data.strip().lower(), autoescape=True))
+    if form.since.data:
+        query = query.where(Delivery.created_at >= datetime.combine(form.since.data, time.min))
+    if form.until.data:
+        query = query.where(Delivery.created_at < datetime.combine(form.until.data + timedelta(days=1), time.min))
     return query
 
 
@@ -66,13 +97,40 @@ def index():
                            retrying=retrying, type_label=customer_types.label)
 
 
+# How long after it fell due a waiting delivery counts as "being sent again now" (a worker
+# picks it up within seconds); past it, Retry now is offered again.
+SENDING_SOON_SECONDS = 60
+
+
+def sending_soon(delivery):
+    """Due now and waiting for a worker: what the page says right after Retry now."""
+    if delivery.status not in Delivery.WAITING:
+        return False
+    overdue = (utcnow() - delivery.due_at).total_seconds()
+    return 0 <= overdue < SENDING_SOON_SECONDS
+
+
 @bp.route("/<int:delivery_id>")
 def show(delivery_id):
     delivery = db.first_or_404(
         db.select(Delivery).where(Delivery.id == delivery_id)
         .options(selectinload(Delivery.attempts), joinedload(Delivery.event).joinedload(Event.customer)))
     return render_template("deliveries/show.html", delivery=delivery, type_label=customer_types.label,
-                           detail_labels=DETAIL_LABELS)
+                           detail_labels=DETAIL_LABELS, sending_soon=sending_soon(delivery),
+                           export_type_label=_type_label(delivery.profile.export_type))
+
+
+def _type_label(key):
+    cls = dispatch.registry().get(key)
+    return cls.label if cls else key
+
+
+@bp.get("/<int:delivery_id>/state")
+def state(delivery_id):
+    """What the delivery page watches while a send is pending: it reloads when this changes."""
+    delivery = db.get_or_404(Delivery, delivery_id)
+    return jsonify({"status": delivery.status, "attempts": delivery.attempt_count,
+                    "sending_soon": sending_soon(delivery)})
 
 
 @bp.route("/<int:delivery_id>/retry", methods=["POST"])

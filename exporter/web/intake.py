@@ -1,4 +1,5 @@
-"""POST /intake/events: the CRM's webhook. Token auth, no CSRF, JSON only; the flow is in exporter.intake."""
+"""POST /intake/events: the CRM's webhook. Token auth, no CSRF, JSON only; the flow is in exporter.intake.
+GET /intake/openapi.json: its description (exporter.intake_api), public like any API's manual."""
 import json
 
 from flask import Blueprint, current_app, jsonify, request
@@ -52,6 +53,14 @@ def events():
         db.session.rollback()
         return _error(exc.status, exc.error, exc.problems)
     return jsonify(counts), 202
+
+
+@bp.get("/openapi.json")
+def openapi():
+    cfg = current_app.config
+    from .. import intake_api  # built from the intake's pydantic models: loaded when asked for, as above
+
+    return jsonify(intake_api.document(cfg["INTAKE_MAX_EVENTS"], cfg["INTAKE_MAX_BYTES"]))
 
 
 def _not_json(constant):

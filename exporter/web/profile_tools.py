@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 
 
 def _result(profile, title, attempt=None, summary="", problem=None, status=200):
+    cls = dispatch.registry().get(profile.export_type)
+    label = cls.label if cls else profile.export_type
     return render_template("profile_tools/result.html", profile=profile, title=title, attempt=attempt,
-                           summary=summary, problem=problem), status
+                           summary=summary, problem=problem, type_label=label), status
 
 
 def _call(export_type, what, *args, **kwargs):

@@ -7,11 +7,10 @@ from sqlalchemy.exc import IntegrityError
 from wtforms import SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length
 
-from .. import customer_types, profiles_io
+from .. import customer_types, profiles
 from ..extensions import db
 from ..models import Campaign, Product, Profile, Route
-from . import admin_blueprint
-from .profiles import choices, not_found_unless, strip
+from . import admin_blueprint, choices, not_found_unless, strip
 
 bp = admin_blueprint(Blueprint("routing", __name__))
 
@@ -61,13 +60,13 @@ def _ids(field, noun):
 
 
 def _route_from_form(form):
-    """The route as a dict, or None with each problem beside its field (profiles_io's checks)."""
+    """The route as a dict, or None with each problem beside its field (exporter.profiles' checks)."""
     form.validate_on_submit()
     route = {"customer_types": list(dict.fromkeys(form.customer_types.data or [])),
              "campaigns": _ids(form.campaigns, "campaign"), "products": _ids(form.products, "product")}
     if route["campaigns"] is None or route["products"] is None:
         return None
-    bad = profiles_io.check_route(route)
+    bad = profiles.check_route(route)
     if bad:
         key, message = bad
         getattr(form, key).errors.append(message[:1].upper() + message[1:])

@@ -1,15 +1,15 @@
 """Screens in a real browser: the app served on loopback, Playwright driving Chromium.
 
 Debian's chromium is used when installed (CI installs it; EXPORTER_CHROMIUM names another);
-otherwise Playwright's own Chromium, which `make test` fetches.
+otherwise a Chromium Playwright downloaded. Without one these tests are skipped with a
+summary line (tests/chromium.py, tests/conftest.py).
 """
-import os
-import shutil
 import threading
 
 import pytest
 from werkzeug.serving import make_server
 
+from .. import chromium
 from ..conftest import PASSWORD
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -30,7 +30,7 @@ def live_server(app):
 def browser():
     from playwright.sync_api import sync_playwright
 
-    executable = os.environ.get("EXPORTER_CHROMIUM") or shutil.which("chromium")
+    _, executable = chromium.executable()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         yield browser

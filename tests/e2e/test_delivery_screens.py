@@ -35,3 +35,28 @@ def test_history_link_opens_the_delivery_with_the_request_sent(admin_page, live_
     assert attempt.locator(".response-status").inner_text() == "200"
     # What the receiver got is what the page says was sent.
     assert receiver.url + receiver.requests[0].path == attempt.locator(".request-line").inner_text()[4:]
+
+
+def test_retry_now_shows_the_send_under_way_then_the_result_without_a_reload(admin_page, live_server, post_events,
+                                                                             receiver, run_jobs):
+    from playwright.sync_api import expect
+
+    from ..receiver import Reply
+
+    receiver.script = [Reply(503, "busy")]
+    make_profile(url=receiver.url + "/partials.php")
+    post_events(event())
+    run_jobs(until=lambda: len(receiver.requests) == 1)
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    assert delivery.status == "retrying"
+    db.session.execute(db.update(Delivery).values(due_at=delivery.due_at.replace(year=2099)))  # not due by itself
+    db.session.commit()
+    page = admin_page
+    page.goto(f"{live_server}/deliveries/{delivery.id}")
+    page.click("#actions >> text=Retry now")
+    expect(page.locator("#sending-soon")).to_be_visible()
+    expect(page.locator("#actions >> text=Retry now")).to_have_count(0)
+    run_jobs(until=lambda: len(receiver.requests) == 2)
+    # the page reloads itself once the attempt is recorded
+    expect(page.locator("h1")).to_have_text(f"Delivery #{delivery.id} delivered", timeout=15000)
+    expect(page.locator("#sending-soon")).to_have_count(0)

@@ -177,3 +177,72 @@ def test_mappings_and_export_type_work_without_javascript(browser, live_server, 
         expect(page.locator("input[name=settings-host]")).to_be_visible()
     finally:
         context.close()
+
+
+def test_the_preview_follows_the_unsaved_form_as_the_admin_types(admin_page, live_server):
+    """Change the URL, the method and a mapping in the dialog without saving: the preview
+    shows each change within a moment, and nothing is stored."""
+    from exporter.extensions import db
+    from exporter.models import Profile
+
+    from ..factories import make_profile
+
+    profile = make_profile(url=POSTBACK_URL, mappings=[{"export_name": "first_name", "field": "firstName"}])
+    page = admin_page
+    page.goto(f"{live_server}/profiles/{profile.id}")
+    preview = page.locator("#preview")
+    expect(preview).to_contain_text(POSTBACK_URL + "?first_name=Jane")
+
+    page.fill("input[name=settings-url]", "https://dialer.example.com/leads")
+    expect(preview).to_contain_text("https://dialer.example.com/leads?first_name=Jane")
+
+    page.select_option("select[name=settings-method]", "POST")
+    expect(preview).to_contain_text("POST https://dialer.example.com/leads")
+    expect(preview).to_contain_text("first_name=Jane")
+
+    page.click("#mappings a:has-text('Edit')")
+    dialog = page.locator("#mapping-dialog")
+    expect(dialog).to_be_visible()
+    dialog.locator("input[name=export_name]").fill("fname")
+    expect(preview).to_contain_text("fname=Jane")
+    dialog.locator("select[name=format]").select_option("upper")
+    expect(preview).to_contain_text("fname=JANE")
+
+    # A mapping the engine refuses shows its problem instead of a stale preview.
+    dialog.locator("input[name=export_name]").fill("")
+    expect(page.locator("#preview-problem")).to_be_visible()
+
+    # Nothing was saved.
+    db.session.expire_all()
+    stored = db.session.get(Profile, profile.id)
+    assert stored.settings["url"] == POSTBACK_URL and stored.settings["method"] == "GET"
+    assert [m.export_name for m in stored.mappings] == ["first_name"] and stored.mappings[0].format == ""
+
+
+def test_the_mapping_dialog_works_with_the_keyboard_alone(admin_page, live_server):
+    from ..factories import make_profile
+
+    profile = make_profile(url=POSTBACK_URL, mappings=[])
+    page = admin_page
+    page.goto(f"{live_server}/profiles/{profile.id}")
+    page.focus("#add-mapping")
+    page.keyboard.press("Enter")
+    dialog = page.locator("#mapping-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("input[name=export_name]")).to_be_focused()
+    page.keyboard.type("list_id")
+    page.keyboard.press("Tab")
+    expect(dialog.locator("select[name=field]")).to_be_focused()
+    dialog.locator("select[name=field]").select_option("static")  # a select's value, as arrow keys would
+    page.keyboard.press("Tab")
+    page.keyboard.type("400")
+    page.keyboard.press("Escape")  # Escape closes the dialog without saving
+    expect(dialog).to_be_hidden()
+    page.focus("#add-mapping")
+    page.keyboard.press("Enter")
+    page.keyboard.type("list_id")
+    dialog.locator("select[name=field]").select_option("static")
+    dialog.locator("input[name=static_value]").focus()
+    page.keyboard.type("400")
+    page.keyboard.press("Enter")  # Enter submits the form
+    expect(page.locator(".flash.success")).to_have_text("Mapping 'list_id' added.")

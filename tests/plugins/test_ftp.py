@@ -202,8 +202,9 @@ def test_server_down_fails_with_the_connection_error(protocol):
     outcome = FtpType({"protocol": protocol, "host": "127.0.0.1", "port": port, "username": "u",
                        "password": "p"}).send(batch())
     assert not outcome.ok
-    assert outcome.error.startswith(f"connect to 127.0.0.1:{port} failed: ")
-    assert "Connection refused" in outcome.error
+    words, detail = outcome.error.split("\n", 1)  # plain words first, the raw error one click away
+    assert words == f"connect to 127.0.0.1:{port} failed: connection refused"
+    assert detail == "ConnectionRefusedError: [Errno 111] Connection refused"
 
 
 def test_full_disk_fails_with_the_servers_reply(tmp_path):
@@ -226,7 +227,9 @@ def test_missing_remote_directory(ftp_server):
 def test_ftps_refuses_a_self_signed_certificate_unless_told(ftps_server):
     outcome = FtpType(ftps_server.settings(verify_tls=True)).send(batch())
     assert not outcome.ok
-    assert outcome.error.startswith("TLS (AUTH TLS) failed: ") and "CERTIFICATE_VERIFY_FAILED" in outcome.error
+    words, detail = outcome.error.split("\n", 1)
+    assert words == "TLS (AUTH TLS) failed: TLS certificate not trusted: self-signed certificate"
+    assert "CERTIFICATE_VERIFY_FAILED" in detail
     assert ftps_server.files() == {}
 
 
@@ -275,3 +278,24 @@ def test_a_test_send_is_named_as_a_test(ftp_server):
     test.is_test = True
     assert FtpType(ftp_server.settings()).send(test).ok
     assert list(ftp_server.files()) == [f"TEST_{FILE}"]
+
+
+def test_a_silent_server_says_timed_out_after_the_timeout():
+    """A server that accepts the connection and never greets: the words name the timeout."""
+    import socket
+
+    from exporter_ftp.transfer import FtpConnection, TransferError
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    try:
+        connection = FtpConnection("127.0.0.1", port, "u", "p", timeout=1)
+        with pytest.raises(TransferError) as failed:
+            connection.login()
+    finally:
+        listener.close()
+    words, detail = str(failed.value).split("\n", 1)
+    assert words.endswith("failed: timed out after 1 s")
+    assert "timed out" in detail

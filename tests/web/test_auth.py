@@ -8,7 +8,7 @@ from exporter import create_app
 from ..conftest import PASSWORD
 
 # /healthz and /metrics (its own token) need no login: tests/web/test_health.py
-PUBLIC = {"auth.login", "static", "intake.events", "health.healthz", "health.metrics_view"}
+PUBLIC = {"auth.login", "static", "favicon", "intake.events", "intake.openapi", "health.healthz", "health.metrics_view"}
 
 
 def admin_urls(app):

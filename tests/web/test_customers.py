@@ -41,6 +41,8 @@ def test_customer_pages_need_a_login(client, app):
     ("(555) 987-0000", ["John Smith"]),          # phone as people type it
     ("55821", ["Jane Doe"]),                     # CRM customer id
     ("558", []),                                 # an id matches whole, not as a fragment of 55821
+    ("900", ["John Smith"]),                     # an order id of the customer's
+    ("104233", ["Jane Doe"]),                    # the model's order id
     ("example", ["John Smith", "Jane Doe"]),
     ("%", []),                                   # a wildcard is a character, not "everyone"
     ("nobody", []),

@@ -271,7 +271,7 @@ def test_a_bad_mapping_is_refused_beside_the_field_in_the_open_dialog(logged_in,
     response = logged_in.post(f"/profiles/{profile.id}/mappings", data=data)
     assert response.status_code == 422
     assert error_beside(response, field) == [message]
-    assert '<dialog id="mapping-dialog" open>' in text(response)
+    assert '<dialog id="mapping-dialog" open ' in text(response)
     assert mapping_rows(profile) == before
 
 
@@ -286,7 +286,7 @@ def test_edit_a_mapping_prefilled_then_saved(logged_in):
     profile = make_profile()
     target = profile.mappings[1]
     page = text(logged_in.get(f"/profiles/{profile.id}?mapping={target.id}"))
-    assert '<dialog id="mapping-dialog" open>' in page
+    assert '<dialog id="mapping-dialog" open ' in page
     assert f'action="/profiles/{profile.id}/mappings/{target.id}"' in page
     assert 'name="export_name" type="text" value="order_date"' in page
     assert '<option selected value="orderDate">orderDate</option>' in page
@@ -300,10 +300,10 @@ def test_edit_a_mapping_prefilled_then_saved(logged_in):
 def test_plus_without_javascript_renders_the_dialog_open(logged_in):
     profile = make_profile()
     page = text(logged_in.get(f"/profiles/{profile.id}"))
-    assert '<dialog id="mapping-dialog">' in page
+    assert '<dialog id="mapping-dialog" aria-labelledby' in page
     assert f'href="/profiles/{profile.id}?mapping=new#mapping-dialog"' in page
     page = text(logged_in.get(f"/profiles/{profile.id}?mapping=new"))
-    assert '<dialog id="mapping-dialog" open>' in page
+    assert '<dialog id="mapping-dialog" open ' in page
     assert f'<form method="post" action="/profiles/{profile.id}/mappings" id="mapping-form"' in page
 
 
@@ -404,3 +404,30 @@ def test_a_preview_that_fails_says_so_instead_of_breaking_the_page(logged_in, ap
     response = logged_in.get(f"/profiles/{profile.id}")
     assert response.status_code == 200
     assert "The Postback type could not make a preview: no good" in text(response)
+
+
+def test_live_preview_renders_the_unsaved_form_and_stores_nothing(logged_in):
+    profile = make_profile(mappings=[{"export_name": "first_name", "field": "firstName"}])
+    before = profiles_io.export_all()
+    form = {"name": profile.name, "export_type": "postback", "delay_minutes": "0",
+            "settings-url": "https://dialer.example.com/leads", "settings-method": "GET"}
+    answer = logged_in.post(f"/profiles/{profile.id}/preview", data=form).get_json()
+    assert answer == {"preview": answer["preview"], "problem": None}
+    assert answer["preview"].startswith("GET https://dialer.example.com/leads?first_name=Jane\n")
+
+    # the mapping open in the dialog replaces the saved one it edits, or is added
+    edited = {**form, "editing": str(profile.mappings[0].id), "export_name": "fname", "field": "firstName",
+              "format": "upper"}
+    assert "leads?fname=JANE\n" in logged_in.post(f"/profiles/{profile.id}/preview", data=edited).get_json()["preview"]
+    added = {**form, "editing": "new", "export_name": "list_id", "field": "static", "static_value": "400"}
+    assert "?first_name=Jane&list_id=400\n" in logged_in.post(f"/profiles/{profile.id}/preview",
+                                                              data=added).get_json()["preview"]
+
+    # problems in words, never a 500
+    bad_url = logged_in.post(f"/profiles/{profile.id}/preview", data={**form, "settings-url": "ftp://x"}).get_json()
+    assert bad_url["preview"] is None and bad_url["problem"].startswith("Postback URL: ")
+    bad_mapping = logged_in.post(f"/profiles/{profile.id}/preview", data={**added, "static_value": ""}).get_json()
+    assert bad_mapping["preview"] is None and "Static Value" in bad_mapping["problem"]
+    unknown = logged_in.post(f"/profiles/{profile.id}/preview", data={**form, "export_type": "telex"}).get_json()
+    assert unknown["problem"] == "Export type 'telex' is not installed."
+    assert profiles_io.export_all() == before

@@ -114,7 +114,8 @@ def test_unknown_profile_in_the_panel_is_404(logged_in):
 def test_plus_creates_a_profile_and_opens_its_edit_page(logged_in, app):
     page = text(logged_in.get("/profiles/"))
     assert '<summary class="button add"' in page
-    assert '<option value="postback">Postback</option>' in page and '<option value="ftp">FTP</option>' in page
+    # Postback is offered first: the model's flow and most profiles are postbacks
+    assert '<option selected value="postback">Postback</option>' in page and '<option value="ftp">FTP</option>' in page
     response = logged_in.post("/profiles/new", data={"name": "  Call center partials ", "export_type": "postback"})
     assert response.status_code == 302
     profile = db.session.scalar(db.select(Profile))

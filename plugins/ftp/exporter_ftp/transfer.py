@@ -31,8 +31,29 @@ def part_name(name):
     return f".{name}.part"
 
 
-def _reply_text(exc):
-    return str(exc).strip() or type(exc).__name__
+def _reply_text(exc, timeout=None):
+    """The server's own words; a network failure in plain words, the raw error on the next line
+    (lists show the first line, the attempt's page all of it)."""
+    raw = str(exc).strip() or type(exc).__name__
+    plain = _plain_network_error(exc, timeout)
+    return f"{plain}\n{type(exc).__name__}: {raw}" if plain else raw
+
+
+def _plain_network_error(exc, timeout):
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or exc.reason
+        return "TLS certificate not trusted" + (f": {reason}" if reason else "")
+    if isinstance(exc, socket.gaierror):
+        return "could not resolve host"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return f"timed out after {timeout} s" if timeout else "timed out"
+    if isinstance(exc, (ConnectionResetError, EOFError)):
+        return "the server closed the connection"
+    if isinstance(exc, ssl.SSLError):
+        return "TLS handshake failed"
+    return None
 
 
 def aside_name(name):
@@ -86,7 +107,7 @@ class FtpConnection(Connection):
         try:
             reply = call(*args)
         except ftplib.all_errors as exc:
-            raise TransferError(step, _reply_text(exc)) from exc
+            raise TransferError(step, _reply_text(exc, self.timeout)) from exc
         if isinstance(reply, str) and reply:
             self.replies.append(reply)
         return reply
@@ -189,13 +210,13 @@ class SftpConnection(Connection):
         try:
             sock = socket.create_connection((self.address, self.port), timeout=self.timeout)
         except OSError as exc:
-            raise TransferError(f"connect to {self.host}:{self.port}", _reply_text(exc)) from exc
+            raise TransferError(f"connect to {self.host}:{self.port}", _reply_text(exc, self.timeout)) from exc
         self.transport = paramiko.Transport(sock)
         self.transport.banner_timeout = self.transport.auth_timeout = self.timeout
         try:
             self.transport.start_client(timeout=self.timeout)
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise TransferError(f"SSH handshake with {self.host}:{self.port}", _reply_text(exc)) from exc
+            raise TransferError(f"SSH handshake with {self.host}:{self.port}", _reply_text(exc, self.timeout)) from exc
         key = self.transport.get_remote_server_key()
         self.replies.append(f"{self.transport.remote_version}; host key {key.get_name()} {fingerprint(key)}")
         if self.host_key and self.host_key != fingerprint(key):
@@ -204,7 +225,7 @@ class SftpConnection(Connection):
         try:
             self.transport.auth_password(self.username, self.password)
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise TransferError(f"login as {self.username}", _reply_text(exc)) from exc
+            raise TransferError(f"login as {self.username}", _reply_text(exc, self.timeout)) from exc
         self.replies.append(f"logged in as {self.username}")
         self.sftp = self._step("open SFTP", paramiko.SFTPClient.from_transport, self.transport)
         self.sftp.get_channel().settimeout(self.timeout)
@@ -213,7 +234,7 @@ class SftpConnection(Connection):
         try:
             return call(*args, **kwargs)
         except (OSError, EOFError) as exc:
-            raise TransferError(step, _reply_text(exc)) from exc
+            raise TransferError(step, _reply_text(exc, self.timeout)) from exc
         except Exception as exc:  # paramiko.SSHException and its kin
             raise TransferError(step, f"{type(exc).__name__}: {exc}") from exc
 

@@ -23,7 +23,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional, Vali
 
 from exporter.export_types import PER_EVENT, ExportType, Outcome, TargetRefused, parse_target, pinned_session
 
-from . import signing
+from . import errors, signing
 
 METHODS = [SelectChoice("GET", "GET (query string)"), SelectChoice("POST", "POST (form-encoded)"),
            SelectChoice("POST_JSON", "POST (JSON)")]
@@ -176,15 +176,6 @@ class Request:
         return {k: v if v.isascii() else v.encode() for k, v in self.headers.items()}
 
 
-def without_query(message, url):
-    """An error message without the URL's query: the parameters (names, emails) belong in the
-    attempt's request, not in an error shown on lists and the dashboard."""
-    parts = urlsplit(url)
-    if not parts.query:
-        return message
-    return message.replace(f"{parts.path}?{parts.query}", f"{parts.path}?...").replace(url, url.split("?")[0] + "?...")
-
-
 class PostbackType(ExportType):
     key = "postback"
     label = "Postback"
@@ -271,9 +262,9 @@ class PostbackType(ExportType):
         except TargetRefused as exc:  # the address the name resolves to, checked where it is connected
             outcome.error = str(exc)
         except requests.Timeout as exc:
-            outcome.error = f"no answer within the {self.timeout} s timeout ({type(exc).__name__})"
+            outcome.error = errors.explained(exc, req.url, self.timeout)
         except requests.RequestException as exc:
-            outcome.error = f"{type(exc).__name__}: {without_query(str(exc), req.url)}"
+            outcome.error = errors.explained(exc, req.url, self.timeout)
         else:
             judge(outcome, status, headers, body, self.settings.get("success_text") or "")
         outcome.elapsed_ms = int((time.monotonic() - started) * 1000)

@@ -1,0 +1,171 @@
+"""Export profiles: the rules a profile keeps, whichever door it comes through (the edit
+page, the profiles JSON, the CLI), what it would send for the sample order, and how it is
+deleted. No Flask web parts here: web/ and profiles_io.py both call this module."""
+import logging
+from datetime import date, datetime
+from decimal import Decimal
+
+from werkzeug.datastructures import MultiDict
+
+from . import catalog, customer_types, dispatch, mapping, security
+from .extensions import db
+from .models import Profile
+
+log = logging.getLogger(__name__)
+
+MAPPING_KEYS = ("export_name", "field", "static_value", "format", "format_arg", "default_value")
+# The longest each mapping text may be (the Field Mappings dialog's limits; field and format
+# are checked against the catalog and the formats).
+MAPPING_MAX_LENGTHS = {"export_name": 120, "static_value": 2000, "format_arg": 60, "default_value": 255}
+NAME_MAX_LENGTH = 120
+MAX_DELAY_MINUTES = 525_600  # a year
+DELAY_MESSAGE = f"Export Delay is a whole number of minutes, 0 or more (at most {MAX_DELAY_MINUTES:,}, a year)"
+# The profile's switches, and what each is when left out.
+FLAGS = {"active": True, "pci_documented": False, "skip_converted_partials": True}
+
+
+# --- mappings and routes ----------------------------------------------------------------------
+
+def sensitive_problem(mappings, pci_documented):
+    """A sensitive field needs PCI Documentation on file; the message names the field."""
+    if pci_documented:
+        return None
+    for m in mappings:
+        field = m.get("field") if isinstance(m, dict) else m.field
+        if field in catalog.SENSITIVE:
+            return f"{field} is sensitive: it needs PCI Documentation on file"
+    return None
+
+
+def check_route(route):
+    """(field, message) of the first thing wrong with a route dict, or None."""
+    types = route.get("customer_types")
+    if not isinstance(types, list) or not types:
+        return "customer_types", "choose at least one customer type"
+    unknown = [t for t in types if not isinstance(t, str) or t not in customer_types.BY_SLUG]
+    if unknown:
+        return "customer_types", f"unknown customer type {unknown[0]!r}"
+    for key in ("campaigns", "products"):
+        ids = route.get(key, [])
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            return key, "must be a list of ids (whole numbers); empty means all"
+    return None
+
+
+# --- a type's settings ------------------------------------------------------------------------
+
+def filled_settings_form(cls, settings):
+    """The type's settings form filled in with settings; a setting left out takes the form's default."""
+    defaults = cls.settings_form().data
+    return cls.settings_form(formdata=MultiDict(_form_items({**defaults, **(settings or {})})))
+
+
+def check_settings(cls, settings):
+    """Validate settings with the type's own form; {field: first error}."""
+    form = filled_settings_form(cls, settings)
+    form.validate()
+    return {name: errors[0] for name, errors in form.errors.items()}
+
+
+def _form_items(settings):
+    for key, value in settings.items():
+        if isinstance(value, bool):
+            if value:
+                yield key, "y"
+        elif isinstance(value, list):
+            for item in value:
+                yield key, str(item)
+        elif value is not None:
+            yield key, str(value)
+
+
+def jsonable(value):
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def settings_from_form(cls, form):
+    """The type's settings form's validated data as stored, without its secrets."""
+    return {f.short_name: jsonable(f.data) for f in form
+            if f.type != "CSRFTokenField" and f.short_name not in cls.secret_settings and f.data is not None}
+
+
+def merge_secrets(cls, settings, new_secrets, stored, keep_stored, secret_key):
+    """The settings to store: a new secret encrypted; without one, the stored secret stays
+    when keep_stored (the type did not change). The one rule for the form and the import."""
+    for key in cls.secret_settings:
+        if new_secrets.get(key):
+            settings[key] = security.encrypt(secret_key, new_secrets[key])
+        elif keep_stored and stored.get(key):
+            settings[key] = stored[key]
+    return settings
+
+
+def visible_settings(profile, cls):
+    """The stored settings a form may show: never a secret."""
+    return {k: v for k, v in (profile.settings or {}).items() if k not in cls.secret_settings}
+
+
+# --- what a profile sends ---------------------------------------------------------------------
+
+def masked(text, cls, settings):
+    """A type should never show a secret; mask any that shows anyway. (Shorter ones cannot be
+    told from ordinary text: masking "x" would mangle every "x" of the text.)"""
+    secrets = [(settings.get(k), security.MASK) for k in cls.secret_settings if len(settings.get(k) or "") >= 4]
+    return security.redact(text, secrets)
+
+
+def describe(profile):
+    """Where a profile sends, in its type's own words (ExportType.describe); "" when it cannot say."""
+    cls = dispatch.registry().get(profile.export_type)
+    if cls is None:
+        return ""
+    try:
+        settings = dispatch.plain_settings(profile)  # the type describes what it would send to
+        text = str(cls(settings).describe() or "")
+    except Exception:  # a plugin's describe must not break the list
+        log.warning("the %s type could not describe profile %s", cls.key, profile.id, exc_info=True)
+        return ""
+    return masked(text, cls, settings)
+
+
+def preview(profile):
+    """(text, problem): what the stored profile would send for the sample order."""
+    cls = dispatch.registry().get(profile.export_type)
+    if cls is None:
+        return None, f"Export type {profile.export_type!r} is not installed."
+    try:
+        settings = dispatch.plain_settings(profile)
+    except ValueError as exc:  # a stored secret the key cannot decrypt
+        return None, str(exc)
+    return sample(cls, settings, profile.mappings)
+
+
+def sample(cls, settings, mappings):
+    """(text, problem): what a type with these plain settings and mappings sends for the
+    sample order. The live preview calls it with a form's unsaved values."""
+    try:
+        renderer = mapping.compile(mappings)
+    except mapping.MappingError as exc:
+        return None, str(exc)
+    if not renderer.columns:
+        return None, "Add a field mapping to see what this profile sends."
+    row = renderer(catalog.sample_record())
+    try:
+        text = cls(settings).preview(renderer.columns, row)
+    except Exception as exc:  # a plugin's preview must not break the page
+        return None, f"The {cls.label} type could not make a preview: {exc}"
+    return masked(text, cls, settings), None
+
+
+# --- deleting ---------------------------------------------------------------------------------
+
+def delete(profile):
+    """Delete a profile with what hangs on it: the schema's ON DELETE rules (SQLite's foreign
+    keys are on) remove its mappings, routes, deliveries, attempts and file rows, and unlink
+    the history messages, which stay."""
+    db.session.execute(db.delete(Profile).where(Profile.id == profile.id))
+    db.session.commit()
