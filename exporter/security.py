@@ -255,6 +255,9 @@ def address_problem(ip):
     return None
 
 
+UNRESOLVED = "could not resolve host"
+
+
 def resolve_target(host, port=None, allow_private=False):
     """The addresses to connect to for host, each one checked: connect only to these.
 
@@ -272,7 +275,8 @@ def resolve_target(host, port=None, allow_private=False):
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise TargetRefused(f"cannot resolve {host}: {exc}") from exc
+        # The first line in plain words, as lists show errors; the resolver's own words below it.
+        raise TargetRefused(f"{UNRESOLVED} {host}\n{exc}") from exc
     addresses = []
     for info in infos:
         address = info[4][0].split("%")[0]
@@ -360,7 +364,7 @@ def target_setting_problem(settings, allow_private):
         if not allow_private:
             resolve_target(host, port, allow_private)
     except TargetRefused as exc:
-        if str(exc).startswith("cannot resolve"):
+        if str(exc).startswith(UNRESOLVED):
             return None
         return key, str(exc)
     return None

@@ -9,7 +9,7 @@ import pytest
 from exporter_ftp import FtpType
 from exporter_postback import PostbackType
 
-from exporter import daily_files, profiles_io, security
+from exporter import daily_files, profiles, profiles_io, security
 from exporter.export_types import neutralised
 from exporter.extensions import db
 from exporter.models import Attempt, Delivery, Profile
@@ -114,5 +114,5 @@ def test_saving_the_form_with_blank_extra_headers_keeps_them(app, logged_in, rec
     ("directory", "/in\r\nRMD /"), ("username", "u\r\nSITE CHMOD 777 /"), ("host", "ftp.example.com\x00")])
 def test_ftp_names_with_cr_lf_or_nul_are_refused_at_save(setting, value):
     settings = {"protocol": "ftp", "host": "ftp.example.com", "username": "u", setting: value}
-    errors = profiles_io.check_settings(FtpType, settings)
+    errors = profiles.check_settings(FtpType, settings)
     assert setting in errors and ("line break" in errors[setting] or "name or address" in errors[setting])

@@ -249,21 +249,23 @@ def edit(profile_id):
     return redirect(url_for(".edit", profile_id=profile.id))
 
 
-@bp.get("/<int:profile_id>/preview")
-def preview_json(profile_id):
-    """The stored profile's preview (the page asks again when it comes back from history)."""
+@bp.route("/<int:profile_id>/preview", methods=["GET", "POST"])
+def preview(profile_id):
+    """GET: the stored profile's preview (the page asks again when it comes back from history).
+    POST: the preview of the page's unsaved values. One rule for both, so that an id past 64 bits
+    is a 404 for either method, not a 405."""
     profile = db.get_or_404(Profile, profile_id)
+    if request.method == "POST":
+        return _live_preview(profile)
     text, problem = profiles.preview(profile)
     return jsonify({"preview": text, "problem": problem})
 
 
-@bp.post("/<int:profile_id>/preview")
-def live_preview(profile_id):
-    """The preview of the page's unsaved values: General Settings, the type's settings and the
-    mapping being edited in the dialog. Nothing is stored."""
+def _live_preview(profile):
+    """General Settings, the type's settings and the mapping being edited in the dialog, as the
+    page has them now. Nothing is stored."""
     from .mappings import unsaved_mappings  # it imports this module
 
-    profile = db.get_or_404(Profile, profile_id)
     general = GeneralForm(profile_id=profile.id)  # CSRFProtect has checked the token already
     cls = dispatch.registry().get(general.export_type.data)
     if cls is None:

@@ -71,6 +71,10 @@ def test_every_route_without_a_session_goes_to_login_or_answers_401(app, client)
         walked += 1
         if endpoint == "intake.events":
             assert response.status_code == 401, (method, url)
+        elif endpoint == "favicon":
+            assert response.status_code == 301 and "/static/favicon" in response.location
+        elif endpoint == "intake.openapi":  # the intake's manual, public like any API's
+            assert response.status_code == 200 and response.is_json
         elif endpoint == "health.healthz":  # for load balancers and monitors: no login, no secrets
             assert response.status_code in (200, 503), (method, url)
         elif endpoint == "health.metrics_view":  # METRICS_TOKEN unset: not served
