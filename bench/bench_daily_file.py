@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_daily_file.py --rows 100000 --rounds 5
     .venv/bin/python bench/bench_daily_file.py --database-url postgresql://postgres@127.0.0.1/exporter_bench
 
-Exporter: the worker's own job, exporter.jobs.deliver(delivery_id), on a day re-run as
+Exporter: the worker's own job, exporter.jobs.drain() (then the sender thread it starts), on a day re-run as
 `exporter files send` does (daily_files.rerun): claim, stream the rows, write the CSV and
 the masked copy kept for download, upload (temporary name, then rename), write one history
 message per customer. Baseline: a hand-written script: one SELECT of the same rows,
@@ -199,8 +199,9 @@ DROP TABLE day
 
 
 def exporter_side(rows, _port):
-    """The day re-run (as `exporter files send` does), then sent by the worker's own job function."""
-    from exporter import create_app, daily_files, jobs
+    """The day re-run (as `exporter files send` does), then sent by the worker's own job function:
+    a drain claims it and a sender thread of the worker's engine sends it."""
+    from exporter import create_app, daily_files, drain, jobs
     from exporter.extensions import db
     from exporter.models import Delivery, HistoryEntry, Profile
 
@@ -213,7 +214,8 @@ def exporter_side(rows, _port):
         delivery_id = delivery.id
         db.session.remove()
     started = time.monotonic()
-    jobs.deliver(delivery_id)
+    jobs.drain()
+    drain.wait_idle()
     seconds = time.monotonic() - started
     with app.app_context():
         delivery = db.session.get(Delivery, delivery_id)

@@ -6,7 +6,6 @@ At-least-once and one sender at a time: a claim is one conditional UPDATE ... RE
 this worker's name and the claim's time; a result is stored on a delivery only while that
 claim still holds. A worker that dies leaves claims the sweeper releases, so they go again.
 """
-import contextlib
 import functools
 import logging
 import os
@@ -24,7 +23,7 @@ from sqlalchemy.orm import selectinload
 from . import circuit, daily_files, schedule, security, sending, workers
 from .engine import Engine, Job
 from .export_types import Batch, Outcome
-from .extensions import db
+from .extensions import db, writing
 from .models import Attempt, Delivery, Event, HistoryEntry, Profile, utcnow
 
 log = logging.getLogger(__name__)
@@ -37,14 +36,6 @@ stopping = threading.Event()
 _engine = None
 _engine_lock = threading.Lock()
 _type_locks = defaultdict(threading.Lock)  # one send at a time for a type that is not thread_safe
-# SQLite has one writer, and a writer that finds the lock taken sleeps in steps of up to 100 ms:
-# this process's claimer, recorder and heartbeat take turns on a lock of their own instead.
-_sqlite_writer = threading.Lock()
-
-
-def writing():
-    """Hold this while writing: the turn of this process's writer on SQLite, nothing on PostgreSQL."""
-    return _sqlite_writer if db.engine.dialect.name == "sqlite" else contextlib.nullcontext()
 
 
 def worker_name():
@@ -424,9 +415,7 @@ def drain():
     cfg = app.config
     engine = engine_for(app)
     schedule.ack_wake()
-    released = workers.release_stale_claims(cfg["CLAIM_TIMEOUT_SECONDS"], cfg["WORKER_STALE_SECONDS"])
-    if released:
-        log.warning("released %s claims of workers that stopped beating", len(released))
+    _release_dead_claims(cfg)
     deadline = time.monotonic() + float(cfg["DRAIN_SECONDS"])
     claimed = 0
     while not stopping.is_set() and time.monotonic() < deadline:
@@ -453,6 +442,19 @@ def drain():
 
 
 _blocked = [0.0, (set(), set())]
+_released_at = [0.0]
+
+
+def _release_dead_claims(cfg):
+    """The sweeper's release of dead workers' claims, done by drains too, a few times a minute
+    at most: a write per drain would slow the drains that low latency asks for."""
+    if time.monotonic() - _released_at[0] < float(cfg["WORKER_STALE_SECONDS"]) / 2:
+        return
+    _released_at[0] = time.monotonic()
+    with writing():
+        released = workers.release_stale_claims(cfg["CLAIM_TIMEOUT_SECONDS"], cfg["WORKER_STALE_SECONDS"])
+    if released:
+        log.warning("released %s claims of workers that stopped beating", len(released))
 
 
 def _blocked_hosts():

@@ -1,4 +1,7 @@
 """Flask extensions, created here and bound to the app in create_app."""
+import contextlib
+import threading
+
 import click
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -66,3 +69,14 @@ def _sqlite_pragmas(dbapi_connection, _record):
         cursor.execute("PRAGMA busy_timeout=15000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+# SQLite has one writer, and a writer that finds the lock taken sleeps in steps of up to 100 ms:
+# one process's writers (the intake's threads, a worker's claimer, recorder and heartbeat) take
+# turns on a lock of their own instead. PostgreSQL locks rows: nothing to hold there.
+_sqlite_writer = threading.Lock()
+
+
+def writing():
+    """Hold this around a write transaction (its statements and its commit)."""
+    return _sqlite_writer if db.engine.dialect.name == "sqlite" else contextlib.nullcontext()

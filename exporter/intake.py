@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import customer_types, daily_files, dispatch, matching, schedule, security, sending
 from .export_types import PER_EVENT
-from .extensions import db
+from .extensions import db, writing
 from .models import Campaign, Customer, Delivery, Event, HistoryEntry, Product, Profile, Route, utcnow
 
 CustomerTypeSlug = Literal[customer_types.SLUGS]  # type: ignore[valid-type]
@@ -133,7 +133,8 @@ def _store_retrying(events, tries=3):
     or deadlock with this one on a day's file: try again, then ask the CRM to."""
     for _ in range(tries):
         try:
-            return _store(events)
+            with writing():  # this process's writers take turns on SQLite instead of sleeping on its lock
+                return _store(events)
         except (IntegrityError, OperationalError):
             db.session.rollback()
     raise IntakeError(503, "the database is busy: nothing was stored, send the request again")
