@@ -21,6 +21,18 @@ SCREENSHOTS = Path(os.environ.get("EXPORTER_SCREENSHOTS") or Path(__file__).pare
 
 
 @pytest.fixture
+def page(browser):
+    """axe-core goes in as a script tag, which the app's Content-Security-Policy (no inline script)
+    rightly blocks: these pages bypass the policy for the audit only. The policy itself is tested
+    in tests/web/test_security_web.py."""
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    page.set_default_timeout(10000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
 def axe_source():
     if not AXE.exists():
         message = "axe-core is not installed: npm install --prefix tests/e2e/node axe-core@4 (make test does)"
