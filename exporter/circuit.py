@@ -26,10 +26,17 @@ def probe_seconds(probes, base, cap):
 
 def blocked_hosts(now=None):
     """(hosts down whose next probe is not due, hosts down whose probe is due)."""
+    down, due, _ = circuits(now)
+    return down, due
+
+
+def circuits(now=None):
+    """blocked_hosts(), and the earliest probe still to come (None when none is)."""
     now = now or utcnow()
     rows = db.session.execute(select(Host.name, Host.probe_at).where(Host.down_since.is_not(None))).all()
+    waiting = [at for _, at in rows if at is not None and at > now]
     return ({name for name, at in rows if at is None or at > now},
-            {name for name, at in rows if at is not None and at <= now})
+            {name for name, at in rows if at is not None and at <= now}, min(waiting, default=None))
 
 
 def take_probe(host, wait_seconds, now=None):

@@ -441,7 +441,7 @@ def drain():
     return {"claimed": claimed, "out_of_time": True}
 
 
-_blocked = [0.0, (set(), set())]
+_blocked = [0.0, (set(), set()), None]  # when read, (down, probe due), the next probe to come
 _released_at = [0.0]
 
 
@@ -458,10 +458,12 @@ def _release_dead_claims(cfg):
 
 
 def _blocked_hosts():
-    """The circuits, read at most once a second (and after this worker saw one change): they
-    change seldom, and claims come often."""
-    if time.monotonic() - _blocked[0] > 1.0:
-        _blocked[:] = [time.monotonic(), circuit.blocked_hosts()]
+    """The circuits, read at most once a second (and after this worker saw one change, and when
+    a probe falls due): they change seldom, and claims come often."""
+    read_at, _, next_probe = _blocked
+    if time.monotonic() - read_at > 1.0 or (next_probe is not None and utcnow() >= next_probe):
+        down, due, next_probe = circuit.circuits()
+        _blocked[:] = [time.monotonic(), (down, due), next_probe]
     return _blocked[1]
 
 
