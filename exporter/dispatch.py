@@ -13,8 +13,8 @@ from sqlalchemy import update
 from . import drain, schedule, workers
 from .extensions import db
 from .models import Delivery, Event, Profile, utcnow
-from .schedule import backoff_seconds, enqueue, new_delivery  # noqa: F401  (the screens' and tests' names)
-from .sending import (attempt_from, event_record, export_type_for, plain_settings, registry,  # noqa: F401
+from .schedule import backoff_seconds, enqueue  # noqa: F401  (the screens' and tests' names)
+from .sending import (attempt_from, export_type_for, plain_settings, registry,  # noqa: F401
                       renderer_for, sensitive_pairs, target_host)
 
 log = logging.getLogger(__name__)

@@ -50,11 +50,6 @@ class Engine:
 
     # --- what the drain asks ---------------------------------------------------------------
 
-    def in_hand(self):
-        """Jobs sending or waiting for a slot."""
-        with self._lock:
-            return sum(self._in_flight.values()) + sum(len(q) for q in self._waiting.values())
-
     def room(self):
         """How many more jobs to claim now, and the hosts that have enough in hand already."""
         with self._lock:

@@ -10,8 +10,7 @@ from datetime import timedelta
 from flask import current_app
 
 from . import queue
-from .extensions import db
-from .models import Delivery, utcnow
+from .models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +23,6 @@ def minutes(n):
 def due_at(profile, occurred_at):
     return occurred_at + minutes(profile.delay_minutes)
 
-
-def new_delivery(profile, event, route_id, target=""):
-    """A delivery of one event for one profile, due at occurred_at + Export Delay."""
-    delivery = Delivery(profile=profile, event=event, route_id=route_id, status="scheduled",
-                        due_at=due_at(profile, event.occurred_at), target=target)
-    db.session.add(delivery)
-    return delivery
 
 
 def timedelta_seconds(seconds):
@@ -87,9 +79,6 @@ def ack_wake():
         except Exception:
             log.exception("could not acknowledge the wake-up")
 
-
-def wake_for(deliveries):
-    return wake({d.due_at for d in deliveries})
 
 
 def enqueue(delivery):

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 
-from . import catalog, mapping, security
+from . import mapping, security
 from .models import Attempt
 
 RESPONSE_EXCERPT = 2000
@@ -91,15 +91,6 @@ def render(renderer, event, profile):
     if renderer.opens_order:
         order = security.opened_order(order, key, profile.pci_documented)
     return renderer.from_order(order, event.type, card)
-
-
-def event_record(event, profile):
-    """The order record a renderer reads; the card number decrypted only for a PCI profile."""
-    card = None
-    if event.card_number and profile.pci_documented:
-        card = security.decrypt(current_app.config["SECRET_KEY"], event.card_number)
-    order = security.opened_order(event.order, current_app.config["SECRET_KEY"], profile.pci_documented)
-    return catalog.record_from_order(order, event.type, card_number=card)
 
 
 def target_host(profile):
