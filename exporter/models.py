@@ -263,3 +263,24 @@ class Worker(db.Model):
     name: Mapped[str] = mapped_column(String(120), primary_key=True)  # "hostname:pid"
     started_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
     seen_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+
+
+class AuditEntry(db.Model):
+    """A change someone made (issue 12): who, when, what, before and after, secrets masked.
+
+    Kept by id and name, not by foreign key: the entry outlives what it speaks of (a deleted
+    profile's history stays readable)."""
+    __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_target", "target_type", "target_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTC, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(255))  # an admin's email, "cli:<user>" or "system"
+    via: Mapped[str] = mapped_column(String(20), default="")  # web, upload, cli, cron
+    action: Mapped[str] = mapped_column(String(60), index=True)  # e.g. "profile.update"
+    target_type: Mapped[str] = mapped_column(String(40))  # profile, token, admin, campaign, ...
+    target_id: Mapped[int | None] = mapped_column(BigInteger)
+    target_name: Mapped[str] = mapped_column(String(255), default="")
+    profile_id: Mapped[int | None] = mapped_column(Integer, index=True)  # for "History of this profile"
+    summary: Mapped[str] = mapped_column(Text, default="")
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)

@@ -18,7 +18,7 @@ LAYERS = [
     {"dispatch"},
     {"drain"},
     {"daily_files", "workers", "circuit"},
-    {"sending", "schedule"},
+    {"sending", "schedule", "audit"},
     {"mapping", "matching", "models", "engine"},
     {"extensions", "export_types"},
     {"customer_types", "queue", "security", "config", "supervisor"},
