@@ -257,7 +257,7 @@ def create_token(name):
 
 @main.group("profiles")
 def profiles_group():
-    """Profiles as code: export and import the profiles JSON."""
+    """Profiles as code: export and import the profiles JSON; send a profile past events."""
 
 
 @profiles_group.command("export")
@@ -287,6 +287,38 @@ def profiles_import(file):
     except profiles_io.ImportProblem as exc:
         raise click.ClickException(str(exc))
     click.echo(f"imported: {created} created, {updated} updated")
+
+
+REPLAY_HINTS = {"profile": "NAME", "since": "--since", "until": "--until", "customer_types": "--customer-type"}
+
+
+@profiles_group.command("replay")
+@click.argument("name")
+@click.option("--since", required=True, help="From date, YYYY-MM-DD (the profile's time zone for a daily file, else UTC).")
+@click.option("--until", required=True, help="To date, YYYY-MM-DD, included.")
+@click.option("--customer-type", "types", multiple=True,
+              help="Only this customer type of the profile's routes (repeat it); all of them when not given.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be sent; create nothing.")
+@with_appcontext
+@migrated()
+def profiles_replay(name, since, until, types, dry_run):
+    """Send past events: a delivery for each event of the range that the profile's routes match and
+    that it has not exported yet (never twice), sent after its Export Delay like a live event."""
+    import getpass
+
+    from . import audit, replay
+    from .extensions import db
+    from .models import Profile
+
+    profile = db.session.scalar(db.select(Profile).where(Profile.name == name))
+    if profile is None:
+        raise click.BadParameter(f"no profile named {name!r}", param_hint="NAME")
+    try:
+        with audit.acting_as(f"cli:{getpass.getuser()}", "cli"):
+            result = replay.replay(profile, since, until, types, dry_run=dry_run)
+    except replay.ReplayError as exc:
+        raise click.BadParameter(str(exc), param_hint=REPLAY_HINTS[exc.field])
+    click.echo(("Dry run, nothing created: " if dry_run else "") + result.summary())
 
 
 # --- daily files ------------------------------------------------------------------------------
