@@ -122,3 +122,56 @@ def test_a_worker_on_a_fresh_database_says_to_migrate(tmp_path):
     assert result.returncode == 1
     assert "the database is not migrated yet: run `exporter migrate` first" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- profiles replay ----------------------------------------------------------------------------
+
+def _replay(app, *args):
+    return app.test_cli_runner().invoke(args=["profiles", "replay", *args])
+
+
+def test_profiles_replay_dry_run_counts_then_replay_sends_once(app, post_events):
+    import getpass
+    from datetime import date, timedelta
+
+    from exporter.models import AuditEntry, Delivery
+
+    from .factories import event
+
+    yesterday = (date.today() - timedelta(days=1)).isoformat()
+    post_events({"events": [event(f"e{i}", customerId=i + 1, orderId=i + 1, occurred_at=f"{yesterday}T10:00:00Z")
+                            for i in range(3)]})
+    make_profile(url="http://127.0.0.1:9/p")
+    rng = ["--since", yesterday, "--until", date.today().isoformat()]
+    result = _replay(app, "Call center partials", *rng, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Dry run, nothing created: 3 event(s) match; 0 already exported;")
+    assert "3 will be sent." in result.output
+    assert db.session.scalar(db.select(db.func.count()).select_from(Delivery)) == 0
+    result = _replay(app, "Call center partials", *rng, "--customer-type", "partial")
+    assert result.exit_code == 0, result.output
+    assert "3 delivery(ies) created." in result.output
+    assert "0 delivery(ies) created." in _replay(app, "Call center partials", *rng).output  # never twice
+    entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "profile.replay")).first()
+    assert (entry.actor, entry.via) == (f"cli:{getpass.getuser()}", "cli")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["Nobody", "--since", "2026-01-01", "--until", "2026-01-02"], "Invalid value for NAME: no profile named 'Nobody'"),
+    (["Call center partials", "--since", "2026-01-05", "--until", "2026-01-02"],
+     "Invalid value for --until: To date 2026-01-02 is before From date 2026-01-05"),
+    (["Call center partials", "--since", "5 Jan", "--until", "2026-01-02"],
+     "Invalid value for --since: '5 Jan' is not a date as YYYY-MM-DD"),
+    (["Call center partials", "--since", "2020-01-01", "--until", "2026-01-02"],
+     "Invalid value for --until: at most 366 days at a time"),
+    (["Call center partials", "--since", "2026-01-01", "--until", "2026-01-02", "--customer-type", "sale"],
+     "Invalid value for --customer-type: 'sale' is not a customer type"),
+])
+def test_profiles_replay_refuses_bad_input_with_exit_code_2(app, args, message):
+    from exporter.models import Delivery
+
+    make_profile(url="http://127.0.0.1:9/p")
+    result = _replay(app, *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert db.session.scalar(db.select(db.func.count()).select_from(Delivery)) == 0
