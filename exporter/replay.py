@@ -27,7 +27,7 @@ from sqlalchemy.orm import aliased
 
 from . import audit, customer_types, daily_files, matching, schedule, sending
 from .extensions import db, writing
-from .models import Delivery, Event, FileRow, HistoryEntry, Profile, utcnow
+from .models import Delivery, Event, FileRow, HistoryEntry, utcnow
 
 MAX_DAYS = 366  # the longest range one replay covers
 CHUNK = 1000  # events read, matched and inserted at a time
@@ -85,6 +85,17 @@ def parse_date(text, field):
         return datetime.strptime((text or "").strip(), "%Y-%m-%d").date()
     except ValueError:
         raise ReplayError(field, f"{text!r} is not a date as YYYY-MM-DD") from None
+
+
+def default_range(profile, days=7):
+    """The range a form offers first: the last week, to today in the profile's time zone."""
+    today = daily_files.local_now(profile).date()
+    return today - timedelta(days=days), today
+
+
+def zone_name(profile):
+    """Where the range's days run midnight to midnight: a daily file's time zone, else UTC."""
+    return daily_files.zone_of(profile).key
 
 
 def route_types(profile):

@@ -1,8 +1,6 @@
 """Send past events (issue 12): on a profile, a date range and some of its routes' customer
 types; Count shows what would be sent, Send makes the deliveries. The rules are exporter.replay's
 (the CLI's `exporter profiles replay` calls the same function)."""
-from datetime import date, timedelta
-
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from wtforms import SelectMultipleField, StringField
@@ -31,9 +29,9 @@ class ReplayForm(FlaskForm):
         offered = replay.route_types(profile)
         self.customer_types.choices = choices((slug, customer_types.label(slug)) for slug in offered)
         if not self.is_submitted():
-            today = date.today()
-            self.since.data = self.since.data or (today - timedelta(days=DEFAULT_DAYS)).isoformat()
-            self.until.data = self.until.data or today.isoformat()
+            since, until = replay.default_range(profile, DEFAULT_DAYS)
+            self.since.data = self.since.data or since.isoformat()
+            self.until.data = self.until.data or until.isoformat()
             self.customer_types.data = self.customer_types.data or offered
 
 
@@ -65,4 +63,5 @@ def form(profile_id):
         counted = result
     status = 400 if form.is_submitted() and counted is None else 200
     return render_template("replay/form.html", form=form, profile=profile, counted=counted,
-                           offered=replay.route_types(profile), max_days=replay.MAX_DAYS), status
+                           offered=replay.route_types(profile), max_days=replay.MAX_DAYS,
+                           zone=replay.zone_name(profile)), status

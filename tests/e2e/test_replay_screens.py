@@ -1,6 +1,6 @@
 """Send past events in a real browser: from the profile page, Count, then Send; a worker sends them."""
 import re
-from datetime import date, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from playwright.sync_api import expect
@@ -11,6 +11,7 @@ from exporter.models import Delivery
 from ..factories import event, make_profile
 
 pytestmark = pytest.mark.browser
+TODAY = datetime.now(timezone.utc).date()
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def app_config(app_config):
 
 
 def test_admin_counts_then_sends_past_events_once(admin_page, live_server, post_events, receiver, run_jobs):
-    three_days_ago = f"{date.today() - timedelta(days=3)}T10:00:00Z"
+    three_days_ago = f"{TODAY - timedelta(days=3)}T10:00:00Z"
     post_events({"events": [event(f"old{i}", customerId=i + 1, orderId=i + 1, occurred_at=three_days_ago)
                             for i in range(3)]
                  + [event("test-card", customerId=9, orderId=9, occurred_at=three_days_ago, isTestCard=True)]})
@@ -35,9 +36,9 @@ def test_admin_counts_then_sends_past_events_once(admin_page, live_server, post_
     page.fill("input[name=until]", "2026-03-01")
     page.click("button[value=count]")
     expect(page.locator("#field-until .error")).to_have_text("To date 2026-03-01 is before From date 2026-03-02")
-    page.fill("input[name=until]", date.today().isoformat())
+    page.fill("input[name=until]", TODAY.isoformat())
 
-    page.fill("input[name=since]", (date.today() - timedelta(days=5)).isoformat())
+    page.fill("input[name=since]", (TODAY - timedelta(days=5)).isoformat())
     page.click("button[value=count]")
     expect(page.locator("#replay-summary")).to_have_text("3 event(s) match; 0 already exported; 3 will be sent.")
     assert db.session.scalar(db.select(db.func.count()).select_from(Delivery)) == 0  # counting sends nothing
@@ -50,7 +51,7 @@ def test_admin_counts_then_sends_past_events_once(admin_page, live_server, post_
 
     # Again: everything is already exported; there is nothing to send.
     page.click("#profile-actions >> text=Send past events")
-    page.fill("input[name=since]", (date.today() - timedelta(days=5)).isoformat())
+    page.fill("input[name=since]", (TODAY - timedelta(days=5)).isoformat())
     page.click("button[value=count]")
     expect(page.locator("#replay-summary")).to_have_text("3 event(s) match; 3 already exported; 0 will be sent.")
     expect(page.locator("#replay-nothing")).to_have_text("Nothing to send.")

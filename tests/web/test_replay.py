@@ -1,7 +1,7 @@
 """Send past events on screen (HTTP): the form, Count, Send, and bad input beside its field."""
 import html
 import re
-from datetime import date, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -12,7 +12,7 @@ from ..factories import event, make_profile
 from ..plugins.conftest import ftp_server  # noqa: F401 - a fixture
 from ..test_daily_files import DAY, at, ftp_profile
 
-TODAY = date.today()
+TODAY = datetime.now(timezone.utc).date()
 SINCE = (TODAY - timedelta(days=7)).isoformat()
 
 
