@@ -123,7 +123,8 @@ def keep_running(run, what, stopped=lambda: False, once=False):
         return
 
 
-# The daily jobs' time (cron syntax, UTC): the retention purge runs when the night is quiet.
+# The daily jobs' time (cron syntax, in the server's local time, as RQ reads it): the retention purge
+# runs when the night is quiet.
 DAILY_CRON = "30 3 * * *"
 DAILY_JOB_TIMEOUT_SECONDS = 6 * 3600  # a first purge of years of data may take a while
 

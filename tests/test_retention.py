@@ -228,3 +228,27 @@ def test_intake_keeps_working_while_a_purge_runs(app, profile, post_events):
     assert result["counts"].events == 30
     assert db.session.scalar(db.select(db.func.count()).where(Event.event_key.like("new-%"),
                                                                Event.purged_at.is_(None))) == len(answers)
+
+
+def test_cron_runs_the_purge_daily_as_a_job(app, world, run_jobs):
+    """`exporter cron` registers jobs.purge once a day; the job, run by a real worker, purges
+    RETENTION_DAYS (its acts audited as the system's, via cron)."""
+    from exporter import jobs, queue
+
+    cron = queue.cron_scheduler(app.config["REDIS_URL"], [jobs.sweep], app.config["QUEUE_NAME"], daily=[jobs.purge])
+    daily = {job.func_name: job for job in cron.get_jobs() if job.cron}
+    assert list(daily) == ["exporter.jobs.purge"] and daily["exporter.jobs.purge"].cron == queue.DAILY_CRON
+    daily["exporter.jobs.purge"].enqueue(queue.connect(app.config["REDIS_URL"]))
+    run_jobs()
+    assert state(world["old_delivered"])[2] is not None and state(world["new_delivered"])[2] is None
+    entry = db.session.scalars(db.select(AuditEntry)).one()
+    assert (entry.action, entry.actor, entry.via) == ("retention.purge", "system", "cron")
+
+
+def test_the_purge_job_keeps_everything_when_retention_is_zero(app, world, run_jobs):
+    from exporter import jobs, queue
+
+    app.config["RETENTION_DAYS"] = 0
+    queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"]).enqueue(jobs.purge)
+    run_jobs()
+    assert db.session.scalar(db.select(db.func.count()).where(Event.purged_at.is_not(None))) == 0
