@@ -75,30 +75,30 @@ def show(customer_id):
                            history=history, type_label=customer_types.label)
 
 
-@bp.get("/<int:customer_id>/forget")
-def forget_confirm(customer_id):
-    """The confirm step: what forgetting erases and what it keeps, and the button that does it."""
-    customer = db.get_or_404(Customer, customer_id)
-    if customer.forgotten_at:
-        return redirect(url_for(".show", customer_id=customer.id))
-    events = db.session.scalar(db.select(func.count()).where(Event.customer_id == customer.id))
-    waiting = db.session.scalar(db.select(func.count(Delivery.id)).join(Event, Delivery.event_id == Event.id).where(
-        Event.customer_id == customer.id, Delivery.status.in_(Delivery.WAITING)))
-    return render_template("customers/forget.html", customer=customer, events=events, waiting=waiting)
-
-
-@bp.post("/<int:customer_id>/forget")
+# One rule for both methods: an id past 64 bits is then a 404 for either (two rules make it a 405).
+@bp.route("/<int:customer_id>/forget", methods=["GET", "POST"])
 def forget(customer_id):
+    """GET: the confirm step, what forgetting erases and what it keeps. POST: forget."""
     customer = db.get_or_404(Customer, customer_id)
     if customer.forgotten_at:
-        flash(f"Customer #{customer.id} was already forgotten.", "info")
+        if request.method == "POST":
+            flash(f"Customer #{customer.id} was already forgotten.", "info")
         return redirect(url_for(".show", customer_id=customer.id))
+    if request.method == "GET":
+        return _confirm_forget(customer)
     try:
         with audit.acting_as(current_user.email, "web"):
             counts = retention.forget(customer, by=current_user.email)
     except retention.ForgetRefused as exc:
         flash(str(exc), "error")
-        return redirect(url_for(".forget_confirm", customer_id=customer.id))
+        return redirect(url_for(".forget", customer_id=customer.id))
     flash(f"Customer #{customer.id} forgotten: personal data of {counts['events']} events erased, "
           f"{counts['cancelled_deliveries']} waiting deliveries cancelled.", "success")
     return redirect(url_for(".show", customer_id=customer.id))
+
+
+def _confirm_forget(customer):
+    events = db.session.scalar(db.select(func.count()).where(Event.customer_id == customer.id))
+    waiting = db.session.scalar(db.select(func.count(Delivery.id)).join(Event, Delivery.event_id == Event.id).where(
+        Event.customer_id == customer.id, Delivery.status.in_(Delivery.WAITING)))
+    return render_template("customers/forget.html", customer=customer, events=events, waiting=waiting)
