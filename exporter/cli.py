@@ -1,4 +1,4 @@
-"""The `exporter` command: run, worker, cron, create-admin, create-token, profiles, files."""
+"""The `exporter` command: run, worker, cron, create-admin, create-token, profiles, files, purge."""
 import functools
 import json
 import os
@@ -198,13 +198,13 @@ def worker_command(burst):
 @with_appcontext
 @migrated(only_check=True)
 def cron_command():
-    """The cron scheduler: the sweeper and the daily-file tick."""
+    """The cron scheduler: the sweeper and the daily-file tick; the retention purge daily."""
     from . import jobs, queue
 
     url, name, level = _redis_url(), current_app.config["QUEUE_NAME"], current_app.config["LOG_LEVEL"]
     interval = int(current_app.config["SWEEP_INTERVAL_SECONDS"])
     queue.keep_running(lambda: queue.run_cron(url, [jobs.sweep, jobs.daily_files_tick], name, interval=interval,
-                                              logging_level=level),
+                                              logging_level=level, daily=[jobs.purge]),
                        "cron", once=True)
 
 
@@ -389,3 +389,35 @@ def _file_summary(delivery):
         return f"{details.get('file_name')}: no rows, not uploaded (Send Empty Files is off)"
     return (f"{details.get('file_name')} uploaded: {details.get('rows')} rows, {details.get('bytes')} bytes, "
             f"sha256 {details.get('sha256')} (delivery {delivery.id})")
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+@main.command("purge")
+@click.option("--dry-run", is_flag=True, help="Count what would be purged; change nothing.")
+@click.option("--days", type=click.IntRange(min=0), default=None,
+              help="Keep this many days of personal data (default: RETENTION_DAYS; 0 keeps it forever).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Rows per transaction: smaller holds the database for less time.")
+@with_appcontext
+@migrated()
+def purge_command(dry_run, days, batch_size):
+    """Purge personal data older than RETENTION_DAYS (the daily cron job does the same)."""
+    import getpass
+
+    from . import audit, retention
+    from .models import utcnow
+
+    days = current_app.config["RETENTION_DAYS"] if days is None else days
+    try:
+        retention.check_days(days)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="RETENTION_DAYS")
+    if days == 0:
+        click.echo("retention is 0 days: personal data is kept forever, nothing to purge")
+        return
+    with audit.acting_as(f"cli:{getpass.getuser()}", "cli"):
+        counts = retention.purge(utcnow(), days, batch_size=batch_size, dry_run=dry_run)
+    verb = "would purge" if dry_run else "purged"
+    click.echo(f"{verb} personal data older than {days} days: {counts.events} events, {counts.attempts} attempts, "
+               f"{counts.customers} customers")

@@ -274,8 +274,9 @@ def rerun(profile, day, enqueue=True, now=None):
 # --- sending --------------------------------------------------------------------------------
 
 def _day_rows(route_id, start, end):
+    """A day's rows: never a test order, nor an event whose personal data was purged (retention.py)."""
     return (FileRow.route_id == route_id, FileRow.occurred_at >= start, FileRow.occurred_at < end,
-            Event.is_test.is_(False))
+            Event.is_test.is_(False), Event.purged_at.is_(None))
 
 
 def rendered_rows(profile, route_id, day, renderer, yield_per=DEFAULT_YIELD_PER, carried=None):

@@ -42,8 +42,11 @@ def retry_all(deliveries):
 def _make_due(ids):
     if not ids:
         return 0
+    # An event whose personal data was purged has nothing left to send.
+    purged = db.exists().where(Event.id == Delivery.event_id, Event.purged_at.is_not(None))
     result = db.session.execute(
-        update(Delivery).where(Delivery.id.in_(ids), Delivery.status.in_((*Delivery.WAITING, "cancelled")))
+        update(Delivery).where(Delivery.id.in_(ids), Delivery.status.in_((*Delivery.WAITING, "cancelled")),
+                               ~purged)
         .values(status="retrying", due_at=utcnow(), cancel_reason="")
         .execution_options(synchronize_session=False))
     db.session.commit()

@@ -124,6 +124,9 @@ class Customer(db.Model):
     last_name: Mapped[str] = mapped_column(String(120), default="")
     phone: Mapped[str] = mapped_column(String(40), default="")
     created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+    # "Forget this customer" (a data-subject request): when, and by whom (an admin's email).
+    forgotten_at: Mapped[datetime | None] = mapped_column(UTC)
+    forgotten_by: Mapped[str] = mapped_column(String(255), default="", server_default="")
 
     @property
     def name(self):
@@ -144,6 +147,8 @@ class Event(db.Model):
     order: Mapped[dict] = mapped_column(JSON, default=dict)  # no cardNumber, no CVV
     card_number: Mapped[str | None] = mapped_column(Text)  # encrypted
     is_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Its personal data erased (retention.py): the order cut to what the screens need, no card.
+    purged_at: Mapped[datetime | None] = mapped_column(UTC)
 
     customer: Mapped[Customer | None] = relationship()
 
@@ -204,6 +209,8 @@ class Attempt(db.Model):
     response_body: Mapped[str] = mapped_column(Text, default="")
     elapsed_ms: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str] = mapped_column(Text, default="")
+    # Its bodies, headers and the target's query string erased (retention.py).
+    purged_at: Mapped[datetime | None] = mapped_column(UTC)
 
     delivery: Mapped[Delivery | None] = relationship(back_populates="attempts")
 

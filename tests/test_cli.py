@@ -175,3 +175,56 @@ def test_profiles_replay_refuses_bad_input_with_exit_code_2(app, args, message):
     assert result.exit_code == 2
     assert message in result.output
     assert db.session.scalar(db.select(db.func.count()).select_from(Delivery)) == 0
+def _old_delivered_event(post_events, key="evt-old", days=100):
+    """An event `days` old whose delivery was delivered: due for the retention purge."""
+    from datetime import timedelta
+
+    from exporter.models import Delivery, Event, utcnow
+
+    from .factories import event
+
+    occurred = (utcnow() - timedelta(days=days)).isoformat() + "Z"
+    assert post_events(event(key, occurred_at=occurred)).status_code == 202
+    delivery = db.session.scalars(db.select(Delivery).join(Event).where(Event.event_key == key)).one()
+    delivery.status, delivery.attempt_count = "delivered", 1
+    db.session.commit()
+    return db.session.scalars(db.select(Event).where(Event.event_key == key)).one()
+
+
+def test_purge_dry_run_prints_counts_and_changes_nothing(app, post_events):
+    make_profile()
+    old = _old_delivered_event(post_events)
+    _old_delivered_event(post_events, "evt-new", days=10)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["purge", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "would purge personal data older than 90 days: 1 events, 0 attempts, 1 customers\n"
+    db.session.refresh(old)
+    assert old.purged_at is None and old.order["firstName"] == "Jane"
+
+    result = runner.invoke(args=["purge", "--days", "5"])  # both go when 5 days are kept
+    assert result.exit_code == 0, result.output
+    assert result.output == "purged personal data older than 5 days: 2 events, 0 attempts, 1 customers\n"
+    db.session.refresh(old)
+    assert old.purged_at is not None and "firstName" not in old.order
+
+
+def test_purge_with_zero_days_keeps_everything(app, post_events):
+    make_profile()
+    old = _old_delivered_event(post_events)
+    result = app.test_cli_runner().invoke(args=["purge", "--days", "0"])
+    assert result.exit_code == 0 and "kept forever, nothing to purge" in result.output
+    db.session.refresh(old)
+    assert old.purged_at is None
+
+
+@pytest.mark.parametrize("days", ["-1", "ninety"])
+def test_purge_refuses_bad_days(app, days):
+    result = app.test_cli_runner().invoke(args=["purge", "--days", days])
+    assert result.exit_code == 2 and "--days" in result.output
+
+
+def test_purge_refuses_a_bad_retention_setting(app):
+    app.config["RETENTION_DAYS"] = -3
+    result = app.test_cli_runner().invoke(args=["purge"])
+    assert result.exit_code == 2 and "RETENTION_DAYS" in result.output and "0 or more" in result.output

@@ -66,7 +66,8 @@ def a_busy_day(app, post_events, receiver, run_jobs):
         "mapping-dialog": f"/profiles/{good.id}?mapping=new", "route": f"/profiles/{good.id}/routes/{route.id}",
         "campaigns": "/campaigns", "fields": "/fields/", "deliveries": "/deliveries/",
         "delivery": f"/deliveries/{delivered.id}", "failed-delivery": f"/deliveries/{retrying.id}",
-        "customers": "/customers/", "customer": f"/customers/{customer.id}", "tokens": "/tokens/",
+        "customers": "/customers/", "customer": f"/customers/{customer.id}",
+        "customer-forget": f"/customers/{customer.id}/forget", "tokens": "/tokens/",
         "export-types": "/export-types/", "replay": f"/profiles/{good.id}/replay",
     }
 
