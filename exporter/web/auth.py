@@ -55,12 +55,15 @@ def end_idle_sessions():
 
 @bp.before_app_request
 def who_acts():
-    """Who the audit log names for this request's changes: the admin logged in, else the system.
-    Set on every request: a thread serves many, and the last one's admin must not linger."""
+    """Who the audit log names for this request's changes: the admin logged in, else the system."""
     if current_user.is_authenticated:
         audit.set_actor(current_user.email, "web")
-    else:
-        audit.set_actor("system", "")
+
+
+@bp.teardown_app_request
+def nobody_acts(error=None):
+    """A thread serves many requests (and a test calls code between them): the admin must not linger."""
+    audit.set_actor("system", "")
 
 
 class LoginForm(FlaskForm):
