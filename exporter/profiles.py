@@ -187,7 +187,8 @@ def snapshot(profile):
     """The profile as its audit entries show it: every column (so a field a later feature adds
     shows too), the settings with secrets masked, the mappings in order and the routes."""
     cls = dispatch.registry().get(profile.export_type)
-    settings = dict(profile.settings or {})
+    # An empty setting says what a missing one says: the first save of a form fills them in.
+    settings = {k: v for k, v in (profile.settings or {}).items() if v not in (None, "")}
     data = {c.key: _plain(getattr(profile, c.key)) for c in sa_inspect(Profile).column_attrs
             if c.key not in SNAPSHOT_SKIPS}
     data["settings"] = audit.masked(settings, cls.secret_settings if cls else ())

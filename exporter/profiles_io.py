@@ -210,7 +210,7 @@ def import_all(data, registry=None, secret_key=None):
             updated += 1
         _apply(profile, checked, registry.get(checked["export_type"]), secret_key)
         record_change("profile.import", profile, before,
-                      "created by the profiles JSON" if before is None else "updated by the profiles JSON")
+                      "Created by the profiles JSON" if before is None else "Updated by the profiles JSON")
     db.session.commit()
     return created, updated
 

@@ -53,7 +53,7 @@ def test_the_cli_import_names_the_login_and_records_before_and_after(app, tmp_pa
     assert (changed.actor, changed.action, changed.target_name) == (f"cli:{getpass.getuser()}", "profile.import",
                                                                     "Call center partials")
     assert audit.changes(changed.before, changed.after) == {"delay_minutes": (1, 9)}
-    assert changed.summary == "updated by the profiles JSON"
+    assert changed.summary == "Updated by the profiles JSON"
     assert (created.target_name, created.before, created.after["name"]) == ("New one", None, "New one")
     assert created.profile_id == db.session.scalar(db.select(Profile.id).where(Profile.name == "New one"))
 
@@ -84,7 +84,7 @@ def test_a_new_secret_is_named_in_the_summary_never_shown(app):
     data["settings"]["password"] = "second-pass"
     profiles_io.import_all(import_file(data))
     entry = entries()[-1]
-    assert entry.summary == "updated by the profiles JSON; new secret: password"
+    assert entry.summary == "Updated by the profiles JSON; new secret: password"
     assert entry.before["settings"]["password"] == entry.after["settings"]["password"] == security.MASK
     assert "second-pass" not in json.dumps([entry.before, entry.after])
 

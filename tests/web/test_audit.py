@@ -67,7 +67,7 @@ def test_a_change_by_the_upload_shows_as_the_upload(logged_in):
     assert response.status_code == 302
     assert rows(logged_in.get("/audit/"))[0] == (
         "admin@example.com", "profiles JSON upload", "profile.import", "Call center partials",
-        "updated by the profiles JSON")
+        "Updated by the profiles JSON")
     e = entry(action="profile.import", via="upload")
     assert json.loads(json.dumps(e.after))["delay_minutes"] == 7 and e.before["delay_minutes"] == 1
 
@@ -79,7 +79,7 @@ def test_a_change_by_the_command_line_shows_as_the_command_line(logged_in, app, 
     assert app.test_cli_runner().invoke(args=["profiles", "import", str(path)]).exit_code == 0
     assert rows(logged_in.get("/audit/"))[0] == (
         f"cli:{getpass.getuser()}", "command line", "profile.import", "Call center partials",
-        "updated by the profiles JSON")
+        "Updated by the profiles JSON")
     page = text(logged_in.get(f"/audit/{entry(via='cli').id}"))
     assert re.findall(r'<tr class="changed" data-key="([^"]+)">', page) == ["active"]
 
