@@ -209,3 +209,31 @@ def test_retry_all_is_in_the_log_with_its_count(logged_in, app, post_events, run
         "delivery.retry_all", "Broken partner", "Retry all: 2 retrying deliveries sent again now")
     assert entry(action="delivery.retry_all").after == {"count": 2}
     assert db.session.scalar(db.select(db.func.count()).select_from(Delivery)) == 2
+
+
+def test_creating_editing_and_deleting_by_the_forms_each_have_an_entry(logged_in):
+    response = logged_in.post("/profiles/new", data={"name": "Dialer", "export_type": "postback"})
+    assert response.status_code == 302
+    profile = db.session.scalar(db.select(Profile).where(Profile.name == "Dialer"))
+    logged_in.post(f"/profiles/{profile.id}/routes/new", data={"customer_types": ["partial"]})
+    route_id = db.session.scalar(db.select(Profile).where(Profile.id == profile.id)).routes[0].id
+    logged_in.post(f"/profiles/{profile.id}/routes/{route_id}", data={"customer_types": ["partial", "decline"]})
+    logged_in.post(f"/profiles/{profile.id}/routes/{route_id}/delete")
+    assert [r[2] for r in rows(logged_in.get(f"/audit/profiles/{profile.id}"))] == [
+        "route.delete", "route.edit", "route.add", "profile.create"]
+    edited = entry(action="route.edit")
+    assert (edited.before["routes"][0]["customer_types"], edited.after["routes"][0]["customer_types"]) == (
+        ["partial"], ["partial", "decline"])
+    created = entry(action="profile.create")
+    assert (created.actor, created.via, created.before, created.after["export_type"]) == (
+        "admin@example.com", "web", None, "postback")
+
+
+def test_a_daily_file_re_run_is_in_the_log(logged_in):
+    profile = make_profile(name="Nightly", export_type="ftp", settings=FTP_SETTINGS)
+    response = logged_in.post(f"/files/profiles/{profile.id}/rerun", data={"date": "2026-01-05"})
+    assert response.status_code == 302
+    e = entry(action="file.rerun")
+    assert (e.actor, e.target_name, e.summary) == ("admin@example.com", "Nightly",
+                                                   "Re-run of the file of 2026-01-05: 1 file(s) queued")
+    assert e.after["date"] == "2026-01-05" and len(e.after["deliveries"]) == 1
