@@ -1,5 +1,6 @@
 """The `exporter` command: run, worker, cron, create-admin, create-token, profiles, files, purge."""
 import functools
+import getpass
 import json
 import os
 import secrets
@@ -74,6 +75,25 @@ def migrated(only_check=False):
     return decorate
 
 
+def cli_user():
+    """Who runs the command, as the audit log names them: cli:<login name>."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name (a container's bare uid)
+        return f"cli:uid-{os.getuid()}"
+
+
+def audited(command):
+    """A command that changes things: its audit entries name the login that ran it, via cli."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from . import audit
+
+        with audit.acting_as(cli_user(), "cli"):
+            return command(*args, **kwargs)
+    return wrapper
+
+
 SAMPLE_EVENT = json.dumps({"id": "evt-1001", "type": "partial", "order": {
     "orderId": 104233, "customerId": 55821, "campaignId": 259, "campaignName": "Test Lander",
     "firstName": "Jane", "emailAddress": "jane@example.com", "orderDate": "2026-11-27 14:03:22"}})
@@ -81,7 +101,7 @@ SAMPLE_EVENT = json.dumps({"id": "evt-1001", "type": "partial", "order": {
 
 def _first_start_help(host, port):
     """On first start make an admin and an intake token, and say how to use them."""
-    from . import tokens
+    from . import audit, tokens
     from .extensions import db
     from .models import IntakeToken, User
 
@@ -92,6 +112,9 @@ def _first_start_help(host, port):
         user = User(email=email)
         user.set_password(password)
         db.session.add(user)
+        db.session.flush()
+        audit.record("admin.create", "admin", user.id, email, summary="First start: the first admin",
+                     after={"email": email})
         db.session.commit()
         lines.append(f"First start: log in as {email} with password {password}")
         lines.append(f"  (make your own admin with: {command_name()} create-admin YOU@EXAMPLE.COM)")
@@ -223,8 +246,10 @@ def migrate_command():
 @click.password_option(help="Asked for when not given.")
 @with_appcontext
 @migrated()
+@audited
 def create_admin(email, password):
     """Create an admin, or set the password of an existing one."""
+    from . import audit
     from .extensions import db
     from .models import User
 
@@ -233,9 +258,15 @@ def create_admin(email, password):
         raise click.BadParameter("not an email address", param_hint="EMAIL")
     if len(password) < 8:
         raise click.BadParameter("use at least 8 characters", param_hint="--password")
-    user = db.session.scalar(db.select(User).where(User.email == email)) or User(email=email)
+    existing = db.session.scalar(db.select(User).where(User.email == email))
+    user = existing or User(email=email)
     user.set_password(password)
     db.session.add(user)
+    db.session.flush()
+    if existing:  # never the password, not even hashed
+        audit.record("admin.password", "admin", user.id, email, summary="Password set by create-admin")
+    else:
+        audit.record("admin.create", "admin", user.id, email, summary="Admin created", after={"email": email})
     db.session.commit()
     click.echo(f"admin {email} can log in")
 
@@ -244,6 +275,7 @@ def create_admin(email, password):
 @click.argument("name")
 @with_appcontext
 @migrated()
+@audited
 def create_token(name):
     """Create an intake token; the token is printed once, alone on the last line."""
     from . import tokens
@@ -275,6 +307,7 @@ def profiles_export(output):
 @click.argument("file", type=click.File("r"))
 @with_appcontext
 @migrated()
+@audited
 def profiles_import(file):
     from . import profiles_io
 
@@ -304,8 +337,6 @@ REPLAY_HINTS = {"profile": "NAME", "since": "--since", "until": "--until", "cust
 def profiles_replay(name, since, until, types, dry_run):
     """Send past events: a delivery for each event of the range that the profile's routes match and
     that it has not exported yet (never twice), sent after its Export Delay like a live event."""
-    import getpass
-
     from . import audit, replay
     from .extensions import db
     from .models import Profile
@@ -314,7 +345,7 @@ def profiles_replay(name, since, until, types, dry_run):
     if profile is None:
         raise click.BadParameter(f"no profile named {name!r}", param_hint="NAME")
     try:
-        with audit.acting_as(f"cli:{getpass.getuser()}", "cli"):
+        with audit.acting_as(cli_user(), "cli"):
             result = replay.replay(profile, since, until, types, dry_run=dry_run)
     except replay.ReplayError as exc:
         raise click.BadParameter(str(exc), param_hint=REPLAY_HINTS[exc.field])
@@ -336,6 +367,7 @@ def files_group():
                    "(no job timeout applies; see docs/operations.md).")
 @with_appcontext
 @migrated()
+@audited
 def files_send(profile_name, day, send_here):
     """Rebuild a past day's file for every route of a profile and queue it for the workers."""
     from . import daily_files
@@ -403,7 +435,6 @@ def _file_summary(delivery):
 @migrated()
 def purge_command(dry_run, days, batch_size):
     """Purge personal data older than RETENTION_DAYS (the daily cron job does the same)."""
-    import getpass
 
     from . import audit, retention
     from .models import utcnow
@@ -416,7 +447,7 @@ def purge_command(dry_run, days, batch_size):
     if days == 0:
         click.echo("retention is 0 days: personal data is kept forever, nothing to purge")
         return
-    with audit.acting_as(f"cli:{getpass.getuser()}", "cli"):
+    with audit.acting_as(cli_user(), "cli"):
         counts = retention.purge(utcnow(), days, batch_size=batch_size, dry_run=dry_run)
     verb = "would purge" if dry_run else "purged"
     click.echo(f"{verb} personal data older than {days} days: {counts.events} events, {counts.attempts} attempts, "

@@ -8,7 +8,8 @@ from . import mapping, security
 from .extensions import db
 from .models import FieldMapping, Profile, Route
 from .profiles import (DELAY_MESSAGE, FLAGS, MAPPING_KEYS, MAPPING_MAX_LENGTHS, MAX_DELAY_MINUTES, NAME_MAX_LENGTH,
-                       check_route, filled_settings_form, merge_secrets, sensitive_problem, settings_from_form)
+                       check_route, filled_settings_form, merge_secrets, record_change, sensitive_problem,
+                       settings_from_form, snapshot)
 
 VERSION = 1
 
@@ -190,7 +191,9 @@ def check_file(data, registry):
 
 
 def import_all(data, registry=None, secret_key=None):
-    """Create or update each profile by name; nothing changes unless the whole file is valid."""
+    """Create or update each profile by name; nothing changes unless the whole file is valid.
+    Each profile created or changed gets a profile.import audit entry (the upload and the CLI
+    name who acts with audit.acting_as)."""
     from flask import current_app
 
     registry = registry or current_app.extensions["export_types"]
@@ -198,6 +201,7 @@ def import_all(data, registry=None, secret_key=None):
     created = updated = 0
     for checked in check_file(data, registry):
         profile = db.session.scalar(db.select(Profile).where(Profile.name == checked["name"]))
+        before = snapshot(profile) if profile is not None else None
         if profile is None:
             profile = Profile(name=checked["name"])
             db.session.add(profile)
@@ -205,6 +209,8 @@ def import_all(data, registry=None, secret_key=None):
         else:
             updated += 1
         _apply(profile, checked, registry.get(checked["export_type"]), secret_key)
+        record_change("profile.import", profile, before,
+                      "Created by the profiles JSON" if before is None else "Updated by the profiles JSON")
     db.session.commit()
     return created, updated
 

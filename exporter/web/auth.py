@@ -18,6 +18,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
+from .. import audit
 from ..extensions import db, limiter, login_manager
 from ..models import User
 
@@ -50,6 +51,19 @@ def end_idle_sessions():
               "info")
         return
     session["seen"] = now
+
+
+@bp.before_app_request
+def who_acts():
+    """Who the audit log names for this request's changes: the admin logged in, else the system."""
+    if current_user.is_authenticated:
+        audit.set_actor(current_user.email, "web")
+
+
+@bp.teardown_app_request
+def nobody_acts(error=None):
+    """A thread serves many requests (and a test calls code between them): the admin must not linger."""
+    audit.set_actor("system", "")
 
 
 class LoginForm(FlaskForm):
@@ -144,6 +158,8 @@ def change_password():
     form = PasswordForm()
     if form.validate_on_submit():
         current_user.set_password(form.new_password.data)  # ends every session of this user...
+        audit.record("admin.password", "admin", current_user.id, current_user.email,
+                     summary="Changed their own password")
         db.session.commit()
         login_user(current_user._get_current_object())  # ...but this one, under the new token
         session["seen"] = time.time()

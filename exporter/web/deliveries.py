@@ -168,6 +168,6 @@ def retry_all(profile_id):
     profile = db.get_or_404(Profile, profile_id)
     retrying = db.session.scalars(db.select(Delivery).where(
         Delivery.profile_id == profile.id, Delivery.status == "retrying").order_by(Delivery.id)).all()
-    count = dispatch.retry_all(retrying)
+    count = dispatch.retry_all(retrying, profile)
     flash(f"{count} retrying deliveries of profile '{profile.name}' will be sent again now.", "success")
     return redirect(url_for(".index", profile=profile.id))

@@ -5,13 +5,14 @@ import json
 import re
 
 from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from sqlalchemy.exc import SQLAlchemyError
 from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from .. import catalog, customer_types, dispatch, mapping, profiles, profiles_io, security
+from .. import audit, catalog, customer_types, dispatch, mapping, profiles, profiles_io, security
 from ..extensions import db
 from ..models import Campaign, Product, Profile
 from . import admin_blueprint, choices, not_found_unless, strip
@@ -142,6 +143,7 @@ def create():
     profile = Profile(name=form.name.data, export_type=cls.key, settings=defaults, delay_minutes=0,
                       pci_documented=False, active=True, skip_converted_partials=True)
     db.session.add(profile)
+    profiles.record_change("profile.create", profile, None, f"Profile {profile.name!r} created")
     db.session.commit()
     flash(f"Profile {profile.name!r} created: now set its {cls.label} settings and field mappings.", "success")
     return redirect(url_for(".edit", profile_id=profile.id))
@@ -165,7 +167,8 @@ def upload():
             problem = f"Not a JSON file: {exc}"
         else:
             try:
-                created, updated = profiles_io.import_all(data, dispatch.registry())
+                with audit.acting_as(current_user.email, "upload"):
+                    created, updated = profiles_io.import_all(data, dispatch.registry())
             except profiles_io.ImportProblem as exc:
                 problem = str(exc)
             except SQLAlchemyError as exc:
@@ -237,6 +240,7 @@ def edit(profile_id):
     settings_ok = settings_form is not None and validate_settings(settings_form, cls, stored, type_changed)
     if not (general_ok and settings_ok):
         return render_edit(profile, general=general, settings_form=settings_form, status=422)
+    before = profiles.snapshot(profile)
     profile.settings = settings_to_store(cls, settings_form, stored, type_changed)
     profile.name = general.name.data
     profile.export_type = cls.key
@@ -244,6 +248,7 @@ def edit(profile_id):
     profile.pci_documented = general.pci_documented.data
     profile.active = general.active.data
     profile.skip_converted_partials = general.skip_converted_partials.data
+    profiles.record_change("profile.update", profile, before, "General Settings saved")
     db.session.commit()
     flash("General Settings saved.", "success")
     return redirect(url_for(".edit", profile_id=profile.id))
