@@ -435,7 +435,6 @@ def _file_summary(delivery):
 @migrated()
 def purge_command(dry_run, days, batch_size):
     """Purge personal data older than RETENTION_DAYS (the daily cron job does the same)."""
-
     from . import audit, retention
     from .models import utcnow
 

@@ -189,7 +189,8 @@ def test_bad_input_is_refused_naming_the_field(app, since, until, types, field, 
     with pytest.raises(replay.ReplayError) as error:
         replay.replay(profile, since, until, types)
     assert error.value.field == field and message in str(error.value)
-    assert db.session.scalar(db.select(db.func.count()).select_from(AuditEntry)) == 0
+    assert db.session.scalar(db.select(db.func.count()).select_from(AuditEntry)
+                             .where(AuditEntry.action == "profile.replay")) == 0
 
 
 def test_an_inactive_profile_or_one_without_routes_is_refused(app):
