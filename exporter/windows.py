@@ -15,7 +15,10 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # datetime.weekday() o
 DAY_LABELS = dict(zip(DAYS, ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")))
 MINUTES_A_DAY = 24 * 60
 MAX_DAILY_CAP = 10_000_000
-OVER_CAP = {"wait": "Wait for the next day", "skip": "Skip (cancel, with a history message)"}
+CAP_MESSAGE = f"Daily Cap is a whole number from 1 to {MAX_DAILY_CAP:,}; empty means no cap"
+OVER_CAP = {"wait": "Wait for the next day", "skip": "Skip (cancelled, with a history message)"}
+# The profile's columns for its window and cap (the edit page and the profiles JSON set them all).
+COLUMNS = ("window_days", "window_start", "window_end", "window_time_zone", "daily_cap", "over_cap")
 TIME_MESSAGE = "Give a time as HH:MM, 00:00 to 24:00"
 
 
@@ -51,7 +54,7 @@ def format_time(minutes):
 def zone(name):
     """The ZoneInfo of an IANA name; ValueError saying so."""
     try:
-        if not name or name != name.strip():
+        if not isinstance(name, str) or not name or name != name.strip():
             raise ValueError
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -66,7 +69,7 @@ def parse_days(days):
     return ",".join(d for d in DAYS if d in days)
 
 
-def check(days, start, end, zone_name):
+def check(days, start, end):
     """{field: message} of what is wrong with a window (start/end in minutes, None for no window)."""
     problems = {}
     if start is None and end is None:
@@ -102,7 +105,7 @@ def time_zone(profile):
 
 
 def _utc(local_day, minutes, tz):
-    """The naive UTC instant of a local day's minute (a time skipped by DST: the instant it passes)."""
+    """The naive UTC instant of a local day's minute (a time the clocks skip is read with the old offset)."""
     local = datetime.combine(local_day, time()) + timedelta(minutes=minutes)
     return local.replace(tzinfo=tz).astimezone(timezone.utc).replace(tzinfo=None)
 
