@@ -76,6 +76,15 @@ class Profile(db.Model):
     pci_documented: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     skip_converted_partials: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The send window (windows.py): days ("mon,tue,..."), From and To in minutes after midnight
+    # (To at or before From: overnight), in window_time_zone; no From/To: any time.
+    window_days: Mapped[str] = mapped_column(String(30), default="", server_default="")
+    window_start: Mapped[int | None] = mapped_column(Integer)
+    window_end: Mapped[int | None] = mapped_column(Integer)
+    # The window's zone, and the daily cap's: its days are this zone's days.
+    window_time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    daily_cap: Mapped[int | None] = mapped_column(Integer)  # None: no cap
+    over_cap: Mapped[str] = mapped_column(String(10), default="wait", server_default="wait")  # or "skip"
     created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTC, default=utcnow, onupdate=utcnow)
 
@@ -180,6 +189,8 @@ class Delivery(db.Model):
     last_error: Mapped[str] = mapped_column(Text, default="")
     target: Mapped[str] = mapped_column(String(255), default="")  # host, for the dashboard
     details: Mapped[dict] = mapped_column(JSON, default=dict)  # file name, rows, bytes, checksum
+    # Why a claim put it back to wait (its send window closed, its profile's daily cap reached).
+    waiting_reason: Mapped[str] = mapped_column(String(255), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTC, default=utcnow, onupdate=utcnow)
 
@@ -270,6 +281,16 @@ class Worker(db.Model):
     name: Mapped[str] = mapped_column(String(120), primary_key=True)  # "hostname:pid"
     started_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
     seen_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+
+
+class SendCount(db.Model):
+    """How many sends a profile with a daily cap was granted on a day of its time zone: the claim
+    takes its grants with one conditional UPDATE, so workers together never pass the cap."""
+    __tablename__ = "send_counts"
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[datetime] = mapped_column(Date, primary_key=True)
+    sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_grant: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the last UPDATE's grant
 
 
 class AuditEntry(db.Model):
