@@ -67,7 +67,7 @@ def a_busy_day(app, post_events, receiver, run_jobs):
         "campaigns": "/campaigns", "fields": "/fields/", "deliveries": "/deliveries/",
         "delivery": f"/deliveries/{delivered.id}", "failed-delivery": f"/deliveries/{retrying.id}",
         "customers": "/customers/", "customer": f"/customers/{customer.id}", "tokens": "/tokens/",
-        "export-types": "/export-types/",
+        "export-types": "/export-types/", "admins": "/admins/",
     }
 
 
