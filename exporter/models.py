@@ -61,10 +61,10 @@ class User(UserMixin, db.Model):
         self.end_sessions()
 
     def check_password(self, password):
-        """False for an invited user (no password yet) and a disabled one."""
-        if not self.password_hash or self.disabled_at:
+        """False for an invited user (no password yet) and a disabled one (after the same hashing work)."""
+        if not self.password_hash:
             return False
-        return check_password_hash(self.password_hash, password)
+        return check_password_hash(self.password_hash, password) and not self.disabled_at
 
 
 class IntakeToken(db.Model):

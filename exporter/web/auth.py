@@ -117,7 +117,7 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         user = db.session.scalar(db.select(User).where(User.email == form.email.data.strip().lower()))
-        if user is None:
+        if user is None or not user.password_hash:  # unknown, or invited and no password yet
             check_password_hash(_decoy_hash(), form.password.data)  # as slow as a wrong password
         elif user.check_password(form.password.data):  # False for a disabled user
             _log_in(user)
