@@ -17,6 +17,9 @@ def utcnow():
 # All datetimes are naive UTC in the database: one rule for SQLite and PostgreSQL.
 UTC = DateTime(timezone=False)
 
+ROLE_ADMIN, ROLE_VIEWER = "admin", "viewer"
+ROLES = (ROLE_ADMIN, ROLE_VIEWER)
+
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
@@ -27,9 +30,28 @@ class User(UserMixin, db.Model):
     session_token: Mapped[str] = mapped_column(String(64), default=lambda: secrets.token_urlsafe(32),
                                                server_default="")
     created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+    # "admin" changes everything; "viewer" reads everything and changes nothing (web/__init__.py).
+    role: Mapped[str] = mapped_column(String(20), default=ROLE_ADMIN, server_default=ROLE_ADMIN)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTC)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTC)
+    # The one live set-password link (invite or reset), kept only as a hash; used once.
+    password_link_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    password_link_expires_at: Mapped[datetime | None] = mapped_column(UTC)
 
     def get_id(self):
         return f"{self.id}:{self.session_token}"
+
+    @property
+    def is_admin(self):
+        return self.role == ROLE_ADMIN
+
+    @property
+    def status(self):
+        if self.disabled_at:
+            return "disabled"
+        if self.password_hash:
+            return "active"
+        return "reset" if self.last_login_at else "invited"  # waiting for the set-password link
 
     def end_sessions(self):
         self.session_token = secrets.token_urlsafe(32)
@@ -39,7 +61,10 @@ class User(UserMixin, db.Model):
         self.end_sessions()
 
     def check_password(self, password):
-        return check_password_hash(self.password_hash, password)
+        """False for an invited user (no password yet) and a disabled one (after the same hashing work)."""
+        if not self.password_hash:
+            return False
+        return check_password_hash(self.password_hash, password) and not self.disabled_at
 
 
 class IntakeToken(db.Model):

@@ -35,6 +35,24 @@ def test_create_admin_refuses_a_bad_email_or_short_password(app):
     assert db.session.query(User).count() == 0
 
 
+def test_create_admin_makes_a_disabled_viewer_an_enabled_admin_and_kills_their_link(app):
+    from exporter import admins
+    from exporter.models import AuditEntry
+
+    user, token = admins.invite("viewer@example.com", "viewer")
+    user.disabled_at = user.created_at
+    db.session.commit()
+    result = app.test_cli_runner().invoke(args=["create-admin", "viewer@example.com", "--password", "back in 123"])
+    assert result.exit_code == 0, result.output
+    db.session.refresh(user)
+    assert (user.role, user.status, user.password_link_hash) == ("admin", "active", None)
+    assert user.check_password("back in 123")
+    with pytest.raises(admins.LinkDead):
+        admins.user_for_link(token)
+    entry = db.session.scalars(db.select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+    assert (entry.action, entry.before["role"], entry.after["role"]) == ("admin.reset", "viewer", "admin")
+
+
 def test_create_token_prints_the_token_alone_on_the_last_line(app):
     result = app.test_cli_runner().invoke(args=["create-token", "konnektive"])
     assert result.exit_code == 0

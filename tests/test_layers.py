@@ -13,7 +13,7 @@ LAYERS = [
     {"cli"},
     {"web"},
     {"jobs", "metrics", "intake_api"},
-    {"intake", "profiles_io", "stats", "tokens", "health", "replay", "retention"},
+    {"intake", "profiles_io", "stats", "tokens", "health", "replay", "retention", "admins"},
     {"profiles"},
     {"dispatch"},
     {"drain"},
