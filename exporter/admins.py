@@ -152,7 +152,8 @@ def create_admin(email, password):
     user.password_link_hash = user.password_link_expires_at = None
     user.set_password(password)
     db.session.flush()
-    audit.record("admin.create" if before is None else "admin.reset", "admin", user.id, user.email,
+    audit.record("admin.create" if before is None else "admin.password", "admin", user.id, user.email,
+                 summary="Admin created" if before is None else "Password set by create-admin (an admin, enabled)",
                  before=before, after=snapshot(user))
     db.session.commit()
     return user

@@ -108,8 +108,8 @@ def test_cli_create_admin_and_create_token_are_recorded_without_secrets(app):
     token = result.output.strip().splitlines()[-1]
     created, password, made = entries()
     who = f"cli:{getpass.getuser()}"
-    assert (created.action, created.actor, created.via, created.after) == ("admin.create", who, "cli",
-                                                                             {"email": "ops@example.com"})
+    assert (created.action, created.actor, created.via, created.after) == ("admin.create", who, "cli", {
+        "email": "ops@example.com", "role": "admin", "status": "active"})
     assert (password.action, password.target_name) == ("admin.password", "ops@example.com")
     assert (made.action, made.target_name, made.actor) == ("token.create", "konnektive", who)
     logged = json.dumps([[e.before, e.after, e.summary] for e in entries()])

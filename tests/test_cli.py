@@ -50,7 +50,7 @@ def test_create_admin_makes_a_disabled_viewer_an_enabled_admin_and_kills_their_l
     with pytest.raises(admins.LinkDead):
         admins.user_for_link(token)
     entry = db.session.scalars(db.select(AuditEntry).order_by(AuditEntry.id.desc())).first()
-    assert (entry.action, entry.before["role"], entry.after["role"]) == ("admin.reset", "viewer", "admin")
+    assert (entry.action, entry.before["role"], entry.after["role"]) == ("admin.password", "viewer", "admin")
 
 
 def test_create_token_prints_the_token_alone_on_the_last_line(app):

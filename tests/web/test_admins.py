@@ -206,11 +206,13 @@ def test_every_act_is_in_the_audit_log_without_a_password_hash_or_a_link(app, lo
     reset_page = text(fresh(logged_in, "POST", f"/admins/{ann.id}/reset"))
     second = re.search(r'<code id="set-password-link">([^<]+)</code>', unescape(reset_page)).group(1)
     entries = db.session.scalars(db.select(AuditEntry).order_by(AuditEntry.id)).all()
-    # Who acted is set per request by the audit wiring; the link's user sets their own password.
+    # Who acted is set per request: the inviting admin, except the link's user setting their own password.
     assert [(e.action, e.target_type, e.target_id, e.target_name) for e in entries] == [
         (action, "admin", ann.id, "ann@example.com") for action in
         ("admin.invite", "admin.password_set", "admin.role", "admin.disable", "admin.enable", "admin.reset")]
     assert entries[1].actor == "ann@example.com"
+    assert [e.actor for e in entries[:1] + entries[2:]] == ["admin@example.com"] * 5
+    assert {e.via for e in entries} == {"web"}
     assert entries[0].after == {"email": "ann@example.com", "role": "viewer", "status": "invited"}
     assert (entries[2].before["role"], entries[2].after["role"]) == ("viewer", "admin")
     assert (entries[3].before["status"], entries[3].after["status"]) == ("active", "disabled")
