@@ -117,8 +117,12 @@ class WindowFields:
         return not problems
 
     def window_columns(self):
-        return {"window_days": windows.parse_days(self.window_days.data or []),
-                **{name: self[name].data for name in windows.COLUMNS if name != "window_days"}}
+        columns = {name: self[name].data for name in windows.COLUMNS if name != "window_days"}
+        # Days mean something only with From and To: without a window they are stored empty, as
+        # the profiles JSON stores them, so saving the form untouched changes nothing.
+        no_window = columns["window_start"] is None and columns["window_end"] is None
+        columns["window_days"] = "" if no_window else windows.parse_days(self.window_days.data or [])
+        return columns
 
 
 class NewProfileForm(FlaskForm):
