@@ -188,9 +188,10 @@ def _store(events):
         firsts.setdefault(item.id, item)  # a body's repeats count once, as duplicates
     fresh = list(firsts.values())
     counts["duplicates"] = len(events) - len(fresh)
-    customers = _customer_ids(fresh)
+    now = utcnow()  # one clock reading for the body's rows, not one a row
+    customers = _customer_ids(fresh, now)
     _upsert_names(fresh)
-    stored = _insert_events(fresh, customers)
+    stored = _insert_events(fresh, customers, now)
     counts["duplicates"] += len(fresh) - len(stored)
     counts["accepted"] = len(stored)
     rules, profiles = _active_routes()
@@ -199,12 +200,12 @@ def _store(events):
         if event.is_test:
             counts["test_orders"] += 1
             if event.customer_id:
-                history.append(dict(customer_id=event.customer_id, event_id=event.id, created_at=utcnow(),
+                history.append(dict(customer_id=event.customer_id, event_id=event.id, created_at=now,
                                     message="Test-card order: skipped, never exported"))
             continue
         if event.type in customer_types.CONVERSIONS:
             conversions.append(event)
-        deliveries += _route(event, rules, profiles)
+        deliveries += _route(event, rules, profiles, now)
     if deliveries:
         db.session.execute(insert(Delivery.__table__), deliveries)
     if history:
@@ -245,7 +246,7 @@ def _statements(dialect):
     return statements
 
 
-def _customer_ids(events):
+def _customer_ids(events, now):
     """{event id: customer id}: the customer by CRM customer id, else by email (its key); made
     when new, its names kept current (a value the CRM leaves empty keeps the stored one)."""
     by_crm, by_email = {}, {}
@@ -258,7 +259,7 @@ def _customer_ids(events):
             by_email.setdefault(order.emailAddress, {}).update(values)
     ids = {}
     if by_crm:  # in key order: two requests upsert the same customers without deadlocking
-        rows = [{"crm_customer_id": crm_id, **{c: v.get(c, "") for c, _ in CUSTOMER_FIELDS}}
+        rows = [{"crm_customer_id": crm_id, "created_at": now, **{c: v.get(c, "") for c, _ in CUSTOMER_FIELDS}}
                 for crm_id, v in sorted(by_crm.items())]
         found = dict(db.session.execute(_statements(db.engine.dialect.name)["customers"], rows).all())
         ids.update({("crm", k): v for k, v in found.items()})
@@ -303,7 +304,7 @@ def _upsert_names(events):
             db.session.execute(statements[model], [{"id": k, "name": v} for k, v in sorted(names.items())])
 
 
-def _insert_events(fresh, customers):
+def _insert_events(fresh, customers, now):
     """The new events, inserted in one statement; those whose id was known are left out."""
     test_cards = set(current_app.config["TEST_CARD_NUMBERS"])
     key = current_app.config["SECRET_KEY"]
@@ -316,7 +317,7 @@ def _insert_events(fresh, customers):
             occurred = occurred.astimezone(timezone.utc).replace(tzinfo=None)
         is_test = item.order.isTestCard or any(c in test_cards for c in cards)
         customer_id = customers[item.id]
-        rows.append(dict(event_key=item.id, type=item.type, occurred_at=occurred, received_at=utcnow(),
+        rows.append(dict(event_key=item.id, type=item.type, occurred_at=occurred, received_at=now,
                          customer_id=customer_id, order_id=item.order.orderId,
                          campaign_id=item.order.campaignId, order=order, is_test=is_test,
                          card_number=security.encrypt(key, card) if card else None))
@@ -340,7 +341,7 @@ def _order_for_storage(order_in):
     return order, cards
 
 
-def _route(event, rules, profiles):
+def _route(event, rules, profiles, now):
     """One delivery row per profile for a per-event type; one file row per route for a file type."""
     rows, delivered_profiles = [], set()
     for rule in matching.matching_routes(rules, event.type, event.campaign_id, event.product_ids):
@@ -354,5 +355,5 @@ def _route(event, rules, profiles):
             delivered_profiles.add(profile.id)
             rows.append(dict(profile_id=profile.id, event_id=event.id, route_id=rule.route_id, status="scheduled",
                              due_at=schedule.due_at(profile, event.occurred_at),
-                             target=sending.target_host(profile)))
+                             target=sending.target_host(profile), created_at=now, updated_at=now))
     return rows
