@@ -1,5 +1,6 @@
-"""The `exporter` command: run, worker, cron, create-admin, create-token, profiles, files."""
+"""The `exporter` command: run, worker, cron, create-admin, create-token, profiles, files, purge."""
 import functools
+import getpass
 import json
 import os
 import secrets
@@ -74,6 +75,25 @@ def migrated(only_check=False):
     return decorate
 
 
+def cli_user():
+    """Who runs the command, as the audit log names them: cli:<login name>."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name (a container's bare uid)
+        return f"cli:uid-{os.getuid()}"
+
+
+def audited(command):
+    """A command that changes things: its audit entries name the login that ran it, via cli."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from . import audit
+
+        with audit.acting_as(cli_user(), "cli"):
+            return command(*args, **kwargs)
+    return wrapper
+
+
 SAMPLE_EVENT = json.dumps({"id": "evt-1001", "type": "partial", "order": {
     "orderId": 104233, "customerId": 55821, "campaignId": 259, "campaignName": "Test Lander",
     "firstName": "Jane", "emailAddress": "jane@example.com", "orderDate": "2026-11-27 14:03:22"}})
@@ -81,7 +101,7 @@ SAMPLE_EVENT = json.dumps({"id": "evt-1001", "type": "partial", "order": {
 
 def _first_start_help(host, port):
     """On first start make an admin and an intake token, and say how to use them."""
-    from . import tokens
+    from . import audit, tokens
     from .extensions import db
     from .models import IntakeToken, User
 
@@ -92,6 +112,9 @@ def _first_start_help(host, port):
         user = User(email=email)
         user.set_password(password)
         db.session.add(user)
+        db.session.flush()
+        audit.record("admin.create", "admin", user.id, email, summary="First start: the first admin",
+                     after={"email": email})
         db.session.commit()
         lines.append(f"First start: log in as {email} with password {password}")
         lines.append(f"  (make your own admin with: {command_name()} create-admin YOU@EXAMPLE.COM)")
@@ -198,13 +221,13 @@ def worker_command(burst):
 @with_appcontext
 @migrated(only_check=True)
 def cron_command():
-    """The cron scheduler: the sweeper and the daily-file tick."""
+    """The cron scheduler: the sweeper and the daily-file tick; the retention purge daily."""
     from . import jobs, queue
 
     url, name, level = _redis_url(), current_app.config["QUEUE_NAME"], current_app.config["LOG_LEVEL"]
     interval = int(current_app.config["SWEEP_INTERVAL_SECONDS"])
     queue.keep_running(lambda: queue.run_cron(url, [jobs.sweep, jobs.daily_files_tick], name, interval=interval,
-                                              logging_level=level),
+                                              logging_level=level, daily=[jobs.purge]),
                        "cron", once=True)
 
 
@@ -223,27 +246,25 @@ def migrate_command():
 @click.password_option(help="Asked for when not given.")
 @with_appcontext
 @migrated()
+@audited
 def create_admin(email, password):
-    """Create an admin, or set the password of an existing one."""
-    from .extensions import db
-    from .models import User
+    """Create an admin, or make an existing user an enabled admin with this password."""
+    from . import admins
 
-    email = email.strip().lower()
-    if "@" not in email:
-        raise click.BadParameter("not an email address", param_hint="EMAIL")
     if len(password) < 8:
         raise click.BadParameter("use at least 8 characters", param_hint="--password")
-    user = db.session.scalar(db.select(User).where(User.email == email)) or User(email=email)
-    user.set_password(password)
-    db.session.add(user)
-    db.session.commit()
-    click.echo(f"admin {email} can log in")
+    try:
+        user = admins.create_admin(email, password)
+    except admins.AdminError:
+        raise click.BadParameter("not an email address", param_hint="EMAIL") from None
+    click.echo(f"admin {user.email} can log in")
 
 
 @main.command("create-token")
 @click.argument("name")
 @with_appcontext
 @migrated()
+@audited
 def create_token(name):
     """Create an intake token; the token is printed once, alone on the last line."""
     from . import tokens
@@ -257,7 +278,7 @@ def create_token(name):
 
 @main.group("profiles")
 def profiles_group():
-    """Profiles as code: export and import the profiles JSON."""
+    """Profiles as code: export and import the profiles JSON; send a profile past events."""
 
 
 @profiles_group.command("export")
@@ -275,6 +296,7 @@ def profiles_export(output):
 @click.argument("file", type=click.File("r"))
 @with_appcontext
 @migrated()
+@audited
 def profiles_import(file):
     from . import profiles_io
 
@@ -287,6 +309,36 @@ def profiles_import(file):
     except profiles_io.ImportProblem as exc:
         raise click.ClickException(str(exc))
     click.echo(f"imported: {created} created, {updated} updated")
+
+
+REPLAY_HINTS = {"profile": "NAME", "since": "--since", "until": "--until", "customer_types": "--customer-type"}
+
+
+@profiles_group.command("replay")
+@click.argument("name")
+@click.option("--since", required=True, help="From date, YYYY-MM-DD (the profile's time zone for a daily file, else UTC).")
+@click.option("--until", required=True, help="To date, YYYY-MM-DD, included.")
+@click.option("--customer-type", "types", multiple=True,
+              help="Only this customer type of the profile's routes (repeat it); all of them when not given.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be sent; create nothing.")
+@with_appcontext
+@migrated()
+def profiles_replay(name, since, until, types, dry_run):
+    """Send past events: a delivery for each event of the range that the profile's routes match and
+    that it has not exported yet (never twice), sent after its Export Delay like a live event."""
+    from . import audit, replay
+    from .extensions import db
+    from .models import Profile
+
+    profile = db.session.scalar(db.select(Profile).where(Profile.name == name))
+    if profile is None:
+        raise click.BadParameter(f"no profile named {name!r}", param_hint="NAME")
+    try:
+        with audit.acting_as(cli_user(), "cli"):
+            result = replay.replay(profile, since, until, types, dry_run=dry_run)
+    except replay.ReplayError as exc:
+        raise click.BadParameter(str(exc), param_hint=REPLAY_HINTS[exc.field])
+    click.echo(("Dry run, nothing created: " if dry_run else "") + result.summary())
 
 
 # --- daily files ------------------------------------------------------------------------------
@@ -304,6 +356,7 @@ def files_group():
                    "(no job timeout applies; see docs/operations.md).")
 @with_appcontext
 @migrated()
+@audited
 def files_send(profile_name, day, send_here):
     """Rebuild a past day's file for every route of a profile and queue it for the workers."""
     from . import daily_files
@@ -357,3 +410,33 @@ def _file_summary(delivery):
         return f"{details.get('file_name')}: no rows, not uploaded (Send Empty Files is off)"
     return (f"{details.get('file_name')} uploaded: {details.get('rows')} rows, {details.get('bytes')} bytes, "
             f"sha256 {details.get('sha256')} (delivery {delivery.id})")
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+@main.command("purge")
+@click.option("--dry-run", is_flag=True, help="Count what would be purged; change nothing.")
+@click.option("--days", type=click.IntRange(min=0), default=None,
+              help="Keep this many days of personal data (default: RETENTION_DAYS; 0 keeps it forever).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Rows per transaction: smaller holds the database for less time.")
+@with_appcontext
+@migrated()
+def purge_command(dry_run, days, batch_size):
+    """Purge personal data older than RETENTION_DAYS (the daily cron job does the same)."""
+    from . import audit, retention
+    from .models import utcnow
+
+    days = current_app.config["RETENTION_DAYS"] if days is None else days
+    try:
+        retention.check_days(days)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="RETENTION_DAYS")
+    if days == 0:
+        click.echo("retention is 0 days: personal data is kept forever, nothing to purge")
+        return
+    with audit.acting_as(cli_user(), "cli"):
+        counts = retention.purge(utcnow(), days, batch_size=batch_size, dry_run=dry_run)
+    verb = "would purge" if dry_run else "purged"
+    click.echo(f"{verb} personal data older than {days} days: {counts.events} events, {counts.attempts} attempts, "
+               f"{counts.customers} customers")

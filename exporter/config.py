@@ -47,6 +47,10 @@ class Defaults:
     SEND_THREADS = 64
     DRAIN_SECONDS = 30
     FILES_DIR = None  # None: instance/files
+    # Personal data of events (the order, the card number) and attempts (bodies, headers, the
+    # target's query string) older than this many days is purged by a daily cron job (and by
+    # `exporter purge`); deliveries keep status, times and counts. 0 keeps it forever.
+    RETENTION_DAYS = 90
     # RQ's log level in `exporter worker` and `exporter cron` (`exporter run` sets WARNING unless --verbose).
     LOG_LEVEL = "INFO"
     # /healthz fails when a due delivery has waited longer than this.

@@ -25,7 +25,7 @@ from flask import current_app
 from sqlalchemy import DateTime, Integer, Text, func, insert, literal, null, select
 from sqlalchemy.exc import IntegrityError
 
-from . import mapping, schedule, security, sending
+from . import audit, mapping, schedule, security, sending
 from .export_types import DAILY_FILE, DEFAULT_SEND_AT, Batch, csv_writer, neutralised
 from .extensions import db
 from .models import Delivery, Event, FileRow, HistoryEntry, Profile, utcnow
@@ -264,6 +264,11 @@ def rerun(profile, day, enqueue=True, now=None):
             # The file is made again from every row of the day: none is late any more.
             delivery.details = _without_late_rows(delivery)
             queued.append(delivery)
+    db.session.flush()
+    audit.record("file.rerun", "profile", profile.id, profile.name, profile_id=profile.id,
+                 summary=f"Re-run of the file of {day.isoformat()}: {len(queued)} file(s) queued",
+                 after={"date": day.isoformat(), "deliveries": [d.id for d in queued],
+                        "left_alone": [d.id for d in busy]})
     db.session.commit()
     if enqueue:
         for delivery in queued:
@@ -274,8 +279,9 @@ def rerun(profile, day, enqueue=True, now=None):
 # --- sending --------------------------------------------------------------------------------
 
 def _day_rows(route_id, start, end):
+    """A day's rows: never a test order, nor an event whose personal data was purged (retention.py)."""
     return (FileRow.route_id == route_id, FileRow.occurred_at >= start, FileRow.occurred_at < end,
-            Event.is_test.is_(False))
+            Event.is_test.is_(False), Event.purged_at.is_(None))
 
 
 def rendered_rows(profile, route_id, day, renderer, yield_per=DEFAULT_YIELD_PER, carried=None):

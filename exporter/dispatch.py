@@ -10,7 +10,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import update
 
-from . import drain, schedule, workers
+from . import audit, drain, schedule, workers
 from .extensions import db
 from .models import Delivery, Event, Profile, utcnow
 from .schedule import backoff_seconds, enqueue  # noqa: F401  (the screens' and tests' names)
@@ -24,30 +24,56 @@ log = logging.getLogger(__name__)
 
 def retry_now(delivery):
     """Make a waiting or cancelled delivery due now; never one a worker is sending."""
-    if not _make_due([delivery.id]):
+    before = _state(delivery)
+    made = _make_due([delivery.id])
+    if made:
+        _record(delivery, "delivery.retry", "Retry now", before, {"status": "retrying", "due": "now"})
+    db.session.commit()
+    if not made:
         return False
     db.session.refresh(delivery)
     schedule.wake()
     return True
 
 
-def retry_all(deliveries):
-    """Retry now for many: one statement and one wake-up, however many."""
+def retry_all(deliveries, profile=None):
+    """Retry now for many: one statement and one wake-up, however many. One audit entry on the
+    profile (given, or the deliveries' own when they share one) says how many."""
     count = _make_due([d.id for d in deliveries])
+    profile_ids = {d.profile_id for d in deliveries}
+    profile_id = profile.id if profile else (profile_ids.pop() if len(profile_ids) == 1 else None)
+    if count:
+        name = profile.name if profile else (deliveries[0].profile.name if profile_id else "")
+        audit.record("delivery.retry_all", "profile", profile_id, name, profile_id=profile_id,
+                     summary=f"Retry all: {count} retrying deliveries sent again now", after={"count": count})
+    db.session.commit()
     if count:
         schedule.wake()
     return count
 
 
 def _make_due(ids):
+    """Make due now; the caller commits."""
     if not ids:
         return 0
+    # An event whose personal data was purged has nothing left to send.
+    purged = db.exists().where(Event.id == Delivery.event_id, Event.purged_at.is_not(None))
     result = db.session.execute(
-        update(Delivery).where(Delivery.id.in_(ids), Delivery.status.in_((*Delivery.WAITING, "cancelled")))
+        update(Delivery).where(Delivery.id.in_(ids), Delivery.status.in_((*Delivery.WAITING, "cancelled")),
+                               ~purged)
         .values(status="retrying", due_at=utcnow(), cancel_reason="")
         .execution_options(synchronize_session=False))
-    db.session.commit()
     return result.rowcount
+
+
+def _state(delivery):
+    return {"status": delivery.status, "due_at": delivery.due_at.isoformat() if delivery.due_at else None,
+            "attempts": delivery.attempt_count, "cancel_reason": delivery.cancel_reason or ""}
+
+
+def _record(delivery, action, summary, before, after):
+    audit.record(action, "delivery", delivery.id, f"#{delivery.id} of {delivery.profile.name!r}",
+                 profile_id=delivery.profile_id, summary=summary, before=before, after=after)
 
 
 def cancel_waiting(delivery, reason):
@@ -63,7 +89,11 @@ def cancel_waiting(delivery, reason):
 
 
 def cancel(delivery, reason):
+    """An admin's cancel (with its audit entry); the sale's cancel of converted partials is cancel_waiting."""
+    before = _state(delivery)
     cancelled = cancel_waiting(delivery, reason)
+    if cancelled:
+        _record(delivery, "delivery.cancel", f"Cancelled: {reason}", before, _state(delivery))
     db.session.commit()
     return cancelled
 

@@ -50,3 +50,13 @@ def daily_files_tick():
         from . import daily_files
 
         return daily_files.tick()
+
+
+def purge():
+    """The daily retention purge: RETENTION_DAYS of personal data kept, older erased (0: kept forever)."""
+    with app_context() as app:
+        from . import audit, retention
+        from .models import utcnow
+
+        with audit.acting_as("system", "cron"):
+            return vars(retention.purge(utcnow(), app.config["RETENTION_DAYS"]))

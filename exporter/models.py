@@ -17,6 +17,9 @@ def utcnow():
 # All datetimes are naive UTC in the database: one rule for SQLite and PostgreSQL.
 UTC = DateTime(timezone=False)
 
+ROLE_ADMIN, ROLE_VIEWER = "admin", "viewer"
+ROLES = (ROLE_ADMIN, ROLE_VIEWER)
+
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
@@ -27,9 +30,28 @@ class User(UserMixin, db.Model):
     session_token: Mapped[str] = mapped_column(String(64), default=lambda: secrets.token_urlsafe(32),
                                                server_default="")
     created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+    # "admin" changes everything; "viewer" reads everything and changes nothing (web/__init__.py).
+    role: Mapped[str] = mapped_column(String(20), default=ROLE_ADMIN, server_default=ROLE_ADMIN)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTC)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTC)
+    # The one live set-password link (invite or reset), kept only as a hash; used once.
+    password_link_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    password_link_expires_at: Mapped[datetime | None] = mapped_column(UTC)
 
     def get_id(self):
         return f"{self.id}:{self.session_token}"
+
+    @property
+    def is_admin(self):
+        return self.role == ROLE_ADMIN
+
+    @property
+    def status(self):
+        if self.disabled_at:
+            return "disabled"
+        if self.password_hash:
+            return "active"
+        return "reset" if self.last_login_at else "invited"  # waiting for the set-password link
 
     def end_sessions(self):
         self.session_token = secrets.token_urlsafe(32)
@@ -39,7 +61,10 @@ class User(UserMixin, db.Model):
         self.end_sessions()
 
     def check_password(self, password):
-        return check_password_hash(self.password_hash, password)
+        """False for an invited user (no password yet) and a disabled one (after the same hashing work)."""
+        if not self.password_hash:
+            return False
+        return check_password_hash(self.password_hash, password) and not self.disabled_at
 
 
 class IntakeToken(db.Model):
@@ -76,6 +101,15 @@ class Profile(db.Model):
     pci_documented: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     skip_converted_partials: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The send window (windows.py): days ("mon,tue,..."), From and To in minutes after midnight
+    # (To at or before From: overnight), in window_time_zone; no From/To: any time.
+    window_days: Mapped[str] = mapped_column(String(30), default="", server_default="")
+    window_start: Mapped[int | None] = mapped_column(Integer)
+    window_end: Mapped[int | None] = mapped_column(Integer)
+    # The window's zone, and the daily cap's: its days are this zone's days.
+    window_time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    daily_cap: Mapped[int | None] = mapped_column(Integer)  # None: no cap
+    over_cap: Mapped[str] = mapped_column(String(10), default="wait", server_default="wait")  # or "skip"
     created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTC, default=utcnow, onupdate=utcnow)
 
@@ -124,6 +158,9 @@ class Customer(db.Model):
     last_name: Mapped[str] = mapped_column(String(120), default="")
     phone: Mapped[str] = mapped_column(String(40), default="")
     created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+    # "Forget this customer" (a data-subject request): when, and by whom (an admin's email).
+    forgotten_at: Mapped[datetime | None] = mapped_column(UTC)
+    forgotten_by: Mapped[str] = mapped_column(String(255), default="", server_default="")
 
     @property
     def name(self):
@@ -144,6 +181,8 @@ class Event(db.Model):
     order: Mapped[dict] = mapped_column(JSON, default=dict)  # no cardNumber, no CVV
     card_number: Mapped[str | None] = mapped_column(Text)  # encrypted
     is_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Its personal data erased (retention.py): the order cut to what the screens need, no card.
+    purged_at: Mapped[datetime | None] = mapped_column(UTC)
 
     customer: Mapped[Customer | None] = relationship()
 
@@ -175,6 +214,8 @@ class Delivery(db.Model):
     last_error: Mapped[str] = mapped_column(Text, default="")
     target: Mapped[str] = mapped_column(String(255), default="")  # host, for the dashboard
     details: Mapped[dict] = mapped_column(JSON, default=dict)  # file name, rows, bytes, checksum
+    # Why a claim put it back to wait (its send window closed, its profile's daily cap reached).
+    waiting_reason: Mapped[str] = mapped_column(String(255), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTC, default=utcnow, onupdate=utcnow)
 
@@ -204,6 +245,8 @@ class Attempt(db.Model):
     response_body: Mapped[str] = mapped_column(Text, default="")
     elapsed_ms: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str] = mapped_column(Text, default="")
+    # Its bodies, headers and the target's query string erased (retention.py).
+    purged_at: Mapped[datetime | None] = mapped_column(UTC)
 
     delivery: Mapped[Delivery | None] = relationship(back_populates="attempts")
 
@@ -263,6 +306,16 @@ class Worker(db.Model):
     name: Mapped[str] = mapped_column(String(120), primary_key=True)  # "hostname:pid"
     started_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
     seen_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+
+
+class SendCount(db.Model):
+    """How many sends a profile with a daily cap was granted on a day of its time zone: the claim
+    takes its grants with one conditional UPDATE, so workers together never pass the cap."""
+    __tablename__ = "send_counts"
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[datetime] = mapped_column(Date, primary_key=True)
+    sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_grant: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the last UPDATE's grant
 
 
 class AuditEntry(db.Model):

@@ -1,13 +1,15 @@
 """Export profiles: the rules a profile keeps, whichever door it comes through (the edit
 page, the profiles JSON, the CLI), what it would send for the sample order, and how it is
 deleted. No Flask web parts here: web/ and profiles_io.py both call this module."""
+import hashlib
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 
+from sqlalchemy import inspect as sa_inspect
 from werkzeug.datastructures import MultiDict
 
-from . import catalog, customer_types, dispatch, mapping, security
+from . import audit, catalog, customer_types, dispatch, mapping, security
 from .extensions import db
 from .models import Profile
 
@@ -166,6 +168,59 @@ def sample(cls, settings, mappings):
 def delete(profile):
     """Delete a profile with what hangs on it: the schema's ON DELETE rules (SQLite's foreign
     keys are on) remove its mappings, routes, deliveries, attempts and file rows, and unlink
-    the history messages, which stay."""
+    the history messages, which stay. The audit entry keeps what the profile was."""
+    record_change("profile.delete", profile, snapshot(profile), f"Profile {profile.name!r} deleted", deleted=True)
     db.session.execute(db.delete(Profile).where(Profile.id == profile.id))
     db.session.commit()
+
+
+# --- the audit log ----------------------------------------------------------------------------
+
+# Ids and times say nothing an admin changed: a snapshot leaves them out.
+SNAPSHOT_SKIPS = ("id", "created_at", "updated_at")
+# Under this key a snapshot carries digests of the stored secrets (never stored in the log): an
+# entry can then say that a secret changed without showing either value.
+_SECRET_DIGESTS = "_secret_digests"
+
+
+def snapshot(profile):
+    """The profile as its audit entries show it: every column (so a field a later feature adds
+    shows too), the settings with secrets masked, the mappings in order and the routes."""
+    cls = dispatch.registry().get(profile.export_type)
+    # An empty setting says what a missing one says: the first save of a form fills them in.
+    settings = {k: v for k, v in (profile.settings or {}).items() if v not in (None, "")}
+    data = {c.key: _plain(getattr(profile, c.key)) for c in sa_inspect(Profile).column_attrs
+            if c.key not in SNAPSHOT_SKIPS}
+    data["settings"] = audit.masked(settings, cls.secret_settings if cls else ())
+    data["mappings"] = [{key: getattr(m, key) or "" for key in MAPPING_KEYS}
+                        for m in sorted(profile.mappings, key=lambda m: m.position if m.position is not None else 1e9)]
+    data["routes"] = [{"customer_types": list(r.customer_types or []), "campaigns": list(r.campaigns or []),
+                       "products": list(r.products or [])} for r in profile.routes]
+    data[_SECRET_DIGESTS] = {k: hashlib.sha256(str(v).encode()).hexdigest() for k, v in settings.items()
+                             if data["settings"].get(k) == security.MASK}
+    return data
+
+
+def _plain(value):
+    value = jsonable(value)
+    if isinstance(value, time):
+        return value.isoformat()
+    return value if value is None or isinstance(value, (str, int, float, bool, list, dict)) else str(value)
+
+
+def record_change(action, profile, before, summary="", deleted=False):
+    """Add the audit entry of a change to the profile (before: its snapshot() before the change,
+    None for a new profile); the caller commits. Nothing is recorded when nothing changed."""
+    before = dict(before) if before else None
+    after = None if deleted else snapshot(profile)
+    old = before.pop(_SECRET_DIGESTS, {}) if before else {}
+    new = after.pop(_SECRET_DIGESTS, {}) if after else {}
+    changed_secrets = sorted(k for k in new if old.get(k) != new[k]) if before and after else []
+    if before is not None and before == after and not changed_secrets:
+        return None
+    if changed_secrets:
+        summary = f"{summary}; new secret: {', '.join(changed_secrets)}".lstrip("; ")
+    if profile.id is None:
+        db.session.flush()  # the new profile's id names the entry
+    return audit.record(action, action.split(".")[0], profile.id, profile.name, profile_id=profile.id,
+                        summary=summary, before=before, after=after)

@@ -4,11 +4,12 @@ Import checks the whole file before it changes anything, then creates or updates
 profile by name in one transaction. Each value is checked as the edit page checks it:
 a problem names the profile and the field, and nothing is stored.
 """
-from . import mapping, security
+from . import mapping, security, windows
 from .extensions import db
 from .models import FieldMapping, Profile, Route
 from .profiles import (DELAY_MESSAGE, FLAGS, MAPPING_KEYS, MAPPING_MAX_LENGTHS, MAX_DELAY_MINUTES, NAME_MAX_LENGTH,
-                       check_route, filled_settings_form, merge_secrets, sensitive_problem, settings_from_form)
+                       check_route, filled_settings_form, merge_secrets, record_change, sensitive_problem,
+                       settings_from_form, snapshot)
 
 VERSION = 1
 
@@ -30,12 +31,23 @@ def export_profile(profile, registry):
         "name": profile.name, "export_type": profile.export_type, "active": profile.active,
         "delay_minutes": profile.delay_minutes, "pci_documented": profile.pci_documented,
         "skip_converted_partials": profile.skip_converted_partials,
+        **export_window(profile),
         "settings": {**{k: v for k, v in (profile.settings or {}).items() if k not in secret}, **masked},
         "mappings": [{k: getattr(m, k) for k in MAPPING_KEYS if getattr(m, k) or k in ("export_name", "field")}
                      for m in profile.mappings],
         "routes": [{"customer_types": list(r.customer_types), "campaigns": list(r.campaigns),
                     "products": list(r.products)} for r in profile.routes],
     }
+
+
+def export_window(profile):
+    """The send window (null: any time), its time zone, the daily cap (null: none)."""
+    window = None
+    if profile.window_start is not None and profile.window_end is not None:
+        window = {"days": [d for d in (profile.window_days or "").split(",") if d],
+                  "from": windows.format_time(profile.window_start), "to": windows.format_time(profile.window_end)}
+    return {"send_window": window, "time_zone": profile.window_time_zone or "UTC",
+            "daily_cap": profile.daily_cap, "over_cap": profile.over_cap or "wait"}
 
 
 def export_all(registry=None):
@@ -57,6 +69,7 @@ def check_profile(data, registry):
         raise ImportProblem(name, "export_type", f"export type {data.get('export_type')!r} is not installed")
     profile = {"name": name.strip(), "export_type": cls.key, "delay_minutes": _checked_delay(name, data)}
     profile.update(_checked_flags(name, data))
+    profile.update(_checked_window(name, data))
     profile["settings"], profile["secrets"] = _checked_settings(name, cls, data.get("settings"))
     target = security.target_setting_problem(profile["settings"], _allow_private_targets())
     if target:
@@ -100,6 +113,56 @@ def _checked_flags(name, data):
         if not isinstance(value, bool):
             raise ImportProblem(name, flag, f"must be true or false, not {value!r}")
     return flags
+
+
+# The JSON's names for the window's columns, in the problems it reports.
+WINDOW_KEYS = {"window_days": "send_window.days", "window_start": "send_window.from", "window_end": "send_window.to"}
+WINDOW_SHAPE = 'must be {"days": ["mon", ...], "from": "HH:MM", "to": "HH:MM"}, or null for no send window'
+
+
+def _checked_window(name, data):
+    """The send window, time zone, daily cap and what happens over it, as the profile's columns."""
+    checked = {"window_days": "", "window_start": None, "window_end": None}
+    window = data.get("send_window")
+    if window is not None:
+        if not isinstance(window, dict):
+            raise ImportProblem(name, "send_window", WINDOW_SHAPE)
+        checked.update(_checked_window_times(name, window))
+    zone = data.get("time_zone", "UTC")
+    try:
+        checked["window_time_zone"] = windows.zone(zone).key
+    except ValueError as exc:
+        raise ImportProblem(name, "time_zone", str(exc))
+    cap = data.get("daily_cap")
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= windows.MAX_DAILY_CAP):
+        raise ImportProblem(name, "daily_cap", windows.CAP_MESSAGE)
+    over = data.get("over_cap", "wait")
+    if over not in windows.OVER_CAP:
+        raise ImportProblem(name, "over_cap", f'must be "wait" or "skip", not {over!r}')
+    return {**checked, "daily_cap": cap, "over_cap": over}
+
+
+def _checked_window_times(name, window):
+    days = window.get("days", list(windows.DAYS))
+    if not isinstance(days, list) or not all(isinstance(d, str) for d in days):
+        raise ImportProblem(name, "send_window.days", f"must be a list of days: {', '.join(windows.DAYS)}")
+    checked = {}
+    try:
+        checked["window_days"] = windows.parse_days(days)
+    except ValueError as exc:
+        raise ImportProblem(name, "send_window.days", str(exc))
+    for key, column in (("from", "window_start"), ("to", "window_end")):
+        try:
+            checked[column] = windows.parse_time(window.get(key)) if isinstance(window.get(key), str) else None
+        except ValueError as exc:
+            raise ImportProblem(name, f"send_window.{key}", str(exc))
+        if checked[column] is None:
+            raise ImportProblem(name, f"send_window.{key}", windows.TIME_MESSAGE)
+    problems = windows.check(checked["window_days"], checked["window_start"], checked["window_end"])
+    if problems:
+        column, message = next(iter(problems.items()))
+        raise ImportProblem(name, WINDOW_KEYS[column], message)
+    return checked
 
 
 def _object(name, field, value):
@@ -190,7 +253,9 @@ def check_file(data, registry):
 
 
 def import_all(data, registry=None, secret_key=None):
-    """Create or update each profile by name; nothing changes unless the whole file is valid."""
+    """Create or update each profile by name; nothing changes unless the whole file is valid.
+    Each profile created or changed gets a profile.import audit entry (the upload and the CLI
+    name who acts with audit.acting_as)."""
     from flask import current_app
 
     registry = registry or current_app.extensions["export_types"]
@@ -198,6 +263,7 @@ def import_all(data, registry=None, secret_key=None):
     created = updated = 0
     for checked in check_file(data, registry):
         profile = db.session.scalar(db.select(Profile).where(Profile.name == checked["name"]))
+        before = snapshot(profile) if profile is not None else None
         if profile is None:
             profile = Profile(name=checked["name"])
             db.session.add(profile)
@@ -205,6 +271,8 @@ def import_all(data, registry=None, secret_key=None):
         else:
             updated += 1
         _apply(profile, checked, registry.get(checked["export_type"]), secret_key)
+        record_change("profile.import", profile, before,
+                      "Created by the profiles JSON" if before is None else "Updated by the profiles JSON")
     db.session.commit()
     return created, updated
 
@@ -217,5 +285,7 @@ def _apply(profile, checked, cls, secret_key):
     profile.delay_minutes = checked["delay_minutes"]
     for flag in FLAGS:
         setattr(profile, flag, checked[flag])
+    for column in windows.COLUMNS:
+        setattr(profile, column, checked[column])
     profile.mappings = [FieldMapping(position=i, **m) for i, m in enumerate(checked["mappings"])]
     profile.routes = [Route(**r) for r in checked["routes"]]

@@ -123,14 +123,29 @@ def keep_running(run, what, stopped=lambda: False, once=False):
         return
 
 
-def run_cron(url, functions, name=DEFAULT_QUEUE_NAME, interval=60, logging_level="INFO"):
-    """The cron scheduler: each job function (the sweeper, the daily-file tick) every `interval` seconds."""
+# The daily jobs' time (cron syntax, in the server's local time, as RQ reads it): the retention purge
+# runs when the night is quiet.
+DAILY_CRON = "30 3 * * *"
+DAILY_JOB_TIMEOUT_SECONDS = 6 * 3600  # a first purge of years of data may take a while
+
+
+def cron_scheduler(url, functions, name=DEFAULT_QUEUE_NAME, interval=60, logging_level="INFO", daily=()):
+    """The cron scheduler with its jobs registered: each of `functions` every `interval` seconds,
+    each of `daily` once a day at DAILY_CRON."""
     from rq.cron import CronScheduler
 
     cron = CronScheduler(connection=connect(url), logging_level=logging_level)
     for function in functions:
         cron.register(function, queue_name=name, interval=interval)
-    cron.start()
+    for function in daily:
+        cron.register(function, queue_name=name, cron=DAILY_CRON, job_timeout=DAILY_JOB_TIMEOUT_SECONDS)
+    return cron
+
+
+def run_cron(url, functions, name=DEFAULT_QUEUE_NAME, interval=60, logging_level="INFO", daily=()):
+    """The cron scheduler: each job function (the sweeper, the daily-file tick) every `interval`
+    seconds, each daily one (the retention purge) once a day."""
+    cron_scheduler(url, functions, name, interval, logging_level, daily).start()
 
 
 # --- embedded Redis ----------------------------------------------------------------

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from flask import current_app
 
-from . import queue
+from . import queue, windows
 from .models import utcnow
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,8 @@ def minutes(n):
 
 
 def due_at(profile, occurred_at):
-    return occurred_at + minutes(profile.delay_minutes)
+    """After the Export Delay, and inside the profile's send window: never early."""
+    return windows.next_open(windows.of(profile), occurred_at + minutes(profile.delay_minutes))
 
 
 

@@ -1,14 +1,28 @@
 """Intake tokens: made here, stored only as a hash, shown to the admin once."""
-from . import security
+from . import audit, security
 from .extensions import db, writing
 from .models import IntakeToken, utcnow
 
 
 def create(name):
     token = security.new_token()
-    db.session.add(IntakeToken(name=name.strip() or "token", token_hash=security.hash_token(token)))
+    row = IntakeToken(name=name.strip() or "token", token_hash=security.hash_token(token))
+    db.session.add(row)
+    db.session.flush()
+    # The entry names the token, never the token itself (nor its hash).
+    audit.record("token.create", "token", row.id, row.name, summary=f"Intake token {row.name!r} created",
+                 after={"name": row.name})
     db.session.commit()
     return token
+
+
+def revoke(row):
+    """Revoke a token (once: revoking a revoked token changes nothing)."""
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        audit.record("token.revoke", "token", row.id, row.name, summary=f"Intake token {row.name!r} revoked",
+                     before={"name": row.name, "revoked": False}, after={"name": row.name, "revoked": True})
+    db.session.commit()
 
 
 LAST_USED_EVERY_SECONDS = 60

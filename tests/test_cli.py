@@ -35,6 +35,24 @@ def test_create_admin_refuses_a_bad_email_or_short_password(app):
     assert db.session.query(User).count() == 0
 
 
+def test_create_admin_makes_a_disabled_viewer_an_enabled_admin_and_kills_their_link(app):
+    from exporter import admins
+    from exporter.models import AuditEntry
+
+    user, token = admins.invite("viewer@example.com", "viewer")
+    user.disabled_at = user.created_at
+    db.session.commit()
+    result = app.test_cli_runner().invoke(args=["create-admin", "viewer@example.com", "--password", "back in 123"])
+    assert result.exit_code == 0, result.output
+    db.session.refresh(user)
+    assert (user.role, user.status, user.password_link_hash) == ("admin", "active", None)
+    assert user.check_password("back in 123")
+    with pytest.raises(admins.LinkDead):
+        admins.user_for_link(token)
+    entry = db.session.scalars(db.select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+    assert (entry.action, entry.before["role"], entry.after["role"]) == ("admin.password", "viewer", "admin")
+
+
 def test_create_token_prints_the_token_alone_on_the_last_line(app):
     result = app.test_cli_runner().invoke(args=["create-token", "konnektive"])
     assert result.exit_code == 0
@@ -122,3 +140,109 @@ def test_a_worker_on_a_fresh_database_says_to_migrate(tmp_path):
     assert result.returncode == 1
     assert "the database is not migrated yet: run `exporter migrate` first" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- profiles replay ----------------------------------------------------------------------------
+
+def _replay(app, *args):
+    return app.test_cli_runner().invoke(args=["profiles", "replay", *args])
+
+
+def test_profiles_replay_dry_run_counts_then_replay_sends_once(app, post_events):
+    import getpass
+    from datetime import date, timedelta
+
+    from exporter.models import AuditEntry, Delivery
+
+    from .factories import event
+
+    yesterday = (date.today() - timedelta(days=1)).isoformat()
+    post_events({"events": [event(f"e{i}", customerId=i + 1, orderId=i + 1, occurred_at=f"{yesterday}T10:00:00Z")
+                            for i in range(3)]})
+    make_profile(url="http://127.0.0.1:9/p")
+    rng = ["--since", yesterday, "--until", date.today().isoformat()]
+    result = _replay(app, "Call center partials", *rng, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Dry run, nothing created: 3 event(s) match; 0 already exported;")
+    assert "3 will be sent." in result.output
+    assert db.session.scalar(db.select(db.func.count()).select_from(Delivery)) == 0
+    result = _replay(app, "Call center partials", *rng, "--customer-type", "partial")
+    assert result.exit_code == 0, result.output
+    assert "3 delivery(ies) created." in result.output
+    assert "0 delivery(ies) created." in _replay(app, "Call center partials", *rng).output  # never twice
+    entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "profile.replay")).first()
+    assert (entry.actor, entry.via) == (f"cli:{getpass.getuser()}", "cli")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["Nobody", "--since", "2026-01-01", "--until", "2026-01-02"], "Invalid value for NAME: no profile named 'Nobody'"),
+    (["Call center partials", "--since", "2026-01-05", "--until", "2026-01-02"],
+     "Invalid value for --until: To date 2026-01-02 is before From date 2026-01-05"),
+    (["Call center partials", "--since", "5 Jan", "--until", "2026-01-02"],
+     "Invalid value for --since: '5 Jan' is not a date as YYYY-MM-DD"),
+    (["Call center partials", "--since", "2020-01-01", "--until", "2026-01-02"],
+     "Invalid value for --until: at most 366 days at a time"),
+    (["Call center partials", "--since", "2026-01-01", "--until", "2026-01-02", "--customer-type", "sale"],
+     "Invalid value for --customer-type: 'sale' is not a customer type"),
+])
+def test_profiles_replay_refuses_bad_input_with_exit_code_2(app, args, message):
+    from exporter.models import Delivery
+
+    make_profile(url="http://127.0.0.1:9/p")
+    result = _replay(app, *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert db.session.scalar(db.select(db.func.count()).select_from(Delivery)) == 0
+def _old_delivered_event(post_events, key="evt-old", days=100):
+    """An event `days` old whose delivery was delivered: due for the retention purge."""
+    from datetime import timedelta
+
+    from exporter.models import Delivery, Event, utcnow
+
+    from .factories import event
+
+    occurred = (utcnow() - timedelta(days=days)).isoformat() + "Z"
+    assert post_events(event(key, occurred_at=occurred)).status_code == 202
+    delivery = db.session.scalars(db.select(Delivery).join(Event).where(Event.event_key == key)).one()
+    delivery.status, delivery.attempt_count = "delivered", 1
+    db.session.commit()
+    return db.session.scalars(db.select(Event).where(Event.event_key == key)).one()
+
+
+def test_purge_dry_run_prints_counts_and_changes_nothing(app, post_events):
+    make_profile()
+    old = _old_delivered_event(post_events)
+    _old_delivered_event(post_events, "evt-new", days=10)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["purge", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "would purge personal data older than 90 days: 1 events, 0 attempts, 1 customers\n"
+    db.session.refresh(old)
+    assert old.purged_at is None and old.order["firstName"] == "Jane"
+
+    result = runner.invoke(args=["purge", "--days", "5"])  # both go when 5 days are kept
+    assert result.exit_code == 0, result.output
+    assert result.output == "purged personal data older than 5 days: 2 events, 0 attempts, 1 customers\n"
+    db.session.refresh(old)
+    assert old.purged_at is not None and "firstName" not in old.order
+
+
+def test_purge_with_zero_days_keeps_everything(app, post_events):
+    make_profile()
+    old = _old_delivered_event(post_events)
+    result = app.test_cli_runner().invoke(args=["purge", "--days", "0"])
+    assert result.exit_code == 0 and "kept forever, nothing to purge" in result.output
+    db.session.refresh(old)
+    assert old.purged_at is None
+
+
+@pytest.mark.parametrize("days", ["-1", "ninety"])
+def test_purge_refuses_bad_days(app, days):
+    result = app.test_cli_runner().invoke(args=["purge", "--days", days])
+    assert result.exit_code == 2 and "--days" in result.output
+
+
+def test_purge_refuses_a_bad_retention_setting(app):
+    app.config["RETENTION_DAYS"] = -3
+    result = app.test_cli_runner().invoke(args=["purge"])
+    assert result.exit_code == 2 and "RETENTION_DAYS" in result.output and "0 or more" in result.output

@@ -241,6 +241,21 @@ def test_the_rerun_command_rebuilds_and_resends_a_past_day(app, post_events, ftp
     assert "late_rows" not in deliveries()[0].details  # the file carries it now
 
 
+def test_a_rerun_leaves_out_an_event_whose_personal_data_was_purged(app, post_events, ftp_server):
+    """Retention (issue 12): a purged event is never exported again, not in a re-run day either."""
+    from exporter import retention
+
+    profile = ftp_profile(ftp_server)
+    post_events(event("kept", occurred_at=at(DAY, 8), firstName="Kept", customerId=1))
+    post_events(event("forgotten", occurred_at=at(DAY, 9), firstName="Forgotten", customerId=2))
+    assert files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat(), "--now").exit_code == 0
+    retention.forget(db.session.scalars(db.select(Customer).where(Customer.crm_customer_id == 2)).one(), by="dpo")
+    assert files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat(), "--now").exit_code == 0
+    lines = ftp_server.files()[file_name(profile, profile.routes[0])].splitlines()
+    assert [line.split(b",")[0] for line in lines] == [b"first_name", b"Kept"]
+    assert "late_rows" not in deliveries()[0].details  # a purged row is not "late" either
+
+
 def test_a_mapping_edited_between_two_files_renders_anew(app, post_events, ftp_server):
     # Renderers are cached per mappings' content: an edit that leaves the profile's updated_at alone still counts.
     profile = ftp_profile(ftp_server)

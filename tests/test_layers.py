@@ -13,7 +13,7 @@ LAYERS = [
     {"cli"},
     {"web"},
     {"jobs", "metrics", "intake_api"},
-    {"intake", "profiles_io", "stats", "tokens", "health"},
+    {"intake", "profiles_io", "stats", "tokens", "health", "replay", "retention", "admins"},
     {"profiles"},
     {"dispatch"},
     {"drain"},
@@ -21,7 +21,7 @@ LAYERS = [
     {"sending", "schedule", "audit"},
     {"mapping", "matching", "models", "engine"},
     {"extensions", "export_types"},
-    {"customer_types", "queue", "security", "config", "supervisor"},
+    {"customer_types", "queue", "security", "config", "supervisor", "windows"},
     {"catalog"},
 ]
 ENTRY_POINTS = {"cli", "jobs", "__main__"}

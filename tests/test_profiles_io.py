@@ -123,3 +123,50 @@ def test_settings_are_stored_as_the_types_form_reads_them(app):
 def test_the_edit_pages_delay_limit_is_the_imports(app):
     imported(profile_data(delay_minutes=profiles_io.MAX_DELAY_MINUTES))
     assert db.session.scalar(db.select(Profile.delay_minutes)) == 525_600
+
+
+# --- send windows and daily caps (issue 12) ------------------------------------------------------
+
+WINDOW = {"days": ["mon", "tue", "wed", "thu", "fri"], "from": "08:00", "to": "20:00"}
+
+
+def test_the_send_window_and_daily_cap_go_out_and_come_back(app):
+    make_profile(send_window=WINDOW, time_zone="America/New_York", daily_cap=500, over_cap="skip")
+    exported = profiles_io.export_all()["profiles"][0]
+    assert {k: exported[k] for k in ("send_window", "time_zone", "daily_cap", "over_cap")} == {
+        "send_window": WINDOW, "time_zone": "America/New_York", "daily_cap": 500, "over_cap": "skip"}
+    imported({**exported, "send_window": None, "daily_cap": None})
+    profile = db.session.scalar(db.select(Profile))
+    assert (profile.window_start, profile.daily_cap, profile.window_time_zone) == (None, None, "America/New_York")
+    imported(exported)
+    assert profiles_io.export_all()["profiles"][0] == exported
+
+
+def test_a_file_without_them_has_no_window_and_no_cap(app):
+    profile = make_profile()
+    assert (profile.window_start, profile.window_end, profile.daily_cap, profile.window_time_zone,
+            profile.over_cap) == (None, None, None, "UTC", "wait")
+
+
+@pytest.mark.parametrize("change,field,message", [
+    (dict(send_window="8-20"), "send_window", '"from": "HH:MM"'),
+    (dict(send_window={**WINDOW, "from": "8am"}), "send_window.from", "HH:MM"),
+    (dict(send_window={**WINDOW, "to": None}), "send_window.to", "HH:MM"),
+    (dict(send_window={**WINDOW, "to": "25:00"}), "send_window.to", "HH:MM"),
+    (dict(send_window={**WINDOW, "to": "08:00"}), "send_window.to", "whole day"),
+    (dict(send_window={**WINDOW, "days": []}), "send_window.days", "at least one day"),
+    (dict(send_window={**WINDOW, "days": ["monday"]}), "send_window.days", "'monday' is not a day"),
+    (dict(send_window={**WINDOW, "days": "mon"}), "send_window.days", "list of days"),
+    (dict(time_zone="Eastern"), "time_zone", "not a time zone"),
+    (dict(time_zone=5), "time_zone", "not a time zone"),
+    (dict(daily_cap=0), "daily_cap", "from 1 to"),
+    (dict(daily_cap="500"), "daily_cap", "whole number"),
+    (dict(daily_cap=True), "daily_cap", "whole number"),
+    (dict(over_cap="drop"), "over_cap", '"wait" or "skip"'),
+])
+def test_a_bad_window_or_cap_names_the_field_and_stores_nothing(app, change, field, message):
+    with pytest.raises(profiles_io.ImportProblem) as problem:
+        imported(profile_data(**change))
+    assert problem.value.field == field and message in problem.value.message
+    db.session.rollback()
+    assert db.session.scalar(db.select(db.func.count()).select_from(Profile)) == 0

@@ -1,6 +1,6 @@
 """Blueprints, one module each. Every admin page needs a login; only the intake uses tokens."""
 from flask import abort
-from flask_login import login_required
+from flask_login import current_user, login_required
 from wtforms import SelectChoice
 
 
@@ -13,6 +13,36 @@ def admin_blueprint(bp):
         return None
 
     return bp
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# What a viewer may POST: their own login, logout and password. Nothing else changes for them.
+VIEWER_MAY_POST = frozenset({"auth.login", "auth.logout", "auth.change_password", "auth.set_password"})
+
+
+def can_change():
+    """The logged-in user may change things (an admin); a viewer reads only."""
+    return bool(current_user.is_authenticated and current_user.is_admin)
+
+
+def _roles(app):
+    """Viewers change nothing: every state-changing request by one is refused here, for every
+    route of every blueprint, so a new route cannot forget the check. Templates hide the
+    buttons with can_change()."""
+    from flask import jsonify, render_template, request
+
+    app.jinja_env.globals["can_change"] = can_change
+
+    @app.before_request
+    def viewers_change_nothing():
+        if request.method in SAFE_METHODS or request.endpoint in VIEWER_MAY_POST:
+            return None
+        if not current_user.is_authenticated or current_user.is_admin:
+            return None
+        message = "You are a viewer: you can read every page but change nothing. Ask an admin."
+        if request.accept_mimetypes.best == "application/json" or request.is_json:
+            return jsonify(error=message), 403
+        return render_template("errors.html", title="Not allowed", message=message), 403
 
 
 def choices(pairs):
@@ -68,14 +98,15 @@ def register_blueprints(app):
     from .security import protect
 
     protect(app)  # before the routes: the id converter applies to the rules as they are added
+    _roles(app)  # before the blueprints' own hooks: a viewer's change is refused first
     _errors(app)
     _favicon(app)
     _error_filters(app)
-    from . import (auth, catalog, customers, dashboard, deliveries, export_types, files, intake, mappings,
-                   profile_tools, profiles, routing, tokens)
+    from . import (admins, audit, auth, catalog, customers, dashboard, deliveries, export_types, files, intake,
+                   mappings, profile_tools, profiles, replay, routing, tokens)
 
     for module in (auth, dashboard, profiles, mappings, profile_tools, routing, catalog, deliveries, files, customers,
-                   tokens, export_types, intake):
+                   tokens, export_types, audit, admins, intake, replay):
         app.register_blueprint(module.bp)
     from . import health  # /healthz and /metrics: no login
 

@@ -18,8 +18,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
+from .. import admins, audit
 from ..extensions import db, limiter, login_manager
-from ..models import User
+from ..models import User, utcnow
 
 bp = Blueprint("auth", __name__)
 MIN_PASSWORD_LENGTH = 12
@@ -32,7 +33,7 @@ def load_user(session_id):
     if not user_id.isdigit() or len(user_id) > 18 or not token:
         return None
     user = db.session.get(User, int(user_id))
-    if user is None or not hmac.compare_digest(user.session_token or "", token):
+    if user is None or user.disabled_at or not hmac.compare_digest(user.session_token or "", token):
         return None
     return user
 
@@ -52,16 +53,38 @@ def end_idle_sessions():
     session["seen"] = now
 
 
+@bp.before_app_request
+def who_acts():
+    """Who the audit log names for this request's changes: the admin logged in, else the system."""
+    if current_user.is_authenticated:
+        audit.set_actor(current_user.email, "web")
+
+
+@bp.teardown_app_request
+def nobody_acts(error=None):
+    """A thread serves many requests (and a test calls code between them): the admin must not linger."""
+    audit.set_actor("system", "")
+
+
 class LoginForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired()])
     password = PasswordField("Password", validators=[DataRequired()])
 
 
-class PasswordForm(FlaskForm):
-    current_password = PasswordField("Current password", validators=[DataRequired("Type your current password")])
-    new_password = PasswordField("New password", validators=[
+def _new_password_field():
+    return PasswordField("New password", validators=[
         DataRequired("Choose a new password"),
         Length(min=MIN_PASSWORD_LENGTH, message=f"At least {MIN_PASSWORD_LENGTH} characters")])
+
+
+class SetPasswordForm(FlaskForm):
+    new_password = _new_password_field()
+    confirm = PasswordField("New password again", validators=[EqualTo("new_password", "The two passwords differ")])
+
+
+class PasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[DataRequired("Type your current password")])
+    new_password = _new_password_field()
     confirm = PasswordField("New password again", validators=[EqualTo("new_password", "The two passwords differ")])
 
     def validate_current_password(self, field):
@@ -107,14 +130,20 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         user = db.session.scalar(db.select(User).where(User.email == form.email.data.strip().lower()))
-        if user is None:
+        if user is None or not user.password_hash:  # unknown, or invited and no password yet
             check_password_hash(_decoy_hash(), form.password.data)  # as slow as a wrong password
-        elif user.check_password(form.password.data):
-            login_user(user)
-            session["seen"] = time.time()
+        elif user.check_password(form.password.data):  # False for a disabled user
+            _log_in(user)
             return redirect(safe_next(request.args.get("next")) or url_for("dashboard.index"))
         flash("Wrong email or password.", "error")
     return render_template("auth/login.html", form=form)
+
+
+def _log_in(user):
+    user.last_login_at = utcnow()
+    db.session.commit()
+    login_user(user)
+    session["seen"] = time.time()
 
 
 @bp.app_errorhandler(429)
@@ -144,9 +173,27 @@ def change_password():
     form = PasswordForm()
     if form.validate_on_submit():
         current_user.set_password(form.new_password.data)  # ends every session of this user...
+        audit.record("admin.password", "admin", current_user.id, current_user.email,
+                     summary="Changed their own password")
         db.session.commit()
         login_user(current_user._get_current_object())  # ...but this one, under the new token
         session["seen"] = time.time()
         flash("Password changed. Every other session of yours is logged out.", "success")
         return redirect(url_for("dashboard.index"))
     return render_template("auth/password.html", form=form), 422 if form.errors else 200
+
+
+@bp.route("/account/set-password/<token>", methods=["GET", "POST"])
+def set_password(token):
+    """The one-time link of an invite or a reset: choose a password, then you are logged in."""
+    try:
+        user = admins.user_for_link(token)
+    except admins.LinkDead as dead:
+        return render_template("errors.html", title="Link not valid", message=str(dead)), 404
+    form = SetPasswordForm()
+    if form.validate_on_submit():
+        user = admins.set_password_with_link(token, form.new_password.data)
+        _log_in(user)
+        flash("Password set. Welcome to Exporter.", "success")
+        return redirect(url_for("dashboard.index"))
+    return render_template("auth/set_password.html", form=form, email=user.email), 422 if form.errors else 200

@@ -1,12 +1,13 @@
-"""Customers: search, and a customer's events and history."""
+"""Customers: search, a customer's events and history, and Forget this customer."""
 import re
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from sqlalchemy import func
 from wtforms import Form, IntegerField, SearchField
 from wtforms.validators import Length, NumberRange, Optional
 
-from .. import customer_types
+from .. import customer_types, retention
 from ..extensions import db
 from ..models import Campaign, Customer, Delivery, Event, HistoryEntry
 from . import admin_blueprint
@@ -72,3 +73,31 @@ def show(customer_id):
         .order_by(HistoryEntry.created_at.desc(), HistoryEntry.id.desc())).all()
     return render_template("customers/show.html", customer=customer, events=events, campaigns=campaigns,
                            history=history, type_label=customer_types.label)
+
+
+# One rule for both methods: an id past 64 bits is then a 404 for either (two rules make it a 405).
+@bp.route("/<int:customer_id>/forget", methods=["GET", "POST"])
+def forget(customer_id):
+    """GET: the confirm step, what forgetting erases and what it keeps. POST: forget."""
+    customer = db.get_or_404(Customer, customer_id)
+    if customer.forgotten_at:
+        if request.method == "POST":
+            flash(f"Customer #{customer.id} was already forgotten.", "info")
+        return redirect(url_for(".show", customer_id=customer.id))
+    if request.method == "GET":
+        return _confirm_forget(customer)
+    try:
+        counts = retention.forget(customer, by=current_user.email)  # audited as the request's admin
+    except retention.ForgetRefused as exc:
+        flash(str(exc), "error")
+        return redirect(url_for(".forget", customer_id=customer.id))
+    flash(f"Customer #{customer.id} forgotten: personal data of {counts['events']} events erased, "
+          f"{counts['cancelled_deliveries']} waiting deliveries cancelled.", "success")
+    return redirect(url_for(".show", customer_id=customer.id))
+
+
+def _confirm_forget(customer):
+    events = db.session.scalar(db.select(func.count()).where(Event.customer_id == customer.id))
+    waiting = db.session.scalar(db.select(func.count(Delivery.id)).join(Event, Delivery.event_id == Event.id).where(
+        Event.customer_id == customer.id, Delivery.status.in_(Delivery.WAITING)))
+    return render_template("customers/forget.html", customer=customer, events=events, waiting=waiting)

@@ -8,7 +8,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from wtforms import DateField, Form, IntegerField, SearchField, SelectChoice, SelectField
 from wtforms.validators import AnyOf, Length, NumberRange, Optional, ValidationError
 
-from .. import customer_types, dispatch
+from .. import customer_types, dispatch, windows
 from ..extensions import db
 from ..models import Delivery, Event, Profile, utcnow
 from . import admin_blueprint
@@ -110,6 +110,20 @@ def sending_soon(delivery):
     return 0 <= overdue < SENDING_SOON_SECONDS
 
 
+def waiting_reason(delivery):
+    """Why a waiting delivery is not sent yet: its profile's send window is closed, or the claim
+    put it back (the window, the daily cap). "" when nothing holds it back."""
+    if delivery.status not in Delivery.WAITING:
+        return ""
+    now = utcnow()
+    if delivery.waiting_reason and delivery.due_at > now:
+        return delivery.waiting_reason
+    window = windows.of(delivery.profile)
+    if window and not windows.is_open(window, now) and windows.next_open(window, now) >= delivery.due_at:
+        return windows.waiting_for_window(window, windows.next_open(window, now))
+    return ""
+
+
 @bp.route("/<int:delivery_id>")
 def show(delivery_id):
     delivery = db.first_or_404(
@@ -117,6 +131,7 @@ def show(delivery_id):
         .options(selectinload(Delivery.attempts), joinedload(Delivery.event).joinedload(Event.customer)))
     return render_template("deliveries/show.html", delivery=delivery, type_label=customer_types.label,
                            detail_labels=DETAIL_LABELS, sending_soon=sending_soon(delivery),
+                           waiting_reason=waiting_reason(delivery),
                            export_type_label=_type_label(delivery.profile.export_type))
 
 
@@ -168,6 +183,6 @@ def retry_all(profile_id):
     profile = db.get_or_404(Profile, profile_id)
     retrying = db.session.scalars(db.select(Delivery).where(
         Delivery.profile_id == profile.id, Delivery.status == "retrying").order_by(Delivery.id)).all()
-    count = dispatch.retry_all(retrying)
+    count = dispatch.retry_all(retrying, profile)
     flash(f"{count} retrying deliveries of profile '{profile.name}' will be sent again now.", "success")
     return redirect(url_for(".index", profile=profile.id))

@@ -101,11 +101,13 @@ def _mapping_checks(form, profile):
     return ok
 
 
-def _mappings_changed(profile, order=None):
-    """Renumber (in the given order, else the list's); the profile was updated now."""
+def _mappings_changed(profile, action, before, summary, order=None):
+    """Renumber (in the given order, else the list's); the profile was updated now; the audit
+    entry (before: the profile's snapshot before the change)."""
     for i, m in enumerate(order if order is not None else profile.mappings):
         m.position = i
     profile.updated_at = utcnow()
+    profiles.record_change(action, profile, before, summary)
     db.session.commit()
 
 
@@ -119,8 +121,9 @@ def add(profile_id):
     form = MappingForm()
     if not _mapping_checks(form, profile):
         return render_edit(profile, dialog=dialog(profile, form, open_=True), status=422)
+    before = profiles.snapshot(profile)
     profile.mappings.append(FieldMapping(**form.mapping_data()))
-    _mappings_changed(profile)
+    _mappings_changed(profile, "mapping.add", before, f"Mapping {form.export_name.data!r} added")
     flash(f"Mapping {form.export_name.data!r} added.", "success")
     return _back_to_mappings(profile)
 
@@ -132,9 +135,10 @@ def edit(profile_id, mapping_id):
     form = MappingForm()
     if not _mapping_checks(form, profile):
         return render_edit(profile, dialog=dialog(profile, form, m.id, open_=True), status=422)
+    before = profiles.snapshot(profile)
     for key, value in form.mapping_data().items():
         setattr(m, key, value)
-    _mappings_changed(profile)
+    _mappings_changed(profile, "mapping.edit", before, f"Mapping {m.export_name!r} saved")
     flash(f"Mapping {m.export_name!r} saved.", "success")
     return _back_to_mappings(profile)
 
@@ -143,8 +147,9 @@ def edit(profile_id, mapping_id):
 def delete(profile_id, mapping_id):
     profile = db.get_or_404(Profile, profile_id)
     m = _mapping_or_404(profile, mapping_id)
+    before = profiles.snapshot(profile)
     profile.mappings.remove(m)
-    _mappings_changed(profile)
+    _mappings_changed(profile, "mapping.delete", before, f"Mapping {m.export_name!r} deleted")
     flash(f"Mapping {m.export_name!r} deleted.", "success")
     return _back_to_mappings(profile)
 
@@ -157,6 +162,7 @@ def move(profile_id, mapping_id, direction):
     i = items.index(m)
     j = i - 1 if direction == "up" else i + 1
     if 0 <= j < len(items):
+        before = profiles.snapshot(profile)
         items[i], items[j] = items[j], items[i]
-        _mappings_changed(profile, items)
+        _mappings_changed(profile, "mapping.move", before, f"Mapping {m.export_name!r} moved {direction}", items)
     return _back_to_mappings(profile)

@@ -5,13 +5,14 @@ import json
 import re
 
 from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from sqlalchemy.exc import SQLAlchemyError
-from wtforms import BooleanField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, IntegerField, SelectField, SelectMultipleField, StringField, widgets
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from .. import catalog, customer_types, dispatch, mapping, profiles, profiles_io, security
+from .. import audit, catalog, customer_types, dispatch, mapping, profiles, profiles_io, security, windows
 from ..extensions import db
 from ..models import Campaign, Product, Profile
 from . import admin_blueprint, choices, not_found_unless, strip
@@ -52,6 +53,74 @@ class MinutesField(IntegerField):
         self.data = int(text)
 
 
+class DaysField(SelectMultipleField):
+    """The send window's days as checkboxes; stored as "mon,tue,..." (none stored: every day ticked)."""
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+    def process_data(self, value):
+        self.data = value.split(",") if isinstance(value, str) and value else list(windows.DAYS)
+
+
+class TimeOfDayField(StringField):
+    """HH:MM, kept as minutes after midnight; empty is None."""
+
+    def process_formdata(self, valuelist):
+        text = valuelist[0].strip() if valuelist else ""
+        self.data = None
+        if text:
+            self.data = windows.parse_time(text)  # its ValueError is the error beside the field
+
+    def _value(self):
+        return self.raw_data[0] if self.raw_data else windows.format_time(self.data)
+
+
+class CapField(StringField):
+    """A whole number of sends a day, or empty for no cap."""
+
+    def process_formdata(self, valuelist):
+        text = valuelist[0].strip() if valuelist else ""
+        self.data = None
+        if text:
+            if not re.fullmatch(r"[0-9]+", text) or not 1 <= int(text) <= windows.MAX_DAILY_CAP:
+                raise ValueError(windows.CAP_MESSAGE)
+            self.data = int(text)
+
+    def _value(self):
+        return self.raw_data[0] if self.raw_data else ("" if self.data is None else str(self.data))
+
+
+def time_zone_name(form, field):
+    try:
+        windows.zone(field.data)
+    except ValueError as exc:
+        raise ValidationError(str(exc))
+
+
+class WindowFields:
+    """General Settings' Send Window and Daily Cap (issue 12)."""
+    window_days = DaysField("Days", choices=choices(windows.DAY_LABELS.items()))
+    window_start = TimeOfDayField("From", description="HH:MM; empty From and To: any time")
+    window_end = TimeOfDayField("To", description="HH:MM; at or before From: the window ends the next day")
+    window_time_zone = StringField("Time Zone", default="UTC", filters=[strip], validators=[time_zone_name],
+                                   description="The window's and the daily cap's, e.g. America/New_York")
+    daily_cap = CapField("Daily Cap", description="At most this many exports a day; empty: no cap")
+    over_cap = SelectField("Over the cap", choices=choices(windows.OVER_CAP.items()), default="wait")
+
+    def validate_window(self):
+        """The window's fields together: both times or neither, a day, not a whole day."""
+        if self.window_start.errors or self.window_end.errors:
+            return False
+        problems = windows.check(self.window_days.data, self.window_start.data, self.window_end.data)
+        for name, message in problems.items():
+            self[name].errors.append(message)
+        return not problems
+
+    def window_columns(self):
+        return {"window_days": windows.parse_days(self.window_days.data or []),
+                **{name: self[name].data for name in windows.COLUMNS if name != "window_days"}}
+
+
 class NewProfileForm(FlaskForm):
     name = StringField("Profile Name", filters=[strip], validators=[
         DataRequired("Profile Name is required"), Length(max=profiles.NAME_MAX_LENGTH), unique_profile_name])
@@ -63,7 +132,7 @@ class NewProfileForm(FlaskForm):
         self.export_type.choices = choices(dispatch.registry().choices())
 
 
-class GeneralForm(NewProfileForm):
+class GeneralForm(WindowFields, NewProfileForm):
     """General Settings without the type's own fields (those are the type's settings_form)."""
     delay_minutes = MinutesField("Export Delay (minutes)", default=0,
                                  description="How long after the event the export is sent.")
@@ -76,6 +145,10 @@ class GeneralForm(NewProfileForm):
     def __init__(self, *args, mappings=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.mappings = mappings
+
+    def validate(self, extra_validators=None):
+        valid = super().validate(extra_validators)
+        return self.validate_window() and valid
 
     def validate_pci_documented(self, field):
         problem = None if field.data else profiles.sensitive_problem(self.mappings, False)
@@ -142,6 +215,7 @@ def create():
     profile = Profile(name=form.name.data, export_type=cls.key, settings=defaults, delay_minutes=0,
                       pci_documented=False, active=True, skip_converted_partials=True)
     db.session.add(profile)
+    profiles.record_change("profile.create", profile, None, f"Profile {profile.name!r} created")
     db.session.commit()
     flash(f"Profile {profile.name!r} created: now set its {cls.label} settings and field mappings.", "success")
     return redirect(url_for(".edit", profile_id=profile.id))
@@ -165,7 +239,8 @@ def upload():
             problem = f"Not a JSON file: {exc}"
         else:
             try:
-                created, updated = profiles_io.import_all(data, dispatch.registry())
+                with audit.acting_as(current_user.email, "upload"):
+                    created, updated = profiles_io.import_all(data, dispatch.registry())
             except profiles_io.ImportProblem as exc:
                 problem = str(exc)
             except SQLAlchemyError as exc:
@@ -237,6 +312,7 @@ def edit(profile_id):
     settings_ok = settings_form is not None and validate_settings(settings_form, cls, stored, type_changed)
     if not (general_ok and settings_ok):
         return render_edit(profile, general=general, settings_form=settings_form, status=422)
+    before = profiles.snapshot(profile)
     profile.settings = settings_to_store(cls, settings_form, stored, type_changed)
     profile.name = general.name.data
     profile.export_type = cls.key
@@ -244,6 +320,9 @@ def edit(profile_id):
     profile.pci_documented = general.pci_documented.data
     profile.active = general.active.data
     profile.skip_converted_partials = general.skip_converted_partials.data
+    for column, value in general.window_columns().items():
+        setattr(profile, column, value)
+    profiles.record_change("profile.update", profile, before, "General Settings saved")
     db.session.commit()
     flash("General Settings saved.", "success")
     return redirect(url_for(".edit", profile_id=profile.id))

@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from wtforms import SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length
 
-from .. import customer_types, profiles
+from .. import audit, customer_types, profiles
 from ..extensions import db
 from ..models import Campaign, Product, Profile, Route
 from . import admin_blueprint, choices, not_found_unless, strip
@@ -101,7 +101,9 @@ def new_route(profile_id):
     if request.method == "POST":
         route = _route_from_form(form)
         if route is not None:
+            before = profiles.snapshot(profile)
             profile.routes.append(Route(**route))
+            profiles.record_change("route.add", profile, before, "Route added")
             db.session.commit()
             flash("Route added.", "success")
             return _back_to_routing(profile)
@@ -124,8 +126,10 @@ def edit_route(profile_id, route_id):
     data = _route_from_form(form)
     if data is None:
         return _render_route_form(profile, form, route, status=422)
+    before = profiles.snapshot(profile)
     route.customer_types, route.campaigns, route.products = (
         data["customer_types"], data["campaigns"], data["products"])
+    profiles.record_change("route.edit", profile, before, "Route saved")
     db.session.commit()
     flash("Route saved.", "success")
     return _back_to_routing(profile)
@@ -135,7 +139,9 @@ def edit_route(profile_id, route_id):
 def delete_route(profile_id, route_id):
     profile = db.get_or_404(Profile, profile_id)
     route = _route_or_404(profile, route_id)
+    before = profiles.snapshot(profile)
     profile.routes.remove(route)
+    profiles.record_change("route.delete", profile, before, "Route deleted")
     db.session.commit()
     flash("Route deleted.", "success")
     return _back_to_routing(profile)
@@ -187,6 +193,8 @@ def _add(model, noun):
     crm_id = form.checked_id(model)
     if valid and crm_id is not None:
         db.session.add(model(id=crm_id, name=form.name.data))
+        audit.record(f"{noun.lower()}.add", noun.lower(), crm_id, form.name.data,
+                     summary=f"{noun} {crm_id} added", after={"id": crm_id, "name": form.name.data})
         try:
             db.session.commit()
         except IntegrityError:  # the CRM's intake added the same id a moment ago

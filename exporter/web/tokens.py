@@ -6,7 +6,7 @@ from wtforms.validators import DataRequired, Length
 
 from .. import tokens
 from ..extensions import db
-from ..models import IntakeToken, utcnow
+from ..models import IntakeToken
 from . import admin_blueprint
 
 bp = admin_blueprint(Blueprint("tokens", __name__, url_prefix="/tokens"))
@@ -29,7 +29,6 @@ def index():
 @bp.route("/<int:token_id>/revoke", methods=["POST"])
 def revoke(token_id):
     row = db.session.get(IntakeToken, token_id) or abort(404)
-    row.revoked_at = row.revoked_at or utcnow()
-    db.session.commit()
+    tokens.revoke(row)
     flash(f"Token {row.name!r} revoked.", "success")
     return redirect(url_for(".index"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exporter.extensions import db
-from exporter.models import Customer, Delivery
+from exporter.models import AuditEntry, Customer, Delivery
 
 from .. import chromium
 from ..factories import event, make_profile
@@ -61,13 +61,17 @@ def a_busy_day(app, post_events, receiver, run_jobs):
     retrying = db.session.scalars(db.select(Delivery).where(Delivery.status == "retrying")).one()
     customer = db.session.scalars(db.select(Customer)).one()
     route = good.routes[0]
+    entry = db.session.scalars(db.select(AuditEntry).order_by(AuditEntry.id.desc())).first()
     return {
         "dashboard": "/", "profiles": "/profiles/", "profile": f"/profiles/{good.id}",
         "mapping-dialog": f"/profiles/{good.id}?mapping=new", "route": f"/profiles/{good.id}/routes/{route.id}",
         "campaigns": "/campaigns", "fields": "/fields/", "deliveries": "/deliveries/",
         "delivery": f"/deliveries/{delivered.id}", "failed-delivery": f"/deliveries/{retrying.id}",
-        "customers": "/customers/", "customer": f"/customers/{customer.id}", "tokens": "/tokens/",
-        "export-types": "/export-types/",
+        "customers": "/customers/", "customer": f"/customers/{customer.id}",
+        "customer-forget": f"/customers/{customer.id}/forget", "tokens": "/tokens/",
+        "export-types": "/export-types/", "replay": f"/profiles/{good.id}/replay",
+        "audit": "/audit/", "audit-entry": f"/audit/{entry.id}", "profile-history": f"/audit/profiles/{good.id}",
+        "admins": "/admins/",
     }
 
 

@@ -7,8 +7,9 @@ from exporter import create_app
 
 from ..conftest import PASSWORD
 
-# /healthz and /metrics (its own token) need no login: tests/web/test_health.py
-PUBLIC = {"auth.login", "static", "favicon", "intake.events", "intake.openapi", "health.healthz", "health.metrics_view"}
+# /healthz and /metrics (its own token) need no login: tests/web/test_health.py; a set-password
+# link is its own key: tests/web/test_admins.py
+PUBLIC = {"auth.login", "auth.set_password", "static", "favicon", "intake.events", "intake.openapi", "health.healthz", "health.metrics_view"}
 
 
 def admin_urls(app):

@@ -129,3 +129,117 @@ def test_customer_whose_event_matched_no_profile_has_no_history(logged_in, post_
 
 def test_unknown_customer_is_404(logged_in, app):
     assert logged_in.get("/customers/999").status_code == 404
+
+
+# --- Forget this customer (issue 12) -------------------------------------------------------------
+
+CARD = "5105105105105100"
+
+
+@pytest.fixture
+def jane(logged_in, post_events, receiver, run_jobs):
+    """Jane with a delivered postback (its query string names her) and a delivery still waiting."""
+    from exporter.models import utcnow
+
+    make_profile(url=receiver.url + "/partials.php")
+    make_profile(name="Slow dialer", url=receiver.url + "/slow.php", delay_minutes=3600)  # an hour in tests
+    post_events(event("evt-1001", cardNumber=CARD, occurred_at=utcnow().isoformat() + "Z"))
+    run_jobs(until=lambda: db.session.scalar(db.select(db.func.count()).where(Delivery.status == "delivered")) == 1)
+    return db.session.scalars(db.select(Customer)).one()
+
+
+def test_forget_asks_first(logged_in, jane):
+    page = unescape(logged_in.get(f"/customers/{jane.id}").get_data(as_text=True))
+    assert f'href="/customers/{jane.id}/forget">Forget this customer</a>' in page
+    confirm = unescape(logged_in.get(f"/customers/{jane.id}/forget").get_data(as_text=True))
+    assert "<h1>Forget this customer?</h1>" in confirm and "<strong>Jane Doe</strong>" in confirm
+    assert "the orders and card numbers of their 1 event;" in confirm
+    assert "1 waiting delivery is cancelled" in confirm
+    assert f'<form method="post" action="/customers/{jane.id}/forget"' in confirm
+    db.session.refresh(jane)
+    assert jane.forgotten_at is None and jane.email == "jane@example.com"  # asking changed nothing
+
+
+def test_forget_erases_personal_data_and_keeps_deliveries_as_counts(logged_in, jane, receiver):
+    from exporter.models import Attempt, AuditEntry, Event, HistoryEntry
+
+    db.session.add(HistoryEntry(customer_id=jane.id, message="Export profile 'Mailer' fired: sent to JANE@example.com"))
+    db.session.commit()
+    response = logged_in.post(f"/customers/{jane.id}/forget")
+    assert response.status_code == 302 and response.headers["Location"] == f"/customers/{jane.id}"
+    page = unescape(logged_in.get(f"/customers/{jane.id}").get_data(as_text=True))
+    assert f"Customer #{jane.id} forgotten: personal data of 1 events erased, 1 waiting deliveries cancelled." in page
+    assert re.search(r"Forgotten on <time[^>]*>[\d\- :]+</time> UTC by admin@example.com", page)
+    assert f"<h1>Customer #{jane.id}</h1>" in page and "Forget this customer</a>" not in page
+    for personal in ("Jane", "Doe", "jane@example.com", "5552013344", "55821"):
+        assert personal not in page
+    assert "<code>evt-1001</code>" in page and "104233" in page and "data purged on" in page
+    history = re.search(r'<table id="history">(.*?)</table>', page, re.S).group(1)
+    assert "Forgotten on request: personal data of 1 events erased, 1 waiting deliveries cancelled" in history
+    assert "Export profile 'Mailer' fired: sent to [purged]" in history  # a message quoting her, erased
+    assert "Export profile 'Call center partials' fired: postback delivered (HTTP 200)" in history
+
+    db.session.expire_all()
+    customer = db.session.get(Customer, jane.id)
+    assert (customer.first_name, customer.last_name, customer.email, customer.phone,
+            customer.crm_customer_id) == ("", "", "", "", None)
+    evt = db.session.scalars(db.select(Event)).one()
+    assert evt.card_number is None and evt.purged_at is not None
+    assert evt.order == {"orderId": 104233, "campaignId": 259, "campaignName": "Test Lander",
+                         "orderDate": "2026-11-27 14:03:22", "isTestCard": False}
+    by_profile = {d.profile.name: d for d in db.session.scalars(db.select(Delivery))}
+    sent, waiting = by_profile["Call center partials"], by_profile["Slow dialer"]
+    assert (sent.status, sent.attempt_count) == ("delivered", 1) and sent.delivered_at is not None
+    assert (waiting.status, waiting.cancel_reason, waiting.attempt_count) == ("cancelled", "customer forgotten", 0)
+    attempt = db.session.scalars(db.select(Attempt)).one()
+    assert attempt.target == f"{receiver.url}/partials.php?[purged]" and "Jane" not in str(attempt.request_headers)
+
+    entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "customer.forget")).one()
+    assert (entry.actor, entry.via, entry.target_type, entry.target_id) == (
+        "admin@example.com", "web", "customer", jane.id)
+    assert entry.after == {"events": 1, "attempts": 1, "cancelled_deliveries": 1}
+    assert "jane" not in (entry.summary + entry.target_name + str(entry.after)).lower()
+
+    delivery_page = unescape(logged_in.get(f"/deliveries/{sent.id}").get_data(as_text=True))
+    assert "first_name=Jane" not in delivery_page and "partials.php?[purged]" in delivery_page
+    assert "nothing left to send" in delivery_page
+    cancelled_page = logged_in.get(f"/deliveries/{waiting.id}").get_data(as_text=True)
+    assert "Retry now" not in cancelled_page and "customer forgotten" in cancelled_page
+
+
+def test_a_forgotten_customer_can_be_found_only_by_order_id(logged_in, jane):
+    logged_in.post(f"/customers/{jane.id}/forget")
+    assert found(logged_in.get("/customers/", query_string={"q": "jane"})) == []
+    assert found(logged_in.get("/customers/", query_string={"q": "55821"})) == []
+    assert found(logged_in.get("/customers/", query_string={"q": "104233"})) == [f"Customer #{jane.id}"]
+
+
+def test_a_new_event_after_forgetting_is_a_new_customer(logged_in, jane, post_events):
+    logged_in.post(f"/customers/{jane.id}/forget")
+    assert post_events(event("evt-2002")).status_code == 202
+    customers = db.session.scalars(db.select(Customer).order_by(Customer.id)).all()
+    assert [(c.id == jane.id, c.email, c.forgotten_at is not None) for c in customers] == [
+        (True, "", True), (False, "jane@example.com", False)]
+
+
+def test_forget_is_refused_while_a_delivery_is_being_sent(logged_in, jane):
+    waiting = db.session.scalars(db.select(Delivery).where(Delivery.status == "scheduled")).one()
+    waiting.status = "sending"
+    db.session.commit()
+    response = logged_in.post(f"/customers/{jane.id}/forget", follow_redirects=True)
+    assert "being sent right now: try again in a minute" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Customer, jane.id).email == "jane@example.com"
+    assert db.session.get(Delivery, waiting.id).status == "sending"
+
+
+def test_forgetting_twice_says_so(logged_in, jane):
+    logged_in.post(f"/customers/{jane.id}/forget")
+    page = logged_in.post(f"/customers/{jane.id}/forget", follow_redirects=True).get_data(as_text=True)
+    assert f"Customer #{jane.id} was already forgotten." in page
+    assert logged_in.get(f"/customers/{jane.id}/forget").status_code == 302
+
+
+def test_forget_an_unknown_customer_is_404(logged_in, app):
+    assert logged_in.get("/customers/999/forget").status_code == 404
+    assert logged_in.post("/customers/999/forget").status_code == 404

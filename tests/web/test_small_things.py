@@ -35,8 +35,11 @@ def test_send_test_names_the_type_and_says_what_the_time_is(logged_in, receiver)
     assert '<p class="muted" id="elapsed">Answered in ' in html
 
 
-def test_a_confirm_text_with_an_apostrophe_is_an_attribute_not_script(app):
+def test_a_confirm_text_with_an_apostrophe_is_an_attribute_not_script(app, admin):
+    from flask_login import login_user
+
     with app.test_request_context():
+        login_user(admin)  # a change button: shown to an admin only
         html = render_template_string(
             '{% from "_macros.html" import post_button %}'
             "{{ post_button('/x', 'Delete', confirm=\"Delete profile 'Joe's leads'?\") }}")

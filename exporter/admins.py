@@ -1,0 +1,174 @@
+"""Several admins (issue 12): invite, reset, disable, enable, change role, and the one-time
+set-password link that an invite or a reset makes.
+
+A link is a random token shown once to the inviting admin; only its hash is stored, with an
+expiry. Using it, or making a new one, kills it. There is always at least one active admin:
+a change that would leave none is refused. Every act is recorded in the audit log, never
+with a password hash or a link in it. No Flask here: web/admins.py is only HTTP.
+"""
+import re
+import secrets
+from datetime import timedelta
+
+from . import audit, security
+from .extensions import db
+from .models import ROLE_ADMIN, ROLES, User, utcnow
+
+LINK_DAYS = 7
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+class AdminError(ValueError):
+    """A refused change, in words for the admin; field names the form field it is about, if any."""
+
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.field = field
+
+
+class LinkDead(AdminError):
+    """A set-password link that is unknown, used, replaced or expired."""
+
+
+def normal_email(email):
+    email = (email or "").strip().lower()
+    if not EMAIL_PATTERN.match(email) or len(email) > 255:
+        raise AdminError("Enter an email address, like name@example.com", "email")
+    return email
+
+
+def by_email(email):
+    return db.session.scalar(db.select(User).where(User.email == email))
+
+
+def snapshot(user):
+    """What the audit log keeps of a user: never the password hash, a link or a session token."""
+    return {"email": user.email, "role": user.role, "status": user.status}
+
+
+def _new_link(user):
+    token = secrets.token_urlsafe(32)
+    user.password_link_hash = security.hash_token(token)
+    user.password_link_expires_at = utcnow() + timedelta(days=LINK_DAYS)
+    return token
+
+
+def invite(email, role):
+    """A new user with no password and a set-password link: (user, token). The token is shown once."""
+    email = normal_email(email)
+    _check_role(role)
+    if by_email(email) is not None:
+        raise AdminError(f"{email} already has an account", "email")
+    user = User(email=email, password_hash="", role=role)
+    token = _new_link(user)
+    db.session.add(user)
+    db.session.flush()
+    audit.record("admin.invite", "admin", user.id, user.email, after=snapshot(user))
+    db.session.commit()
+    return user, token
+
+
+def reset(user, by):
+    """Forget the user's password, end their sessions and make a new link (the old one dies)."""
+    if user.id == by.id:
+        raise AdminError("To change your own password use Change password (your email, top right)")
+    before = snapshot(user)
+    user.password_hash = ""
+    user.end_sessions()
+    token = _new_link(user)
+    audit.record("admin.reset", "admin", user.id, user.email, before=before, after=snapshot(user))
+    db.session.commit()
+    return token
+
+
+def disable(user):
+    """The user cannot log in, and every session of theirs ends now; their link dies."""
+    if user.disabled_at:
+        return
+    _keep_an_admin(user)
+    before = snapshot(user)
+    user.disabled_at = utcnow()
+    user.end_sessions()
+    user.password_link_hash = user.password_link_expires_at = None
+    audit.record("admin.disable", "admin", user.id, user.email, before=before, after=snapshot(user))
+    db.session.commit()
+
+
+def enable(user):
+    if not user.disabled_at:
+        return
+    before = snapshot(user)
+    user.disabled_at = None
+    audit.record("admin.enable", "admin", user.id, user.email, before=before, after=snapshot(user))
+    db.session.commit()
+
+
+def set_role(user, role):
+    _check_role(role)
+    if role == user.role:
+        return
+    if role != ROLE_ADMIN:
+        _keep_an_admin(user)
+    before = snapshot(user)
+    user.role = role
+    audit.record("admin.role", "admin", user.id, user.email, before=before, after=snapshot(user))
+    db.session.commit()
+
+
+def user_for_link(token):
+    """The user a live link belongs to; LinkDead (with words) otherwise."""
+    user = None
+    if token and len(token) <= 100:
+        user = db.session.scalar(db.select(User).where(User.password_link_hash == security.hash_token(token)))
+    if user is None or user.disabled_at:
+        raise LinkDead("This link does not work: it was already used, or a newer link replaced it. "
+                       "Ask an admin for a new one.")
+    if user.password_link_expires_at is None or user.password_link_expires_at < utcnow():
+        raise LinkDead(f"This link has expired (links last {LINK_DAYS} days). Ask an admin for a new one.")
+    return user
+
+
+def set_password_with_link(token, password):
+    """Set the password of the link's user and kill the link: it works once."""
+    user = user_for_link(token)
+    user.set_password(password)
+    user.password_link_hash = user.password_link_expires_at = None
+    with audit.acting_as(user.email, "web"):
+        audit.record("admin.password_set", "admin", user.id, user.email, summary="set a password with a link")
+    db.session.commit()
+    return user
+
+
+def create_admin(email, password):
+    """`exporter create-admin`: an admin with this password, created, or restored if it exists
+    (an admin again, enabled, its link dead): the way back in when nobody can log in."""
+    email = normal_email(email)
+    user = by_email(email)
+    before = snapshot(user) if user else None
+    if user is None:
+        user = User(email=email)
+        db.session.add(user)
+    user.role, user.disabled_at = ROLE_ADMIN, None
+    user.password_link_hash = user.password_link_expires_at = None
+    user.set_password(password)
+    db.session.flush()
+    audit.record("admin.create" if before is None else "admin.password", "admin", user.id, user.email,
+                 summary="Admin created" if before is None else "Password set by create-admin (an admin, enabled)",
+                 before=before, after=snapshot(user))
+    db.session.commit()
+    return user
+
+
+def _check_role(role):
+    if role not in ROLES:
+        raise AdminError(f"Role must be one of: {', '.join(ROLES)}", "role")
+
+
+def _keep_an_admin(user):
+    """Refuse to disable or demote the last active admin (locking the rows where the database can)."""
+    if not (user.is_admin and user.status == "active"):
+        return
+    active = db.session.scalars(db.select(User.id).where(
+        User.role == ROLE_ADMIN, User.disabled_at.is_(None), User.password_hash != "").with_for_update()).all()
+    if set(active) <= {user.id}:
+        raise AdminError(f"{user.email} is the last active admin: make another admin first")

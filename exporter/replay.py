@@ -1,0 +1,301 @@
+"""Send past events to a profile (issue 12): a date range and the profile's routes (or some of
+their customer types) make deliveries for the stored events this profile has not exported yet.
+
+The same function serves the profile page's "Send past events" and `exporter profiles replay`.
+A replayed delivery is an ordinary one: due the profile's Export Delay after the replay, then
+claimed, sent, retried and written to the customer's history by the drain like a live event's
+(send windows and caps act at claim time). "Never twice": an event with any delivery of this
+profile (delivered, waiting or cancelled) is left out, and the unique (profile, event) of the
+deliveries table holds against a concurrent replay. Test-card orders are never replayed; a
+partial whose customer or order converted since is left out when the profile skips converted
+partials.
+
+A daily-file profile's replay records the events as rows of their route's file for their day
+(as intake does). A day whose file is still to be made carries them on schedule; a day whose
+file was already sent (or is older than the catch-up) counts them as late rows, and the result
+names those days: re-run a day to send its file again with them.
+
+Events are read, matched and inserted CHUNK at a time, in one transaction: a range of 100,000
+events is never held in memory, and a replay is stored whole or not at all.
+"""
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import and_, exists, false, insert, literal, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
+
+from . import audit, customer_types, daily_files, matching, schedule, sending
+from .extensions import db, writing
+from .models import Delivery, Event, FileRow, HistoryEntry, utcnow
+
+MAX_DAYS = 366  # the longest range one replay covers
+CHUNK = 1000  # events read, matched and inserted at a time
+
+
+class ReplayError(ValueError):
+    """A replay that cannot be made; `field` names the input at fault (profile, since, until,
+    customer_types)."""
+
+    def __init__(self, field, message):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class Result:
+    """What a replay found in the range, and what it made (nothing on a dry run)."""
+    profile_name: str
+    since: date
+    until: date
+    customer_types: list
+    daily_file: bool = False
+    dry_run: bool = True
+    matched: int = 0  # events in the range the routes match (test-card orders aside)
+    already: int = 0  # of those, exported (delivered, waiting or cancelled) to this profile before
+    converted: int = 0  # partials left out: their customer or order converted since
+    test_orders: int = 0  # test-card orders the routes match: never replayed
+    created: int = 0  # deliveries (file rows for a daily-file profile) made
+    late_days: list = field(default_factory=list)  # daily files: days already made that hold new rows
+    days: set = field(default_factory=set, repr=False)  # daily files: the days given new rows
+
+    @property
+    def to_send(self):
+        return self.matched - self.already - self.converted
+
+    def summary(self):
+        """One line for the screen, the CLI and the audit log."""
+        what = "file row(s)" if self.daily_file else "delivery(ies)"
+        counts = (f"{self.matched} event(s) match; {self.already} already exported; "
+                  f"{self.converted} converted partial(s) skipped; {self.test_orders} test-card order(s) never sent")
+        if self.dry_run:
+            return f"{counts}; {self.to_send} will be sent."
+        line = f"{counts}; {self.created} {what} created."
+        if self.late_days:
+            line += (" The files of " + ", ".join(d.isoformat() for d in self.late_days) +
+                     " were already made: re-run those days to send them.")
+        return line
+
+
+def parse_date(text, field):
+    """A YYYY-MM-DD date, or ReplayError naming the field."""
+    if isinstance(text, date):
+        return text
+    try:
+        return datetime.strptime((text or "").strip(), "%Y-%m-%d").date()
+    except ValueError:
+        raise ReplayError(field, f"{text!r} is not a date as YYYY-MM-DD") from None
+
+
+def default_range(profile, days=7):
+    """The range a form offers first: the last week, to today in the profile's time zone."""
+    today = daily_files.local_now(profile).date()
+    return today - timedelta(days=days), today
+
+
+def zone_name(profile):
+    """Where the range's days run midnight to midnight: a daily file's time zone, else UTC."""
+    return daily_files.zone_of(profile).key
+
+
+def route_types(profile):
+    """The customer types of the profile's routes, in the catalog's order."""
+    wanted = {t for route in profile.routes for t in (route.customer_types or ())}
+    return [slug for slug in customer_types.SLUGS if slug in wanted]
+
+
+def check(profile, since, until, types=()):
+    """The replay's inputs, checked: (since, until, customer types); ReplayError otherwise."""
+    if not profile.active:
+        raise ReplayError("profile", f"profile {profile.name!r} is not Active: past events go only to an active profile")
+    if sending.registry().get(profile.export_type) is None:
+        raise ReplayError("profile", f"export type {profile.export_type!r} of profile {profile.name!r} is not installed")
+    offered = route_types(profile)
+    if not offered:
+        raise ReplayError("profile", f"profile {profile.name!r} has no routes: add one in Profile Routing")
+    since, until = parse_date(since, "since"), parse_date(until, "until")
+    if since > until:
+        raise ReplayError("until", f"To date {until.isoformat()} is before From date {since.isoformat()}")
+    if (until - since).days + 1 > MAX_DAYS:
+        raise ReplayError("until", f"at most {MAX_DAYS} days at a time: split the range")
+    for slug in types:
+        if slug not in customer_types.SLUGS:
+            raise ReplayError("customer_types", f"{slug!r} is not a customer type")
+        if slug not in offered:
+            raise ReplayError("customer_types", f"{customer_types.label(slug)} is not among this profile's routes' "
+                                                f"customer types ({', '.join(offered)})")
+    return since, until, [slug for slug in offered if not types or slug in types]
+
+
+def matching_events(profile, since, until, types=()):
+    """What a replay would do, counted and nothing made (the page's Count, the CLI's --dry-run)."""
+    return replay(profile, since, until, types, dry_run=True)
+
+
+def replay(profile, since, until, types=(), dry_run=False):
+    """Make a delivery (or file rows) for each matching event this profile has not exported; audited."""
+    since, until, types = check(profile, since, until, types)
+    result = Result(profile.name, since, until, types, daily_file=daily_files.is_daily_file(profile),
+                    dry_run=dry_run)
+    if dry_run:
+        for chunk in _chunks(profile, since, until, types):
+            _count(chunk, result)
+        return result
+    due_times = set()
+    with writing():  # SQLite: this process's writers take turns (see extensions.writing)
+        try:
+            for chunk in _chunks(profile, since, until, types):
+                fresh = _count(chunk, result)
+                if fresh:
+                    due_times |= _make(profile, fresh, result)
+            result.late_days = _late_days(profile, result) if result.daily_file else []
+            audit.record("profile.replay", "profile", profile.id, profile.name, profile_id=profile.id,
+                         summary=f"Send past events {since.isoformat()} to {until.isoformat()}: {result.summary()}",
+                         after={"since": since.isoformat(), "until": until.isoformat(), "customer_types": types,
+                                "matched": result.matched, "already_exported": result.already,
+                                "converted_skipped": result.converted, "test_orders": result.test_orders,
+                                "created": result.created})
+            db.session.commit()
+        except BaseException:
+            db.session.rollback()
+            raise
+    if due_times:
+        schedule.wake(due_times)
+    return result
+
+
+# --- reading the range ------------------------------------------------------------------------
+
+def _rules(profile, types):
+    """The profile's routes as matching rules, narrowed to the chosen customer types."""
+    chosen = set(types)
+    return [matching.RouteRule(r.id, profile.id, frozenset(chosen.intersection(r.customer_types or ())),
+                               frozenset(r.campaigns or ()), frozenset(r.products or ())) for r in profile.routes]
+
+
+def _chunks(profile, since, until, types):
+    """The range's events of the chosen types, CHUNK at a time by id, each with the routes it matches."""
+    rules = _rules(profile, types)
+    by_products = any(rule.products for rule in rules)
+    start, end = daily_files.day_bounds(profile, since)[0], daily_files.day_bounds(profile, until)[1]
+    columns = [Event.id, Event.type, Event.campaign_id, Event.customer_id, Event.occurred_at, Event.is_test,
+               _exported(profile).label("exported"), _converted(profile).label("converted")]
+    if by_products:
+        columns.append(Event.order)
+    after = 0
+    while True:
+        rows = db.session.execute(
+            select(*columns).where(Event.occurred_at >= start, Event.occurred_at < end, Event.type.in_(types),
+                                   Event.id > after).order_by(Event.id).limit(CHUNK)).all()
+        if not rows:
+            return
+        after = rows[-1].id
+        yield [(row, matched) for row in rows
+               if (matched := matching.matching_routes(rules, row.type, row.campaign_id,
+                                                       _product_ids(row) if by_products else ()))]
+
+
+def _product_ids(row):
+    products = (row.order or {}).get("products") or []
+    return [p.get("productId") for p in products if isinstance(p, dict)]
+
+
+def _exported(profile):
+    """The event went to this profile before: a delivery in any status, or a row of its daily file."""
+    if daily_files.is_daily_file(profile):
+        return exists().where(FileRow.event_id == Event.id,
+                              FileRow.route_id.in_([r.id for r in profile.routes]))
+    return exists().where(Delivery.profile_id == profile.id, Delivery.event_id == Event.id)
+
+
+def _converted(profile):
+    """A partial whose customer or order has a sale stored or made after it (intake's "converted")."""
+    if not profile.skip_converted_partials:
+        return literal(False)
+    sale = aliased(Event)
+    same_owner = or_(and_(Event.customer_id.is_not(None), sale.customer_id == Event.customer_id),
+                     and_(Event.order_id.is_not(None), sale.order_id == Event.order_id))
+    later = or_(sale.id > Event.id, sale.occurred_at > Event.occurred_at)
+    return and_(Event.type == "partial", exists().where(
+        sale.type.in_(customer_types.CONVERSIONS), sale.is_test.is_(false()), same_owner, later))
+
+
+def _count(chunk, result):
+    """Count a chunk's events into the result; those to send, with the routes they match."""
+    fresh = []
+    for row, matched in chunk:
+        if row.is_test:
+            result.test_orders += 1
+            continue
+        result.matched += 1
+        if row.exported:
+            result.already += 1
+        elif row.converted:
+            result.converted += 1
+        else:
+            fresh.append((row, matched))
+    return fresh
+
+
+# --- making deliveries and file rows ------------------------------------------------------------
+
+def _make(profile, fresh, result):
+    if result.daily_file:
+        _make_file_rows(profile, fresh, result)
+        return set()
+    return _make_deliveries(profile, fresh, result)
+
+
+def _make_deliveries(profile, fresh, result):
+    """One delivery per event, due the Export Delay after now (an event's own due time is past);
+    a delivery another replay made meanwhile is left alone (ON CONFLICT DO NOTHING)."""
+    now, target = utcnow(), sending.target_host(profile)
+    rows = [dict(profile_id=profile.id, event_id=row.id, route_id=matched[0].route_id, status="scheduled",
+                 due_at=schedule.due_at(profile, max(row.occurred_at, now)), target=target,
+                 created_at=now, updated_at=now) for row, matched in fresh]
+    made = db.session.execute(_insert_ignoring_repeats().returning(Delivery.id, Delivery.event_id, Delivery.due_at),
+                              rows).all()
+    customers = {row.id: row.customer_id for row, _ in fresh}
+    history = [dict(customer_id=customers[event_id], event_id=event_id, delivery_id=delivery_id, created_at=now,
+                    message=f"Export profile '{profile.name}': past event replayed (Send past events), "
+                            f"due {due:%Y-%m-%d %H:%M:%S} UTC")
+               for delivery_id, event_id, due in made if customers[event_id]]
+    if history:
+        db.session.execute(insert(HistoryEntry.__table__), history)
+    result.created += len(made)
+    return {due for _, _, due in made}
+
+
+def _insert_ignoring_repeats():
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(Delivery.__table__).on_conflict_do_nothing(index_elements=["profile_id", "event_id"])
+
+
+def _make_file_rows(profile, fresh, result):
+    """A row of each matching route's file for the event's day (daily_files.add_row: late rows
+    counted on their day's delivery and named in the history), and a history line per event."""
+    history = []
+    for row, matched in fresh:
+        for rule in matched:
+            daily_files.add_row(profile, rule.route_id, row)
+        result.created += len(matched)
+        day = daily_files.local_day(profile, row.occurred_at)
+        result.days.add(day)
+        if row.customer_id:
+            history.append(dict(customer_id=row.customer_id, event_id=row.id, created_at=utcnow(),
+                                message=f"Export profile '{profile.name}': past event replayed into the daily file "
+                                        f"of {day.isoformat()}"))
+    if history:
+        db.session.execute(insert(HistoryEntry.__table__), history)
+    db.session.flush()  # the chunk's FileRow objects leave memory once flushed
+
+
+def _late_days(profile, result):
+    """Days given new rows whose file will not carry them on schedule: already made, or too old."""
+    days = sorted(result.days)
+    if not days:
+        return []
+    routes = [r.id for r in profile.routes]
+    made = set(db.session.scalars(select(Delivery.file_date).where(
+        Delivery.route_id.in_(routes), Delivery.file_date.in_(days), Delivery.status.not_in(Delivery.WAITING))))
+    return [d for d in days if d in made]

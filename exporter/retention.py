@@ -1,0 +1,270 @@
+"""Retention and "Forget this customer" (issue 12): personal data kept no longer than needed.
+
+purge(): the orders and card numbers of events older than RETENTION_DAYS whose deliveries are all
+finished (delivered or cancelled), and the bodies, headers and query strings of attempts as old
+(or of those events), are erased in batches of ids, one short transaction each, so the intake is
+never held up for long. Deliveries keep their status, times and attempt counts; each customer's
+history says what went; a customer whose every event is purged loses name, email and phone too.
+
+forget(): a data-subject request: one customer's personal data erased at once, whatever its age,
+their waiting deliveries cancelled so nothing personal goes out afterwards.
+
+No Flask here: the `exporter purge` command, the daily cron job and the customer page call these.
+"""
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import JSON, bindparam, case, select, update
+from sqlalchemy.orm import aliased
+
+from . import audit
+from .extensions import db, writing
+from .models import Attempt, Customer, Delivery, Event, FileRow, HistoryEntry, utcnow
+
+PURGED = "[purged]"
+FORGOTTEN = "customer forgotten"  # the cancel reason of a forgotten customer's waiting deliveries
+DEFAULT_BATCH_SIZE = 1000
+FINISHED = ("delivered", "cancelled")
+# What a purged event's order keeps: what the screens show, and nothing that names a person.
+# (Order and campaign ids are the CRM's keys, not personal data; the customer id is dropped.)
+KEPT_ORDER_KEYS = ("orderId", "campaignId", "campaignName", "orderDate", "isTestCard")
+PERSONAL_FIELDS = ("email", "first_name", "last_name", "phone")
+
+
+@dataclass
+class Counts:
+    events: int = 0
+    attempts: int = 0
+    customers: int = 0
+
+
+class ForgetRefused(Exception):
+    """The customer cannot be forgotten right now (a delivery of theirs is being sent)."""
+
+
+def check_days(days):
+    if not isinstance(days, int) or isinstance(days, bool) or days < 0:
+        raise ValueError(f"retention days must be a whole number, 0 or more (0 keeps forever), not {days!r}")
+    return days
+
+
+# --- what is due ------------------------------------------------------------------------------
+
+def _events_due(cutoff):
+    """Events older than the cutoff, not purged yet, with nothing left to send: no delivery of
+    theirs waiting or sending, and no unfinished daily file of their route from those days."""
+    own, day_file = aliased(Delivery), aliased(Delivery)
+    unsent = db.exists().where(own.event_id == Event.id, own.status.not_in(FINISHED))
+    # A file of a day before the cutoff (a day late at most: the profile's time zone) still to send.
+    unsent_file = db.exists().where(FileRow.event_id == Event.id, day_file.route_id == FileRow.route_id,
+                                    day_file.file_date.is_not(None),
+                                    day_file.file_date <= (cutoff + timedelta(days=1)).date(),
+                                    day_file.status.not_in(FINISHED))
+    return (Event.purged_at.is_(None), Event.occurred_at < cutoff, ~unsent, ~unsent_file)
+
+
+def _attempts_due(cutoff, with_events_due=False):
+    """Attempts not purged yet, of a finished delivery (or a profile's Send test), started before
+    the cutoff or of an event whose data is purged (or, with_events_due, about to be)."""
+    gone = Event.purged_at.is_not(None)
+    if with_events_due:
+        gone = db.or_(gone, db.and_(*_events_due(cutoff)))
+    of_gone_event = Delivery.event_id.in_(select(Event.id).where(gone))
+    return (Attempt.purged_at.is_(None), db.or_(Delivery.id.is_(None), Delivery.status.in_(FINISHED)),
+            db.or_(Attempt.started_at < cutoff, of_gone_event))
+
+
+def _attempts():
+    return select(Attempt.id).outerjoin(Delivery, Attempt.delivery_id == Delivery.id)
+
+
+def what_is_due(now, days):
+    """What purge(now, days) would erase: events, attempts and the customers whose events they are."""
+    if not check_days(days):
+        return Counts()
+    cutoff = now - timedelta(days=days)
+    due = select(Event.id, Event.customer_id).where(*_events_due(cutoff)).subquery()
+    events, customers = db.session.execute(
+        select(db.func.count(due.c.id), db.func.count(db.distinct(due.c.customer_id)))).one()
+    attempts = db.session.scalar(select(db.func.count()).select_from(
+        _attempts().where(*_attempts_due(cutoff, with_events_due=True)).subquery()))
+    return Counts(events, attempts, customers)
+
+
+# --- purge ------------------------------------------------------------------------------------
+
+def purge(now, days, batch_size=DEFAULT_BATCH_SIZE, dry_run=False):
+    """Erase what is due (see the module's docstring); the counts. dry_run: the counts, nothing changed.
+
+    Ids are read outside the write lock, then each batch is written and committed on its own."""
+    if dry_run or not check_days(days):
+        return what_is_due(now, days)
+    cutoff = now - timedelta(days=days)
+    per_customer = Counter()
+    events, attempts = 0, 0
+    for ids in _batches(select(Event.id).where(*_events_due(cutoff)), Event.id, batch_size):
+        with writing():
+            rows = db.session.execute(select(Event.id, Event.customer_id, Event.order)
+                                      .where(Event.id.in_(ids), *_events_due(cutoff))).all()  # still due?
+            _erase_events(rows, now)
+            of_rows = Delivery.event_id.in_([r.id for r in rows])
+            attempts += _erase_attempts((of_rows, Attempt.purged_at.is_(None)), now)
+            db.session.commit()
+        events += len(rows)
+        per_customer.update(r.customer_id for r in rows if r.customer_id is not None)
+    for ids in _batches(_attempts().where(*_attempts_due(cutoff)), Attempt.id, batch_size):
+        with writing():
+            attempts += _erase_attempts((Attempt.id.in_(ids), *_attempts_due(cutoff)), now)
+            db.session.commit()
+    _tell_customers(per_customer, days, now, batch_size)
+    counts = Counts(events, attempts, len(per_customer))
+    audit.record("retention.purge", "retention", summary=(
+        f"Personal data older than {days} days purged: {counts.events} events, {counts.attempts} attempts, "
+        f"{counts.customers} customers"), after=asdict(counts))
+    db.session.commit()
+    return counts
+
+
+def _batches(query, id_column, size):
+    """Lists of at most `size` ids in id order, each read after the last batch was written."""
+    last = 0
+    while True:
+        ids = list(db.session.scalars(query.where(id_column > last).order_by(id_column).limit(size)))
+        db.session.rollback()  # end the read: no snapshot or lock held between batches
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
+
+def _erase_events(rows, now):
+    """Each event's order cut to KEPT_ORDER_KEYS, its card number gone, its deliveries' errors
+    without query strings (a postback URL carries personal data)."""
+    if not rows:
+        return
+    table = Event.__table__
+    db.session.execute(
+        update(table).where(table.c.id == bindparam("b_id"))
+        .values(order=bindparam("b_order", type_=JSON), card_number=None, purged_at=now),
+        [{"b_id": r.id, "b_order": kept_order(r.order)} for r in rows])
+    ids = [r.id for r in rows]
+    errors = db.session.execute(select(Delivery.id, Delivery.last_error).where(
+        Delivery.event_id.in_(ids), Delivery.last_error != "")).all()
+    if errors:
+        deliveries = Delivery.__table__
+        db.session.execute(update(deliveries).where(deliveries.c.id == bindparam("b_id"))
+                           .values(last_error=bindparam("b_error")),
+                           [{"b_id": d.id, "b_error": without_queries(d.last_error)} for d in errors])
+
+
+def kept_order(order):
+    return {key: value for key, value in (order or {}).items() if key in KEPT_ORDER_KEYS}
+
+
+def _erase_attempts(where, now):
+    """Blank the attempts that the conditions `where` select: bodies and headers, the target's
+    query string, query strings in the error; method, status, times and outcome stay. How many."""
+    rows = db.session.execute(_attempts().add_columns(Attempt.target, Attempt.error).where(*where)).all()
+    if not rows:
+        return 0
+    table = Attempt.__table__
+    db.session.execute(
+        update(table).where(table.c.id == bindparam("b_id"))
+        .values(target=bindparam("b_target"), error=bindparam("b_error"), purged_at=now,
+                request_headers={}, response_headers={},
+                request_body=case((table.c.request_body == "", ""), else_=PURGED),
+                response_body=case((table.c.response_body == "", ""), else_=PURGED)),
+        [{"b_id": r.id, "b_target": without_query(r.target), "b_error": without_queries(r.error)} for r in rows])
+    return len(rows)
+
+
+def without_query(target):
+    """A target URL as scheme, host and path: its query string and fragment may name a person."""
+    parts = urlsplit(target or "")
+    if not (parts.query or parts.fragment):
+        return target or ""
+    return urlunsplit(parts._replace(query=PURGED, fragment=""))
+
+
+def without_queries(text):
+    """Query strings in free text (an error naming the URL it failed on) replaced by the marker."""
+    return re.sub(r"\?[^\s'\"<>)]+", "?" + PURGED, text or "")
+
+
+def _tell_customers(per_customer, days, now, batch_size):
+    """One history message per customer, and name, email and phone erased for those with no
+    event left unpurged."""
+    customers = sorted(per_customer)
+    for start in range(0, len(customers), batch_size):
+        chunk = customers[start:start + batch_size]
+        with writing():
+            db.session.execute(db.insert(HistoryEntry), [
+                {"customer_id": c, "created_at": now, "message": purged_message(per_customer[c], days)}
+                for c in chunk])
+            unpurged = db.exists().where(Event.customer_id == Customer.id, Event.purged_at.is_(None))
+            db.session.execute(update(Customer).where(Customer.id.in_(chunk), ~unpurged)
+                               .values({field: "" for field in PERSONAL_FIELDS})
+                               .execution_options(synchronize_session=False))
+            db.session.commit()
+
+
+def purged_message(events, days):
+    return f"Personal data of {events} event{'' if events == 1 else 's'} older than {days} days was purged"
+
+
+# --- forget this customer -----------------------------------------------------------------------
+
+def forget(customer, by, now=None):
+    """Erase a customer's personal data (a data-subject request), in one transaction: their
+    fields and CRM id, their events' orders and card numbers, their deliveries' attempts, their
+    personal data in history messages; cancel their waiting deliveries. Deliveries stay as
+    counts. Refused (ForgetRefused) while a delivery of theirs is being sent."""
+    now = now or utcnow()
+    with writing():
+        try:
+            counts = _forget(customer, by, now)
+            db.session.commit()
+        except BaseException:
+            db.session.rollback()
+            raise
+    return counts
+
+
+def _forget(customer, by, now):
+    events = select(Event.id).where(Event.customer_id == customer.id)
+    cancelled = db.session.execute(
+        update(Delivery).where(Delivery.event_id.in_(events), Delivery.status.in_(Delivery.WAITING))
+        .values(status="cancelled", cancel_reason=FORGOTTEN).execution_options(synchronize_session=False)).rowcount
+    if db.session.scalar(select(db.func.count()).where(Delivery.event_id.in_(events), Delivery.status == "sending")):
+        raise ForgetRefused("A delivery of this customer is being sent right now: try again in a minute.")
+    rows = db.session.execute(select(Event.id, Event.customer_id, Event.order).where(Event.customer_id == customer.id)).all()
+    _erase_events(rows, now)
+    attempts = _erase_attempts((Delivery.event_id.in_(events), Attempt.purged_at.is_(None)), now)
+    _erase_from_history(customer)
+    counts = {"events": len(rows), "attempts": attempts, "cancelled_deliveries": cancelled}
+    for field in PERSONAL_FIELDS:
+        setattr(customer, field, "")
+    customer.crm_customer_id, customer.forgotten_at, customer.forgotten_by = None, now, by
+    db.session.add(HistoryEntry(customer_id=customer.id, created_at=now, message=(
+        f"Forgotten on request: personal data of {len(rows)} events erased, "
+        f"{cancelled} waiting deliveries cancelled")))
+    audit.record("customer.forget", "customer", customer.id, f"customer {customer.id}", summary=(
+        f"Customer {customer.id} forgotten: personal data of {len(rows)} events and {attempts} attempts "
+        f"erased, {cancelled} waiting deliveries cancelled"), after=counts)
+    return counts
+
+
+def _erase_from_history(customer):
+    """The customer's own values (name, email, phone) wherever a history message quotes them."""
+    values = sorted({v for v in (customer.name, customer.email, customer.first_name, customer.last_name,
+                                 customer.phone) if v and len(v) > 1}, key=len, reverse=True)
+    if not values:
+        return
+    pattern = re.compile("|".join(re.escape(v) for v in values), re.IGNORECASE)
+    for entry in db.session.scalars(select(HistoryEntry).where(HistoryEntry.customer_id == customer.id)):
+        erased = pattern.sub(PURGED, entry.message)
+        if erased != entry.message:
+            entry.message = erased

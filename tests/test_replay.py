@@ -1,0 +1,213 @@
+"""Send past events to a profile: events stored before the profile (or its route) existed, replayed
+through the same deliveries, delay, drain and history as live events, never twice."""
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from exporter import replay
+from exporter.extensions import db
+from exporter.models import AuditEntry, Customer, Delivery, FileRow, HistoryEntry, Profile
+
+from .factories import event, make_profile
+from .plugins.conftest import ftp_server  # noqa: F401 - a fixture
+from .test_daily_files import DAY, all_delivered, at, file_name, ftp_profile
+
+TODAY = datetime.now(timezone.utc).date()
+WEEK_AGO = TODAY - timedelta(days=7)
+
+
+def days_ago(n, hour=10):
+    return datetime.combine(TODAY - timedelta(days=n), datetime.min.time(), tzinfo=timezone.utc).replace(
+        hour=hour).isoformat()
+
+
+def past_partials(post_events, n, prefix="p", **order):
+    """n partials of n customers, three days ago, stored while no profile wanted them."""
+    body = {"events": [event(f"{prefix}{i}", customerId=7000 + i, orderId=8000 + i, occurred_at=days_ago(3), **order)
+                       for i in range(n)]}
+    assert post_events(body).json["deliveries"] == 0
+    return body
+
+
+def deliveries(profile):
+    db.session.expire_all()
+    return db.session.scalars(db.select(Delivery).where(Delivery.profile_id == profile.id)
+                              .order_by(Delivery.id)).all()
+
+
+def history_of(crm_customer_id):
+    return [h.message for h in db.session.scalars(db.select(HistoryEntry).join(Customer).where(
+        Customer.crm_customer_id == crm_customer_id).order_by(HistoryEntry.id))]
+
+
+def test_a_replay_run_twice_sends_nothing_new(app, post_events):
+    past_partials(post_events, 5)
+    profile = make_profile(url="http://127.0.0.1:9/p")
+    first = replay.replay(profile, WEEK_AGO, TODAY)
+    assert (first.matched, first.created) == (5, 5)
+    again = replay.replay(profile, WEEK_AGO, TODAY)
+    assert (again.matched, again.already, again.created, again.to_send) == (5, 5, 0, 0)
+    assert len(deliveries(profile)) == 5
+
+
+def test_the_count_shown_before_sending_is_what_gets_created(app, post_events):
+    past_partials(post_events, 4)
+    post_events(event("sale", type="new_sale", customerId=7000, orderId=9999, occurred_at=days_ago(2)))
+    profile = make_profile(url="http://127.0.0.1:9/p")
+    counted = replay.matching_events(profile, WEEK_AGO, TODAY)
+    assert (counted.matched, counted.converted, counted.to_send) == (4, 1, 3)
+    assert deliveries(profile) == []  # counting makes nothing
+    made = replay.replay(profile, WEEK_AGO, TODAY)
+    assert made.created == counted.to_send == len(deliveries(profile))
+
+
+def test_events_already_exported_or_cancelled_are_never_replayed(app, post_events):
+    profile = make_profile(url="http://127.0.0.1:9/p", delay_minutes=500_000)
+    post_events({"events": [event(f"live{i}", customerId=100 + i, orderId=200 + i, occurred_at=days_ago(1))
+                            for i in range(3)]})
+    live = deliveries(profile)
+    live[0].status, live[0].cancel_reason = "cancelled", "by hand"
+    live[1].status = "delivered"
+    db.session.commit()
+    result = replay.replay(profile, WEEK_AGO, TODAY)
+    assert (result.matched, result.already, result.created) == (3, 3, 0)
+    assert [d.status for d in deliveries(profile)] == ["cancelled", "delivered", "scheduled"]
+
+
+def test_test_card_orders_are_never_replayed(app, post_events):
+    past_partials(post_events, 2, prefix="test", isTestCard=True)
+    past_partials(post_events, 1, prefix="real")
+    profile = make_profile(url="http://127.0.0.1:9/p")
+    result = replay.replay(profile, WEEK_AGO, TODAY)
+    assert (result.test_orders, result.matched, result.created) == (2, 1, 1)
+    assert [d.event.event_key for d in deliveries(profile)] == ["real0"]
+
+
+@pytest.mark.parametrize("skip,created", [(True, 1), (False, 2)])
+def test_converted_partials_are_skipped_when_the_profile_says_so(app, post_events, skip, created):
+    past_partials(post_events, 2)  # customers 7000 and 7001
+    post_events(event("upsell", type="upsell", customerId=7001, orderId=1, occurred_at=days_ago(1)))
+    profile = make_profile(url="http://127.0.0.1:9/p", skip_converted_partials=skip)
+    result = replay.replay(profile, WEEK_AGO, TODAY)
+    assert (result.converted, result.created) == (int(skip), created)
+    assert ("p1" in [d.event.event_key for d in deliveries(profile)]) is not skip
+
+
+def test_only_events_in_the_range_and_matching_the_routes_and_types_are_replayed(app, post_events):
+    post_events({"events": [
+        event("in", customerId=1, occurred_at=days_ago(3)),
+        event("first-day", customerId=2, occurred_at=days_ago(7, hour=0)),
+        event("too-old", customerId=3, occurred_at=days_ago(8, hour=23)),
+        event("other-campaign", customerId=4, campaignId=1, occurred_at=days_ago(3)),
+        event("a-decline", type="decline", customerId=5, occurred_at=days_ago(3)),
+        event("a-refund", type="refund", customerId=6, occurred_at=days_ago(3)),
+        event("no-product", type="decline", customerId=7, occurred_at=days_ago(3), products=[]),
+    ]})
+    profile = make_profile(url="http://127.0.0.1:9/p", routes=[
+        {"customer_types": ["partial"], "campaigns": [259], "products": []},
+        {"customer_types": ["decline"], "campaigns": [], "products": [33]}])
+    assert replay.matching_events(profile, WEEK_AGO, TODAY).to_send == 3
+    result = replay.replay(profile, WEEK_AGO, TODAY, ["partial"])
+    assert sorted(d.event.event_key for d in deliveries(profile)) == ["first-day", "in"]
+    assert result.customer_types == ["partial"]
+    replay.replay(profile, WEEK_AGO, TODAY)
+    assert sorted(d.event.event_key for d in deliveries(profile)) == ["a-decline", "first-day", "in"]
+
+
+def test_replayed_deliveries_are_sent_by_a_worker_after_the_delay_with_history(app, post_events, receiver,
+                                                                               run_jobs):
+    past_partials(post_events, 3)
+    profile = make_profile(url=receiver.url + "/p", delay_minutes=2)  # a minute is a second in tests
+    replayed_at = time.time()
+    result = replay.replay(profile, WEEK_AGO, TODAY)
+    assert result.created == 3
+    run_jobs(until=lambda: all(d.status == "delivered" for d in deliveries(profile)), timeout=20)
+    assert len(receiver.requests) == 3
+    assert min(r.received_at for r in receiver.requests) >= replayed_at + 2 - 0.05
+    assert {r.headers["Idempotency-Key"] for r in receiver.requests} == {str(d.id) for d in deliveries(profile)}
+    messages = history_of(7000)
+    assert messages[0].startswith("Export profile 'Call center partials': past event replayed (Send past events)")
+    assert messages[1].startswith("Export profile 'Call center partials' fired:")
+
+
+def test_every_replay_is_audited(app, post_events):
+    past_partials(post_events, 2)
+    profile = make_profile(url="http://127.0.0.1:9/p")
+    replay.matching_events(profile, WEEK_AGO, TODAY)
+    assert db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "profile.replay")).all() == []
+    replay.replay(profile, WEEK_AGO, TODAY)
+    replay.replay(profile, WEEK_AGO, TODAY)
+    entries = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "profile.replay")
+                                 .order_by(AuditEntry.id)).all()
+    assert [e.after["created"] for e in entries] == [2, 0]
+    first = entries[0]
+    assert (first.target_type, first.target_id, first.profile_id) == ("profile", profile.id, profile.id)
+    assert first.after["since"] == WEEK_AGO.isoformat() and first.after["customer_types"] == ["partial"]
+    assert "2 delivery(ies) created" in first.summary
+
+
+def test_a_daily_file_replay_makes_rows_of_each_days_file(app, post_events, ftp_server, run_jobs):
+    post_events({"events": [event("old", customerId=1, occurred_at=at(DAY - timedelta(days=1), 9)),
+                            event("day", customerId=2, firstName="Replayed", occurred_at=at(DAY, 9))]})
+    profile = ftp_profile(ftp_server, created=DAY - timedelta(days=1))
+    route = profile.routes[0]
+    yesterday_file = _sent_file(profile, route, DAY - timedelta(days=1))  # a day whose file is already sent
+    result = replay.replay(profile, DAY - timedelta(days=1), DAY)
+    assert (result.daily_file, result.created, result.late_days) == (True, 2, [DAY - timedelta(days=1)])
+    assert "re-run those days to send them" in result.summary()
+    assert db.session.scalar(db.select(db.func.count()).select_from(FileRow)) == 2
+    assert yesterday_file.details["late_rows"] == 1
+    assert replay.replay(profile, DAY - timedelta(days=1), DAY).created == 0  # never twice
+    # The day whose file is still to be made carries its row on schedule.
+    from exporter import daily_files
+
+    daily_files.tick()
+    run_jobs(until=all_delivered)
+    assert b"Replayed" in ftp_server.files()[file_name(profile, route)]
+    assert history_of(2)[0] == f"Export profile 'Daily partials': past event replayed into the daily file of {DAY}"
+
+
+def _sent_file(profile, route, day):
+    delivery = Delivery(profile=profile, route_id=route.id, file_date=day, status="delivered",
+                        due_at=datetime(2000, 1, 1), details={})
+    db.session.add(delivery)
+    db.session.commit()
+    return delivery
+
+
+@pytest.mark.parametrize("since,until,types,field,message", [
+    ("2026-02-01", "2026-01-01", (), "until", "To date 2026-01-01 is before From date 2026-02-01"),
+    ("01/02/2026", "2026-01-01", (), "since", "'01/02/2026' is not a date as YYYY-MM-DD"),
+    ("2026-01-01", "", (), "until", "'' is not a date as YYYY-MM-DD"),
+    ("2024-01-01", "2026-01-01", (), "until", f"at most {replay.MAX_DAYS} days at a time"),
+    ("2026-01-01", "2026-01-31", ("partials",), "customer_types", "'partials' is not a customer type"),
+    ("2026-01-01", "2026-01-31", ("refund",), "customer_types", "Refund is not among this profile's routes'"),
+])
+def test_bad_input_is_refused_naming_the_field(app, since, until, types, field, message):
+    profile = make_profile(url="http://127.0.0.1:9/p")
+    with pytest.raises(replay.ReplayError) as error:
+        replay.replay(profile, since, until, types)
+    assert error.value.field == field and message in str(error.value)
+    assert db.session.scalar(db.select(db.func.count()).select_from(AuditEntry)
+                             .where(AuditEntry.action == "profile.replay")) == 0
+
+
+def test_an_inactive_profile_or_one_without_routes_is_refused(app):
+    profile = make_profile(url="http://127.0.0.1:9/p", active=False)
+    with pytest.raises(replay.ReplayError, match="is not Active"):
+        replay.replay(profile, WEEK_AGO, TODAY)
+    bare = make_profile(name="bare", url="http://127.0.0.1:9/p", routes=[])
+    with pytest.raises(replay.ReplayError, match="has no routes"):
+        replay.replay(bare, WEEK_AGO, TODAY)
+    assert db.session.get(Profile, bare.id) is not None
+
+
+def test_a_large_range_is_read_and_made_in_chunks(app, post_events, monkeypatch):
+    monkeypatch.setattr(replay, "CHUNK", 7)  # many chunks from few events: the paging is what is tested
+    for start in range(0, 50, 25):
+        past_partials(post_events, 25, prefix=f"c{start}-", campaignId=259)
+    profile = make_profile(url="http://127.0.0.1:9/p")
+    assert replay.matching_events(profile, WEEK_AGO, TODAY).to_send == 50
+    assert replay.replay(profile, WEEK_AGO, TODAY).created == 50
+    assert len({d.event_id for d in deliveries(profile)}) == 50

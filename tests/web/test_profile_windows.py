@@ -1,0 +1,61 @@
+"""General Settings' Send Window and Daily Cap (issue 12): saved as given, errors beside the fields."""
+import pytest
+
+from exporter.extensions import db
+from exporter.models import Profile
+
+from ..factories import make_profile
+from ..pages import error_beside, text
+from .test_profile_edit import general
+
+
+def window(**changes):
+    data = {"window_days": ["mon", "tue", "wed", "thu", "fri"], "window_start": "08:00", "window_end": "20:00",
+            "window_time_zone": "America/New_York", "daily_cap": "500", "over_cap": "wait"}
+    return {**data, **changes}
+
+
+def test_an_admin_sets_partials_between_8_and_8_at_most_500_a_day(logged_in):
+    profile = make_profile()
+    page = text(logged_in.get(f"/profiles/{profile.id}"))
+    for label in ("Send Window", "Days", "From", "To", "Time Zone", "Daily Cap", "Over the cap",
+                  "Wait for the next day"):
+        assert label in page
+    response = logged_in.post(f"/profiles/{profile.id}", data=general(profile, **window()))
+    assert response.status_code == 302
+    db.session.expire_all()
+    saved = db.session.get(Profile, profile.id)
+    assert (saved.window_days, saved.window_start, saved.window_end, saved.window_time_zone, saved.daily_cap,
+            saved.over_cap) == ("mon,tue,wed,thu,fri", 480, 1200, "America/New_York", 500, "wait")
+    page = text(logged_in.get(f"/profiles/{profile.id}"))
+    assert 'value="08:00"' in page and 'value="20:00"' in page and 'value="500"' in page
+
+
+def test_empty_from_and_to_mean_any_time_and_an_empty_cap_no_cap(logged_in):
+    profile = make_profile(send_window={"days": ["mon"], "from": "08:00", "to": "20:00"}, daily_cap=5)
+    response = logged_in.post(f"/profiles/{profile.id}",
+                              data=general(profile, **window(window_start="", window_end="", daily_cap="")))
+    assert response.status_code == 302
+    db.session.expire_all()
+    saved = db.session.get(Profile, profile.id)
+    assert (saved.window_start, saved.window_end, saved.daily_cap) == (None, None, None)
+
+
+@pytest.mark.parametrize("changes,field,message", [
+    (dict(window_start="8am"), "window_start", "Give a time as HH:MM"),
+    (dict(window_end="24:30"), "window_end", "Give a time as HH:MM"),
+    (dict(window_end=""), "window_end", "Give both From and To"),
+    (dict(window_end="08:00"), "window_end", "whole day"),
+    (dict(window_days=[]), "window_days", "Choose at least one day"),
+    (dict(window_time_zone="Eastern"), "window_time_zone", "is not a time zone"),
+    (dict(daily_cap="0"), "daily_cap", "Daily Cap is a whole number from 1"),
+    (dict(daily_cap="lots"), "daily_cap", "Daily Cap is a whole number from 1"),
+    (dict(over_cap="drop"), "over_cap", "Not a valid choice"),
+])
+def test_a_bad_window_or_cap_is_refused_beside_its_field_and_nothing_is_stored(logged_in, changes, field, message):
+    profile = make_profile()
+    response = logged_in.post(f"/profiles/{profile.id}", data=general(profile, **window(**changes)))
+    assert response.status_code == 422
+    assert any(message in error for error in error_beside(response, field))
+    db.session.expire_all()
+    assert db.session.get(Profile, profile.id).window_start is None

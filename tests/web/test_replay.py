@@ -1,0 +1,114 @@
+"""Send past events on screen (HTTP): the form, Count, Send, and bad input beside its field."""
+import html
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from exporter.extensions import db
+from exporter.models import AuditEntry, Delivery
+
+from ..factories import event, make_profile
+from ..plugins.conftest import ftp_server  # noqa: F401 - a fixture
+from ..test_daily_files import DAY, at, ftp_profile
+
+TODAY = datetime.now(timezone.utc).date()
+SINCE = (TODAY - timedelta(days=7)).isoformat()
+
+
+def two_type_profile():
+    return make_profile(url="http://127.0.0.1:9/p", routes=[
+        {"customer_types": ["partial"], "campaigns": [259], "products": []},
+        {"customer_types": ["decline"], "campaigns": [], "products": []}])
+
+
+def past_events(post_events):
+    yesterday = f"{TODAY - timedelta(days=1)}T10:00:00Z"
+    post_events({"events": [event("p1", customerId=1, orderId=1, occurred_at=yesterday),
+                            event("p2", customerId=2, orderId=2, occurred_at=yesterday),
+                            event("d1", type="decline", customerId=3, orderId=3, occurred_at=yesterday)]})
+
+
+def field_errors(page, name):
+    part = re.split(r'<div class="field|<button', page.split(f'id="field-{name}"', 1)[1], maxsplit=1)[0]
+    return [html.unescape(e.split("</span>")[0]) for e in part.split('<span class="error">')[1:]]
+
+
+def post(client, profile, action, **data):
+    data.setdefault("since", SINCE)
+    data.setdefault("until", TODAY.isoformat())
+    data.setdefault("customer_types", ["partial", "decline"])
+    return client.post(f"/profiles/{profile.id}/replay", data={**data, "action": action})
+
+
+def deliveries():
+    return db.session.scalar(db.select(db.func.count()).select_from(Delivery))
+
+
+def test_the_page_needs_a_login(client, app):
+    profile = two_type_profile()
+    for response in (client.get(f"/profiles/{profile.id}/replay"), post(client, profile, "send")):
+        assert response.status_code == 302 and "/login" in response.headers["Location"]
+    assert deliveries() == 0
+
+
+def test_the_profile_page_leads_to_a_form_of_its_routes_customer_types(logged_in, app):
+    profile = two_type_profile()
+    page = logged_in.get(f"/profiles/{profile.id}").get_data(as_text=True)
+    assert f'href="/profiles/{profile.id}/replay">Send past events</a>' in page
+    page = logged_in.get(f"/profiles/{profile.id}/replay").get_data(as_text=True)
+    assert 'value="partial"\n          checked> Partial' in page and "> Decline</label>" in page
+    assert "Refund" not in page  # only the routes' types are offered
+    assert f'value="{SINCE}"' in page and f'value="{TODAY.isoformat()}"' in page
+
+
+def test_count_shows_what_send_then_creates_and_nothing_before(logged_in, app, post_events):
+    past_events(post_events)
+    profile = two_type_profile()
+    response = post(logged_in, profile, "count", customer_types=["partial"])
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "<strong>2</strong> event(s) match; <strong>0</strong>\n    already exported; <strong>2</strong> will be sent." in page
+    assert "Send 2 event(s)" in page and deliveries() == 0
+    response = post(logged_in, profile, "send", customer_types=["partial"])
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/profiles/{profile.id}")
+    assert deliveries() == 2
+    flashed = logged_in.get(response.headers["Location"]).get_data(as_text=True)
+    assert "2 delivery(ies) created." in flashed
+    page = post(logged_in, profile, "count").get_data(as_text=True)
+    assert "<strong>3</strong> event(s) match; <strong>2</strong>\n    already exported; <strong>1</strong> will be sent." in page
+    entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "profile.replay")).one()
+    assert entry.after["customer_types"] == ["partial"] and entry.after["created"] == 2
+
+
+@pytest.mark.parametrize("data,name,message", [
+    ({"since": ""}, "since", "From date is required"),
+    ({"until": "yesterday"}, "until", "'yesterday' is not a date as YYYY-MM-DD"),
+    ({"since": "2026-03-02", "until": "2026-03-01"}, "until", "To date 2026-03-01 is before From date 2026-03-02"),
+    ({"since": "2020-01-01", "until": "2026-03-01"}, "until", "at most 366 days at a time: split the range"),
+    ({"customer_types": []}, "customer_types", "Choose at least one customer type"),
+    ({"customer_types": ["refund"]}, "customer_types", "Refund is not among this profile's routes' customer types"),
+    ({"customer_types": ["nonsense"]}, "customer_types", "'nonsense' is not a customer type"),
+])
+@pytest.mark.parametrize("action", ["count", "send"])
+def test_bad_input_is_named_beside_the_field_with_a_400(logged_in, app, post_events, data, name, message, action):
+    past_events(post_events)
+    profile = two_type_profile()
+    response = post(logged_in, profile, action, **data)
+    assert response.status_code == 400
+    assert any(message in error for error in field_errors(response.get_data(as_text=True), name))
+    assert deliveries() == 0
+
+
+def test_an_unknown_profile_is_not_found(logged_in, app):
+    assert logged_in.get("/profiles/999/replay").status_code == 404
+
+
+def test_a_daily_file_profile_says_what_a_replay_does(logged_in, app, post_events, ftp_server):
+    post_events(event("e1", occurred_at=at(DAY, 8)))
+    profile = ftp_profile(ftp_server)
+    page = post(logged_in, profile, "count", since=DAY.isoformat(), customer_types=["partial"]).get_data(as_text=True)
+    assert "the events become rows of their day's file" in page and "Send 1 event(s)" in page
+    response = post(logged_in, profile, "send", since=DAY.isoformat(), customer_types=["partial"])
+    assert response.status_code == 302
+    assert "1 file row(s) created." in logged_in.get(response.headers["Location"]).get_data(as_text=True)
