@@ -3,9 +3,10 @@
     python bench/serve.py exporter PORT   create_app() on waitress, exactly as `exporter run` serves it
     python bench/serve.py bare PORT       the intake bench's baseline: a bare Flask JSON endpoint
 
-Both use the same waitress settings (create_server, threads=8, as exporter/cli.py run_command),
+Both use the same waitress settings (exporter/cli.py web_server: threads=8, gc.freeze() once loaded),
 and take their configuration from the EXPORTER_* environment the Instance gives them.
 """
+import gc
 import signal
 import sys
 
@@ -28,14 +29,14 @@ def bare_app():
 
 
 def main(name, port):
-    if name == "exporter":
-        from exporter import create_app
-
-        app = create_app()
-    else:
-        app = bare_app()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    create_server(app, host="127.0.0.1", port=port, threads=THREADS).run()
+    if name == "exporter":
+        from exporter import cli, create_app
+
+        cli.web_server(create_app(), "127.0.0.1", port).run()
+    else:
+        gc.freeze()  # as cli.web_server does: the same server, the same collector settings
+        create_server(bare_app(), host="127.0.0.1", port=port, threads=THREADS).run()
 
 
 if __name__ == "__main__":

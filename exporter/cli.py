@@ -1,5 +1,6 @@
 """The `exporter` command: run, worker, cron, create-admin, create-token, profiles, files, purge."""
 import functools
+import gc
 import getpass
 import json
 import os
@@ -185,6 +186,11 @@ def web_server(app, host, port):
     (413) from its Content-Length, before it is read."""
     from waitress import create_server
 
+    from . import intake  # noqa: F401 - loaded now, with the app, before the freeze
+
+    # What is loaded by now lives as long as the process: kept out of the garbage collector's
+    # full passes, which otherwise walk it again and again while a 1,000-event body is read.
+    gc.freeze()
     return create_server(app, host=host, port=port, threads=8, max_request_body_size=app.config["INTAKE_MAX_BYTES"])
 
 
@@ -206,6 +212,7 @@ def worker_command(burst):
     app = current_app._get_current_object()
     jobs.set_app(app)
     drain.engine_for(app)  # its heartbeat says from now on that this worker is alive
+    gc.freeze()  # the app, loaded once, stays: the collector's full passes need not walk it again
     url, name = _redis_url(), app.config["QUEUE_NAME"]
     try:
         level = app.config["LOG_LEVEL"]

@@ -3,14 +3,18 @@
 web/intake.py is only HTTP; this is the flow. Nothing is stored unless every event in
 the body is valid.
 """
+import functools
 import re
 from dataclasses import dataclass
+from types import SimpleNamespace
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from flask import current_app
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import insert
+from sqlalchemy import case, insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import customer_types, daily_files, dispatch, matching, schedule, security, sending
@@ -140,40 +144,25 @@ def _store_retrying(events, tries=3):
     raise IntakeError(503, "the database is busy: nothing was stored, send the request again")
 
 
+# The routes of active profiles, as this process last read them, by what they were read from.
+_ROUTES = (db.select(Route.id, Route.profile_id, Route.customer_types, Route.campaigns, Route.products,
+                     Profile.updated_at).join(Profile).where(Profile.active.is_(True)).order_by(Route.id))
+_routes_cache = {}
+
+
 def _active_routes():
-    """The routes of active profiles as matching rules, and those profiles by id."""
-    rows = db.session.execute(db.select(Route, Profile).join(Profile).where(Profile.active.is_(True))).all()
-    rules = [matching.RouteRule(r.id, r.profile_id, frozenset(r.customer_types or ()),
-                                frozenset(r.campaigns or ()), frozenset(r.products or ())) for r, _ in rows]
-    return rules, {p.id: p for _, p in rows}
-
-
-class _Batch:
-    """What one request's events need from the database, fetched once, not per event."""
-
-    def __init__(self, events):
-        keys = [e.id for e in events]
-        self.seen = set(db.session.scalars(db.select(Event.event_key).where(Event.event_key.in_(keys))))
-        crm_ids = {e.order.customerId for e in events if e.order.customerId is not None}
-        emails = {e.order.emailAddress for e in events if e.order.customerId is None and e.order.emailAddress}
-        self.by_crm_id = {c.crm_customer_id: c for c in db.session.scalars(
-            db.select(Customer).where(Customer.crm_customer_id.in_(crm_ids)))} if crm_ids else {}
-        self.by_email = {c.email: c for c in db.session.scalars(
-            db.select(Customer).where(Customer.email.in_(emails), Customer.crm_customer_id.is_(None)))} if emails else {}
-        campaign_ids = {e.order.campaignId for e in events if e.order.campaignId is not None}
-        product_ids = {p.productId for e in events for p in e.order.products}
-        self.names = {Campaign: {c.id: c for c in db.session.scalars(
-                          db.select(Campaign).where(Campaign.id.in_(campaign_ids)))} if campaign_ids else {},
-                      Product: {p.id: p for p in db.session.scalars(
-                          db.select(Product).where(Product.id.in_(product_ids)))} if product_ids else {}}
-        self.rules, self.profiles = _active_routes()
-        self.new_customers = {}  # ("crm", id) or ("email", address) -> columns
-
-    def customer_id(self, key):
-        if key is None:
-            return None
-        known = self.by_crm_id.get(key[1]) if key[0] == "crm" else self.by_email.get(key[1])
-        return known if isinstance(known, int) else known.id
+    """The routes of active profiles as matching rules, and those profiles by id: a copy of each
+    profile's columns, made again only when a route or a profile changed (one light query a request)."""
+    rows = tuple(tuple(r) for r in db.session.execute(_ROUTES))
+    engine = db.engine
+    cached = _routes_cache.get(engine)
+    if cached is None or cached[0] != rows:
+        rules = [matching.RouteRule(r[0], r[1], frozenset(r[2] or ()), frozenset(r[3] or ()), frozenset(r[4] or ()))
+                 for r in rows]
+        profiles = {p.id: SimpleNamespace(**{c.key: getattr(p, c.key) for c in Profile.__table__.columns})
+                    for p in db.session.scalars(db.select(Profile).where(Profile.id.in_({r[1] for r in rows})))}
+        cached = _routes_cache[engine] = (rows, rules, profiles)
+    return cached[1], cached[2]
 
 
 @dataclass
@@ -190,33 +179,33 @@ class _Stored:
 
 
 def _store(events):
-    """One transaction: customers and names upserted, then events, deliveries and history rows
-    inserted in bulk; the due times of the new deliveries."""
+    """One transaction, a statement per table, not per event: customers and names upserted,
+    events inserted (a known event id is a duplicate), then deliveries and history rows; the
+    due times of the new deliveries."""
     counts = {"accepted": 0, "duplicates": 0, "test_orders": 0, "deliveries": 0}
-    batch = _Batch(events)
-    fresh = []
-    with db.session.no_autoflush:
-        for item in events:
-            if item.id in batch.seen:
-                counts["duplicates"] += 1
-                continue
-            batch.seen.add(item.id)
-            fresh.append((item, _upsert_customer(item.order, batch)))
-            _upsert_names(item.order, batch.names)
-    _insert_customers(batch)
-    stored = _insert_events([(item, batch.customer_id(key)) for item, key in fresh])
+    firsts = {}
+    for item in events:
+        firsts.setdefault(item.id, item)  # a body's repeats count once, as duplicates
+    fresh = list(firsts.values())
+    counts["duplicates"] = len(events) - len(fresh)
+    now = utcnow()  # one clock reading for the body's rows, not one a row
+    customers = _customer_ids(fresh, now)
+    _upsert_names(fresh)
+    stored = _insert_events(fresh, customers, now)
+    counts["duplicates"] += len(fresh) - len(stored)
     counts["accepted"] = len(stored)
+    rules, profiles = _active_routes()
     history, deliveries, conversions = [], [], []
     for event in stored:
         if event.is_test:
             counts["test_orders"] += 1
             if event.customer_id:
-                history.append(dict(customer_id=event.customer_id, event_id=event.id, created_at=utcnow(),
+                history.append(dict(customer_id=event.customer_id, event_id=event.id, created_at=now,
                                     message="Test-card order: skipped, never exported"))
             continue
         if event.type in customer_types.CONVERSIONS:
             conversions.append(event)
-        deliveries += _route(event, batch)
+        deliveries += _route(event, rules, profiles, now)
     if deliveries:
         db.session.execute(insert(Delivery.__table__), deliveries)
     if history:
@@ -228,32 +217,118 @@ def _store(events):
     return counts, {d["due_at"] for d in deliveries}
 
 
-def _insert_events(fresh):
+# --- upserts: one statement each, built once per database kind ----------------------------------
+
+CUSTOMER_FIELDS = (("email", "emailAddress"), ("first_name", "firstName"), ("last_name", "lastName"),
+                   ("phone", "phoneNumber"))
+
+
+@functools.cache
+def _statements(dialect):
+    """INSERT ... ON CONFLICT for customers (by CRM id, names kept current), campaign and product
+    names, and events (a known event id inserts nothing and returns nothing)."""
+    dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    customers = Customer.__table__
+    upsert = dialect_insert(customers)
+    keep_current = {column: case((upsert.excluded[column] != "", upsert.excluded[column]), else_=customers.c[column])
+                    for column, _ in CUSTOMER_FIELDS}
+    statements = {
+        "customers": upsert.on_conflict_do_update(index_elements=["crm_customer_id"], set_=keep_current)
+                           .returning(customers.c.crm_customer_id, customers.c.id),
+        "events": dialect_insert(Event.__table__).on_conflict_do_nothing(index_elements=["event_key"])
+                                                  .returning(Event.event_key, Event.id),
+    }
+    for model in (Campaign, Product):
+        names = dialect_insert(model.__table__)
+        statements[model] = names.on_conflict_do_update(
+            index_elements=["id"], set_={"name": names.excluded.name},
+            where=(names.excluded.name != "") & (model.__table__.c.name != names.excluded.name))
+    return statements
+
+
+def _customer_ids(events, now):
+    """{event id: customer id}: the customer by CRM customer id, else by email (its key); made
+    when new, its names kept current (a value the CRM leaves empty keeps the stored one)."""
+    by_crm, by_email = {}, {}
+    for item in events:  # later events of a body win, as they would one POST at a time
+        order = item.order
+        values = {column: getattr(order, key) for column, key in CUSTOMER_FIELDS if getattr(order, key)}
+        if order.customerId is not None:
+            by_crm.setdefault(order.customerId, {}).update(values)
+        elif order.emailAddress:
+            by_email.setdefault(order.emailAddress, {}).update(values)
+    ids = {}
+    if by_crm:  # in key order: two requests upsert the same customers without deadlocking
+        rows = [{"crm_customer_id": crm_id, "created_at": now, **{c: v.get(c, "") for c, _ in CUSTOMER_FIELDS}}
+                for crm_id, v in sorted(by_crm.items())]
+        found = dict(db.session.execute(_statements(db.engine.dialect.name)["customers"], rows).all())
+        ids.update({("crm", k): v for k, v in found.items()})
+    if by_email:
+        ids.update({("email", k): v for k, v in _email_customers(by_email).items()})
+    return {item.id: ids.get(_customer_key(item.order)) for item in events}
+
+
+def _customer_key(order):
+    if order.customerId is not None:
+        return "crm", order.customerId
+    return ("email", order.emailAddress) if order.emailAddress else None
+
+
+def _email_customers(by_email):
+    """Customers the CRM names only by email (no unique key to upsert on): found, updated or made."""
+    known = {c.email: c for c in db.session.scalars(
+        db.select(Customer).where(Customer.email.in_(by_email), Customer.crm_customer_id.is_(None)))}
+    for email, values in by_email.items():
+        customer = known.get(email)
+        if customer is None:
+            customer = known[email] = Customer(crm_customer_id=None, **values)
+            db.session.add(customer)
+        else:
+            for column, value in values.items():
+                setattr(customer, column, value)
+    db.session.flush()
+    return {email: customer.id for email, customer in known.items()}
+
+
+def _upsert_names(events):
+    """Campaigns and products the CRM names, so route forms can offer them (a name left empty
+    keeps the stored one)."""
+    statements = _statements(db.engine.dialect.name)
+    for model, pairs in ((Campaign, ((e.order.campaignId, e.order.campaignName) for e in events)),
+                         (Product, ((p.productId, p.productName) for e in events for p in e.order.products))):
+        names = {}
+        for id_, name in pairs:
+            if id_ is not None and (name or id_ not in names):
+                names[id_] = name or ""
+        if names:
+            db.session.execute(statements[model], [{"id": k, "name": v} for k, v in sorted(names.items())])
+
+
+def _insert_events(fresh, customers, now):
+    """The new events, inserted in one statement; those whose id was known are left out."""
     test_cards = set(current_app.config["TEST_CARD_NUMBERS"])
     key = current_app.config["SECRET_KEY"]
-    rows, stored = [], []
-    for item, customer_id in fresh:
+    rows, stored = [], {}
+    for item in fresh:
         order, cards = _order_for_storage(item.order)
         card = cards[0] if cards else None
         occurred = item.occurred_at or datetime.now(timezone.utc)
         if occurred.tzinfo:
             occurred = occurred.astimezone(timezone.utc).replace(tzinfo=None)
         is_test = item.order.isTestCard or any(c in test_cards for c in cards)
-        rows.append(dict(event_key=item.id, type=item.type, occurred_at=occurred, received_at=utcnow(),
+        customer_id = customers[item.id]
+        rows.append(dict(event_key=item.id, type=item.type, occurred_at=occurred, received_at=now,
                          customer_id=customer_id, order_id=item.order.orderId,
                          campaign_id=item.order.campaignId, order=order, is_test=is_test,
                          card_number=security.encrypt(key, card) if card else None))
-        stored.append(_Stored(0, item.type, occurred, customer_id, item.order.orderId,
-                              item.order.campaignId, is_test, [p.productId for p in item.order.products]))
+        stored[item.id] = _Stored(0, item.type, occurred, customer_id, item.order.orderId,
+                                  item.order.campaignId, is_test, [p.productId for p in item.order.products])
     if not rows:
         return []
-    # executemany, then the ids by event key: SQLite cannot return a batch's ids in order.
-    db.session.execute(insert(Event.__table__), rows)
-    ids = dict(db.session.execute(db.select(Event.event_key, Event.id).where(
-        Event.event_key.in_([r["event_key"] for r in rows]))).all())
-    for event, row in zip(stored, rows):
-        event.id = ids[row["event_key"]]
-    return stored
+    inserted = dict(db.session.execute(_statements(db.engine.dialect.name)["events"], rows).all())
+    for event_key, event_id in inserted.items():
+        stored[event_key].id = event_id
+    return sorted((stored[k] for k in inserted), key=lambda e: e.id)  # the body's order: ids rise with it
 
 
 def _order_for_storage(order_in):
@@ -266,74 +341,19 @@ def _order_for_storage(order_in):
     return order, cards
 
 
-def _route(event, batch):
+def _route(event, rules, profiles, now):
     """One delivery row per profile for a per-event type; one file row per route for a file type."""
     rows, delivered_profiles = [], set()
-    for rule in matching.matching_routes(batch.rules, event.type, event.campaign_id, event.product_ids):
-        profile = batch.profiles[rule.profile_id]
+    for rule in matching.matching_routes(rules, event.type, event.campaign_id, event.product_ids):
+        profile = profiles[rule.profile_id]
         cls = sending.registry().get(profile.export_type)
         if cls is None:
             continue
-        if cls.schedule != PER_EVENT:
-            daily_files.add_row(profile, rule.route_id, event)
+        if cls.schedule != PER_EVENT:  # it may hang a delivery on the profile: the session's own
+            daily_files.add_row(db.session.get(Profile, profile.id), rule.route_id, event)
         elif profile.id not in delivered_profiles:
             delivered_profiles.add(profile.id)
             rows.append(dict(profile_id=profile.id, event_id=event.id, route_id=rule.route_id, status="scheduled",
                              due_at=schedule.due_at(profile, event.occurred_at),
-                             target=sending.target_host(profile)))
+                             target=sending.target_host(profile), created_at=now, updated_at=now))
     return rows
-
-
-def _upsert_customer(order, batch):
-    """The customer by CRM customer id, else by email (its key); made when new, names kept current."""
-    if order.customerId is not None:
-        key, known = ("crm", order.customerId), batch.by_crm_id.get(order.customerId)
-    elif order.emailAddress:
-        key, known = ("email", order.emailAddress), batch.by_email.get(order.emailAddress)
-    else:
-        return None
-    values = {attr: value for attr, value in (("email", order.emailAddress), ("first_name", order.firstName),
-                                              ("last_name", order.lastName), ("phone", order.phoneNumber)) if value}
-    if known is None:
-        batch.new_customers.setdefault(key, {"crm_customer_id": order.customerId}).update(values)
-    else:
-        for attr, value in values.items():
-            if getattr(known, attr) != value:
-                setattr(known, attr, value)
-    return key
-
-
-def _insert_customers(batch):
-    """New customers in one executemany, then their ids in one query per kind of key."""
-    db.session.flush()  # names of known customers, campaigns and products
-    new = batch.new_customers
-    if not new:
-        return
-    columns = ("crm_customer_id", "email", "first_name", "last_name", "phone")
-    db.session.execute(insert(Customer.__table__), [
-        {c: values.get(c, "" if c != "crm_customer_id" else None) for c in columns} for values in new.values()])
-    crm_ids = [k[1] for k in new if k[0] == "crm"]
-    emails = [k[1] for k in new if k[0] == "email"]
-    if crm_ids:
-        batch.by_crm_id.update(db.session.execute(db.select(Customer.crm_customer_id, Customer.id).where(
-            Customer.crm_customer_id.in_(crm_ids))).all())
-    if emails:
-        batch.by_email.update(db.session.execute(db.select(Customer.email, Customer.id).where(
-            Customer.email.in_(emails), Customer.crm_customer_id.is_(None))).all())
-
-
-def _upsert_names(order, names):
-    """Campaigns and products the CRM names, so route forms can offer them."""
-    if order.campaignId is not None:
-        _upsert(Campaign, order.campaignId, order.campaignName, names[Campaign])
-    for p in order.products:
-        _upsert(Product, p.productId, p.productName, names[Product])
-
-
-def _upsert(model, id_, name, known):
-    row = known.get(id_)
-    if row is None:
-        row = known[id_] = model(id=id_, name=name or "")
-        db.session.add(row)
-    elif name and row.name != name:
-        row.name = name

@@ -84,11 +84,14 @@ def luhn_ok(digits):
 
 def card_digits(value):
     """The card number a value holds (13 to 19 ASCII digits passing Luhn), or None."""
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
+    if isinstance(value, str):
+        if len(value) < 13:  # most of an order's values: names, short ids, flags
+            return None
+        text = value.strip()
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 10**12:
+        text = str(value)  # quantities, prices, short ids are below: no card
+    else:
         return None
-    if isinstance(value, int) and value < 10**12:  # quantities, prices, short ids: no card
-        return None
-    text = str(value).strip()
     if len(text) < 13:
         return None
     if not CARD_LIKE.fullmatch(text):

@@ -31,7 +31,6 @@ def events():
     if tokens.authenticate(token) is None:
         db.session.rollback()
         return _error(401, "missing or invalid intake token (Authorization: Bearer <token>)")
-    db.session.commit()  # the token's last use
     if request.content_length is not None and request.content_length > current_app.config["INTAKE_MAX_BYTES"]:
         return _error(413, f"body over {current_app.config['INTAKE_MAX_BYTES']} bytes")
     if request.mimetype != "application/json":
