@@ -17,7 +17,7 @@ LAYERS = [
     {"profiles"},
     {"dispatch"},
     {"drain"},
-    {"daily_files", "workers", "circuit"},
+    {"daily_files", "workers", "circuit", "admission"},
     {"sending", "schedule", "audit"},
     {"mapping", "matching", "models", "engine"},
     {"extensions", "export_types"},
