@@ -258,9 +258,9 @@ def _customer_ids(events, now):
         elif order.emailAddress:
             by_email.setdefault(order.emailAddress, {}).update(values)
     ids = {}
-    if by_crm:  # in key order: two requests upsert the same customers without deadlocking
+    if by_crm:  # in the body's order, so customer ids rise with it (a deadlock with another request is retried)
         rows = [{"crm_customer_id": crm_id, "created_at": now, **{c: v.get(c, "") for c, _ in CUSTOMER_FIELDS}}
-                for crm_id, v in sorted(by_crm.items())]
+                for crm_id, v in by_crm.items()]
         found = dict(db.session.execute(_statements(db.engine.dialect.name)["customers"], rows).all())
         ids.update({("crm", k): v for k, v in found.items()})
     if by_email:
