@@ -100,15 +100,17 @@ def csv_writer(f):
 
 
 # A cell a spreadsheet would run as a formula starts with one of these (OWASP's list).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = frozenset("=+-@\t\r")
 PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def neutralised(value) -> str:
     """The value as a spreadsheet shows it but never runs it: a leading apostrophe before = + - @
     tab or CR. A plain number (-49.95, +1e3) is left as it is: it is no formula."""
-    text = "" if value is None else str(value)
-    if text.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(text):
+    if value is None:
+        return ""
+    text = value if value.__class__ is str else str(value)  # most cells are already text
+    if text and text[0] in FORMULA_STARTS and not PLAIN_NUMBER.fullmatch(text):
         return "'" + text
     return text
 
