@@ -102,11 +102,12 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary directory")
-    parser.add_argument("--side", choices=["make", "exporter", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["make", "reset", "exporter", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
-        return print(json.dumps({"make": make_day, "exporter": exporter_side, "baseline": baseline_side}[args.side](
+        return print(json.dumps({"make": make_day, "reset": reset_history, "exporter": exporter_side,
+                                  "baseline": baseline_side}[args.side](
             args.rows, args.port)))
     with tempfile.TemporaryDirectory(prefix="bench-daily-file-") as workdir:
         ftp_root = os.path.join(workdir, "ftp")
@@ -121,6 +122,8 @@ def main():
         digests = set()
         for i in range(args.rounds):
             for side in ("exporter", "baseline") if i % 2 == 0 else ("baseline", "exporter"):
+                if side == "exporter":
+                    child(env, "--side", "reset", "--rows", args.rows, "--port", port)
                 result = child(env, "--side", side, "--rows", args.rows, "--port", port)
                 digests.add(checked(result, ftp_root, args.rows))
                 runs[side].append(result)
@@ -198,6 +201,19 @@ DROP TABLE day
 """
 
 
+def reset_history(_rows, _port):
+    """The last round's history, deleted in a process of its own so each round writes the same
+    (SQLite's deleting a million rows would otherwise count in the exporter side's peak RSS)."""
+    from exporter import create_app
+    from exporter.extensions import db
+    from exporter.models import HistoryEntry
+
+    with create_app().app_context():
+        db.session.execute(HistoryEntry.__table__.delete())
+        db.session.commit()
+    return {}
+
+
 def exporter_side(rows, _port):
     """The day re-run (as `exporter files send` does), then sent by the worker's own job function:
     a drain claims it and a sender thread of the worker's engine sends it."""
@@ -208,9 +224,6 @@ def exporter_side(rows, _port):
     app = create_app()
     jobs.set_app(app)  # as `exporter worker` does: the app is loaded once, before any job
     with app.app_context():
-        # The last round's history, so each round writes the same: a Core DELETE (the ORM's would
-        # fetch a million ids to synchronise the session, and the peak RSS would be the bench's own).
-        db.session.execute(HistoryEntry.__table__.delete())
         profile = db.session.scalar(db.select(Profile).where(Profile.name == PROFILE))
         (delivery,), _ = daily_files.rerun(profile, DAY, enqueue=False)
         delivery_id = delivery.id
