@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
 from sqlalchemy import DateTime, Integer, Text, func, insert, literal, null, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from . import audit, mapping, schedule, security, sending
@@ -119,6 +120,28 @@ def add_row(profile, route_id, event):
     if that day has none, and the customer's history says the file does not carry it yet.
     """
     db.session.add(FileRow(route_id=route_id, event_id=event.id, occurred_at=event.occurred_at))
+    note_late(profile, route_id, event)
+
+
+def add_rows(profile, pairs):
+    """add_row() for many (route id, event) pairs at once, leaving alone a row stored already (a
+    concurrent replay's: INSERT ... ON CONFLICT DO NOTHING on the unique route and event). The
+    pairs whose row this made."""
+    if not pairs:
+        return []
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    made = set(db.session.execute(
+        dialect.insert(FileRow.__table__).on_conflict_do_nothing(index_elements=["route_id", "event_id"])
+        .returning(FileRow.route_id, FileRow.event_id),
+        [dict(route_id=route_id, event_id=event.id, occurred_at=event.occurred_at) for route_id, event in pairs]).all())
+    pairs = [(route_id, event) for route_id, event in pairs if (route_id, event.id) in made]
+    for route_id, event in pairs:
+        note_late(profile, route_id, event)
+    return pairs
+
+
+def note_late(profile, route_id, event):
+    """A row just stored that its day's file will not carry: counted late (see add_row)."""
     day = local_day(profile, event.occurred_at)
     delivery = _day_delivery(route_id, day)
     reason = late_reason(profile, day, delivery)

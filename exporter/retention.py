@@ -27,6 +27,7 @@ from .models import Attempt, Customer, Delivery, Event, FileRow, HistoryEntry, u
 PURGED = "[purged]"
 FORGOTTEN = "customer forgotten"  # the cancel reason of a forgotten customer's waiting deliveries
 DEFAULT_BATCH_SIZE = 1000
+MAX_DAYS = 36500  # a century: more is a typo, and the cutoff's date arithmetic overflows
 FINISHED = ("delivered", "cancelled")
 # What a purged event's order keeps: what the screens show, and nothing that names a person.
 # (Order and campaign ids are the CRM's keys, not personal data; the customer id is dropped.)
@@ -46,8 +47,9 @@ class ForgetRefused(Exception):
 
 
 def check_days(days):
-    if not isinstance(days, int) or isinstance(days, bool) or days < 0:
-        raise ValueError(f"retention days must be a whole number, 0 or more (0 keeps forever), not {days!r}")
+    if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= MAX_DAYS:
+        raise ValueError(f"retention days must be a whole number, 0 or more and at most {MAX_DAYS} "
+                         f"(0 keeps forever), not {days!r}")
     return days
 
 

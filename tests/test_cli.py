@@ -184,6 +184,10 @@ def test_profiles_replay_dry_run_counts_then_replay_sends_once(app, post_events)
      "Invalid value for --until: at most 366 days at a time"),
     (["Call center partials", "--since", "2026-01-01", "--until", "2026-01-02", "--customer-type", "sale"],
      "Invalid value for --customer-type: 'sale' is not a customer type"),
+    (["Call center partials", "--since", "9999-12-31", "--until", "9999-12-31"],
+     "Invalid value for --since: 9999-12-31 is not in the years 1970 to 2100"),
+    (["Call center partials", "--since", "2026-01-01", "--until", "9999-12-31"],
+     "Invalid value for --until: 9999-12-31 is not in the years 1970 to 2100"),
 ])
 def test_profiles_replay_refuses_bad_input_with_exit_code_2(app, args, message):
     from exporter.models import Delivery
@@ -236,13 +240,19 @@ def test_purge_with_zero_days_keeps_everything(app, post_events):
     assert old.purged_at is None
 
 
-@pytest.mark.parametrize("days", ["-1", "ninety"])
+@pytest.mark.parametrize("days", ["-1", "ninety", "36501", "999999999"])
 def test_purge_refuses_bad_days(app, days):
     result = app.test_cli_runner().invoke(args=["purge", "--days", days])
-    assert result.exit_code == 2 and "--days" in result.output
+    assert result.exit_code == 2 and "--days" in result.output and "Traceback" not in result.output
 
 
 def test_purge_refuses_a_bad_retention_setting(app):
     app.config["RETENTION_DAYS"] = -3
     result = app.test_cli_runner().invoke(args=["purge"])
     assert result.exit_code == 2 and "RETENTION_DAYS" in result.output and "0 or more" in result.output
+
+
+def test_purge_refuses_a_huge_retention_setting(app):
+    app.config["RETENTION_DAYS"] = 999_999_999
+    result = app.test_cli_runner().invoke(args=["purge"])
+    assert result.exit_code == 2 and "RETENTION_DAYS" in result.output and "at most 36500" in result.output

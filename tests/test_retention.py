@@ -153,10 +153,25 @@ def test_zero_days_keeps_forever(world):
                              .where(AuditEntry.target_type == "retention")) == 0
 
 
-@pytest.mark.parametrize("days", [-1, 1.5, "90", True])
+@pytest.mark.parametrize("days", [-1, 1.5, "90", True, 36501, 999_999_999])
 def test_bad_days_are_refused(app, days):
-    with pytest.raises(ValueError, match="whole number, 0 or more"):
+    with pytest.raises(ValueError, match="whole number, 0 or more and at most 36500"):
         retention.purge(NOW, days)
+    with pytest.raises(ValueError, match="whole number"):
+        retention.what_is_due(NOW, days)
+
+
+def test_the_purge_job_refuses_a_huge_retention_setting_clearly(app, world, run_jobs):
+    """A typo'd RETENTION_DAYS: the cron job fails saying so (no OverflowError), nothing purged."""
+    from exporter import jobs, queue
+
+    app.config["RETENTION_DAYS"] = 999_999_999
+    job = queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"]).enqueue(jobs.purge)
+    run_jobs()
+    job.refresh()
+    assert job.is_failed and "at most 36500" in job.latest_result().exc_string
+    assert "OverflowError" not in job.latest_result().exc_string
+    assert db.session.scalar(db.select(db.func.count()).where(Event.purged_at.is_not(None))) == 0
 
 
 def test_dry_run_changes_nothing_and_reports_the_same_counts(world):
