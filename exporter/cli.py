@@ -423,7 +423,7 @@ def _file_summary(delivery):
 
 @main.command("purge")
 @click.option("--dry-run", is_flag=True, help="Count what would be purged; change nothing.")
-@click.option("--days", type=click.IntRange(min=0), default=None,
+@click.option("--days", type=int, default=None,
               help="Keep this many days of personal data (default: RETENTION_DAYS; 0 keeps it forever).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Rows per transaction: smaller holds the database for less time.")
@@ -434,11 +434,11 @@ def purge_command(dry_run, days, batch_size):
     from . import audit, retention
     from .models import utcnow
 
-    days = current_app.config["RETENTION_DAYS"] if days is None else days
     try:
-        retention.check_days(days)
+        retention.check_days(current_app.config["RETENTION_DAYS"] if days is None else days)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="RETENTION_DAYS")
+        raise click.BadParameter(str(exc), param_hint="RETENTION_DAYS" if days is None else "--days")
+    days = current_app.config["RETENTION_DAYS"] if days is None else days
     if days == 0:
         click.echo("retention is 0 days: personal data is kept forever, nothing to purge")
         return
@@ -446,4 +446,4 @@ def purge_command(dry_run, days, batch_size):
         counts = retention.purge(utcnow(), days, batch_size=batch_size, dry_run=dry_run)
     verb = "would purge" if dry_run else "purged"
     click.echo(f"{verb} personal data older than {days} days: {counts.events} events, {counts.attempts} attempts, "
-               f"{counts.customers} customers")
+               f"{counts.customers} customers, {counts.files} kept file copies")

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
 from sqlalchemy import DateTime, Integer, Text, func, insert, literal, null, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from . import audit, mapping, schedule, security, sending
@@ -119,6 +120,28 @@ def add_row(profile, route_id, event):
     if that day has none, and the customer's history says the file does not carry it yet.
     """
     db.session.add(FileRow(route_id=route_id, event_id=event.id, occurred_at=event.occurred_at))
+    note_late(profile, route_id, event)
+
+
+def add_rows(profile, pairs):
+    """add_row() for many (route id, event) pairs at once, leaving alone a row stored already (a
+    concurrent replay's: INSERT ... ON CONFLICT DO NOTHING on the unique route and event). The
+    pairs whose row this made."""
+    if not pairs:
+        return []
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    made = set(db.session.execute(
+        dialect.insert(FileRow.__table__).on_conflict_do_nothing(index_elements=["route_id", "event_id"])
+        .returning(FileRow.route_id, FileRow.event_id),
+        [dict(route_id=route_id, event_id=event.id, occurred_at=event.occurred_at) for route_id, event in pairs]).all())
+    pairs = [(route_id, event) for route_id, event in pairs if (route_id, event.id) in made]
+    for route_id, event in pairs:
+        note_late(profile, route_id, event)
+    return pairs
+
+
+def note_late(profile, route_id, event):
+    """A row just stored that its day's file will not carry: counted late (see add_row)."""
     day = local_day(profile, event.occurred_at)
     delivery = _day_delivery(route_id, day)
     reason = late_reason(profile, day, delivery)
@@ -359,7 +382,8 @@ def work_dir():
 def write_history(delivery, message):
     """One history message per customer in the file, linking to the delivery; keep the copy."""
     # Also called when a waiting file is cancelled: keep the copy only of a file that arrived.
-    KeptCopy(delivery).keep(uploaded=(delivery.details or {}).get("uploaded") is True)
+    if KeptCopy(delivery).keep(uploaded=(delivery.details or {}).get("uploaded") is True):
+        delivery.details = {k: v for k, v in (delivery.details or {}).items() if k != KEPT_COPY_GONE}
     sent = _sending.pop(delivery, None)
     if sent is not None and sent.rows is not None:
         _recount_late(delivery, sent.rows)
@@ -412,13 +436,14 @@ class KeptCopy:
         self.rows = count
 
     def keep(self, uploaded):
-        """Keep the copy of a file that reached the server; drop one that did not."""
+        """Keep the copy of a file that reached the server; drop one that did not. Kept or not."""
         if not os.path.exists(self.part):
-            return
+            return False
         if uploaded:
             os.replace(self.part, self.path)
-        else:
-            os.unlink(self.part)
+            return True
+        os.unlink(self.part)
+        return False
 
 
 def kept_cells(values):
@@ -435,7 +460,41 @@ def open_private(path):
 
 
 def kept_copy_path(delivery):
-    return os.path.join(current_app.config["FILES_DIR"], "deliveries", f"{delivery.id}.csv")
+    return os.path.join(_kept_copies_dir(), f"{delivery.id}.csv")
+
+
+def _kept_copies_dir():
+    return os.path.join(current_app.config["FILES_DIR"], "deliveries")
+
+
+# The key of a delivery's details saying why its kept copy was deleted (retention, Forget).
+KEPT_COPY_GONE = "kept_copy_deleted"
+
+
+def kept_copy_ids():
+    """The ids of the deliveries whose copy is kept (the folder holds only those)."""
+    try:
+        names = os.listdir(_kept_copies_dir())
+    except FileNotFoundError:
+        return []
+    return sorted(int(name[:-4]) for name in names if name.endswith(".csv") and name[:-4].isdigit())
+
+
+def forget_kept_copies(deliveries, reason):
+    """Say on each delivery why its kept copy goes (the caller commits, then delete_kept_copies:
+    a copy left by a crash in between is found again by the next purge)."""
+    for delivery in deliveries:
+        delivery.details = {**(delivery.details or {}), KEPT_COPY_GONE: reason}
+
+
+def delete_kept_copies(delivery_ids):
+    """Delete the kept copies of these deliveries (those there are); how many."""
+    deleted = 0
+    for delivery_id in delivery_ids:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(_kept_copies_dir(), f"{delivery_id}.csv"))
+            deleted += 1
+    return deleted
 
 
 def parse_day(text):

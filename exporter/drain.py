@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DELIVERIES = Delivery.__table__
 CLAIM_BATCH = 200  # deliveries one claim takes at most
+PURGED = "personal data purged"  # the cancel reason of a claimed delivery whose event was purged meanwhile
 # Set when the worker is asked to stop: the drain gives back what it has not started.
 stopping = threading.Event()
 
@@ -224,10 +225,15 @@ def _jobs(rows, claimed_at, app, profiles=None, counted=None):
     profiles, counted = profiles or _profiles(rows), counted or {}
     event_ids = [r.event_id for r in rows if r.event_id is not None]
     events = {e.id: e for e in db.session.execute(
-        select(Event.id, Event.type, Event.order, Event.card_number, Event.customer_id)
+        select(Event.id, Event.type, Event.order, Event.card_number, Event.customer_id, Event.purged_at)
         .where(Event.id.in_(event_ids)))} if event_ids else {}
+    purged = {r.id for r in rows if r.event_id in events and events[r.event_id].purged_at is not None}
+    if purged:
+        _cancel_purged([r for r in rows if r.id in purged], claimed_at, counted)
     allow_private = bool(current_app.config["ALLOW_PRIVATE_TARGETS"])
     for row in rows:
+        if row.id in purged:
+            continue
         profile = profiles[row.profile_id]
         window = windows.of(profile) if profile.window_start is not None else None
         if row.file_date is not None:
@@ -250,6 +256,21 @@ def _jobs(rows, claimed_at, app, profiles=None, counted=None):
             log.exception("delivery %s could not be prepared", row.id)
             send = partial(_failed, f"{type(exc).__name__}: {exc}", context)
         yield Job(row.id, row.target, send, context=context)
+
+
+def _cancel_purged(rows, claimed_at, counted, worker=None):
+    """Claimed deliveries whose event's personal data was purged while they waited (retention,
+    Forget): cancelled, never sent; the try and any cap grant given back."""
+    d = DELIVERIES.c
+    with writing():
+        db.session.execute(DELIVERIES.update().where(
+            d.id.in_([r.id for r in rows]), d.status == "sending", d.claimed_at == claimed_at,
+            d.claimed_by == (worker or worker_name()))
+            .values(status="cancelled", cancel_reason=PURGED, claimed_at=None, claimed_by="",
+                    attempt_count=d.attempt_count - 1))
+        admission.refund([(r.profile_id, counted[r.id]) for r in rows if r.id in counted])
+        db.session.commit()
+    log.warning("deliveries %s: their event's personal data was purged; cancelled, not sent", [r.id for r in rows])
 
 
 # --- recording -------------------------------------------------------------------------------------
@@ -348,6 +369,9 @@ def _send_file(app, delivery_id, claimed_at):
 
 def send_claimed(delivery, claimed_at, worker=None):
     """Send one claimed delivery here and now and record it (a day's file, `files send --now`)."""
+    if delivery.file_date is None and delivery.event is not None and delivery.event.purged_at is not None:
+        _cancel_purged([delivery], claimed_at, {}, worker)
+        return False
     started = utcnow()
     secrets_ = []
     try:

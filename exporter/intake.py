@@ -20,10 +20,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from . import customer_types, daily_files, dispatch, matching, schedule, security, sending
 from .export_types import PER_EVENT
 from .extensions import db, writing
-from .models import Campaign, Customer, Delivery, Event, HistoryEntry, Product, Profile, Route, utcnow
+from .models import (FIRST_YEAR, LAST_YEAR, Campaign, Customer, Delivery, Event, HistoryEntry, Product, Profile,
+                     Route, utcnow)
 
 CustomerTypeSlug = Literal[customer_types.SLUGS]  # type: ignore[valid-type]
-FIRST_YEAR, LAST_YEAR = 1970, 2100  # occurred_at outside these years is a CRM's mistake, not an order
 
 
 def _storable(text):

@@ -14,6 +14,11 @@ def utcnow():
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+# The years an event may have occurred in (intake) and a replay may cover: a time outside them
+# is a CRM's or a typist's mistake, not an order, and the far ends overflow date arithmetic.
+FIRST_YEAR, LAST_YEAR = 1970, 2100
+
+
 # All datetimes are naive UTC in the database: one rule for SQLite and PostgreSQL.
 UTC = DateTime(timezone=False)
 

@@ -8,15 +8,19 @@ claimed, sent, retried and written to the customer's history by the drain like a
 profile (delivered, waiting or cancelled) is left out, and the unique (profile, event) of the
 deliveries table holds against a concurrent replay. Test-card orders are never replayed; a
 partial whose customer or order converted since is left out when the profile skips converted
-partials.
+partials. An event whose personal data was purged (retention.py: older than RETENTION_DAYS, or a
+forgotten customer's) is never replayed: it is counted apart, its data is gone.
 
 A daily-file profile's replay records the events as rows of their route's file for their day
 (as intake does). A day whose file is still to be made carries them on schedule; a day whose
 file was already sent (or is older than the catch-up) counts them as late rows, and the result
 names those days: re-run a day to send its file again with them.
 
-Events are read, matched and inserted CHUNK at a time, in one transaction: a range of 100,000
-events is never held in memory, and a replay is stored whole or not at all.
+Events are read, matched and inserted CHUNK at a time, each chunk its own short transaction (on
+SQLite under the process's writer lock, taken per chunk): a range of 100,000 events is never held
+in memory, nor blocks the intake for its whole length. A replay stopped half-way keeps the chunks
+it committed; run again, it makes the rest (what was made counts as already exported). Its audit
+entry is written at the end, with the totals.
 """
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -27,7 +31,7 @@ from sqlalchemy.orm import aliased
 
 from . import audit, customer_types, daily_files, matching, schedule, sending
 from .extensions import db, writing
-from .models import Delivery, Event, FileRow, HistoryEntry, utcnow
+from .models import FIRST_YEAR, LAST_YEAR, Delivery, Event, FileRow, HistoryEntry, utcnow
 
 MAX_DAYS = 366  # the longest range one replay covers
 CHUNK = 1000  # events read, matched and inserted at a time
@@ -54,6 +58,7 @@ class Result:
     matched: int = 0  # events in the range the routes match (test-card orders aside)
     already: int = 0  # of those, exported (delivered, waiting or cancelled) to this profile before
     converted: int = 0  # partials left out: their customer or order converted since
+    purged: int = 0  # left out: their personal data was purged (retention, a forgotten customer)
     test_orders: int = 0  # test-card orders the routes match: never replayed
     created: int = 0  # deliveries (file rows for a daily-file profile) made
     late_days: list = field(default_factory=list)  # daily files: days already made that hold new rows
@@ -61,13 +66,14 @@ class Result:
 
     @property
     def to_send(self):
-        return self.matched - self.already - self.converted
+        return self.matched - self.already - self.converted - self.purged
 
     def summary(self):
         """One line for the screen, the CLI and the audit log."""
         what = "file row(s)" if self.daily_file else "delivery(ies)"
         counts = (f"{self.matched} event(s) match; {self.already} already exported; "
-                  f"{self.converted} converted partial(s) skipped; {self.test_orders} test-card order(s) never sent")
+                  f"{self.converted} converted partial(s) skipped; "
+                  f"{self.purged} purged: their data is gone, not sent; {self.test_orders} test-card order(s) never sent")
         if self.dry_run:
             return f"{counts}; {self.to_send} will be sent."
         line = f"{counts}; {self.created} {what} created."
@@ -114,6 +120,9 @@ def check(profile, since, until, types=()):
     if not offered:
         raise ReplayError("profile", f"profile {profile.name!r} has no routes: add one in Profile Routing")
     since, until = parse_date(since, "since"), parse_date(until, "until")
+    for name, day in (("since", since), ("until", until)):
+        if not FIRST_YEAR <= day.year <= LAST_YEAR:
+            raise ReplayError(name, f"{day.isoformat()} is not in the years {FIRST_YEAR} to {LAST_YEAR}")
     if since > until:
         raise ReplayError("until", f"To date {until.isoformat()} is before From date {since.isoformat()}")
     if (until - since).days + 1 > MAX_DAYS:
@@ -142,18 +151,27 @@ def replay(profile, since, until, types=(), dry_run=False):
             _count(chunk, result)
         return result
     due_times = set()
-    with writing():  # SQLite: this process's writers take turns (see extensions.writing)
-        try:
-            for chunk in _chunks(profile, since, until, types):
+    read, after = _reader(profile, since, until, types), 0
+    while after is not None:
+        with writing():  # per chunk: the intake writes between two chunks (SQLite's one writer)
+            try:
+                chunk, after = read(after)
                 fresh = _count(chunk, result)
                 if fresh:
                     due_times |= _make(profile, fresh, result)
+                db.session.commit()
+            except BaseException:
+                db.session.rollback()
+                raise
+    with writing():  # SQLite: this process's writers take turns (see extensions.writing)
+        try:
             result.late_days = _late_days(profile, result) if result.daily_file else []
             audit.record("profile.replay", "profile", profile.id, profile.name, profile_id=profile.id,
                          summary=f"Send past events {since.isoformat()} to {until.isoformat()}: {result.summary()}",
                          after={"since": since.isoformat(), "until": until.isoformat(), "customer_types": types,
                                 "matched": result.matched, "already_exported": result.already,
-                                "converted_skipped": result.converted, "test_orders": result.test_orders,
+                                "converted_skipped": result.converted, "purged": result.purged,
+                                "test_orders": result.test_orders,
                                 "created": result.created})
             db.session.commit()
         except BaseException:
@@ -175,24 +193,33 @@ def _rules(profile, types):
 
 def _chunks(profile, since, until, types):
     """The range's events of the chosen types, CHUNK at a time by id, each with the routes it matches."""
+    read, after = _reader(profile, since, until, types), 0
+    while after is not None:
+        chunk, after = read(after)
+        yield chunk
+
+
+def _reader(profile, since, until, types):
+    """read(after): the next chunk of the range's events after the id `after`, each with the
+    routes it matches, and the id to read after next (None: the range is read to its end)."""
     rules = _rules(profile, types)
     by_products = any(rule.products for rule in rules)
     start, end = daily_files.day_bounds(profile, since)[0], daily_files.day_bounds(profile, until)[1]
     columns = [Event.id, Event.type, Event.campaign_id, Event.customer_id, Event.occurred_at, Event.is_test,
-               _exported(profile).label("exported"), _converted(profile).label("converted")]
+               Event.purged_at, _exported(profile).label("exported"), _converted(profile).label("converted")]
     if by_products:
         columns.append(Event.order)
-    after = 0
-    while True:
-        rows = db.session.execute(
-            select(*columns).where(Event.occurred_at >= start, Event.occurred_at < end, Event.type.in_(types),
-                                   Event.id > after).order_by(Event.id).limit(CHUNK)).all()
-        if not rows:
-            return
-        after = rows[-1].id
-        yield [(row, matched) for row in rows
-               if (matched := matching.matching_routes(rules, row.type, row.campaign_id,
-                                                       _product_ids(row) if by_products else ()))]
+    in_range = (Event.occurred_at >= start, Event.occurred_at < end, Event.type.in_(types))
+
+    def read(after):
+        rows = db.session.execute(select(*columns).where(*in_range, Event.id > after)
+                                  .order_by(Event.id).limit(CHUNK)).all()
+        chunk = [(row, matched) for row in rows
+                 if (matched := matching.matching_routes(rules, row.type, row.campaign_id,
+                                                         _product_ids(row) if by_products else ()))]
+        return chunk, (rows[-1].id if len(rows) == CHUNK else None)
+
+    return read
 
 
 def _product_ids(row):
@@ -230,6 +257,8 @@ def _count(chunk, result):
         result.matched += 1
         if row.exported:
             result.already += 1
+        elif row.purged_at is not None:
+            result.purged += 1
         elif row.converted:
             result.converted += 1
         else:
@@ -272,13 +301,14 @@ def _insert_ignoring_repeats():
 
 
 def _make_file_rows(profile, fresh, result):
-    """A row of each matching route's file for the event's day (daily_files.add_row: late rows
-    counted on their day's delivery and named in the history), and a history line per event."""
+    """A row of each matching route's file for the event's day (daily_files.add_rows: late rows
+    counted on their day's delivery and named in the history; a row a concurrent replay made is
+    left alone), and a history line per event given a row."""
+    made = daily_files.add_rows(profile, [(rule.route_id, row) for row, matched in fresh for rule in matched])
+    result.created += len(made)
+    events = {row.id: row for _, row in made}
     history = []
-    for row, matched in fresh:
-        for rule in matched:
-            daily_files.add_row(profile, rule.route_id, row)
-        result.created += len(matched)
+    for row in events.values():
         day = daily_files.local_day(profile, row.occurred_at)
         result.days.add(day)
         if row.customer_id:
@@ -287,7 +317,6 @@ def _make_file_rows(profile, fresh, result):
                                         f"of {day.isoformat()}"))
     if history:
         db.session.execute(insert(HistoryEntry.__table__), history)
-    db.session.flush()  # the chunk's FileRow objects leave memory once flushed
 
 
 def _late_days(profile, result):

@@ -5,9 +5,12 @@ finished (delivered or cancelled), and the bodies, headers and query strings of 
 (or of those events), are erased in batches of ids, one short transaction each, so the intake is
 never held up for long. Deliveries keep their status, times and attempt counts; each customer's
 history says what went; a customer whose every event is purged loses name, email and phone too.
+The copies of daily files kept for download (daily_files.KeptCopy, masked but with names and
+emails) go once their whole day is older than the cutoff; the delivery says its copy was deleted.
 
 forget(): a data-subject request: one customer's personal data erased at once, whatever its age,
-their waiting deliveries cancelled so nothing personal goes out afterwards.
+their waiting deliveries cancelled so nothing personal goes out afterwards, and the kept copies of
+the daily files that carried their events deleted (the partner has the file; our copy goes).
 
 No Flask here: the `exporter purge` command, the daily cron job and the customer page call these.
 """
@@ -20,13 +23,14 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import JSON, bindparam, case, select, update
 from sqlalchemy.orm import aliased
 
-from . import audit
+from . import audit, daily_files
 from .extensions import db, writing
-from .models import Attempt, Customer, Delivery, Event, FileRow, HistoryEntry, utcnow
+from .models import Attempt, Customer, Delivery, Event, FileRow, HistoryEntry, Route, utcnow
 
 PURGED = "[purged]"
 FORGOTTEN = "customer forgotten"  # the cancel reason of a forgotten customer's waiting deliveries
 DEFAULT_BATCH_SIZE = 1000
+MAX_DAYS = 36500  # a century: more is a typo, and the cutoff's date arithmetic overflows
 FINISHED = ("delivered", "cancelled")
 # What a purged event's order keeps: what the screens show, and nothing that names a person.
 # (Order and campaign ids are the CRM's keys, not personal data; the customer id is dropped.)
@@ -39,6 +43,7 @@ class Counts:
     events: int = 0
     attempts: int = 0
     customers: int = 0
+    files: int = 0  # kept copies of daily files
 
 
 class ForgetRefused(Exception):
@@ -46,8 +51,9 @@ class ForgetRefused(Exception):
 
 
 def check_days(days):
-    if not isinstance(days, int) or isinstance(days, bool) or days < 0:
-        raise ValueError(f"retention days must be a whole number, 0 or more (0 keeps forever), not {days!r}")
+    if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= MAX_DAYS:
+        raise ValueError(f"retention days must be a whole number, 0 or more and at most {MAX_DAYS} "
+                         f"(0 keeps forever), not {days!r}")
     return days
 
 
@@ -91,7 +97,19 @@ def what_is_due(now, days):
         select(db.func.count(due.c.id), db.func.count(db.distinct(due.c.customer_id)))).one()
     attempts = db.session.scalar(select(db.func.count()).select_from(
         _attempts().where(*_attempts_due(cutoff, with_events_due=True)).subquery()))
-    return Counts(events, attempts, customers)
+    return Counts(events, attempts, customers, len(_copies_due(cutoff)))
+
+
+def _copies_due(cutoff):
+    """The deliveries of finished daily files whose kept copy is there and whose whole day is older
+    than the cutoff (a day's margin: the day is the profile's time zone's)."""
+    ids, last = daily_files.kept_copy_ids(), (cutoff - timedelta(days=1)).date()
+    due = []
+    for start in range(0, len(ids), DEFAULT_BATCH_SIZE):
+        due += db.session.scalars(select(Delivery.id).where(
+            Delivery.id.in_(ids[start:start + DEFAULT_BATCH_SIZE]), Delivery.file_date < last,
+            Delivery.status.in_(FINISHED)))
+    return due
 
 
 # --- purge ------------------------------------------------------------------------------------
@@ -120,12 +138,26 @@ def purge(now, days, batch_size=DEFAULT_BATCH_SIZE, dry_run=False):
             attempts += _erase_attempts((Attempt.id.in_(ids), *_attempts_due(cutoff)), now)
             db.session.commit()
     _tell_customers(per_customer, days, now, batch_size)
-    counts = Counts(events, attempts, len(per_customer))
+    files = _delete_copies(_copies_due(cutoff), f"deleted on {now:%Y-%m-%d}: older than {days} days (retention)",
+                           batch_size)
+    counts = Counts(events, attempts, len(per_customer), files)
     audit.record("retention.purge", "retention", summary=(
         f"Personal data older than {days} days purged: {counts.events} events, {counts.attempts} attempts, "
-        f"{counts.customers} customers"), after=asdict(counts))
+        f"{counts.customers} customers, {counts.files} kept file copies"), after=asdict(counts))
     db.session.commit()
     return counts
+
+
+def _delete_copies(delivery_ids, reason, batch_size):
+    """Each delivery told why its kept copy goes (committed first), then the copies deleted."""
+    deleted = 0
+    for start in range(0, len(delivery_ids), batch_size):
+        ids = delivery_ids[start:start + batch_size]
+        with writing():
+            daily_files.forget_kept_copies(db.session.scalars(select(Delivery).where(Delivery.id.in_(ids))), reason)
+            db.session.commit()
+        deleted += daily_files.delete_kept_copies(ids)
+    return deleted
 
 
 def _batches(query, id_column, size):
@@ -225,11 +257,12 @@ def forget(customer, by, now=None):
     now = now or utcnow()
     with writing():
         try:
-            counts = _forget(customer, by, now)
+            counts, copies = _forget(customer, by, now)
             db.session.commit()
         except BaseException:
             db.session.rollback()
             raise
+    daily_files.delete_kept_copies(copies)  # once the deliveries say so: a crash leaves them to the purge
     return counts
 
 
@@ -244,17 +277,37 @@ def _forget(customer, by, now):
     _erase_events(rows, now)
     attempts = _erase_attempts((Delivery.event_id.in_(events), Attempt.purged_at.is_(None)), now)
     _erase_from_history(customer)
-    counts = {"events": len(rows), "attempts": attempts, "cancelled_deliveries": cancelled}
+    copies = _kept_copies_of(customer)
+    daily_files.forget_kept_copies(copies, f"deleted on {now:%Y-%m-%d}: it held a forgotten customer's data")
+    counts = {"events": len(rows), "attempts": attempts, "cancelled_deliveries": cancelled,
+              "kept_files_deleted": len(copies)}
     for field in PERSONAL_FIELDS:
         setattr(customer, field, "")
     customer.crm_customer_id, customer.forgotten_at, customer.forgotten_by = None, now, by
     db.session.add(HistoryEntry(customer_id=customer.id, created_at=now, message=(
         f"Forgotten on request: personal data of {len(rows)} events erased, "
-        f"{cancelled} waiting deliveries cancelled")))
+        f"{cancelled} waiting deliveries cancelled, {len(copies)} kept daily-file copies deleted")))
     audit.record("customer.forget", "customer", customer.id, f"customer {customer.id}", summary=(
         f"Customer {customer.id} forgotten: personal data of {len(rows)} events and {attempts} attempts "
-        f"erased, {cancelled} waiting deliveries cancelled"), after=counts)
-    return counts
+        f"erased, {cancelled} waiting deliveries cancelled, {len(copies)} kept daily-file copies deleted"),
+        after=counts)
+    return counts, [d.id for d in copies]
+
+
+def _kept_copies_of(customer):
+    """The deliveries whose kept copy is there of the daily files (route and day) that carried the
+    customer's events."""
+    rows = db.session.execute(select(FileRow.route_id, FileRow.occurred_at).join(Event, FileRow.event_id == Event.id)
+                              .where(Event.customer_id == customer.id)).all()
+    kept = set(daily_files.kept_copy_ids())
+    if not rows or not kept:
+        return []
+    routes = {r.id: r for r in db.session.scalars(select(Route).where(Route.id.in_({row.route_id for row in rows})))}
+    days = {(row.route_id, daily_files.local_day(routes[row.route_id].profile, row.occurred_at))
+            for row in rows if row.route_id in routes}
+    files = db.session.scalars(select(Delivery).where(Delivery.route_id.in_(list(routes)),
+                                                      Delivery.file_date.in_({day for _, day in days})))
+    return [d for d in files if (d.route_id, d.file_date) in days and d.id in kept]
 
 
 def _erase_from_history(customer):

@@ -184,6 +184,10 @@ def test_profiles_replay_dry_run_counts_then_replay_sends_once(app, post_events)
      "Invalid value for --until: at most 366 days at a time"),
     (["Call center partials", "--since", "2026-01-01", "--until", "2026-01-02", "--customer-type", "sale"],
      "Invalid value for --customer-type: 'sale' is not a customer type"),
+    (["Call center partials", "--since", "9999-12-31", "--until", "9999-12-31"],
+     "Invalid value for --since: 9999-12-31 is not in the years 1970 to 2100"),
+    (["Call center partials", "--since", "2026-01-01", "--until", "9999-12-31"],
+     "Invalid value for --until: 9999-12-31 is not in the years 1970 to 2100"),
 ])
 def test_profiles_replay_refuses_bad_input_with_exit_code_2(app, args, message):
     from exporter.models import Delivery
@@ -216,13 +220,13 @@ def test_purge_dry_run_prints_counts_and_changes_nothing(app, post_events):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["purge", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert result.output == "would purge personal data older than 90 days: 1 events, 0 attempts, 1 customers\n"
+    assert result.output == "would purge personal data older than 90 days: 1 events, 0 attempts, 1 customers, 0 kept file copies\n"
     db.session.refresh(old)
     assert old.purged_at is None and old.order["firstName"] == "Jane"
 
     result = runner.invoke(args=["purge", "--days", "5"])  # both go when 5 days are kept
     assert result.exit_code == 0, result.output
-    assert result.output == "purged personal data older than 5 days: 2 events, 0 attempts, 1 customers\n"
+    assert result.output == "purged personal data older than 5 days: 2 events, 0 attempts, 1 customers, 0 kept file copies\n"
     db.session.refresh(old)
     assert old.purged_at is not None and "firstName" not in old.order
 
@@ -236,13 +240,19 @@ def test_purge_with_zero_days_keeps_everything(app, post_events):
     assert old.purged_at is None
 
 
-@pytest.mark.parametrize("days", ["-1", "ninety"])
+@pytest.mark.parametrize("days", ["-1", "ninety", "36501", "999999999"])
 def test_purge_refuses_bad_days(app, days):
     result = app.test_cli_runner().invoke(args=["purge", "--days", days])
-    assert result.exit_code == 2 and "--days" in result.output
+    assert result.exit_code == 2 and "--days" in result.output and "Traceback" not in result.output
 
 
 def test_purge_refuses_a_bad_retention_setting(app):
     app.config["RETENTION_DAYS"] = -3
     result = app.test_cli_runner().invoke(args=["purge"])
     assert result.exit_code == 2 and "RETENTION_DAYS" in result.output and "0 or more" in result.output
+
+
+def test_purge_refuses_a_huge_retention_setting(app):
+    app.config["RETENTION_DAYS"] = 999_999_999
+    result = app.test_cli_runner().invoke(args=["purge"])
+    assert result.exit_code == 2 and "RETENTION_DAYS" in result.output and "at most 36500" in result.output

@@ -244,3 +244,39 @@ def test_a_type_not_declared_thread_safe_sends_one_at_a_time_in_a_worker(app):
         for t in threads:
             t.join()
     assert Careful.most == 1 and Pooled.most > 1
+
+
+def _purge_event_of(delivery):
+    """The event's personal data erased as retention and Forget erase it (retention._erase_events),
+    while its delivery waits: a race the purge's own checks do not see from here."""
+    from exporter import retention
+    from exporter.models import Event
+
+    evt = db.session.get(Event, delivery.event_id)
+    retention._erase_events([evt], utcnow())
+    db.session.commit()
+
+
+def test_a_delivery_whose_event_was_purged_while_waiting_is_cancelled_not_sent(app, post_events, receiver,
+                                                                                run_jobs):
+    make_profile(url=receiver.url + "/p", delay_minutes=500_000)  # waiting for days
+    post_events(events(3))
+    waiting = db.session.scalars(db.select(Delivery).order_by(Delivery.id)).all()
+    for delivery in waiting:
+        assert dispatch.retry_now(delivery)  # due now: a real worker claims all three
+    _purge_event_of(waiting[0])  # purged after it was made due (Retry now skips a purged event)
+    run_jobs(until=lambda: statuses() == {"delivered": 2, "cancelled": 1})
+    assert sorted(keys(receiver)) == sorted(str(d.id) for d in waiting[1:])  # the purged one never went
+    purged = db.session.get(Delivery, waiting[0].id)
+    assert (purged.status, purged.cancel_reason, purged.attempt_count) == ("cancelled", "personal data purged", 0)
+    assert db.session.scalar(db.select(db.func.count()).select_from(Attempt)
+                             .where(Attempt.delivery_id == purged.id)) == 0
+
+
+def test_send_one_cancels_a_delivery_whose_event_was_purged(app, post_events, receiver):
+    make_profile(url=receiver.url + "/p")
+    post_events(event())
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    _purge_event_of(delivery)
+    assert drain.send_one(delivery.id) == "cancelled"
+    assert receiver.requests == [] and db.session.get(Delivery, delivery.id).cancel_reason == "personal data purged"

@@ -211,3 +211,109 @@ def test_a_large_range_is_read_and_made_in_chunks(app, post_events, monkeypatch)
     assert replay.matching_events(profile, WEEK_AGO, TODAY).to_send == 50
     assert replay.replay(profile, WEEK_AGO, TODAY).created == 50
     assert len({d.event_id for d in deliveries(profile)}) == 50
+
+
+# --- purged events, extreme dates, per-chunk commits, concurrent daily-file replays -------------
+
+def test_purged_events_are_never_replayed_and_counted_apart(app, post_events):
+    """A forgotten customer's event and one purged by retention: left out, shown as purged."""
+    from exporter import retention
+
+    past_partials(post_events, 3)  # customers 7000..7002, three days ago
+    old = event("old", customerId=7100, orderId=8100, occurred_at=days_ago(100))
+    assert post_events(old).json["deliveries"] == 0
+    assert retention.purge(replay.utcnow(), 90).events == 1  # "old" is purged by retention
+    retention.forget(db.session.scalar(db.select(Customer).where(Customer.crm_customer_id == 7001)), by="admin")
+    profile = make_profile(url="http://127.0.0.1:9/p")
+    since = TODAY - timedelta(days=120)
+    counted = replay.matching_events(profile, since, TODAY)
+    assert (counted.matched, counted.purged, counted.to_send) == (4, 2, 2)
+    assert "2 purged: their data is gone, not sent" in counted.summary()
+    result = replay.replay(profile, since, TODAY)
+    assert (result.purged, result.created) == (2, 2)
+    assert sorted(d.event.event_key for d in deliveries(profile)) == ["p0", "p2"]
+    assert replay.replay(profile, since, TODAY).created == 0
+
+
+def test_purged_events_get_no_row_of_a_daily_file(app, post_events, ftp_server):
+    from exporter import retention
+
+    post_events(event("gone", customerId=1, occurred_at=at(DAY, 9)))
+    retention.forget(db.session.scalar(db.select(Customer)), by="admin")
+    profile = ftp_profile(ftp_server)
+    result = replay.replay(profile, DAY, DAY)
+    assert (result.purged, result.created) == (1, 0)
+    assert db.session.scalar(db.select(db.func.count()).select_from(FileRow)) == 0
+
+
+@pytest.mark.parametrize("since,until,field", [
+    ("9999-12-31", "9999-12-31", "since"),
+    ("0001-01-01", "0001-01-01", "since"),
+    ("2026-01-01", "2101-01-01", "until"),
+    ("1969-12-31", "1970-01-02", "since"),
+])
+@pytest.mark.parametrize("time_zone", ["UTC", "Pacific/Kiritimati", "Etc/GMT+12"])
+def test_dates_beyond_the_years_1970_to_2100_are_refused_naming_the_field(app, ftp_server, since, until, field,
+                                                                          time_zone):
+    """No OverflowError at the calendar's ends, for a daily file east or west of UTC too."""
+    profile = ftp_profile(ftp_server, time_zone=time_zone)
+    for dry_run in (True, False):
+        with pytest.raises(replay.ReplayError, match="is not in the years 1970 to 2100") as error:
+            replay.replay(profile, since, until, dry_run=dry_run)
+        assert error.value.field == field
+
+
+def test_each_chunk_is_committed_and_a_stopped_replay_run_again_makes_the_rest(app, post_events, monkeypatch):
+    """Committed per chunk (the intake writes between two), so a replay that fails half-way keeps what
+    it made, without an audit entry; run again, it makes the rest and counts the first as exported."""
+    import threading
+
+    monkeypatch.setattr(replay, "CHUNK", 4)
+    past_partials(post_events, 10)
+    profile = make_profile(url="http://127.0.0.1:9/p")
+    make, seen_elsewhere = replay._make, []
+
+    def failing_third(profile_, fresh, result):
+        if len(seen_elsewhere) == 2:
+            raise RuntimeError("the process stopped")
+
+        def count():  # another connection, as another process would look
+            with app.app_context():
+                seen_elsewhere.append(db.session.scalar(db.select(db.func.count()).select_from(Delivery)))
+        thread = threading.Thread(target=count)
+        thread.start()
+        thread.join(10)
+        return make(profile_, fresh, result)
+
+    monkeypatch.setattr(replay, "_make", failing_third)
+    with pytest.raises(RuntimeError):
+        replay.replay(profile, WEEK_AGO, TODAY)
+    assert seen_elsewhere == [0, 4]  # the first chunk was committed before the second was made
+    assert len(deliveries(profile)) == 8
+    assert db.session.scalar(db.select(db.func.count()).select_from(AuditEntry)
+                             .where(AuditEntry.action == "profile.replay")) == 0
+    monkeypatch.setattr(replay, "_make", make)
+    again = replay.replay(profile, WEEK_AGO, TODAY)
+    assert (again.already, again.created) == (8, 2) and len(deliveries(profile)) == 10
+
+
+def test_a_daily_file_row_another_replay_made_meanwhile_is_left_alone(app, post_events, ftp_server, monkeypatch):
+    """Two replays of one daily-file profile: rows the other made between this one's read and its
+    insert are skipped (the unique route and event), not an IntegrityError."""
+    post_events({"events": [event(f"e{i}", customerId=i + 1, orderId=i + 1, occurred_at=at(DAY, 9))
+                            for i in range(3)]})
+    profile = ftp_profile(ftp_server)
+    make = replay._make
+
+    def other_replay_first(profile_, fresh, result):
+        row, matched = fresh[0]  # the other replay stored this event's row and committed
+        db.session.add(FileRow(route_id=matched[0].route_id, event_id=row.id, occurred_at=row.occurred_at))
+        db.session.flush()
+        return make(profile_, fresh, result)
+
+    monkeypatch.setattr(replay, "_make", other_replay_first)
+    result = replay.replay(profile, DAY, DAY)
+    assert result.created == 2 and db.session.scalar(db.select(db.func.count()).select_from(FileRow)) == 3
+    monkeypatch.setattr(replay, "_make", make)
+    again = replay.replay(profile, DAY, DAY)
+    assert (again.already, again.created) == (3, 0)

@@ -12,6 +12,7 @@ from exporter.extensions import db
 from exporter.models import Attempt, AuditEntry, Customer, Delivery, Event, HistoryEntry, utcnow
 
 from .factories import event, make_profile
+from .plugins.conftest import ftp_server  # noqa: F401 - a fixture
 
 CARD = "5105105105105100"
 NOW = utcnow().replace(microsecond=0)
@@ -135,7 +136,7 @@ def test_purge_is_audited_once_per_run_with_counts_not_data(world):
     retention.purge(NOW, 90)
     entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.target_type == "retention")).one()
     assert entry.action == "retention.purge"
-    assert entry.after == {"events": 3, "attempts": 3, "customers": 2}
+    assert entry.after == {"events": 3, "attempts": 3, "customers": 2, "files": 0}
     assert "ann" not in (entry.summary + str(entry.after)).lower()
 
 
@@ -153,10 +154,25 @@ def test_zero_days_keeps_forever(world):
                              .where(AuditEntry.target_type == "retention")) == 0
 
 
-@pytest.mark.parametrize("days", [-1, 1.5, "90", True])
+@pytest.mark.parametrize("days", [-1, 1.5, "90", True, 36501, 999_999_999])
 def test_bad_days_are_refused(app, days):
-    with pytest.raises(ValueError, match="whole number, 0 or more"):
+    with pytest.raises(ValueError, match="whole number, 0 or more and at most 36500"):
         retention.purge(NOW, days)
+    with pytest.raises(ValueError, match="whole number"):
+        retention.what_is_due(NOW, days)
+
+
+def test_the_purge_job_refuses_a_huge_retention_setting_clearly(app, world, run_jobs):
+    """A typo'd RETENTION_DAYS: the cron job fails saying so (no OverflowError), nothing purged."""
+    from exporter import jobs, queue
+
+    app.config["RETENTION_DAYS"] = 999_999_999
+    job = queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"]).enqueue(jobs.purge)
+    run_jobs()
+    job.refresh()
+    assert job.is_failed and "at most 36500" in job.latest_result().exc_string
+    assert "OverflowError" not in job.latest_result().exc_string
+    assert db.session.scalar(db.select(db.func.count()).where(Event.purged_at.is_not(None))) == 0
 
 
 def test_dry_run_changes_nothing_and_reports_the_same_counts(world):
@@ -254,3 +270,37 @@ def test_the_purge_job_keeps_everything_when_retention_is_zero(app, world, run_j
     queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"]).enqueue(jobs.purge)
     run_jobs()
     assert db.session.scalar(db.select(db.func.count()).where(Event.purged_at.is_not(None))) == 0
+
+
+def test_the_purge_deletes_kept_copies_of_daily_files_older_than_the_cutoff(app, post_events, ftp_server,
+                                                                          run_jobs, logged_in):
+    """A day's kept copy goes once the whole day is older than the cutoff; its delivery stays and its
+    page (and the download, 410) says the copy was deleted."""
+    import os
+
+    from exporter import daily_files
+
+    from .test_daily_files import DAY, all_delivered, at, ftp_profile, utc
+
+    profile = ftp_profile(ftp_server)
+    post_events(event("in-file", customerId=1, firstName="Ann", occurred_at=at(DAY, 8)))
+    daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+    run_jobs(until=all_delivered)
+    delivery = db.session.scalars(db.select(Delivery).where(Delivery.profile_id == profile.id)).one()
+    copy = daily_files.kept_copy_path(delivery)
+    assert os.path.exists(copy)
+    age = (NOW.date() - DAY).days  # the day is `age` days old: kept while the cutoff is not past its end
+    assert retention.purge(NOW, age - 1, dry_run=True).files == 0
+    assert retention.purge(NOW, age - 1).files == 0 and os.path.exists(copy)
+    assert retention.purge(NOW, age - 2, dry_run=True).files == 1
+    counts = retention.purge(NOW, age - 2)
+    assert counts.files == 1 and not os.path.exists(copy)
+    db.session.refresh(delivery)
+    assert delivery.status == "delivered"
+    page = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
+    assert f"The copy kept for download was deleted on {NOW:%Y-%m-%d}: older than {age - 2} days (retention)." in page
+    download = logged_in.get(f"/files/deliveries/{delivery.id}/download")
+    assert download.status_code == 410 and "older than" in download.get_data(as_text=True)
+    entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "retention.purge")
+                               .order_by(AuditEntry.id.desc())).first()
+    assert entry.after["files"] == 1 and "1 kept file copies" in entry.summary

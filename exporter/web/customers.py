@@ -92,7 +92,8 @@ def forget(customer_id):
         flash(str(exc), "error")
         return redirect(url_for(".forget", customer_id=customer.id))
     flash(f"Customer #{customer.id} forgotten: personal data of {counts['events']} events erased, "
-          f"{counts['cancelled_deliveries']} waiting deliveries cancelled.", "success")
+          f"{counts['cancelled_deliveries']} waiting deliveries cancelled, "
+          f"{counts['kept_files_deleted']} kept daily-file copies deleted.", "success")
     return redirect(url_for(".show", customer_id=customer.id))
 
 

@@ -52,6 +52,10 @@ def rerun(profile_id):
 def download(delivery_id):
     delivery = db.get_or_404(Delivery, delivery_id)
     path = daily_files.kept_copy_path(delivery)
+    deleted = (delivery.details or {}).get(daily_files.KEPT_COPY_GONE)
+    if delivery.file_date is not None and deleted:
+        return render_template("errors.html", title="Copy deleted",
+                               message=f"The copy kept for download of this file was {deleted}."), 410
     if delivery.file_date is None or not os.path.exists(path):
         abort(404, description="No file was kept for this delivery: it has not been uploaded yet.")
     name = (delivery.details or {}).get("file_name") or f"delivery-{delivery.id}.csv"

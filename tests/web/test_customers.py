@@ -1,5 +1,6 @@
 """Customers screens: search by name, email, phone or CRM id; a customer's events and history,
 each history message linking to the delivery it speaks of."""
+import os
 import re
 from html import unescape
 
@@ -9,6 +10,7 @@ from exporter.extensions import db
 from exporter.models import Customer, Delivery
 
 from ..factories import event, make_profile
+from ..plugins.conftest import ftp_server  # noqa: F401 - a fixture
 
 JOHN = dict(customerId=7, firstName="John", lastName="Smith", emailAddress="john.smith@example.org",
             phoneNumber="5559870000", orderId=900)
@@ -168,7 +170,7 @@ def test_forget_erases_personal_data_and_keeps_deliveries_as_counts(logged_in, j
     response = logged_in.post(f"/customers/{jane.id}/forget")
     assert response.status_code == 302 and response.headers["Location"] == f"/customers/{jane.id}"
     page = unescape(logged_in.get(f"/customers/{jane.id}").get_data(as_text=True))
-    assert f"Customer #{jane.id} forgotten: personal data of 1 events erased, 1 waiting deliveries cancelled." in page
+    assert f"Customer #{jane.id} forgotten: personal data of 1 events erased, 1 waiting deliveries cancelled, 0 kept daily-file copies deleted." in page
     assert re.search(r"Forgotten on <time[^>]*>[\d\- :]+</time> UTC by admin@example.com", page)
     assert f"<h1>Customer #{jane.id}</h1>" in page and "Forget this customer</a>" not in page
     for personal in ("Jane", "Doe", "jane@example.com", "5552013344", "55821"):
@@ -197,7 +199,7 @@ def test_forget_erases_personal_data_and_keeps_deliveries_as_counts(logged_in, j
     entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "customer.forget")).one()
     assert (entry.actor, entry.via, entry.target_type, entry.target_id) == (
         "admin@example.com", "web", "customer", jane.id)
-    assert entry.after == {"events": 1, "attempts": 1, "cancelled_deliveries": 1}
+    assert entry.after == {"events": 1, "attempts": 1, "cancelled_deliveries": 1, "kept_files_deleted": 0}
     assert "jane" not in (entry.summary + entry.target_name + str(entry.after)).lower()
 
     delivery_page = unescape(logged_in.get(f"/deliveries/{sent.id}").get_data(as_text=True))
@@ -243,3 +245,46 @@ def test_forgetting_twice_says_so(logged_in, jane):
 def test_forget_an_unknown_customer_is_404(logged_in, app):
     assert logged_in.get("/customers/999/forget").status_code == 404
     assert logged_in.post("/customers/999/forget").status_code == 404
+
+
+def test_forget_deletes_the_kept_copies_of_the_daily_files_that_carried_the_customer(
+        logged_in, app, post_events, ftp_server, run_jobs):
+    """The confirm page says so; the copy of the day holding her event goes (its delivery page and
+    download say it was deleted), another day's copy stays, and a re-run keeps a new copy."""
+    from datetime import timedelta
+
+    from exporter import daily_files
+    from exporter.models import utcnow
+
+    from ..test_daily_files import DAY, all_delivered, at, ftp_profile, utc
+
+    profile = ftp_profile(ftp_server, created=DAY - timedelta(days=1))
+    post_events({"events": [event("jane-day", customerId=1, firstName="Jane", occurred_at=at(DAY, 8)),
+                            event("john-day", customerId=2, firstName="John", occurred_at=at(DAY, 9)),
+                            event("john-before", customerId=2, firstName="John",
+                                  occurred_at=at(DAY - timedelta(days=1), 9))]})
+    daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+    run_jobs(until=all_delivered)
+    files = {d.file_date: d for d in db.session.scalars(db.select(Delivery).where(Delivery.profile_id == profile.id))}
+    jane_file, other_file = files[DAY], files[DAY - timedelta(days=1)]
+    assert b"Jane" in logged_in.get(f"/files/deliveries/{jane_file.id}/download").data
+    jane = db.session.scalar(db.select(Customer).where(Customer.crm_customer_id == 1))
+    confirm = unescape(logged_in.get(f"/customers/{jane.id}/forget").get_data(as_text=True))
+    assert "the copies kept for download of the daily files that carried their events" in confirm
+
+    response = logged_in.post(f"/customers/{jane.id}/forget")
+    assert "1 kept daily-file copies deleted." in logged_in.get(response.headers["Location"]).get_data(as_text=True)
+    download = logged_in.get(f"/files/deliveries/{jane_file.id}/download")
+    assert download.status_code == 410
+    assert f"was deleted on {utcnow():%Y-%m-%d}: it held a forgotten customer's data" in unescape(
+        download.get_data(as_text=True))
+    page = unescape(logged_in.get(f"/deliveries/{jane_file.id}").get_data(as_text=True))
+    assert "The copy kept for download was deleted on" in page and "Download the file as sent" not in page
+    assert logged_in.get(f"/files/deliveries/{other_file.id}/download").status_code == 200
+    assert not any(b"Jane" in open(os.path.join(app.config["FILES_DIR"], "deliveries", name), "rb").read()
+                   for name in os.listdir(os.path.join(app.config["FILES_DIR"], "deliveries")))
+
+    daily_files.rerun(profile, DAY)  # sent again: a new copy, without her
+    run_jobs(until=all_delivered)
+    again = logged_in.get(f"/files/deliveries/{jane_file.id}/download")
+    assert again.status_code == 200 and b"John" in again.data and b"Jane" not in again.data

@@ -89,6 +89,9 @@ def test_count_shows_what_send_then_creates_and_nothing_before(logged_in, app, p
     ({"customer_types": []}, "customer_types", "Choose at least one customer type"),
     ({"customer_types": ["refund"]}, "customer_types", "Refund is not among this profile's routes' customer types"),
     ({"customer_types": ["nonsense"]}, "customer_types", "'nonsense' is not a customer type"),
+    ({"since": "9999-12-31", "until": "9999-12-31"}, "since", "9999-12-31 is not in the years 1970 to 2100"),
+    ({"since": "0001-01-01", "until": "0001-01-01"}, "since", "0001-01-01 is not in the years 1970 to 2100"),
+    ({"until": "2101-01-01"}, "until", "2101-01-01 is not in the years 1970 to 2100"),
 ])
 @pytest.mark.parametrize("action", ["count", "send"])
 def test_bad_input_is_named_beside_the_field_with_a_400(logged_in, app, post_events, data, name, message, action):
@@ -112,3 +115,17 @@ def test_a_daily_file_profile_says_what_a_replay_does(logged_in, app, post_event
     response = post(logged_in, profile, "send", since=DAY.isoformat(), customer_types=["partial"])
     assert response.status_code == 302
     assert "1 file row(s) created." in logged_in.get(response.headers["Location"]).get_data(as_text=True)
+
+
+def test_purged_events_are_shown_apart_and_not_sent(logged_in, app, post_events):
+    from exporter import retention
+    from exporter.models import Customer
+
+    past_events(post_events)
+    retention.forget(db.session.scalar(db.select(Customer).where(Customer.crm_customer_id == 1)), by="admin")
+    profile = two_type_profile()
+    page = post(logged_in, profile, "count").get_data(as_text=True)
+    assert "<strong>1</strong> purged: their data is gone, not sent" in page and "Send 2 event(s)" in page
+    response = post(logged_in, profile, "send")
+    assert "1 purged: their data is gone, not sent" in logged_in.get(response.headers["Location"]).get_data(as_text=True)
+    assert deliveries() == 2

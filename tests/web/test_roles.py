@@ -6,6 +6,7 @@ import re
 import pytest
 from flask import g
 from sqlalchemy import text as sql
+from werkzeug.exceptions import HTTPException
 
 from exporter import create_app
 from exporter.extensions import db
@@ -124,13 +125,31 @@ def test_an_admin_demoted_to_viewer_is_refused_at_once(app, logged_in, admin, vi
 # --- what a viewer sees ---------------------------------------------------------------------
 
 CHANGE_WORDS = re.compile(r"Edit|Delete.*|Save.*|Revoke|\+.*|Upload|Retry (?:now|all.*)|Cancel|Re-run.*|Send test|"
-                          r"Test connection|Probe now|Invite|Disable|Enable|Reset password|Change role")
+                          r"Test connection|Probe now|Invite|Disable|Enable|Reset password|Change role|"
+                          r"Forget this customer|Send past events")
 
 
 def change_buttons(html):
     """The buttons and links of a page that would change something."""
     texts = (re.sub(r"<[^>]+>", "", t).strip() for t in re.findall(r"<(?:button|a)\b[^>]*>(.*?)</(?:button|a)>", html, re.S))
     return [t for t in texts if CHANGE_WORDS.fullmatch(t)]
+
+
+def links_to_forms(app, html):
+    """The button-styled links of a page to a page that changes something when posted to (its
+    URL takes a POST too: the Forget confirm step, Send past events' form)."""
+    adapter = app.url_map.bind("localhost")
+    found = []
+    for tag in re.findall(r"<a\b[^>]*>", html):
+        classes, href = re.search(r'class="([^"]*)"', tag), re.search(r'href="([^"]*)"', tag)
+        if not (classes and href and "button" in classes.group(1).split()):
+            continue
+        try:
+            adapter.match(href.group(1).split("?")[0], method="POST")
+        except HTTPException:
+            continue
+        found.append(href.group(1))
+    return found
 
 
 def main_pages(rows):
@@ -142,17 +161,21 @@ def main_pages(rows):
 
 
 def test_a_viewer_sees_no_change_buttons_on_the_main_pages(app, rows, logged_in, viewing):
-    admin_saw = set()
+    admin_saw, admin_links = set(), set()
     for url in main_pages(rows):
         admin_page = fresh(logged_in, "GET", url).get_data(as_text=True)
         admin_saw.update(change_buttons(admin_page))
+        admin_links.update(links_to_forms(app, admin_page))
         response = fresh(viewing, "GET", url)
         assert response.status_code == 200, url
         page = response.get_data(as_text=True)
         assert change_buttons(page) == [], url
+        assert links_to_forms(app, page) == [], url
         forms = re.findall(r'<form method="post" action="([^"]*)"', page)
         assert forms == ["/logout"], (url, forms)  # the one form a viewer has: Log out
-    assert {"Edit", "Delete", "Save General Settings", "Revoke", "+ Invite", "Cancel"} <= admin_saw
+    assert {"Edit", "Delete", "Save General Settings", "Revoke", "+ Invite", "Cancel", "Forget this customer",
+            "Send past events"} <= admin_saw
+    assert {f"/customers/{rows['customer_id']}/forget", f"/profiles/{rows['profile_id']}/replay"} <= admin_links
 
 
 def test_a_viewer_reads_every_page_and_sees_no_card_number_or_secret(app, admin, viewer, post_events, receiver,
