@@ -159,6 +159,8 @@ def test_a_file_without_them_has_no_window_and_no_cap(app):
     (dict(send_window={**WINDOW, "days": "mon"}), "send_window.days", "list of days"),
     (dict(time_zone="Eastern"), "time_zone", "not a time zone"),
     (dict(time_zone=5), "time_zone", "not a time zone"),
+    (dict(time_zone="a" * 300), "time_zone", "at most 64 characters"),
+    (dict(time_zone="../" * 20 + "etc"), "time_zone", "not a time zone"),
     (dict(daily_cap=0), "daily_cap", "from 1 to"),
     (dict(daily_cap="500"), "daily_cap", "whole number"),
     (dict(daily_cap=True), "daily_cap", "whole number"),

@@ -77,6 +77,19 @@ def test_until_24_00_and_the_cap_day_in_the_zone():
     assert windows.cap_day(profile(cap=None), datetime(2025, 1, 7)) is None
 
 
+def test_an_overnight_windows_cap_counts_the_night_against_the_evening_it_opened():
+    # Friday 2025-01-10 22:00 to Saturday 06:00 UTC, and the same every night.
+    p = profile(days="mon,tue,wed,thu,fri,sat,sun", start="22:00", end="06:00", tz="UTC", cap=100)
+    evening, small_hours = datetime(2025, 1, 10, 23, 0), datetime(2025, 1, 11, 2, 0)
+    assert windows.cap_day(p, evening) == windows.cap_day(p, small_hours) == date(2025, 1, 10)
+    # Over the cap at 02:00: not midnight (still tonight's window) but Saturday evening's opening.
+    assert windows.after_cap(p, small_hours) == windows.after_cap(p, evening) == datetime(2025, 1, 11, 22, 0)
+    assert windows.cap_day(p, datetime(2025, 1, 11, 22, 0)) == date(2025, 1, 11)  # the next night: a new count
+    friday_only = profile(days="fri", start="22:00", end="06:00", tz="UTC", cap=100)
+    assert windows.cap_day(friday_only, small_hours) == date(2025, 1, 10)
+    assert windows.after_cap(friday_only, small_hours) == datetime(2025, 1, 17, 22, 0)
+
+
 def test_no_window_is_always_open():
     p = profile(start=None, end=None)
     assert windows.of(p) is None
@@ -100,6 +113,11 @@ def test_what_is_checked():
     assert windows.check("", 480, 1200) == {"window_days": "Choose at least one day for the send window"}
     with pytest.raises(ValueError, match="not a time zone"):
         windows.zone("Mars/Olympus")
+    with pytest.raises(ValueError, match="at most 64 characters"):
+        windows.zone("a" * 300)  # ZoneInfo's OSError, file name too long
+    for bad in ("America", "a" * 64, "a/" * 32, "/etc/passwd", "UTC\x00"):  # America: a directory, OSError
+        with pytest.raises(ValueError, match="not a time zone"):
+            windows.zone(bad)
     with pytest.raises(ValueError, match="'funday' is not a day"):
         windows.parse_days(["mon", "funday"])
     assert windows.parse_days(["fri", "mon"]) == "mon,fri"

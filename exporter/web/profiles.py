@@ -91,6 +91,8 @@ class CapField(StringField):
 
 
 def time_zone_name(form, field):
+    if len(field.data or "") > windows.MAX_ZONE_LENGTH:
+        return  # Length says so
     try:
         windows.zone(field.data)
     except ValueError as exc:
@@ -102,7 +104,8 @@ class WindowFields:
     window_days = DaysField("Days", choices=choices(windows.DAY_LABELS.items()))
     window_start = TimeOfDayField("From", description="HH:MM; empty From and To: any time")
     window_end = TimeOfDayField("To", description="HH:MM; at or before From: the window ends the next day")
-    window_time_zone = StringField("Time Zone", default="UTC", filters=[strip], validators=[time_zone_name],
+    window_time_zone = StringField("Time Zone", default="UTC", filters=[strip], validators=[
+        Length(max=windows.MAX_ZONE_LENGTH, message=windows.ZONE_LENGTH_MESSAGE), time_zone_name],
                                    description="The window's and the daily cap's, e.g. America/New_York")
     daily_cap = CapField("Daily Cap", description="At most this many exports a day; empty: no cap")
     over_cap = SelectField("Over the cap", choices=choices(windows.OVER_CAP.items()), default="wait")

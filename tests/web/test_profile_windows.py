@@ -48,6 +48,8 @@ def test_empty_from_and_to_mean_any_time_and_an_empty_cap_no_cap(logged_in):
     (dict(window_end="08:00"), "window_end", "whole day"),
     (dict(window_days=[]), "window_days", "Choose at least one day"),
     (dict(window_time_zone="Eastern"), "window_time_zone", "is not a time zone"),
+    (dict(window_time_zone="America"), "window_time_zone", "is not a time zone"),  # a directory: OSError
+    (dict(window_time_zone="a" * 300), "window_time_zone", "Time Zone is at most 64 characters"),  # not a 500
     (dict(daily_cap="0"), "daily_cap", "Daily Cap is a whole number from 1"),
     (dict(daily_cap="lots"), "daily_cap", "Daily Cap is a whole number from 1"),
     (dict(over_cap="drop"), "over_cap", "Not a valid choice"),
