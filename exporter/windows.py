@@ -152,6 +152,11 @@ def is_open(window, at):
     return window is None or next_open(window, at) == at
 
 
+def is_opening(window, at):
+    """Whether at is the moment the window opens (open then, closed a second before)."""
+    return is_open(window, at) and not is_open(window, at - timedelta(seconds=1))
+
+
 def next_day(tz, at):
     """The start (naive UTC) of the local day after at's."""
     return _utc(local_day(tz, at) + timedelta(days=1), 0, tz)

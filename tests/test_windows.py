@@ -9,7 +9,7 @@ import pytest
 
 from exporter import windows
 from exporter.extensions import db
-from exporter.models import Delivery, HistoryEntry, utcnow
+from exporter.models import AuditEntry, Delivery, HistoryEntry, utcnow
 
 from .factories import event, make_profile
 from .processes import process_env, start, stop, wait_until
@@ -176,6 +176,27 @@ def test_nothing_goes_out_before_the_window_opens_and_it_goes_out_at_the_opening
     assert _delivery(dialer).status == "delivered"
     # The try failed inside the window; its retry (2 min on) falls after it closes: next week's opening.
     assert _delivery(late).due_at == opens + timedelta(days=7)
+
+
+def test_retry_now_while_the_window_is_closed_says_so_and_sends_only_at_the_opening(
+        app, app_config, post_events, receiver, logged_in):
+    opens = _minute_ahead()
+    profile = make_profile(name="dialer", url=receiver.url + "/p", send_window=_one_minute_window(opens))
+    post_events({"events": [event("e1")]})
+    delivery = _delivery(profile)
+    response = logged_in.post(f"/deliveries/{delivery.id}/retry", follow_redirects=True)
+    assert (f"Delivery #{delivery.id} waits for the send window: opens {opens:%a %H:%M} UTC."
+            in response.get_data(as_text=True))  # not "will be sent again now"
+    assert (_delivery(profile).status, _delivery(profile).due_at) == ("retrying", opens)
+    entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "delivery.retry")).one()
+    assert entry.after == {"status": "retrying", "due": opens.isoformat()}
+    worker = start(["worker"], process_env(app_config))
+    try:
+        receiver.wait_for(1, timeout=75)
+    finally:
+        stop(worker)
+    assert receiver.requests[0].received_at >= opens.replace(tzinfo=timezone.utc).timestamp()
+    assert _delivery(profile).status == "delivered"
 
 
 def test_a_daily_cap_lets_exactly_that_many_through_across_two_workers(app, app_config, post_events, receiver,
