@@ -506,9 +506,7 @@ def send_one(delivery_id):
         return "skipped"
     admitted, _ = admission.admit(rows, claimed_at, _profiles(rows), worker_name())  # counted: sent or failed
     delivery = db.session.get(Delivery, delivery_id)
-    if not admitted:
-        db.session.refresh(delivery)
-        return delivery.status
     db.session.refresh(delivery)
-    send_claimed(delivery, claimed_at)
+    if admitted:
+        send_claimed(delivery, claimed_at)
     return delivery.status

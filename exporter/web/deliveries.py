@@ -189,9 +189,9 @@ def retry_all(profile_id):
     retrying = db.session.scalars(db.select(Delivery).where(
         Delivery.profile_id == profile.id, Delivery.status == "retrying").order_by(Delivery.id)).all()
     count = dispatch.retry_all(retrying, profile)
-    held = db.session.scalar(db.select(Delivery.waiting_reason).where(
-        Delivery.id.in_([d.id for d in retrying]), Delivery.waiting_reason != "", Delivery.due_at > utcnow())
-        .limit(1)) if count else None
+    held = db.session.scalar(db.select(Delivery.waiting_reason).where(  # the window or cap Retry all met
+        Delivery.profile_id == profile.id, Delivery.status == "retrying", Delivery.waiting_reason != "",
+        Delivery.due_at > utcnow()).limit(1)) if count else None
     flash(f"{count} retrying deliveries of profile '{profile.name}' "
           + (f"{dispatch.waits(held, 'wait')}." if held else "will be sent again now."), "success")
     return redirect(url_for(".index", profile=profile.id))
