@@ -57,6 +57,24 @@ def admit(rows, claimed_at, profiles, worker):
     return [r for r in rows if r.id not in held], counted
 
 
+def held_until(profile, at):
+    """(when, why) a delivery of the profile made due at `at` would wait till: its send window is
+    closed, or its daily cap is used up for the day; None when it may go. For Retry now and
+    Retry all, which would otherwise say "now" of a delivery the claim puts back."""
+    window = windows.of(profile)
+    if not windows.is_open(window, at):
+        opens = windows.next_open(window, at)
+        return opens, windows.waiting_for_window(window, opens)
+    if profile.daily_cap:
+        c = SendCount.__table__.c
+        sent = db.session.scalar(select(c.sent).where(c.profile_id == profile.id,
+                                                      c.day == windows.cap_day(profile, at))) or 0
+        if sent >= profile.daily_cap:
+            opens = windows.after_cap(profile, at)
+            return opens, windows.waiting_for_cap(profile.daily_cap, windows.time_zone(profile), opens)
+    return None
+
+
 def _within_cap(profile, rows, claimed_at, counted):
     """(rows the cap lets go, rows over it), oldest first; a day's file is not counted."""
     events = [r for r in rows if r.file_date is None]

@@ -405,6 +405,11 @@ def _send_here(delivery):
     if delivery.status == "delivered":
         click.echo(f"route {delivery.route_id}: {_file_summary(delivery)}")
         return True
+    if delivery.status in delivery.WAITING and delivery.waiting_reason:  # the send window is closed
+        reason = delivery.waiting_reason.removeprefix("Waiting for the send window: ")
+        click.echo(f"route {delivery.route_id}: not sent: waits for the send window: {reason} "
+                   f"(delivery {delivery.id}, sent by the workers then)", err=True)
+        return False
     attempt = delivery.attempts[-1] if delivery.attempts else None
     error = attempt.error if attempt else "not sent"
     click.echo(f"route {delivery.route_id}: failed: {error} (retried by the workers)", err=True)

@@ -10,7 +10,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import update
 
-from . import audit, drain, schedule, workers
+from . import admission, audit, drain, schedule, workers
 from .extensions import db
 from .models import Delivery, Event, Profile, utcnow
 from .schedule import backoff_seconds, enqueue  # noqa: F401  (the screens' and tests' names)
@@ -23,11 +23,15 @@ log = logging.getLogger(__name__)
 # --- admin actions --------------------------------------------------------------------------------
 
 def retry_now(delivery):
-    """Make a waiting or cancelled delivery due now; never one a worker is sending."""
+    """Make a waiting or cancelled delivery due now; never one a worker is sending. While its
+    profile's window is closed (or its cap used up) it is due at the opening instead, with its
+    waiting_reason saying so."""
     before = _state(delivery)
-    made = _make_due([delivery.id])
+    held = admission.held_until(delivery.profile, utcnow())
+    made = _make_due([delivery.id], held)
     if made:
-        _record(delivery, "delivery.retry", "Retry now", before, {"status": "retrying", "due": "now"})
+        _record(delivery, "delivery.retry", "Retry now", before,
+                {"status": "retrying", "due": held[0].isoformat() if held else "now"})
     db.session.commit()
     if not made:
         return False
@@ -39,29 +43,39 @@ def retry_now(delivery):
 def retry_all(deliveries, profile=None):
     """Retry now for many: one statement and one wake-up, however many. One audit entry on the
     profile (given, or the deliveries' own when they share one) says how many."""
-    count = _make_due([d.id for d in deliveries])
     profile_ids = {d.profile_id for d in deliveries}
     profile_id = profile.id if profile else (profile_ids.pop() if len(profile_ids) == 1 else None)
+    held = None
+    if profile_id is not None:
+        held = admission.held_until(profile or deliveries[0].profile, utcnow())
+    count = _make_due([d.id for d in deliveries], held)
     if count:
         name = profile.name if profile else (deliveries[0].profile.name if profile_id else "")
-        audit.record("delivery.retry_all", "profile", profile_id, name, profile_id=profile_id,
-                     summary=f"Retry all: {count} retrying deliveries sent again now", after={"count": count})
+        summary = f"Retry all: {count} retrying deliveries " + (waits(held[1], "wait") if held else "sent again now")
+        audit.record("delivery.retry_all", "profile", profile_id, name, profile_id=profile_id, summary=summary,
+                     after={"count": count, **({"due": held[0].isoformat()} if held else {})})
     db.session.commit()
     if count:
         schedule.wake()
     return count
 
 
-def _make_due(ids):
-    """Make due now; the caller commits."""
+def waits(reason, verb="waits"):
+    """'Waiting for the send window: opens ...' as a sentence's verb: 'waits for the send window: ...'."""
+    return reason.replace("Waiting", verb, 1)
+
+
+def _make_due(ids, held=None):
+    """Make due now, or at the (when, why) of admission.held_until; the caller commits."""
     if not ids:
         return 0
+    due, reason = held or (utcnow(), "")
     # An event whose personal data was purged has nothing left to send.
     purged = db.exists().where(Event.id == Delivery.event_id, Event.purged_at.is_not(None))
     result = db.session.execute(
         update(Delivery).where(Delivery.id.in_(ids), Delivery.status.in_((*Delivery.WAITING, "cancelled")),
                                ~purged)
-        .values(status="retrying", due_at=utcnow(), cancel_reason="")
+        .values(status="retrying", due_at=due, cancel_reason="", waiting_reason=reason)
         .execution_options(synchronize_session=False))
     return result.rowcount
 

@@ -515,16 +515,22 @@ def _claim(limit, per_host, busy, cfg):
 
 
 def send_one(delivery_id):
-    """Claim one due delivery and send it from this process (no worker needed); its status."""
+    """Claim one due delivery and send it from this process (no worker needed); its status.
+    The claim asks admission as a drain's does: while the profile's send window is closed the
+    delivery goes back to waiting for the opening (its waiting_reason says so), unsent."""
     claimed_at = utcnow()
     d = DELIVERIES.c
-    result = db.session.execute(DELIVERIES.update().where(
+    rows = db.session.execute(DELIVERIES.update().where(
         d.id == delivery_id, d.status.in_(Delivery.WAITING), d.due_at <= claimed_at)
-        .values(status="sending", claimed_at=claimed_at, claimed_by=worker_name(), attempt_count=d.attempt_count + 1))
+        .values(status="sending", claimed_at=claimed_at, claimed_by=worker_name(), attempt_count=d.attempt_count + 1,
+                waiting_reason="")
+        .returning(d.id, d.profile_id, d.event_id, d.route_id, d.file_date, d.target, d.attempt_count)).all()
     db.session.commit()
-    if result.rowcount != 1:
+    if len(rows) != 1:
         return "skipped"
+    admitted, _ = admission.admit(rows, claimed_at, _profiles(rows), worker_name())  # counted: sent or failed
     delivery = db.session.get(Delivery, delivery_id)
     db.session.refresh(delivery)
-    send_claimed(delivery, claimed_at)
+    if admitted:
+        send_claimed(delivery, claimed_at)
     return delivery.status

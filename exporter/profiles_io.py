@@ -4,7 +4,7 @@ Import checks the whole file before it changes anything, then creates or updates
 profile by name in one transaction. Each value is checked as the edit page checks it:
 a problem names the profile and the field, and nothing is stored.
 """
-from . import mapping, security, windows
+from . import mapping, schedule, security, windows
 from .extensions import db
 from .models import FieldMapping, Profile, Route
 from .profiles import (DELAY_MESSAGE, FLAGS, MAPPING_KEYS, MAPPING_MAX_LENGTHS, MAX_DELAY_MINUTES, NAME_MAX_LENGTH,
@@ -261,9 +261,11 @@ def import_all(data, registry=None, secret_key=None):
     registry = registry or current_app.extensions["export_types"]
     secret_key = secret_key or current_app.config["SECRET_KEY"]
     created = updated = 0
+    due = []
     for checked in check_file(data, registry):
         profile = db.session.scalar(db.select(Profile).where(Profile.name == checked["name"]))
         before = snapshot(profile) if profile is not None else None
+        old_window = windows.of(profile) if profile is not None else None
         if profile is None:
             profile = Profile(name=checked["name"])
             db.session.add(profile)
@@ -271,9 +273,12 @@ def import_all(data, registry=None, secret_key=None):
         else:
             updated += 1
         _apply(profile, checked, registry.get(checked["export_type"]), secret_key)
+        due += schedule.rewindow(profile, old_window)
         record_change("profile.import", profile, before,
                       "Created by the profiles JSON" if before is None else "Updated by the profiles JSON")
     db.session.commit()
+    if due:
+        schedule.wake(due)
     return created, updated
 
 

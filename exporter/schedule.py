@@ -9,8 +9,11 @@ from datetime import timedelta
 
 from flask import current_app
 
+from sqlalchemy import bindparam, select
+
 from . import queue, windows
-from .models import utcnow
+from .extensions import db
+from .models import Delivery, Event, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,37 @@ def due_at(profile, occurred_at):
     """After the Export Delay, and inside the profile's send window: never early."""
     return windows.next_open(windows.of(profile), occurred_at + minutes(profile.delay_minutes))
 
+
+def rewindow(profile, old_window, now=None):
+    """A profile's window changed (General Settings, the profiles JSON): its waiting deliveries
+    that the old window held until an opening are due when the new window lets them go, not
+    at the old opening. Never earlier than now, nor than a new delivery's Export Delay; a retry's
+    backoff is not kept (like Retry now), and a day's file and a delivery over the daily cap keep
+    their time. The new due times, to wake a drain at once the caller commits."""
+    new_window = windows.of(profile)
+    if old_window is None or new_window == old_window:
+        return []
+    now = now or utcnow()
+    rows = db.session.execute(
+        select(Delivery.id, Delivery.due_at, Delivery.attempt_count, Event.occurred_at)
+        .outerjoin(Event, Event.id == Delivery.event_id)
+        .where(Delivery.profile_id == profile.id, Delivery.status.in_(Delivery.WAITING), Delivery.due_at > now,
+               Delivery.file_date.is_(None), ~Delivery.waiting_reason.startswith("Waiting: the daily cap"))).all()
+    moved = []
+    for row in rows:
+        if not windows.is_opening(old_window, row.due_at):
+            continue  # due after its own delay or backoff, not held by the window
+        earliest = now
+        if row.attempt_count == 0 and row.occurred_at is not None:
+            earliest = max(now, row.occurred_at + minutes(profile.delay_minutes))
+        due = windows.next_open(new_window, earliest)
+        if due != row.due_at:
+            moved.append({"b_id": row.id, "b_due": due})
+    if moved:
+        d = Delivery.__table__.c
+        db.session.execute(Delivery.__table__.update().where(d.id == bindparam("b_id"), d.status.in_(Delivery.WAITING))
+                           .values(due_at=bindparam("b_due"), waiting_reason=""), moved)
+    return [m["b_due"] for m in moved]
 
 
 def timedelta_seconds(seconds):

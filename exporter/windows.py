@@ -51,13 +51,20 @@ def format_time(minutes):
     return "" if minutes is None else f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+MAX_ZONE_LENGTH = 64  # the profile's column
+ZONE_LENGTH_MESSAGE = f"Time Zone is at most {MAX_ZONE_LENGTH} characters"
+
+
 def zone(name):
-    """The ZoneInfo of an IANA name; ValueError saying so."""
+    """The ZoneInfo of an IANA name; ValueError saying so (whatever ZoneInfo raises for a bad
+    key: an overlong name is an OSError, "file name too long")."""
+    if isinstance(name, str) and len(name) > MAX_ZONE_LENGTH:
+        raise ValueError(ZONE_LENGTH_MESSAGE)
     try:
         if not isinstance(name, str) or not name or name != name.strip():
             raise ValueError
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
         raise ValueError(f"{name!r} is not a time zone: give an IANA name such as America/New_York or UTC") from None
 
 
@@ -100,7 +107,7 @@ def time_zone(profile):
     """The zone of the profile's window and daily cap; UTC when the stored name is unknown here."""
     try:
         return ZoneInfo(profile.window_time_zone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
         return ZoneInfo("UTC")
 
 
@@ -145,6 +152,11 @@ def is_open(window, at):
     return window is None or next_open(window, at) == at
 
 
+def is_opening(window, at):
+    """Whether at is the moment the window opens (open then, closed a second before)."""
+    return is_open(window, at) and not is_open(window, at - timedelta(seconds=1))
+
+
 def next_day(tz, at):
     """The start (naive UTC) of the local day after at's."""
     return _utc(local_day(tz, at) + timedelta(days=1), 0, tz)
@@ -179,13 +191,29 @@ def waiting_for_cap(cap, tz, opens):
     return f"Waiting: the daily cap of {cap:,} was reached; next day opens {describe_opening(tz, opens)}"
 
 
+def span_at(window, at):
+    """The window's (opens, closes) span that at falls in; None when the window is closed then."""
+    if window is None:
+        return None
+    return next((span for span in _spans(window, at) if span[0] <= at < span[1]), None)
+
+
 def cap_day(profile, at):
-    """The local day a send at `at` counts against the profile's daily cap; None without a cap."""
-    return local_day(time_zone(profile), at) if profile.daily_cap else None
+    """The local day a send at `at` counts against the profile's daily cap; None without a cap.
+    Inside a window it is the day the window opened: 02:00 in a 22:00-06:00 window counts
+    against the evening before, so one night lets the cap through once."""
+    if not profile.daily_cap:
+        return None
+    span = span_at(of(profile), at)
+    return local_day(time_zone(profile), span[0] if span else at)
 
 
 def after_cap(profile, at):
-    """When a delivery over the profile's cap may go: the next day's window opening."""
-    tz = time_zone(profile)
-    return next_open(of(profile), next_day(tz, at))
+    """When a delivery over the profile's cap may go: the next span's opening (an overnight
+    window's next evening, not midnight inside tonight's), or the next day without a window."""
+    window = of(profile)
+    span = span_at(window, at)
+    if span:
+        return next_open(window, span[1])
+    return next_open(window, next_day(time_zone(profile), at))
 

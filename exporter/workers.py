@@ -3,14 +3,16 @@
 A worker process that sends writes its heartbeat to the database every few seconds; a claim
 names its worker. When a heartbeat is older than WORKER_STALE_SECONDS the worker is dead, and
 its claims go back to waiting at once, not after CLAIM_TIMEOUT_SECONDS. A claim whose
-claimant never beat (`exporter files send --now`) waits out the claim timeout.
+claimant never beat (`exporter files send --now`) waits out the claim timeout. A released
+claim's grant goes back to its daily cap: the delivery is counted again when it is claimed again.
 """
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
+from . import admission, windows
 from .extensions import db
-from .models import Delivery, Worker, utcnow
+from .models import Delivery, Profile, Worker, utcnow
 
 
 def beat(name):
@@ -39,13 +41,31 @@ def release_stale_claims(claim_timeout, stale_seconds, now=None):
     Returns the released deliveries' ids; committed."""
     now = now or utcnow()
     dead = select(Worker.name).where(Worker.seen_at < now - timedelta(seconds=stale_seconds))
-    result = db.session.execute(
-        update(Delivery).where(Delivery.status == "sending", or_(
+    # Read first (rows locked on PostgreSQL): a claim's time says which cap day it counted against.
+    stale = db.session.execute(
+        select(Delivery.id, Delivery.profile_id, Delivery.file_date, Delivery.claimed_at)
+        .where(Delivery.status == "sending", or_(
             Delivery.claimed_at < now - timedelta(seconds=claim_timeout), Delivery.claimed_by.in_(dead)))
+        .with_for_update()).all()
+    released = list(db.session.scalars(
+        update(Delivery).where(Delivery.id.in_([r.id for r in stale]), Delivery.status == "sending")
         .values(status="retrying", due_at=utcnow(), claimed_at=None, claimed_by="")
-        .returning(Delivery.id).execution_options(synchronize_session=False))
-    released = list(result.scalars())
+        .returning(Delivery.id).execution_options(synchronize_session=False))) if stale else []
+    _refund_caps([r for r in stale if r.id in set(released)])
     # A dead worker's row goes once its claims are back; a day later at the latest.
     db.session.execute(db.delete(Worker).where(Worker.seen_at < now - timedelta(days=1)))
     db.session.commit()
     return released
+
+
+def _refund_caps(rows):
+    """Released per-event claims of capped profiles give their grant back to the day they
+    counted against (a day's file is not counted). A claim taken in the moment before its
+    worker asked the cap (and died then) was not counted: its refund lets one more through."""
+    events = [r for r in rows if r.file_date is None]
+    if not events:
+        return
+    capped = {p.id: p for p in db.session.scalars(select(Profile).where(
+        Profile.id.in_({r.profile_id for r in events}), Profile.daily_cap.is_not(None)))}
+    admission.refund([(r.profile_id, windows.cap_day(capped[r.profile_id], r.claimed_at))
+                      for r in events if r.profile_id in capped])

@@ -106,6 +106,7 @@ def test_profiles_import_refuses_a_bad_file_naming_profile_and_field(app, tmp_pa
     (dict(active="false"), "profile 'Broken': active: must be true or false, not 'false'"),
     (dict(delay_minutes=10**9), "profile 'Broken': delay_minutes: Export Delay is a whole number of minutes, "
                                 "0 or more (at most 525,600, a year)"),
+    (dict(time_zone="a" * 300), "profile 'Broken': time_zone: Time Zone is at most 64 characters"),
 ])
 def test_profiles_import_of_a_value_of_the_wrong_type_says_which_in_one_line(app, tmp_path, change, error):
     path = tmp_path / "bad.json"

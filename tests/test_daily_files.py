@@ -305,6 +305,25 @@ def test_the_rerun_command_reports_a_failed_upload(app, post_events, ftp_server)
     assert deliveries()[0].status == "retrying"
 
 
+def test_the_rerun_command_now_waits_for_a_closed_send_window(app, post_events, ftp_server):
+    """--now does not pass the send window: the file waits for the opening, and the command says so."""
+    from exporter import windows
+    from exporter.models import utcnow
+
+    opens = (utcnow() + timedelta(hours=12)).replace(second=0, microsecond=0)
+    window = {"days": list(windows.DAYS), "from": f"{opens:%H:%M}", "to": f"{opens + timedelta(minutes=1):%H:%M}"}
+    ftp_profile(ftp_server, fields={"send_window": window})
+    post_events(event("e1", occurred_at=at(DAY, 8)))
+    result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat(), "--now")
+    assert result.exit_code == 1
+    [delivery] = deliveries()
+    assert (f"not sent: waits for the send window: opens {opens:%a %H:%M} UTC (delivery {delivery.id}, "
+            f"sent by the workers then)") in result.output
+    assert ftp_server.files() == {} and delivery.attempts == []
+    assert (delivery.status, delivery.due_at, delivery.attempt_count) == ("scheduled", opens, 0)
+    assert delivery.waiting_reason == f"Waiting for the send window: opens {opens:%a %H:%M} UTC"
+
+
 @pytest.mark.parametrize("args,message", [
     (["--profile", "Nobody", "--date", DAY.isoformat()], "Invalid value for --profile: no profile named 'Nobody'"),
     (["--profile", "Daily partials", "--date", "27/11/2026"], "Invalid value for --date: '27/11/2026' is not a date"),

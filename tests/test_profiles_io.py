@@ -159,6 +159,8 @@ def test_a_file_without_them_has_no_window_and_no_cap(app):
     (dict(send_window={**WINDOW, "days": "mon"}), "send_window.days", "list of days"),
     (dict(time_zone="Eastern"), "time_zone", "not a time zone"),
     (dict(time_zone=5), "time_zone", "not a time zone"),
+    (dict(time_zone="a" * 300), "time_zone", "at most 64 characters"),
+    (dict(time_zone="../" * 20 + "etc"), "time_zone", "not a time zone"),
     (dict(daily_cap=0), "daily_cap", "from 1 to"),
     (dict(daily_cap="500"), "daily_cap", "whole number"),
     (dict(daily_cap=True), "daily_cap", "whole number"),
@@ -170,3 +172,21 @@ def test_a_bad_window_or_cap_names_the_field_and_stores_nothing(app, change, fie
     assert problem.value.field == field and message in problem.value.message
     db.session.rollback()
     assert db.session.scalar(db.select(db.func.count()).select_from(Profile)) == 0
+
+
+def test_an_import_that_removes_the_window_moves_deliveries_waiting_for_it(app, post_events):
+    from datetime import timedelta
+
+    from exporter import windows
+    from exporter.models import Delivery, utcnow
+
+    from .factories import event
+
+    opens = utcnow().replace(second=0, microsecond=0) + timedelta(hours=6)
+    window = {"days": list(windows.DAYS), "from": f"{opens:%H:%M}", "to": f"{opens + timedelta(hours=1):%H:%M}"}
+    make_profile(send_window=window)
+    post_events(event(occurred_at=utcnow().isoformat() + "Z"))
+    assert db.session.scalars(db.select(Delivery.due_at)).one() == opens
+    imported(profile_data(send_window=None))
+    db.session.expire_all()
+    assert db.session.scalars(db.select(Delivery.due_at)).one() <= utcnow()  # due at once, not at 6 hours on

@@ -9,7 +9,7 @@ import pytest
 
 from exporter import windows
 from exporter.extensions import db
-from exporter.models import Delivery, HistoryEntry, utcnow
+from exporter.models import AuditEntry, Delivery, HistoryEntry, utcnow
 
 from .factories import event, make_profile
 from .processes import process_env, start, stop, wait_until
@@ -77,6 +77,19 @@ def test_until_24_00_and_the_cap_day_in_the_zone():
     assert windows.cap_day(profile(cap=None), datetime(2025, 1, 7)) is None
 
 
+def test_an_overnight_windows_cap_counts_the_night_against_the_evening_it_opened():
+    # Friday 2025-01-10 22:00 to Saturday 06:00 UTC, and the same every night.
+    p = profile(days="mon,tue,wed,thu,fri,sat,sun", start="22:00", end="06:00", tz="UTC", cap=100)
+    evening, small_hours = datetime(2025, 1, 10, 23, 0), datetime(2025, 1, 11, 2, 0)
+    assert windows.cap_day(p, evening) == windows.cap_day(p, small_hours) == date(2025, 1, 10)
+    # Over the cap at 02:00: not midnight (still tonight's window) but Saturday evening's opening.
+    assert windows.after_cap(p, small_hours) == windows.after_cap(p, evening) == datetime(2025, 1, 11, 22, 0)
+    assert windows.cap_day(p, datetime(2025, 1, 11, 22, 0)) == date(2025, 1, 11)  # the next night: a new count
+    friday_only = profile(days="fri", start="22:00", end="06:00", tz="UTC", cap=100)
+    assert windows.cap_day(friday_only, small_hours) == date(2025, 1, 10)
+    assert windows.after_cap(friday_only, small_hours) == datetime(2025, 1, 17, 22, 0)
+
+
 def test_no_window_is_always_open():
     p = profile(start=None, end=None)
     assert windows.of(p) is None
@@ -100,6 +113,11 @@ def test_what_is_checked():
     assert windows.check("", 480, 1200) == {"window_days": "Choose at least one day for the send window"}
     with pytest.raises(ValueError, match="not a time zone"):
         windows.zone("Mars/Olympus")
+    with pytest.raises(ValueError, match="at most 64 characters"):
+        windows.zone("a" * 300)  # ZoneInfo's OSError, file name too long
+    for bad in ("America", "a" * 64, "a/" * 32, "/etc/passwd", "UTC\x00"):  # America: a directory, OSError
+        with pytest.raises(ValueError, match="not a time zone"):
+            windows.zone(bad)
     with pytest.raises(ValueError, match="'funday' is not a day"):
         windows.parse_days(["mon", "funday"])
     assert windows.parse_days(["fri", "mon"]) == "mon,fri"
@@ -158,6 +176,27 @@ def test_nothing_goes_out_before_the_window_opens_and_it_goes_out_at_the_opening
     assert _delivery(dialer).status == "delivered"
     # The try failed inside the window; its retry (2 min on) falls after it closes: next week's opening.
     assert _delivery(late).due_at == opens + timedelta(days=7)
+
+
+def test_retry_now_while_the_window_is_closed_says_so_and_sends_only_at_the_opening(
+        app, app_config, post_events, receiver, logged_in):
+    opens = _minute_ahead()
+    profile = make_profile(name="dialer", url=receiver.url + "/p", send_window=_one_minute_window(opens))
+    post_events({"events": [event("e1")]})
+    delivery = _delivery(profile)
+    response = logged_in.post(f"/deliveries/{delivery.id}/retry", follow_redirects=True)
+    assert (f"Delivery #{delivery.id} waits for the send window: opens {opens:%a %H:%M} UTC."
+            in response.get_data(as_text=True))  # not "will be sent again now"
+    assert (_delivery(profile).status, _delivery(profile).due_at) == ("retrying", opens)
+    entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "delivery.retry")).one()
+    assert entry.after == {"status": "retrying", "due": opens.isoformat()}
+    worker = start(["worker"], process_env(app_config))
+    try:
+        receiver.wait_for(1, timeout=75)
+    finally:
+        stop(worker)
+    assert receiver.requests[0].received_at >= opens.replace(tzinfo=timezone.utc).timestamp()
+    assert _delivery(profile).status == "delivered"
 
 
 def test_a_daily_cap_lets_exactly_that_many_through_across_two_workers(app, app_config, post_events, receiver,

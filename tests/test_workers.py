@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from exporter import workers
 from exporter.extensions import db
-from exporter.models import Delivery, Worker, utcnow
+from exporter.models import Delivery, SendCount, Worker, utcnow
 
 from .factories import event, make_profile
 from .processes import kill_tree, process_env, start, stop, wait_until
@@ -75,3 +75,34 @@ def test_a_worker_and_cron_outlive_redis_restarted_empty(app, app_config, post_e
         redis.stop()
     wait_until(lambda: db.session.scalar(db.select(db.func.count()).where(Delivery.status == "delivered")) == 2
                or db.session.expire_all(), what="both delivered")
+
+
+def test_a_killed_workers_claim_gives_its_grant_back_to_the_daily_cap(app, app_config, post_events, receiver):
+    """Cap 1: the send that hung in the killed worker goes out again, counted once, and the
+    other event waits for the next day; without the refund the resend found the cap used up."""
+    receiver.script = [Reply(200, delay=30)]
+    make_profile(url=receiver.url + "/p", daily_cap=1)
+    env = process_env(app_config, EXPORTER_CLAIM_TIMEOUT_SECONDS=300, EXPORTER_HEARTBEAT_SECONDS=0.5,
+                      EXPORTER_WORKER_STALE_SECONDS=2, EXPORTER_SWEEP_INTERVAL_SECONDS=1,
+                      EXPORTER_SWEEP_GRACE_SECONDS=0)
+    first = start(["worker"], env)
+    try:
+        post_events({"events": [event("e1", customerId=1, orderId=1), event("e2", customerId=2, orderId=2)]})
+        receiver.wait_for(1, timeout=20)
+        kill_tree(first)
+    finally:
+        stop(first, signal.SIGKILL)
+    second, cron = start(["worker"], env), start(["cron"], env)
+    try:
+        receiver.wait_for(2, timeout=30)
+        wait_until(lambda: _statuses() == ["delivered", "scheduled"], timeout=15, what="the resend to be recorded")
+    finally:
+        stop(cron)
+        stop(second)
+    assert receiver.requests[1].headers["Idempotency-Key"] == receiver.requests[0].headers["Idempotency-Key"]
+    assert db.session.scalars(db.select(SendCount.sent)).all() == [1]
+
+
+def _statuses():
+    db.session.expire_all()
+    return sorted(db.session.scalars(db.select(Delivery.status)))

@@ -121,6 +121,9 @@ def waiting_reason(delivery):
     window = windows.of(delivery.profile)
     if window and not windows.is_open(window, now) and windows.next_open(window, now) >= delivery.due_at:
         return windows.waiting_for_window(window, windows.next_open(window, now))
+    if window and delivery.due_at > now and windows.is_opening(window, delivery.due_at):
+        # Due at an opening: its Export Delay or backoff ended while the window was closed.
+        return windows.waiting_for_window(window, delivery.due_at)
     return ""
 
 
@@ -152,7 +155,9 @@ def state(delivery_id):
 def retry(delivery_id):
     delivery = db.get_or_404(Delivery, delivery_id)
     if dispatch.retry_now(delivery):
-        flash(f"Delivery #{delivery.id} will be sent again now.", "success")
+        held = delivery.waiting_reason and delivery.due_at > utcnow()
+        flash(f"Delivery #{delivery.id} " + (f"{dispatch.waits(delivery.waiting_reason)}." if held
+                                              else "will be sent again now."), "success")
     else:
         flash(f"Delivery #{delivery.id} is {delivery.status}: {_why_not_retried(delivery.status)}", "error")
     return redirect(url_for(".show", delivery_id=delivery.id))
@@ -184,5 +189,9 @@ def retry_all(profile_id):
     retrying = db.session.scalars(db.select(Delivery).where(
         Delivery.profile_id == profile.id, Delivery.status == "retrying").order_by(Delivery.id)).all()
     count = dispatch.retry_all(retrying, profile)
-    flash(f"{count} retrying deliveries of profile '{profile.name}' will be sent again now.", "success")
+    held = db.session.scalar(db.select(Delivery.waiting_reason).where(  # the window or cap Retry all met
+        Delivery.profile_id == profile.id, Delivery.status == "retrying", Delivery.waiting_reason != "",
+        Delivery.due_at > utcnow()).limit(1)) if count else None
+    flash(f"{count} retrying deliveries of profile '{profile.name}' "
+          + (f"{dispatch.waits(held, 'wait')}." if held else "will be sent again now."), "success")
     return redirect(url_for(".index", profile=profile.id))

@@ -12,7 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from wtforms import BooleanField, IntegerField, SelectField, SelectMultipleField, StringField, widgets
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from .. import audit, catalog, customer_types, dispatch, mapping, profiles, profiles_io, security, windows
+from .. import (audit, catalog, customer_types, dispatch, mapping, profiles, profiles_io, schedule, security,
+               windows)
 from ..extensions import db
 from ..models import Campaign, Product, Profile
 from . import admin_blueprint, choices, not_found_unless, strip
@@ -91,6 +92,8 @@ class CapField(StringField):
 
 
 def time_zone_name(form, field):
+    if len(field.data or "") > windows.MAX_ZONE_LENGTH:
+        return  # Length says so
     try:
         windows.zone(field.data)
     except ValueError as exc:
@@ -102,7 +105,8 @@ class WindowFields:
     window_days = DaysField("Days", choices=choices(windows.DAY_LABELS.items()))
     window_start = TimeOfDayField("From", description="HH:MM; empty From and To: any time")
     window_end = TimeOfDayField("To", description="HH:MM; at or before From: the window ends the next day")
-    window_time_zone = StringField("Time Zone", default="UTC", filters=[strip], validators=[time_zone_name],
+    window_time_zone = StringField("Time Zone", default="UTC", filters=[strip], validators=[
+        Length(max=windows.MAX_ZONE_LENGTH, message=windows.ZONE_LENGTH_MESSAGE), time_zone_name],
                                    description="The window's and the daily cap's, e.g. America/New_York")
     daily_cap = CapField("Daily Cap", description="At most this many exports a day; empty: no cap")
     over_cap = SelectField("Over the cap", choices=choices(windows.OVER_CAP.items()), default="wait")
@@ -316,7 +320,7 @@ def edit(profile_id):
     settings_ok = settings_form is not None and validate_settings(settings_form, cls, stored, type_changed)
     if not (general_ok and settings_ok):
         return render_edit(profile, general=general, settings_form=settings_form, status=422)
-    before = profiles.snapshot(profile)
+    before, old_window = profiles.snapshot(profile), windows.of(profile)
     profile.settings = settings_to_store(cls, settings_form, stored, type_changed)
     profile.name = general.name.data
     profile.export_type = cls.key
@@ -326,8 +330,11 @@ def edit(profile_id):
     profile.skip_converted_partials = general.skip_converted_partials.data
     for column, value in general.window_columns().items():
         setattr(profile, column, value)
+    due = schedule.rewindow(profile, old_window)  # "applies at once, to deliveries already waiting too"
     profiles.record_change("profile.update", profile, before, "General Settings saved")
     db.session.commit()
+    if due:
+        schedule.wake(due)
     flash("General Settings saved.", "success")
     return redirect(url_for(".edit", profile_id=profile.id))
 

@@ -371,3 +371,46 @@ def test_bad_new_filters_are_form_errors_not_a_500(logged_in, query, message):
     assert response.status_code == 400
     html = response.get_data(as_text=True)
     assert '<span class="error">' in html and message in html
+
+
+def _window_around(now, before_hours, after_hours):
+    """A window of every day, open from before_hours ago to after_hours on (UTC)."""
+    from datetime import timedelta
+
+    from exporter import windows
+
+    start, end = now - timedelta(hours=before_hours), now + timedelta(hours=after_hours)
+    return {"days": list(windows.DAYS), "from": f"{start:%H:%M}", "to": f"{end:%H:%M}"}
+
+
+def test_a_delivery_whose_delay_ends_after_todays_window_says_it_waits_for_the_opening(logged_in, post_events):
+    from datetime import timedelta
+
+    from exporter.models import utcnow
+
+    now = utcnow().replace(second=0, microsecond=0)
+    # Open now, for an hour more; an Export Delay of two hours (a test minute is a second) ends after it closes.
+    make_profile(send_window=_window_around(now, 1, 1), delay_minutes=7200)
+    post_events(event(occurred_at=now_iso()))
+    delivery = deliveries()[0]
+    tomorrow = now - timedelta(hours=1) + timedelta(days=1)
+    assert delivery.due_at == tomorrow
+    page = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
+    assert f"Waiting for the send window: opens {tomorrow:%a %H:%M} UTC" in page
+
+
+def test_retry_all_while_the_window_is_closed_says_they_wait_for_the_opening(logged_in, post_events):
+    from datetime import timedelta
+
+    from exporter.models import utcnow
+
+    now = utcnow().replace(second=0, microsecond=0)
+    profile = make_profile(send_window=_window_around(now, -6, 7))  # opens in six hours
+    post_events(event(occurred_at=now_iso()))
+    delivery = deliveries()[0]
+    opens = now + timedelta(hours=6)
+    logged_in.post(f"/deliveries/{delivery.id}/retry")  # retrying now, due at the opening
+    response = logged_in.post(f"/deliveries/profiles/{profile.id}/retry-all", follow_redirects=True)
+    assert (f"1 retrying deliveries of profile &#39;{profile.name}&#39; wait for the send window: "
+            f"opens {opens:%a %H:%M} UTC.") in response.get_data(as_text=True)
+    assert (deliveries()[0].status, deliveries()[0].due_at) == ("retrying", opens)

@@ -48,6 +48,8 @@ def test_empty_from_and_to_mean_any_time_and_an_empty_cap_no_cap(logged_in):
     (dict(window_end="08:00"), "window_end", "whole day"),
     (dict(window_days=[]), "window_days", "Choose at least one day"),
     (dict(window_time_zone="Eastern"), "window_time_zone", "is not a time zone"),
+    (dict(window_time_zone="America"), "window_time_zone", "is not a time zone"),  # a directory: OSError
+    (dict(window_time_zone="a" * 300), "window_time_zone", "Time Zone is at most 64 characters"),  # not a 500
     (dict(daily_cap="0"), "daily_cap", "Daily Cap is a whole number from 1"),
     (dict(daily_cap="lots"), "daily_cap", "Daily Cap is a whole number from 1"),
     (dict(over_cap="drop"), "over_cap", "Not a valid choice"),
@@ -59,3 +61,41 @@ def test_a_bad_window_or_cap_is_refused_beside_its_field_and_nothing_is_stored(l
     assert any(message in error for error in error_beside(response, field))
     db.session.expire_all()
     assert db.session.get(Profile, profile.id).window_start is None
+
+
+def _opens_in(hours):
+    """A window of every day opening `hours` from now for an hour (UTC), and that opening."""
+    from datetime import timedelta
+
+    from exporter import windows
+    from exporter.models import utcnow
+
+    opens = utcnow().replace(second=0, microsecond=0) + timedelta(hours=hours)
+    return {"days": list(windows.DAYS), "from": f"{opens:%H:%M}", "to": f"{opens + timedelta(hours=1):%H:%M}"}, opens
+
+
+def test_removing_or_widening_the_window_moves_deliveries_already_waiting_for_it(logged_in, post_events):
+    from datetime import timedelta
+
+    from exporter.models import Delivery, utcnow
+
+    from ..factories import event
+
+    window_, opens = _opens_in(6)
+    # Export Delay 7200 test minutes (seconds): two hours; the window held both until its opening.
+    profile = make_profile(send_window=window_, delay_minutes=7200)
+    quick = make_profile(name="quick", send_window=window_)
+    post_events(event(occurred_at=utcnow().isoformat() + "Z"))
+    waiting = {d.profile_id: d for d in db.session.scalars(db.select(Delivery))}
+    assert {d.due_at for d in waiting.values()} == {opens}
+    no_window = dict(window_start="", window_end="", window_time_zone="UTC", daily_cap="", over_cap="wait")
+    assert logged_in.post(f"/profiles/{profile.id}", data=general(profile, **no_window)).status_code == 302
+    # Widened: open from an hour ago to seven hours on.
+    wider = dict(no_window, window_days=window_["days"], window_start=_opens_in(-1)[0]["from"],
+                 window_end=_opens_in(7)[0]["from"])
+    assert logged_in.post(f"/profiles/{quick.id}", data=general(quick, **wider)).status_code == 302
+    db.session.expire_all()
+    delayed, now_due = db.session.get(Delivery, waiting[profile.id].id), db.session.get(Delivery, waiting[quick.id].id)
+    occurred = delayed.event.occurred_at
+    assert delayed.due_at == occurred + timedelta(hours=2)  # no window now; its Export Delay still holds
+    assert now_due.due_at <= utcnow()  # the wider window is open now: due at once
