@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from exporter import create_app
 from exporter.extensions import db
-from exporter.models import IntakeToken, User
+from exporter.models import User
 
 from . import chromium
 from .receiver import Receiver

@@ -7,7 +7,6 @@ from datetime import datetime, time, timedelta, timezone
 
 import pytest
 from exporter_ftp import FtpType
-from exporter_postback import PostbackType
 
 from exporter import daily_files, profiles, profiles_io, security
 from exporter.export_types import neutralised

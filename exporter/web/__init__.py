@@ -1,7 +1,12 @@
 """Blueprints, one module each. Every admin page needs a login; only the intake uses tokens."""
 from flask import abort
 from flask_login import current_user, login_required
-from wtforms import SelectChoice
+from wtforms import IntegerField, SelectChoice
+from wtforms.validators import NumberRange, Optional, ValidationError
+
+from ..models import FIRST_YEAR, LAST_YEAR
+
+MAX_PAGE = 10**6  # past it the row offset overflows the database's integers
 
 
 def admin_blueprint(bp):
@@ -48,6 +53,32 @@ def _roles(app):
 def choices(pairs):
     """Select choices from (value, label) pairs: WTForms 3.3 deprecates bare tuples."""
     return [SelectChoice(value=value, label=label) for value, label in pairs]
+
+
+def page_field():
+    """A list's Page, from the query string."""
+    return IntegerField("Page", default=1, validators=[
+        Optional(), NumberRange(min=1, message="Page starts at 1"),
+        NumberRange(max=MAX_PAGE, message=f"Page is at most {MAX_PAGE}")])
+
+
+class DateRangeChecks:
+    """The From (since) and To (until) days of a list's filters: our words for a date that is not
+    one (WTForms says "Not a valid date value"), the years the database holds, To not before From.
+    The form calls plain_date_errors() once it has read its data."""
+
+    def plain_date_errors(self):
+        for day in (self.since, self.until):
+            day.process_errors = ["Give the date as YYYY-MM-DD"] if day.process_errors else []
+
+    def validate_since(self, field):
+        if field.data and not FIRST_YEAR <= field.data.year <= LAST_YEAR:
+            raise ValidationError(f"Give a date between {FIRST_YEAR} and {LAST_YEAR}")
+
+    def validate_until(self, field):
+        self.validate_since(field)
+        if field.data and self.since.data and field.data < self.since.data:
+            raise ValidationError("To is before From")
 
 
 def strip(value):

@@ -5,22 +5,20 @@ import json
 from datetime import datetime, time, timedelta
 
 from flask import Blueprint, render_template, request
-from wtforms import DateField, Form, IntegerField, SearchField, SelectChoice, SelectField
-from wtforms.validators import AnyOf, Length, NumberRange, Optional, ValidationError
+from wtforms import DateField, Form, SearchField, SelectChoice, SelectField
+from wtforms.validators import AnyOf, Length, Optional
 
 from .. import audit
 from ..extensions import db
 from ..models import AuditEntry, Profile
-from . import admin_blueprint, not_found_unless
+from . import DateRangeChecks, admin_blueprint, not_found_unless, page_field
 
 bp = admin_blueprint(Blueprint("audit", __name__, url_prefix="/audit"))
 
 PER_PAGE = 50
-MIN_YEAR, MAX_YEAR = 1970, 2100
-MAX_PAGE = 10**6  # past it the row offset overflows the database's integers
 
 
-class FilterForm(Form):
+class FilterForm(DateRangeChecks, Form):
     """The log's filters, read from the query string (a GET form: nothing to protect)."""
     who = SearchField("Who", validators=[Length(max=255, message="Who is at most 255 characters")],
                       description="an admin's email, or cli:<login>")
@@ -29,9 +27,7 @@ class FilterForm(Form):
     profile = SelectField("Profile", default="", validate_choice=False)
     since = DateField("From", validators=[Optional()], format="%Y-%m-%d")
     until = DateField("To", validators=[Optional()], format="%Y-%m-%d", description="Days in UTC")
-    page = IntegerField("Page", default=1, validators=[
-        Optional(), NumberRange(min=1, message="Page starts at 1"),
-        NumberRange(max=MAX_PAGE, message=f"Page is at most {MAX_PAGE}")])
+    page = page_field()
 
     def __init__(self, formdata):
         super().__init__(formdata)
@@ -43,17 +39,8 @@ class FilterForm(Form):
                                       (self.profile, profiles, "No such profile in the log")):
             field.choices = [SelectChoice(v, label) for v, label in pairs]
             field.validators = [AnyOf([v for v, _ in pairs], message)]  # our words, not WTForms'
-        for day in (self.since, self.until):  # WTForms says "Not a valid date value"
-            day.process_errors = ["Give the date as YYYY-MM-DD"] if day.process_errors else []
+        self.plain_date_errors()
 
-    def validate_since(self, field):
-        if field.data and not MIN_YEAR <= field.data.year <= MAX_YEAR:
-            raise ValidationError(f"Give a date between {MIN_YEAR} and {MAX_YEAR}")
-
-    def validate_until(self, field):
-        self.validate_since(field)
-        if field.data and self.since.data and field.data < self.since.data:
-            raise ValidationError("To is before From")
 
 
 def _distinct(column):

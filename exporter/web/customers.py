@@ -4,27 +4,24 @@ import re
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func
-from wtforms import Form, IntegerField, SearchField
-from wtforms.validators import Length, NumberRange, Optional
+from wtforms import Form, SearchField
+from wtforms.validators import Length
 
 from .. import customer_types, retention
 from ..extensions import db
 from ..models import Campaign, Customer, Delivery, Event, HistoryEntry
-from . import admin_blueprint
+from . import admin_blueprint, page_field
 
 bp = admin_blueprint(Blueprint("customers", __name__, url_prefix="/customers"))
 
 PER_PAGE = 50
-MAX_PAGE = 10**6  # past it the row offset overflows the database's integers
 
 
 class SearchForm(Form):
     """The search box, read from the query string (a GET form: nothing to protect)."""
     q = SearchField("Search", validators=[Length(max=200, message="Search for at most 200 characters")],
                     description="Name, email, phone, CRM customer id or order id")
-    page = IntegerField("Page", default=1, validators=[
-        Optional(), NumberRange(min=1, message="Page starts at 1"),
-        NumberRange(max=MAX_PAGE, message=f"Page is at most {MAX_PAGE}")])
+    page = page_field()
 
 
 def _contains(column, text):

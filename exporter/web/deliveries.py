@@ -5,25 +5,23 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from flask_login import current_user
 from sqlalchemy import func
 from sqlalchemy.orm import joinedload, selectinload
-from wtforms import DateField, Form, IntegerField, SearchField, SelectChoice, SelectField
-from wtforms.validators import AnyOf, Length, NumberRange, Optional, ValidationError
+from wtforms import DateField, Form, SearchField, SelectChoice, SelectField
+from wtforms.validators import AnyOf, Length, Optional
 
 from .. import customer_types, dispatch, windows
 from ..extensions import db
 from ..models import Delivery, Event, Profile, utcnow
-from . import admin_blueprint
+from . import DateRangeChecks, admin_blueprint, page_field
 
 bp = admin_blueprint(Blueprint("deliveries", __name__, url_prefix="/deliveries"))
 
 PER_PAGE = 50
-MIN_YEAR, MAX_YEAR = 1970, 2100  # the dates a delivery can have
-MAX_PAGE = 10**6  # past it the row offset overflows the database's integers
 # How a daily file's details read on its delivery's page.
 DETAIL_LABELS = {"file_name": "File name", "rows": "Rows", "bytes": "Bytes", "sha256": "Checksum (SHA-256)",
                  "checksum": "Checksum", "uploaded": "Uploaded"}
 
 
-class FilterForm(Form):
+class FilterForm(DateRangeChecks, Form):
     """The list's filters, read from the query string (a GET form: nothing to protect)."""
     status = SelectField("Status", default="", validate_choice=False)
     profile = SelectField("Profile", default="", validate_choice=False)
@@ -32,9 +30,7 @@ class FilterForm(Form):
                        description="e.g. postingmydata.com")
     since = DateField("From", validators=[Optional()], format="%Y-%m-%d")
     until = DateField("To", validators=[Optional()], format="%Y-%m-%d", description="Created on these days (UTC)")
-    page = IntegerField("Page", default=1, validators=[
-        Optional(), NumberRange(min=1, message="Page starts at 1"),
-        NumberRange(max=MAX_PAGE, message=f"Page is at most {MAX_PAGE}")])
+    page = page_field()
 
     def __init__(self, formdata, profiles):
         super().__init__(formdata)
@@ -48,17 +44,8 @@ class FilterForm(Form):
         self.status.validators = [AnyOf([v for v, _ in statuses], "Choose a status from the list")]
         self.profile.validators = [AnyOf([v for v, _ in profile_ids], "No such profile")]
         self.customer_type.validators = [AnyOf([v for v, _ in types], "Choose a customer type from the list")]
-        for day in (self.since, self.until):  # WTForms says "Not a valid date value"
-            day.process_errors = ["Give the date as YYYY-MM-DD"] if day.process_errors else []
+        self.plain_date_errors()
 
-    def validate_since(self, field):
-        if field.data and not MIN_YEAR <= field.data.year <= MAX_YEAR:
-            raise ValidationError(f"Give a date between {MIN_YEAR} and {MAX_YEAR}")
-
-    def validate_until(self, field):
-        self.validate_since(field)
-        if field.data and self.since.data and field.data < self.since.data:
-            raise ValidationError("To is before From")
 
 
 def _filtered(form):

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import create_app
 from exporter.extensions import db
-from exporter.models import Attempt, Delivery, Host, utcnow
+from exporter.models import Attempt, Host, utcnow
 
 from ..factories import event, make_profile
 from ..test_health import due_delivery, live_cron, live_worker

@@ -13,8 +13,6 @@ from redis import Redis
 from redis.exceptions import AuthenticationError, ResponseError
 
 from exporter import create_app
-from exporter.extensions import db
-from exporter.models import User
 from exporter.queue import EmbeddedRedis
 
 from ..conftest import PASSWORD
