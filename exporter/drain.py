@@ -39,8 +39,14 @@ _engine_lock = threading.Lock()
 _type_locks = defaultdict(threading.Lock)  # one send at a time for a type that is not thread_safe
 
 
+_worker_name = [None, ""]  # (pid, name): asked for at every claim and record
+
+
 def worker_name():
-    return f"{socket.gethostname()}:{os.getpid()}"  # a forked process is another worker
+    pid = os.getpid()
+    if _worker_name[0] != pid:  # a forked process is another worker
+        _worker_name[:] = [pid, f"{socket.gethostname()}:{pid}"]
+    return _worker_name[1]
 
 
 # --- the engine of this process ---------------------------------------------------------------
