@@ -12,7 +12,7 @@ from sqlalchemy import text as sql
 
 from exporter import daily_files, security
 from exporter.extensions import db
-from exporter.models import Attempt, Customer, Delivery, Event, Profile
+from exporter.models import Attempt, AuditEntry, Customer, Delivery, Event, Profile
 
 from .factories import event, make_profile
 from .plugins.conftest import ftp_server  # noqa: F401 - a fixture
@@ -159,6 +159,10 @@ def every_page(client):
     urls += [f"/files/deliveries/{d.id}/download" for d in db.session.scalars(db.select(Delivery))
              if d.file_date is not None]
     urls += [f"/customers/{c.id}" for c in db.session.scalars(db.select(Customer))]
+    urls += [f"/customers/{c.id}/forget" for c in db.session.scalars(db.select(Customer))]
+    urls += ["/audit/", "/admins/"] + [f"/audit/{e.id}" for e in db.session.scalars(db.select(AuditEntry))]
+    urls += [f"/audit/profiles/{p.id}" for p in db.session.scalars(db.select(Profile))]
+    urls += [f"/profiles/{p.id}/replay" for p in db.session.scalars(db.select(Profile))]
     pages = {}
     for url in urls:
         response = client.get(url)
