@@ -13,8 +13,6 @@ delivered; then it checks that what arrived (by Idempotency-Key and URL) is what
 marks delivered, each once. The last line is the fast receiver's row, ending in its ratio.
 Today's engine sends about 15/s: smoke it with --n 60 --n-hosts 60.
 """
-import argparse
-
 import harness
 
 
@@ -36,21 +34,8 @@ def measure(instance, receiver, n, rounds, bare, hosts=0):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=2000, help="deliveries per round, fast receiver")
-    parser.add_argument("--n-hosts", type=int, default=1000, help="deliveries per round, 10 slow hosts")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--hosts", type=int, default=10)
-    parser.add_argument("--delay", type=float, default=0.05, help="the slow hosts' answer time, seconds")
-    parser.add_argument("--host-concurrency", type=int, default=4)
-    args = parser.parse_args()
-
-    fast = harness.Receiver()
-    slow = harness.Receiver(hosts=args.hosts, delay=args.delay)
-    instance = harness.Instance(host_concurrency=args.host_concurrency)
-    try:
-        instance.import_profiles(harness.dispatch_profiles(fast, slow))
-        instance.start_web()
+    args = harness.dispatch_arguments(__doc__.split("\n")[0], n_hosts=1000)
+    with harness.dispatch_setup(args) as (instance, fast, slow):
         print(f"{instance.database}, one worker, HOST_CONCURRENCY {args.host_concurrency}")
         print(f"fast receiver, {args.n} deliveries a round; baseline: a requests.Session loop")
         fast_rows = measure(instance, fast, args.n, args.rounds, harness.session_loop)
@@ -58,10 +43,6 @@ def main():
               f"baseline: {args.host_concurrency} requests.Sessions per host")
         per_host = lambda receiver, requests_: harness.concurrent_clients(receiver, requests_, args.host_concurrency)
         slow_rows = measure(instance, slow, args.n_hosts, args.rounds, per_host, hosts=args.hosts)
-    finally:
-        instance.close()
-        fast.close()
-        slow.close()
     harness.row(f"dispatch, one worker, {args.hosts} hosts at {args.delay * 1000:.0f} ms", *slow_rows, "deliveries/s")
     harness.row("dispatch, one worker, fast receiver", *fast_rows, "deliveries/s")  # the key row, last
 

@@ -9,8 +9,6 @@ interleaved: two workers (A) and one worker (B). Two rows: 10 hosts answering af
 The last line is the 10-host row, ending in its ratio (the goal: >= 1.6).
 Today's engine sends about 15/s: smoke it with --n 60 --n-hosts 60.
 """
-import argparse
-
 import harness
 
 
@@ -28,30 +26,13 @@ def measure(instance, receiver, n, rounds, hosts=0):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=2000, help="deliveries per round, fast receiver")
-    parser.add_argument("--n-hosts", type=int, default=2000, help="deliveries per round, 10 slow hosts")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--hosts", type=int, default=10)
-    parser.add_argument("--delay", type=float, default=0.05, help="the slow hosts' answer time, seconds")
-    parser.add_argument("--host-concurrency", type=int, default=4)
-    args = parser.parse_args()
-
-    fast = harness.Receiver()
-    slow = harness.Receiver(hosts=args.hosts, delay=args.delay)
-    instance = harness.Instance(host_concurrency=args.host_concurrency)
-    try:
-        instance.import_profiles(harness.dispatch_profiles(fast, slow))
-        instance.start_web()
+    args = harness.dispatch_arguments(__doc__.split("\n")[0], n_hosts=2000)
+    with harness.dispatch_setup(args) as (instance, fast, slow):
         print(f"{instance.database}, two workers against one, HOST_CONCURRENCY {args.host_concurrency}")
         print(f"fast receiver, {args.n} deliveries a round")
         fast_rows = measure(instance, fast, args.n, args.rounds)
         print(f"{args.hosts} hosts answering after {args.delay * 1000:.0f} ms, {args.n_hosts} deliveries a round")
         slow_rows = measure(instance, slow, args.n_hosts, args.rounds, hosts=args.hosts)
-    finally:
-        instance.close()
-        fast.close()
-        slow.close()
     names = ("two workers", "one worker")
     harness.row("dispatch, two workers against one, fast receiver", *fast_rows, "deliveries/s", names)
     harness.row(f"dispatch, two workers against one, {args.hosts} hosts at {args.delay * 1000:.0f} ms",

@@ -8,6 +8,8 @@ Its web app is waitress serving create_app() exactly as `exporter run` does, its
 `exporter worker` processes. The benches only use the public surface: the `exporter` commands,
 POST /intake/events, the profiles JSON, and the tables deliveries, attempts and events.
 """
+import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -489,3 +491,34 @@ def arrival_times(instance, receiver, after_id, count, timeout):
     rows = instance.rows("SELECT d.id, e.occurred_at, d.due_at FROM deliveries d JOIN events e ON e.id = d.event_id "
                          "WHERE d.id > :i", i=after_id)
     return [(arrived[i] - epoch(occurred), arrived[i] - epoch(due)) for i, occurred, due in rows]
+
+
+# --- the dispatch benches' common set-up (bench_dispatch.py, bench_workers.py) ---------------------
+
+def dispatch_arguments(description, n_hosts):
+    """The options both dispatch benches take; n_hosts: their default deliveries a round on the slow hosts."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--n", type=int, default=2000, help="deliveries per round, fast receiver")
+    parser.add_argument("--n-hosts", type=int, default=n_hosts, help="deliveries per round, 10 slow hosts")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hosts", type=int, default=10)
+    parser.add_argument("--delay", type=float, default=0.05, help="the slow hosts' answer time, seconds")
+    parser.add_argument("--host-concurrency", type=int, default=4)
+    return parser.parse_args()
+
+
+@contextlib.contextmanager
+def dispatch_setup(args):
+    """(instance, fast receiver, slow hosts): the dispatch profiles imported and the web app
+    started; all three closed afterwards."""
+    fast = Receiver()
+    slow = Receiver(hosts=args.hosts, delay=args.delay)
+    instance = Instance(host_concurrency=args.host_concurrency)
+    try:
+        instance.import_profiles(dispatch_profiles(fast, slow))
+        instance.start_web()
+        yield instance, fast, slow
+    finally:
+        instance.close()
+        fast.close()
+        slow.close()
