@@ -93,24 +93,24 @@ def live_cron_schedulers(connection, now=None):
 
 
 def check_workers(connection, queue_name):
-    try:
-        alive = live_workers(connection, queue_name)
-    except Exception as exc:
-        return _failed(exc, "could not count workers")
-    details = {"alive": alive}
-    if not alive:
-        details["error"] = "no worker is alive: nothing is sent (start `exporter worker`)"
-    return Check(alive > 0, details)
+    return _count_check(lambda: live_workers(connection, queue_name), "could not count workers",
+                        "no worker is alive: nothing is sent (start `exporter worker`)")
 
 
 def check_scheduler(connection):
+    return _count_check(lambda: live_cron_schedulers(connection), "could not count cron schedulers",
+                        "no cron scheduler is alive: nothing sweeps (start `exporter cron`)")
+
+
+def _count_check(count, failed, none_alive):
+    """OK when count() finds a live process; the error says what to start when none is."""
     try:
-        alive = live_cron_schedulers(connection)
+        alive = count()
     except Exception as exc:
-        return _failed(exc, "could not count cron schedulers")
+        return _failed(exc, failed)
     details = {"alive": alive}
     if not alive:
-        details["error"] = "no cron scheduler is alive: nothing sweeps (start `exporter cron`)"
+        details["error"] = none_alive
     return Check(alive > 0, details)
 
 

@@ -1,4 +1,6 @@
 """Blueprints, one module each. Every admin page needs a login; only the intake uses tokens."""
+from datetime import datetime, time, timedelta
+
 from flask import abort
 from flask_login import current_user, login_required
 from wtforms import IntegerField, SelectChoice
@@ -79,6 +81,15 @@ class DateRangeChecks:
         self.validate_since(field)
         if field.data and self.since.data and field.data < self.since.data:
             raise ValidationError("To is before From")
+
+    def within_days(self, column):
+        """Conditions on a time column for the From and To days, both included."""
+        conditions = []
+        if self.since.data:
+            conditions.append(column >= datetime.combine(self.since.data, time.min))
+        if self.until.data:
+            conditions.append(column < datetime.combine(self.until.data + timedelta(days=1), time.min))
+        return conditions
 
 
 def strip(value):

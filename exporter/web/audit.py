@@ -2,7 +2,6 @@
 an entry's page with before and after side by side, and the History of one profile, which stays
 readable after the profile is deleted (entries keep its id and name)."""
 import json
-from datetime import datetime, time, timedelta
 
 from flask import Blueprint, render_template, request
 from wtforms import DateField, Form, SearchField, SelectChoice, SelectField
@@ -67,11 +66,7 @@ def _filtered(form):
         query = query.where(AuditEntry.action == form.action.data)
     if form.profile.data:
         query = query.where(AuditEntry.profile_id == int(form.profile.data))
-    if form.since.data:
-        query = query.where(AuditEntry.at >= datetime.combine(form.since.data, time.min))
-    if form.until.data:
-        query = query.where(AuditEntry.at < datetime.combine(form.until.data + timedelta(days=1), time.min))
-    return query
+    return query.where(*form.within_days(AuditEntry.at))
 
 
 @bp.route("/")

@@ -1,5 +1,4 @@
 """Deliveries: the list by status and profile, and a delivery's page with every attempt."""
-from datetime import datetime, time, timedelta
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -60,11 +59,7 @@ def _filtered(form):
         query = query.where(Delivery.event.has(Event.type == form.customer_type.data))
     if (form.host.data or "").strip():
         query = query.where(func.lower(Delivery.target).contains(form.host.data.strip().lower(), autoescape=True))
-    if form.since.data:
-        query = query.where(Delivery.created_at >= datetime.combine(form.since.data, time.min))
-    if form.until.data:
-        query = query.where(Delivery.created_at < datetime.combine(form.until.data + timedelta(days=1), time.min))
-    return query
+    return query.where(*form.within_days(Delivery.created_at))
 
 
 @bp.route("/")
