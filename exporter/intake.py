@@ -5,9 +5,10 @@ the body is valid.
 """
 import functools
 import re
+import weakref
 from dataclasses import dataclass
-from types import SimpleNamespace
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Annotated, Any, Literal
 
 from flask import current_app
@@ -147,7 +148,7 @@ def _store_retrying(events, tries=3):
 # The routes of active profiles, as this process last read them, by what they were read from.
 _ROUTES = (db.select(Route.id, Route.profile_id, Route.customer_types, Route.campaigns, Route.products,
                      Profile.updated_at).join(Profile).where(Profile.active.is_(True)).order_by(Route.id))
-_routes_cache = {}
+_routes_cache = weakref.WeakKeyDictionary()  # by engine: an app (a test's too) holds its own, not kept alive here
 
 
 def _active_routes():
