@@ -62,10 +62,14 @@ def engine_for(app):
         if _engine is None:
             cfg = app.config
             engine = Engine(partial(record_many, app, worker_name()), host_concurrency=cfg["HOST_CONCURRENCY"],
-                            threads=cfg["SEND_THREADS"])
+                            threads=cfg["SEND_THREADS"], host_failed=_host_failed, hold_after=cfg["CIRCUIT_FAILURES"])
             engine.heartbeat = Heartbeat(app, worker_name(), float(cfg["HEARTBEAT_SECONDS"]))
             _engine = (app, engine)
         return _engine[1]
+
+
+def _host_failed(sent):
+    return circuit.host_failure(sent.outcome)
 
 
 class Heartbeat(threading.Thread):
@@ -456,8 +460,13 @@ def drain():
     schedule.ack_wake()
     _release_dead_claims(cfg)
     deadline = time.monotonic() + float(cfg["DRAIN_SECONDS"])
+    # Jobs waiting behind their host's slots go back well before the sweeper would think their
+    # claims lost (and another claim would send them again).
+    patience = float(cfg["CLAIM_TIMEOUT_SECONDS"]) / 2
     claimed = 0
     while not stopping.is_set() and time.monotonic() < deadline:
+        if taken := engine.take_back(patience):
+            give_back(taken)
         room, busy = engine.room()
         if room <= 0:
             engine.wait_for_room(0.05)

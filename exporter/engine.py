@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SEND_THREADS = 64
 RECORD_BATCH = 500  # results written in one transaction at most
 RECORD_WAIT = 0.005  # seconds the recorder waits for more results before writing
+PER_HOST_CLAIM = 64  # jobs of one host a claim takes at most (more when HOST_CONCURRENCY is high)
 
 
 @dataclass
@@ -30,12 +31,19 @@ class Job:
     send: Callable[[], Any]
     context: Any = None
     started: float = field(default=0.0)
+    handed: float = field(default=0.0)  # monotonic time it was handed to the engine
 
 
 class Engine:
-    def __init__(self, record: Callable[[list], None], host_concurrency=4, threads=DEFAULT_SEND_THREADS):
+    def __init__(self, record: Callable[[list], None], host_concurrency=4, threads=DEFAULT_SEND_THREADS,
+                 host_failed: Callable[[Any], bool] = None, hold_after=0):
         self.host_concurrency = int(host_concurrency or 0)  # 0: no per-host limit
         self.threads = max(int(threads), 1)
+        # After `hold_after` sends in a row to one host fail (`host_failed(result)`), its waiting
+        # jobs are not started: they go back to the drain, which gives their claims back.
+        self._host_failed, self.hold_after = host_failed, int(hold_after or 0)
+        self._failures = defaultdict(int)
+        self._held = []
         self._record = record
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="exporter-send")
         self._lock = threading.Lock()
@@ -61,32 +69,47 @@ class Engine:
             return max(total, 0), busy
 
     def per_host_claim(self):
-        """The most jobs of one host a claim takes: enough to keep its slots busy, no more, so a
-        slow host's backlog never fills a claim that other hosts' deliveries wait for."""
-        return 4 * self.host_concurrency if self.host_concurrency else None
+        """The most jobs of one host a claim takes. Each claim costs a statement, a load and a
+        commit, so a fast host needs many per claim; a slow host's backlog is kept from filling
+        the claim by the cap, from waiting too long by take_back(), and from being tried in full
+        while it fails by the hold."""
+        return max(4 * self.host_concurrency, PER_HOST_CLAIM) if self.host_concurrency else None
 
     def submit(self, job: Job):
         with self._lock:
             if self._stopping:
                 raise RuntimeError("the engine is stopping")
             self._unrecorded += 1
+            job.handed = time.monotonic()
             if self.host_concurrency and self._in_flight[job.host] >= self.host_concurrency:
                 self._waiting[job.host].append(job)
                 return
             self._start(job)
 
     def waiting(self):
-        """Jobs claimed but waiting for a slot of their host."""
+        """Jobs claimed but not started: waiting for a slot of their host, or held."""
         with self._lock:
-            return sum(len(q) for q in self._waiting.values())
+            return sum(len(q) for q in self._waiting.values()) + len(self._held)
 
     def take_waiting(self):
-        """Remove and return every job still waiting for a slot (to give their claims back)."""
+        """Remove and return every job not started (to give their claims back)."""
+        return self.take_back(0.0)
+
+    def take_back(self, older_than):
+        """Remove and return the held jobs, and those waiting for a slot that were handed in more
+        than `older_than` seconds ago: their claims go back before the sweeper thinks them lost."""
+        cutoff = time.monotonic() - older_than
         with self._lock:
-            jobs = [job for q in self._waiting.values() for job in q]
-            self._waiting.clear()
+            jobs, self._held = self._held, []
+            for host in list(self._waiting):
+                queue_ = self._waiting[host]
+                while queue_ and queue_[0].handed <= cutoff:
+                    jobs.append(queue_.popleft())
+                if not queue_:
+                    del self._waiting[host]
             self._unrecorded -= len(jobs)
-            self._room.notify_all()
+            if jobs:
+                self._room.notify_all()
             return jobs
 
     def wait_for_room(self, timeout):
@@ -131,8 +154,11 @@ class Engine:
             self._in_flight[job.host] -= 1
             if not self._in_flight[job.host]:
                 del self._in_flight[job.host]
+            hold = self._holding(job.host, result)
             waiting = self._waiting.get(job.host)
-            if waiting:
+            if waiting and hold:
+                self._held.extend(self._waiting.pop(job.host))
+            elif waiting:
                 self._start(waiting.popleft())
                 if not waiting:
                     del self._waiting[job.host]
@@ -141,6 +167,16 @@ class Engine:
             self._recorded(1)
         else:
             self._results.put(result)
+
+    def _holding(self, host, result):  # with the lock held
+        """Count the host's failures in a row; True when its waiting jobs are to be held."""
+        if not self.hold_after or self._host_failed is None:
+            return False
+        if result is not None and self._host_failed(result):
+            self._failures[host] += 1
+        else:
+            self._failures.pop(host, None)
+        return self._failures.get(host, 0) >= self.hold_after
 
     # --- the recorder --------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ per delivery, never early, at least once after a SIGKILL, every attempt recorded
 never starving the others, no pile of jobs, no freeze without RQ's scheduler."""
 import dataclasses
 import signal
+import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -104,6 +105,39 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_every_attempt_is_recorded(a
     recorded = db.session.scalars(db.select(Attempt)).all()
     assert all(a.method == "GET" and a.target.startswith(receiver.url) for a in recorded)
     assert sum(a.ok for a in recorded) == 40 and all(a.status == 200 for a in recorded if a.ok)
+
+
+def test_claims_waiting_behind_a_slow_hosts_slots_go_back_before_the_claim_timeout(app, post_events, receiver):
+    """A claim takes many rows of one host; those waiting for its slots go back before the sweeper
+    would take their claims for lost, so none is sent twice and none waits claimed past the timeout."""
+    receiver.default = Reply(200, delay=0.25)
+    make_profile(url=receiver.url + "/p")
+    post_events(events(12))
+    app.config.update(HOST_CONCURRENCY=1, CLAIM_TIMEOUT_SECONDS=1.0)
+    oldest_claim, done = [0.0], threading.Event()
+
+    def run_drain():
+        with app.app_context():
+            while not done.is_set() and drain.drain().get("out_of_time"):
+                pass
+            drain.wait_idle(10)
+            done.set()
+
+    runner = threading.Thread(target=run_drain)
+    runner.start()
+    try:
+        while not done.is_set():  # what the sweeper would see: the oldest claim in hand
+            claims = db.session.scalars(db.select(Delivery.claimed_at).where(Delivery.status == "sending")).all()
+            db.session.commit()
+            ages = [(utcnow() - at).total_seconds() for at in claims if at]
+            oldest_claim[0] = max([oldest_claim[0], *ages])
+            time.sleep(0.05)
+    finally:
+        done.set()
+        runner.join(30)
+    assert statuses() == {"delivered": 12}
+    assert set(keys(receiver).values()) == {1}  # each sent once, though 12 x 0.25 s outlast a 1 s claim
+    assert oldest_claim[0] < 1.0, f"a claim was held {oldest_claim[0]:.2f} s, past the claim timeout"
 
 
 def test_a_slow_host_never_starves_the_others(app, app_config, post_events, receiver):
