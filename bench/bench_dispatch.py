@@ -18,9 +18,9 @@ import harness
 
 def measure(instance, receiver, n, rounds, bare, hosts=0):
     def exporter():
-        rate, startup, most = harness.exporter_round(instance, receiver, harness.round_events(n, hosts))
+        rate, startup, most, (busy, per) = harness.exporter_round(instance, receiver, harness.round_events(n, hosts))
         print(f"  Exporter {harness.rate(rate):>8}/s   (worker start-up {startup:.1f} s, "
-              f"most in flight on one host {most})")
+              f"most in flight on one host {most}; cores busy {busy:.2f}, worker CPU {per:.2f} ms a delivery)")
         return rate
 
     def baseline():

@@ -9,15 +9,19 @@ interleaved: two workers (A) and one worker (B). Two rows: 10 hosts answering af
 The last line is the 10-host row, ending in its ratio (the goal: >= 1.6).
 Today's engine sends about 15/s: smoke it with --n 60 --n-hosts 60.
 """
+import os
+
 import harness
 
 
 def measure(instance, receiver, n, rounds, hosts=0):
     def with_workers(count):
         def run():
-            rate, startup, most = harness.exporter_round(instance, receiver, harness.round_events(n, hosts), count)
+            rate, startup, most, (busy, per) = harness.exporter_round(
+                instance, receiver, harness.round_events(n, hosts), count)
             print(f"  {count} worker{'s' if count > 1 else ' '} {harness.rate(rate):>8}/s   "
-                  f"(start-up {startup:.1f} s, most in flight on one host {most})")
+                  f"(start-up {startup:.1f} s, most in flight on one host {most}; "
+                  f"cores busy {busy:.2f} of {os.cpu_count()}, workers' CPU {per:.2f} ms a delivery)")
             return rate
         return run
 

@@ -31,6 +31,8 @@ from urllib.parse import urlencode
 import requests
 from sqlalchemy import create_engine, text
 
+import cpu
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXPORTER = os.path.join(os.path.dirname(sys.executable), "exporter")  # the venv's console script
 MAPPINGS = [{"export_name": "first_name", "field": "firstName"},
@@ -360,21 +362,26 @@ class Instance:
 def exporter_round(instance, receiver, events, workers=1):
     """Post the events with no worker running, start the workers, wait until the database shows
     every delivery delivered. Timed from the first arrival at the receiver (a worker's start-up
-    is not sending); returns (deliveries/s, start-up s, most in flight on one host)."""
+    is not sending); returns (deliveries/s, start-up s, most in flight on one host, CPU): CPU is
+    (cores busy on the machine, the workers' CPU ms per delivery) over that same window."""
     after = instance.last_delivery_id()
     made = instance.seed(events)
     assert made == len(events), f"{made} deliveries made of {len(events)} events"
     receiver.take()
     started = time.time()
     processes = instance.start_workers(workers)
+    sampler = cpu.Sampler([p.pid for p in processes])
     try:
         done = instance.wait_delivered(after, made, timeout=120 + made / 5)
     finally:
+        sampler.stop()
         instance.stop(processes)
     got = receiver.take()
     check_delivered(instance, after, got["arrivals"], [sent_path(e["order"]["orderId"]) for e in events])
     first = min(a[0] for a in got["arrivals"])
-    return made / (done - first), first - started, max(got["max_in_flight"].values())
+    busy, worker_seconds = sampler.window(first, done)
+    return made / (done - first), first - started, max(got["max_in_flight"].values()), \
+        (busy, worker_seconds / made * 1000)
 
 
 def get(session, url, key):
