@@ -321,12 +321,22 @@ class Target:
 def parse_target(url):
     """The URL's target; TargetRefused when it is not a plain http(s) URL that every parser
     reads alike (the backslash trick: urlsplit sees one host, urllib3 connects to another)."""
-    from urllib3.util import parse_url
-    from urllib3.exceptions import LocationParseError
-
     url = url or ""
     if URL_FORBIDDEN.search(url):
         raise TargetRefused("the URL has a backslash, a space or a control character")
+    # Without those characters every parser ends the authority at the first / ? or #, so the
+    # target is the scheme and authority's alone: parsed once, not at every send.
+    return _parse_authority(_AUTHORITY.match(url).group())
+
+
+_AUTHORITY = re.compile(r"[^/?#]*(//[^/?#]*)?")
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_authority(url):
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
     try:
         ours, theirs = urlsplit(url), parse_url(url)
         ours_port = ours.port

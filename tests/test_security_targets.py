@@ -85,6 +85,18 @@ def test_urls_that_parsers_read_differently_are_refused_at_save(url):
     assert not form.validate() and form.errors["url"]
 
 
+@pytest.mark.parametrize("url, host, port", [
+    ("http://partner.test?@8.8.8.8/", "partner.test", 80), ("http://partner.test#@8.8.8.8/", "partner.test", 80),
+    ("https://u:p@partner.test:8443/p?next=http://8.8.8.8/", "partner.test", 8443),
+    ("http://8.8.8.8:80@partner.test/p", "partner.test", 80)])
+def test_the_target_is_the_host_every_parser_connects_to_whatever_the_path_and_query_say(url, host, port):
+    """parse_target reads the scheme and authority alone (and keeps what it read): what follows
+    the first / ? or # never changes where a send goes."""
+    for _ in range(2):  # parsed, then remembered
+        target = security.parse_target(url)
+        assert (target.host, target.port) == (host, port)
+
+
 # --- 2. DNS rebinding ---------------------------------------------------------------------------
 
 def test_postback_connects_to_the_address_it_checked(receiver, rebinding_dns):
