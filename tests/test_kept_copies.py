@@ -1,5 +1,6 @@
 """A day's file written in one pass (FileRows through write_csv) is byte for byte the file, and the
-kept copy, that the rows iterated one by one make (the path any export type may take)."""
+kept copy, that the rows iterated one by one make (the path any export type may take); the
+day's orders decode as json.loads decodes them."""
 import io
 from types import SimpleNamespace
 
@@ -57,3 +58,21 @@ def test_a_long_day_is_written_in_blocks_the_same(app, post_events, ftp_server, 
     profile = ftp_profile(ftp_server, fields={"mappings": PLAIN})
     post_events({"events": [event(f"e{i}", occurred_at=at(DAY, 8, i), firstName=f"N{i}") for i in range(10)]})
     assert written(profile, 1, True, True, True) == written(profile, 2, False, True, True)
+
+
+@pytest.mark.parametrize("text", ['{"a": [1, 2.5, "x"], "b": null}', ' {"a": 1} ', '{"a": 1}\n', "null", "[]",
+                                  '"s"', '{"a": NaN}'])
+def test_orders_decode_as_json_loads_decodes_them(text):
+    import json
+    import math
+
+    value = daily_files._order_loader()(text)
+    assert value == json.loads(text) or math.isnan(value["a"])
+
+
+@pytest.mark.parametrize("text", ['{"a": 1} x', '{"a": 1', "", "{'a': 1}"])
+def test_an_order_that_is_not_json_fails_as_json_loads_fails(text):
+    import json
+
+    with pytest.raises(json.JSONDecodeError):
+        daily_files._order_loader()(text)
