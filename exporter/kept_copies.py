@@ -89,7 +89,10 @@ class KeptCopy:
                     except TypeError:  # a value not text (a plugin's static number): cell by cell
                         plain = False
                     upload.append(text if plain or not neutralise else line([neutralised(v) for v in values]))
-                    kept.append(text if plain and masked is None else line(kept_cells(masked(values) if masked else values)))
+                    if plain and masked is None:
+                        kept.append(text)
+                    else:
+                        kept.append(line(kept_cells(masked(values) if masked else values)))
                     count += 1
                     if count % DEFAULT_LINES_PER_WRITE == 0:
                         _write_lines(f, upload, copy, kept)
