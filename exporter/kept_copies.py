@@ -18,7 +18,7 @@ import re
 from flask import current_app
 
 from . import security
-from .export_types import FORMULA_STARTS, CsvRows, csv_writer, neutralised
+from .export_types import FORMULA_STARTS, CsvRows, csv_writer, neutralised, write_csv
 
 # Lines gathered before each write to the files: a file write per row costs more than the row.
 DEFAULT_LINES_PER_WRITE = 1000
@@ -181,7 +181,8 @@ class FileRows(CsvRows):
         self.copy, self._pairs, self._values, self._open = copy, pairs, values, None
 
     def __iter__(self):
-        self._open = self.copy.stream(self._pairs())
+        if self._open is None:  # walked again: what is left of the one stream, as a generator gives
+            self._open = self.copy.stream(self._pairs())
         return self._open
 
     def close(self):
@@ -189,5 +190,7 @@ class FileRows(CsvRows):
             self._open.close()
 
     def write_csv(self, f, columns, header=True, neutralise=False):
+        if self._open is not None:  # already walked (some of) it: the rest, row by row
+            return write_csv(f, columns, self._open, header, neutralise)
         self._open = self._values()
         return self.copy.write_with(f, columns, self._open, header, neutralise)

@@ -76,3 +76,17 @@ def test_an_order_that_is_not_json_fails_as_json_loads_fails(text):
 
     with pytest.raises(json.JSONDecodeError):
         daily_files._order_loader()(text)
+
+
+def test_the_rows_are_one_stream_walked_once(app, post_events, ftp_server):
+    profile = ftp_profile(ftp_server, fields={"mappings": PLAIN})
+    post_events({"events": [event(f"e{i}", occurred_at=at(DAY, 8 + i), firstName=f"N{i}") for i in range(3)]})
+    renderer, route = mapping.renderer_for(profile), profile.routes[0]
+    copy = KeptCopy(SimpleNamespace(id=1), renderer)
+    day = (profile, route.id, DAY, renderer)
+    rows = FileRows(copy, lambda: daily_files.rendered_rows(*day), lambda: daily_files.rendered_rows(*day, values=True))
+    first = next(iter(rows))
+    assert first[0] == ("=first", "N0")
+    f = io.StringIO(newline="")  # the rest, as a generator would give it
+    assert write_csv(f, renderer.columns, rows, header=False) == 2 and f.getvalue().startswith("N1,")
+    assert list(rows) == [] and copy.rows == 3
