@@ -15,6 +15,7 @@ The core reads these settings of a daily-file type: `send_at` (HH:MM), `time_zon
 IANA name) and `header_row` (the copy kept for download follows it).
 """
 import contextlib
+import json
 import logging
 import os
 import weakref
@@ -22,13 +23,15 @@ from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
-from sqlalchemy import DateTime, Integer, Text, func, insert, literal, null, select
+from sqlalchemy import DateTime, Integer, Text, func, insert, literal, null, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from . import audit, mapping, schedule, security, sending
-from .export_types import DAILY_FILE, DEFAULT_SEND_AT, Batch, csv_writer, neutralised
+from .export_types import DAILY_FILE, DEFAULT_SEND_AT, Batch
 from .extensions import db
+from .kept_copies import (KEPT_COPY_GONE, FileRows, KeptCopy, delete_kept_copies,  # noqa: F401 - their home was here
+                          forget_kept_copies, kept_copy_ids, kept_copy_path)
 from .models import Delivery, Event, FileRow, HistoryEntry, Profile, utcnow
 
 log = logging.getLogger(__name__)
@@ -307,39 +310,60 @@ def _day_rows(route_id, start, end):
             Event.is_test.is_(False), Event.purged_at.is_(None))
 
 
-def rendered_rows(profile, route_id, day, renderer, yield_per=DEFAULT_YIELD_PER, carried=None):
-    """The route's rows of the day in occurred_at order, rendered, streamed from the database;
-    `carried`, when given, keeps the highest FileRow id streamed (for the history of the file).
+def rendered_rows(profile, route_id, day, renderer, yield_per=DEFAULT_YIELD_PER, carried=None, values=False):
+    """The route's rows of the day in occurred_at order, rendered (as pairs, or as values only),
+    streamed from the database; `carried`, when given, keeps the highest FileRow id streamed
+    (for the history of the file).
 
     Only the columns a row needs are selected, in batches of `yield_per` through a server-side
     cursor on PostgreSQL (stream_results), with no ORM object made: memory stays flat however
     big the day, and each row costs its JSON decode and the renderer's from_order().
+    The order is selected as it is stored and decoded here (see _order_loader).
     """
     start, end = day_bounds(profile, day)
     wants_card = renderer.wants_card and profile.pci_documented  # decrypt card numbers only when sent
     card = Event.card_number if wants_card else null()
     key = current_app.config["SECRET_KEY"]
     result = db.session.connection().execute(
-        select(Event.type, Event.order, card, FileRow.id)
+        select(Event.type, type_coerce(Event.order, Text), card, FileRow.id)
         .join(FileRow, FileRow.event_id == Event.id)
         .where(*_day_rows(route_id, start, end))
         .order_by(FileRow.occurred_at, FileRow.id)
         .execution_options(stream_results=True, yield_per=yield_per))
-    render, last_row_id = renderer.from_order, 0
-    opens, pci = renderer.opens_order, profile.pci_documented
+    render, last_row_id = renderer.values_from_order if values else renderer.from_order, 0
+    opens, pci, loads = renderer.opens_order, profile.pci_documented, _order_loader()
     try:
-        for event_type, order, card_number, row_id in result:
-            if row_id > last_row_id:
-                last_row_id = row_id
-            if card_number:
-                card_number = security.decrypt(key, card_number)
-            if opens:
-                order = security.opened_order(order, key, pci)
-            yield render(order or {}, event_type, card_number)
+        for batch in result.partitions():  # a batch of rows at a time: no call per row to fetch it
+            for event_type, order, card_number, row_id in batch:
+                if row_id > last_row_id:
+                    last_row_id = row_id
+                if order.__class__ is str:  # the JSON text (SQLite); PostgreSQL's driver decodes it
+                    order = loads(order)
+                if card_number:
+                    card_number = security.decrypt(key, card_number)
+                if opens:
+                    order = security.opened_order(order, key, pci)
+                yield render(order or {}, event_type, card_number)
     finally:
         result.close()
         if carried is not None:
             carried["last_row_id"] = max(carried.get("last_row_id", 0), last_row_id)
+
+
+def _order_loader():
+    """json.loads for a stored order, without its checks around the value when the text is only
+    the value (as stored: no whitespace around it); anything else goes through json.loads itself.
+    One decoder per file: its scanner's memo is not shared between threads."""
+    scan = json.JSONDecoder().scan_once
+
+    def loads(text):
+        try:
+            value, end = scan(text, 0)
+        except (StopIteration, ValueError):
+            return json.loads(text)  # its own answer, or its own error
+        return value if end == len(text) else json.loads(text)
+
+    return loads
 
 
 def build_batch(delivery):
@@ -354,8 +378,10 @@ def build_batch(delivery):
     renderer = mapping.renderer_for(profile)  # shared, cached: the type gets its own list of columns
     copy = _sending[delivery] = KeptCopy(delivery, renderer,
                                          header=(profile.settings or {}).get("header_row", True))
-    rows = rendered_rows(profile, delivery.route_id, delivery.file_date, renderer, carried=copy.carried)
-    batch = Batch(columns=list(renderer.columns), rows=copy.stream(rows), profile_name=profile.name,
+    day = (profile, delivery.route_id, delivery.file_date, renderer)
+    rows = FileRows(copy, lambda: rendered_rows(*day, carried=copy.carried),
+                    lambda: rendered_rows(*day, carried=copy.carried, values=True))
+    batch = Batch(columns=list(renderer.columns), rows=rows, profile_name=profile.name,
                   idempotency_key=str(delivery.id), route_id=delivery.route_id,
                   route_name=str(delivery.route_id), file_date=delivery.file_date,
                   allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]),
@@ -398,103 +424,6 @@ def write_history(delivery, message):
         .group_by(Event.customer_id))
     db.session.execute(insert(HistoryEntry).from_select(
         ["customer_id", "event_id", "delivery_id", "message", "created_at"], customers))
-
-
-# --- the copy kept for download -------------------------------------------------------------
-
-class KeptCopy:
-    """The file as sent with sensitive values masked, under FILES_DIR, for the delivery page.
-
-    Written beside the upload as the rows stream (same CSV form), kept only once the
-    file is delivered; a re-run replaces it.
-    """
-
-    def __init__(self, delivery, renderer=None, header=True):
-        self.path = kept_copy_path(delivery)
-        self.part = self.path + ".part"
-        self.renderer, self.header = renderer, header
-        self.rows = None  # how many the file carried, once the stream is read to its end
-        # The highest FileRow id it carried: a row stored later (during the upload) is not in it,
-        # and its customer must not hear the file fired.
-        self.carried = {}
-
-    def stream(self, rows):
-        os.makedirs(os.path.dirname(self.part), mode=0o700, exist_ok=True)
-        count = 0
-        masked = self.renderer.masked if self.renderer.sensitive_columns else None
-        with open_private(self.part) as f:
-            writerow = csv_writer(f).writerow
-            if self.header:
-                writerow(kept_cells(self.renderer.columns))
-            try:
-                for row in rows:
-                    writerow(kept_cells(value for _, value in (masked(row) if masked else row)))
-                    count += 1
-                    yield row
-            finally:
-                rows.close()
-        self.rows = count
-
-    def keep(self, uploaded):
-        """Keep the copy of a file that reached the server; drop one that did not. Kept or not."""
-        if not os.path.exists(self.part):
-            return False
-        if uploaded:
-            os.replace(self.part, self.path)
-            return True
-        os.unlink(self.part)
-        return False
-
-
-def kept_cells(values):
-    """A kept copy's cells: formulas always neutralised, as an admin opens it in a spreadsheet."""
-    return [neutralised(value) for value in values]
-
-
-def open_private(path):
-    """A new text file only its owner may read (0600), whatever the umask: kept copies are
-    customers' data."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8", newline="")
-
-
-def kept_copy_path(delivery):
-    return os.path.join(_kept_copies_dir(), f"{delivery.id}.csv")
-
-
-def _kept_copies_dir():
-    return os.path.join(current_app.config["FILES_DIR"], "deliveries")
-
-
-# The key of a delivery's details saying why its kept copy was deleted (retention, Forget).
-KEPT_COPY_GONE = "kept_copy_deleted"
-
-
-def kept_copy_ids():
-    """The ids of the deliveries whose copy is kept (the folder holds only those)."""
-    try:
-        names = os.listdir(_kept_copies_dir())
-    except FileNotFoundError:
-        return []
-    return sorted(int(name[:-4]) for name in names if name.endswith(".csv") and name[:-4].isdigit())
-
-
-def forget_kept_copies(deliveries, reason):
-    """Say on each delivery why its kept copy goes (the caller commits, then delete_kept_copies:
-    a copy left by a crash in between is found again by the next purge)."""
-    for delivery in deliveries:
-        delivery.details = {**(delivery.details or {}), KEPT_COPY_GONE: reason}
-
-
-def delete_kept_copies(delivery_ids):
-    """Delete the kept copies of these deliveries (those there are); how many."""
-    deleted = 0
-    for delivery_id in delivery_ids:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(_kept_copies_dir(), f"{delivery_id}.csv"))
-            deleted += 1
-    return deleted
 
 
 def parse_day(text):

@@ -115,9 +115,19 @@ def neutralised(value) -> str:
     return text
 
 
+class CsvRows:
+    """Rows that write themselves as CSV, for write_csv (a daily file's: the core writes the copy
+    it keeps in the same pass). Iterated, they are rows like any other."""
+
+    def write_csv(self, f, columns, header=True, neutralise=False) -> int:
+        raise NotImplementedError
+
+
 def write_csv(f, columns, rows, header=True, neutralise=False) -> int:
     """Rows of (export_name, value) pairs as CSV into an open text file; the number of rows.
     neutralise: spreadsheet formulas are neutralised in every cell (see neutralised())."""
+    if isinstance(rows, CsvRows):  # the same bytes, written by the rows in one pass
+        return rows.write_csv(f, columns, header, neutralise)
     writer, count = csv_writer(f), 0
     cell = neutralised if neutralise else (lambda value: value)
     if header:

@@ -131,6 +131,8 @@ class Renderer:
         self.opens_order = any(sensitive and field != "cardNumber" for field, sensitive in zip(self.fields, self.sensitive))
         self._from_record = _generate(self.mappings, _record_source)
         self.from_order = _generate(self.mappings, _order_source)  # a plain function: no method call
+        # The same, values only ([text, ...]): a daily file's CSV rows need no names.
+        self.values_from_order = _generate(self.mappings, _order_source, named=False)
 
     def __call__(self, record: Mapping[str, Any]):
         return self._from_record(record, None, None)
@@ -141,6 +143,11 @@ class Renderer:
             return row
         return [(name, security.masked(value, field) if sensitive and value else value)
                 for (name, value), field, sensitive in zip(row, self.fields, self.sensitive)]
+
+    def masked_values(self, values):
+        """masked() of a row of values only (values_from_order's)."""
+        return [security.masked(value, field) if sensitive and value else value
+                for value, field, sensitive in zip(values, self.fields, self.sensitive)]
 
 
 # --- the generated render functions ---------------------------------------------------------
@@ -178,9 +185,10 @@ def _formatter(fmt, arg):
     return lambda text: apply_format(text, fmt, arg)
 
 
-def _generate(mappings, source):
-    """render(record, event_type, card_number) -> pairs: first reading record[key] (a record
-    usually has every mapped field), and when one is missing, record.get(key) for each."""
+def _generate(mappings, source, named=True):
+    """render(record, event_type, card_number) -> pairs (values only unless named): first reading
+    record[key] (a record usually has every mapped field), and when one is missing, record.get(key)
+    for each."""
     namespace = {"_to_text": _to_text, "_joined": _joined}
 
     def literal(value, name):  # a str as its repr; anything else bound by name
@@ -194,7 +202,7 @@ def _generate(mappings, source):
         for i, m in enumerate(mappings):
             name = literal(m.export_name, f"_name{i}")
             if m.field == catalog.STATIC:
-                items.append(f"({name}, {literal(m.static_value or m.default_value, f'_static{i}')})")
+                items.append(item(name, literal(m.static_value or m.default_value, f'_static{i}')))
                 continue
             text = f"(v if (v := {source(m.field, read)}).__class__ is str else _to_text(v))"
             if m.format:
@@ -202,8 +210,11 @@ def _generate(mappings, source):
                 text = f"_format{i}({text})"
             if m.default_value != "":
                 text = f"(t if (t := {text}) != '' else {literal(m.default_value, f'_default{i}')})"
-            items.append(f"({name}, {text})")
+            items.append(item(name, text))
         return "[" + ", ".join(items) + "]"
+
+    def item(name, text):
+        return f"({name}, {text})" if named else text
 
     fast, slow = pairs(lambda key: f"record[{key!r}]"), pairs(lambda key: f"get({key!r})")
     code = ("def render(record, event_type=None, card_number=None):\n"

@@ -5,7 +5,7 @@ finished (delivered or cancelled), and the bodies, headers and query strings of 
 (or of those events), are erased in batches of ids, one short transaction each, so the intake is
 never held up for long. Deliveries keep their status, times and attempt counts; each customer's
 history says what went; a customer whose every event is purged loses name, email and phone too.
-The copies of daily files kept for download (daily_files.KeptCopy, masked but with names and
+The copies of daily files kept for download (kept_copies.KeptCopy, masked but with names and
 emails) go once their whole day is older than the cutoff; the delivery says its copy was deleted.
 
 forget(): a data-subject request: one customer's personal data erased at once, whatever its age,

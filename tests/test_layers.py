@@ -19,7 +19,7 @@ LAYERS = [
     {"drain"},
     {"workers"},
     {"daily_files", "circuit", "admission"},
-    {"sending", "schedule", "audit"},
+    {"sending", "schedule", "audit", "kept_copies"},
     {"mapping", "matching", "models", "engine"},
     {"extensions", "export_types"},
     {"customer_types", "queue", "security", "config", "supervisor", "windows"},
