@@ -1,6 +1,12 @@
 """Flask extensions, created here and bound to the app in create_app."""
 import contextlib
+import os
 import threading
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: there one process's threads take turns, the processes wait on SQLite
+    fcntl = None
 
 import click
 from flask_limiter import Limiter
@@ -71,12 +77,35 @@ def _sqlite_pragmas(dbapi_connection, _record):
         cursor.close()
 
 
-# SQLite has one writer, and a writer that finds the lock taken sleeps in steps of up to 100 ms:
-# one process's writers (the intake's threads, a worker's claimer, recorder and heartbeat) take
-# turns on a lock of their own instead. PostgreSQL locks rows: nothing to hold there.
+# SQLite has one writer, and a writer that finds the lock taken sleeps in steps of up to 100 ms
+# (its busy handler). So writers take turns instead: this process's threads (the intake's, a
+# worker's claimer, recorder and heartbeat) on a lock of their own, and the processes (web,
+# workers, cron) on an flock of a file beside the database, which the kernel hands to the next
+# writer the moment it is free. PostgreSQL locks rows: nothing to hold there.
 _sqlite_writer = threading.Lock()
+_lock_files = {}  # (pid, path): an open lock file; a forked child opens its own (flock is per open file)
 
 
 def writing():
     """Hold this around a write transaction (its statements and its commit)."""
-    return _sqlite_writer if db.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+    engine = db.engine
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    path = engine.url.database
+    if not path or path == ":memory:" or fcntl is None:
+        return _sqlite_writer
+    return _sqlite_turn(path)
+
+
+@contextlib.contextmanager
+def _sqlite_turn(path):
+    with _sqlite_writer:
+        key = (os.getpid(), path)
+        lock_file = _lock_files.get(key)
+        if lock_file is None:
+            lock_file = _lock_files[key] = open(path + ".writer", "a")
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
