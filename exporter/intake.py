@@ -152,8 +152,9 @@ _routes_cache = weakref.WeakKeyDictionary()  # by engine: an app (a test's too) 
 def _active_routes():
     """The routes of active profiles as matching rules, and those profiles by id: a copy of each
     profile's columns, made again only when a route or a profile changed (one light query a request)."""
-    rows = tuple(tuple(r) for r in db.session.connection().execute(_ROUTES))  # Core rows: no ORM layer
-    engine = db.engine
+    connection = db.session.connection()
+    rows = tuple(tuple(r) for r in connection.execute(_ROUTES))  # Core rows: no ORM layer
+    engine = connection.engine
     cached = _routes_cache.get(engine)
     if cached is None or cached[0] != rows:
         rules = [matching.RouteRule(r[0], r[1], frozenset(r[2] or ()), frozenset(r[3] or ()), frozenset(r[4] or ()))
@@ -188,13 +189,14 @@ def _store(events):
     fresh = list(firsts.values())
     counts["duplicates"] = len(events) - len(fresh)
     now = utcnow()  # one clock reading for the body's rows, not one a row
-    customers = _customer_ids(fresh, now)
-    _upsert_names(fresh, now)
-    stored = _insert_events(fresh, customers, now)
+    conn = db.session.connection()  # the transaction's: each statement runs on it
+    customers = _customer_ids(conn, fresh, now)
+    _upsert_names(conn, fresh, now)
+    stored = _insert_events(conn, fresh, customers, now)
     counts["duplicates"] += len(fresh) - len(stored)
     counts["accepted"] = len(stored)
     rules, profiles = _active_routes()
-    db_time = _statement("deliveries").time
+    db_time = _statement(conn, "deliveries").time
     history, deliveries, conversions, plans = [], [], [], {}
     for event in stored:
         if event.is_test:
@@ -206,9 +208,9 @@ def _store(events):
             conversions.append(event)
         deliveries += _route(event, rules, profiles, plans, db_time)
     if deliveries:
-        _statement("deliveries").run(db.session.connection(), [row for row, _ in deliveries], now)
+        _statement(conn, "deliveries").run(conn, [row for row, _ in deliveries], now)
     if history:
-        _statement("history").run(db.session.connection(), history, now)
+        _statement(conn, "history").run(conn, history, now)
     for sale in conversions:  # partials stored before the sale, this body's too, are converted
         dispatch.cancel_converted(sale.customer_id, sale.order_id, before_event_id=sale.id)
     db.session.commit()
@@ -251,12 +253,12 @@ EVENT_COLUMNS = ["event_key", "type", "occurred_at", "customer_id", "order_id", 
 DELIVERY_COLUMNS = ["profile_id", "event_id", "route_id", "status", "due_at", "target"]
 
 
-def _statement(name):
-    dialect = db.engine.dialect
+def _statement(conn, name):
+    dialect = conn.dialect
     return _statements((dialect.name, dialect.paramstyle))[name]
 
 
-def _customer_ids(events, now):
+def _customer_ids(conn, events, now):
     """{event id: customer id}: the customer by CRM customer id, else by email (its key); made
     when new, its names kept current (a value the CRM leaves empty keeps the stored one)."""
     by_crm, by_email = {}, {}
@@ -270,7 +272,7 @@ def _customer_ids(events, now):
     ids = {}
     if by_crm:  # in the body's order, so customer ids rise with it (a deadlock with another request is retried)
         rows = [(crm_id, *(v.get(c, "") for c, _ in CUSTOMER_FIELDS)) for crm_id, v in by_crm.items()]
-        found = dict(_statement("customers").returning(db.session.connection(), rows, now))
+        found = dict(_statement(conn, "customers").returning(conn, rows, now))
         ids.update({("crm", k): v for k, v in found.items()})
     if by_email:
         ids.update({("email", k): v for k, v in _email_customers(by_email).items()})
@@ -299,7 +301,7 @@ def _email_customers(by_email):
     return {email: customer.id for email, customer in known.items()}
 
 
-def _upsert_names(events, now):
+def _upsert_names(conn, events, now):
     """Campaigns and products the CRM names, so route forms can offer them (a name left empty
     keeps the stored one)."""
     for model, pairs in ((Campaign, ((e.order.campaignId, e.order.campaignName) for e in events)),
@@ -309,14 +311,14 @@ def _upsert_names(events, now):
             if id_ is not None and (name or id_ not in names):
                 names[id_] = name or ""
         if names:
-            _statement(model).run(db.session.connection(), sorted(names.items()), now)
+            _statement(conn, model).run(conn, sorted(names.items()), now)
 
 
-def _insert_events(fresh, customers, now):
+def _insert_events(conn, fresh, customers, now):
     """The new events, inserted in one statement; those whose id was known are left out."""
     test_cards = set(current_app.config["TEST_CARD_NUMBERS"])
     key = current_app.config["SECRET_KEY"]
-    statement = _statement("events")
+    statement = _statement(conn, "events")
     db_time, dumps = statement.time, json.dumps
     rows, stored = [], {}
     for item in fresh:
@@ -333,7 +335,7 @@ def _insert_events(fresh, customers, now):
                                   item.order.campaignId, is_test, [p.productId for p in item.order.products])
     if not rows:
         return []
-    inserted = dict(statement.returning(db.session.connection(), rows, now))
+    inserted = dict(statement.returning(conn, rows, now))
     for event_key, event_id in inserted.items():
         stored[event_key].id = event_id
     return sorted((stored[k] for k in inserted), key=lambda e: e.id)  # the body's order: ids rise with it

@@ -18,6 +18,9 @@ def sqlite_time(value):
     return None if value is None else value.isoformat(" ", "microseconds")
 
 
+NOW = object()  # a default the statement's clock reading fills in
+
+
 def same(value):
     return value
 
@@ -36,24 +39,19 @@ class Insert:
         self.row_sql = "(" + ", ".join(self._cast(marker, table.c[n].type) for n in names) + ")"
         self.head = f"INSERT INTO {table.name} ({', '.join(_quoted(n) for n in names)}) VALUES "
         self.tail = tail
+        self._defaults = tuple(_default(column) for column in self.defaulted)
+        self._takes_now = any(value is NOW for value in self._defaults)
 
     def _cast(self, marker, type_):
         return f"CAST({marker} AS JSON)" if isinstance(type_, JSON) and not self.sqlite else marker
 
     def defaults(self, now):
-        """The defaulted columns' values for this statement's rows (a callable default is
-        called once: utcnow is the body's one clock reading, `now`)."""
-        values = []
-        for column in self.defaulted:
-            value = column.default.arg
-            if column.default.is_callable:
-                value = now if isinstance(column.type, DateTime) else value(None)
-            if isinstance(column.type, JSON):
-                value = json.dumps(value)
-            elif isinstance(column.type, DateTime):
-                value = self.time(value)
-            values.append(value)
-        return tuple(values)
+        """The defaulted columns' values for this statement's rows: constants worked out once, and
+        `now` (the body's one clock reading) where the default is utcnow."""
+        if not self._takes_now:
+            return self._defaults
+        stamp = self.time(now)
+        return tuple(stamp if value is NOW else value for value in self._defaults)
 
     def run(self, connection, rows, now):
         """Insert rows (tuples in `columns` order): one executemany, no rows back."""
@@ -73,6 +71,14 @@ class Insert:
     @functools.lru_cache(maxsize=32)  # noqa: B019 (statements live as long as the process)
     def _sql(self, n):
         return self.head + ", ".join([self.row_sql] * n) + self.tail
+
+
+def _default(column):
+    """A column's Python-side default as a parameter; NOW for a time column's callable (utcnow)."""
+    value = column.default.arg
+    if column.default.is_callable:
+        value = NOW if isinstance(column.type, DateTime) else value(None)  # dict, list: called as Core does
+    return json.dumps(value) if isinstance(column.type, JSON) else value
 
 
 def _quoted(name):
