@@ -324,8 +324,10 @@ def _insert_events(conn, fresh, customers, now):
     for item in fresh:
         order, cards = _order_for_storage(item.order, key)
         card = cards[0] if cards else None
-        occurred = item.occurred_at or datetime.now(timezone.utc)
-        if occurred.tzinfo:
+        occurred = item.occurred_at
+        if occurred is None:  # it occurred when received: the body's clock reading, as received_at
+            occurred = now
+        elif occurred.tzinfo:
             occurred = occurred.astimezone(timezone.utc).replace(tzinfo=None)
         is_test = item.order.isTestCard or any(c in test_cards for c in cards)
         customer_id = customers[item.id]
