@@ -50,6 +50,13 @@ class SessionInterface(SecureCookieSessionInterface):
             return self.session_class()
         return super().open_session(app, request)
 
+    def save_session(self, app, session, response):
+        """An empty session nobody read or changed: nothing to write, as Flask decides too, without
+        working out the cookie's flags first (the Secure flag looks at the request's host)."""
+        if not session and not session.modified and not session.accessed:
+            return
+        super().save_session(app, session, response)
+
     def get_cookie_secure(self, app):
         configured = app.config.get("SESSION_COOKIE_SECURE")
         if configured is not None:
