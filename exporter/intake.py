@@ -4,6 +4,7 @@ web/intake.py is only HTTP; this is the flow. Nothing is stored unless every eve
 the body is valid.
 """
 import functools
+import json
 import re
 import weakref
 from dataclasses import dataclass
@@ -12,13 +13,10 @@ from types import SimpleNamespace
 from typing import Annotated, Any, Literal
 
 from flask import current_app
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import case, insert
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from . import customer_types, daily_files, dispatch, matching, schedule, security, sending
+from . import customer_types, daily_files, dispatch, intake_sql, matching, schedule, security, sending
 from .export_types import PER_EVENT
 from .extensions import db, writing
 from .models import (FIRST_YEAR, LAST_YEAR, Campaign, Customer, Delivery, Event, HistoryEntry, Product, Profile,
@@ -96,6 +94,9 @@ class EventIn(BaseModel):
         return v
 
 
+_EVENTS = TypeAdapter(list[EventIn])
+
+
 def parse(body: Any, max_events):
     """The body's events, validated; IntakeError(422) naming index and field otherwise."""
     if isinstance(body, dict) and "events" in body:
@@ -111,16 +112,12 @@ def parse(body: Any, max_events):
         raw = [body]
     else:
         raise IntakeError(422, "invalid body", [{"index": None, "field": "body", "message": "expected a JSON object"}])
-    events, problems = [], []
-    for i, item in enumerate(raw):
-        try:
-            events.append(EventIn.model_validate(item))
-        except ValidationError as exc:
-            problems += [{"index": i, "field": ".".join(str(p) for p in err["loc"]) or "event", "message": err["msg"]}
-                         for err in exc.errors()]
-    if problems:
-        raise IntakeError(422, "invalid events", problems)
-    return events
+    try:
+        return _EVENTS.validate_python(raw)  # the whole list in one call: pydantic-core walks it, not a Python loop
+    except ValidationError as exc:  # each error's location starts with the event's index
+        problems = [{"index": err["loc"][0], "field": ".".join(str(p) for p in err["loc"][1:]) or "event",
+                     "message": err["msg"]} for err in exc.errors()]
+        raise IntakeError(422, "invalid events", problems) from None
 
 
 def accept(body):
@@ -154,8 +151,9 @@ _routes_cache = weakref.WeakKeyDictionary()  # by engine: an app (a test's too) 
 def _active_routes():
     """The routes of active profiles as matching rules, and those profiles by id: a copy of each
     profile's columns, made again only when a route or a profile changed (one light query a request)."""
-    rows = tuple(tuple(r) for r in db.session.execute(_ROUTES))
-    engine = db.engine
+    connection = db.session.connection()
+    rows = tuple(tuple(r) for r in connection.execute(_ROUTES))  # Core rows: no ORM layer
+    engine = connection.engine
     cached = _routes_cache.get(engine)
     if cached is None or cached[0] != rows:
         rules = [matching.RouteRule(r[0], r[1], frozenset(r[2] or ()), frozenset(r[3] or ()), frozenset(r[4] or ()))
@@ -190,32 +188,33 @@ def _store(events):
     fresh = list(firsts.values())
     counts["duplicates"] = len(events) - len(fresh)
     now = utcnow()  # one clock reading for the body's rows, not one a row
-    customers = _customer_ids(fresh, now)
-    _upsert_names(fresh)
-    stored = _insert_events(fresh, customers, now)
+    conn = db.session.connection()  # the transaction's: each statement runs on it
+    customers = _customer_ids(conn, fresh, now)
+    _upsert_names(conn, fresh, now)
+    stored = _insert_events(conn, fresh, customers, now)
     counts["duplicates"] += len(fresh) - len(stored)
     counts["accepted"] = len(stored)
     rules, profiles = _active_routes()
-    history, deliveries, conversions = [], [], []
+    db_time = _statement(conn, "deliveries").time
+    history, deliveries, conversions, plans = [], [], [], {}
     for event in stored:
         if event.is_test:
             counts["test_orders"] += 1
             if event.customer_id:
-                history.append(dict(customer_id=event.customer_id, event_id=event.id, created_at=now,
-                                    message="Test-card order: skipped, never exported"))
+                history.append((event.customer_id, event.id, "Test-card order: skipped, never exported"))
             continue
         if event.type in customer_types.CONVERSIONS:
             conversions.append(event)
-        deliveries += _route(event, rules, profiles, now)
+        deliveries += _route(event, rules, profiles, plans, db_time)
     if deliveries:
-        db.session.execute(insert(Delivery.__table__), deliveries)
+        _statement(conn, "deliveries").run(conn, [row for row, _ in deliveries], now)
     if history:
-        db.session.execute(insert(HistoryEntry.__table__), history)
+        _statement(conn, "history").run(conn, history, now)
     for sale in conversions:  # partials stored before the sale, this body's too, are converted
         dispatch.cancel_converted(sale.customer_id, sale.order_id, before_event_id=sale.id)
     db.session.commit()
     counts["deliveries"] = len(deliveries)
-    return counts, {d["due_at"] for d in deliveries}
+    return counts, {due_at for _, due_at in deliveries}
 
 
 # --- upserts: one statement each, built once per database kind ----------------------------------
@@ -224,30 +223,41 @@ CUSTOMER_FIELDS = (("email", "emailAddress"), ("first_name", "firstName"), ("las
                    ("phone", "phoneNumber"))
 
 
+KEEP_CURRENT = ", ".join(f"{c} = CASE WHEN excluded.{c} != '' THEN excluded.{c} ELSE customers.{c} END"
+                        for c, _ in CUSTOMER_FIELDS)
+NAMES_KEPT = " ON CONFLICT (id) DO UPDATE SET name = excluded.name WHERE excluded.name != '' AND {0}.name != excluded.name"
+
+
 @functools.cache
-def _statements(dialect):
+def _statements(kind):
     """INSERT ... ON CONFLICT for customers (by CRM id, names kept current), campaign and product
-    names, and events (a known event id inserts nothing and returns nothing)."""
-    dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    customers = Customer.__table__
-    upsert = dialect_insert(customers)
-    keep_current = {column: case((upsert.excluded[column] != "", upsert.excluded[column]), else_=customers.c[column])
-                    for column, _ in CUSTOMER_FIELDS}
-    statements = {
-        "customers": upsert.on_conflict_do_update(index_elements=["crm_customer_id"], set_=keep_current)
-                           .returning(customers.c.crm_customer_id, customers.c.id),
-        "events": dialect_insert(Event.__table__).on_conflict_do_nothing(index_elements=["event_key"])
-                                                  .returning(Event.event_key, Event.id),
+    names, and events (a known event id inserts nothing and returns nothing); plain inserts of
+    deliveries and history rows. SQL text for exec_driver_sql (intake_sql), built once."""
+    customers = [c for c, _ in CUSTOMER_FIELDS]
+    return {
+        "customers": intake_sql.Insert(kind, Customer.__table__, ["crm_customer_id", *customers],
+                                       f" ON CONFLICT (crm_customer_id) DO UPDATE SET {KEEP_CURRENT}"
+                                       " RETURNING crm_customer_id, id"),
+        "events": intake_sql.Insert(kind, Event.__table__, EVENT_COLUMNS,
+                                    " ON CONFLICT (event_key) DO NOTHING RETURNING event_key, id"),
+        Campaign: intake_sql.Insert(kind, Campaign.__table__, ["id", "name"], NAMES_KEPT.format("campaigns")),
+        Product: intake_sql.Insert(kind, Product.__table__, ["id", "name"], NAMES_KEPT.format("products")),
+        "deliveries": intake_sql.Insert(kind, Delivery.__table__, DELIVERY_COLUMNS),
+        "history": intake_sql.Insert(kind, HistoryEntry.__table__, ["customer_id", "event_id", "message"]),
     }
-    for model in (Campaign, Product):
-        names = dialect_insert(model.__table__)
-        statements[model] = names.on_conflict_do_update(
-            index_elements=["id"], set_={"name": names.excluded.name},
-            where=(names.excluded.name != "") & (model.__table__.c.name != names.excluded.name))
-    return statements
 
 
-def _customer_ids(events, now):
+EVENT_COLUMNS = ["event_key", "type", "occurred_at", "customer_id", "order_id", "campaign_id", "order", "card_number",
+                 "is_test"]
+DELIVERY_COLUMNS = ["profile_id", "event_id", "route_id", "status", "due_at", "target"]
+
+
+def _statement(conn, name):
+    dialect = conn.dialect
+    return _statements((dialect.name, dialect.paramstyle))[name]
+
+
+def _customer_ids(conn, events, now):
     """{event id: customer id}: the customer by CRM customer id, else by email (its key); made
     when new, its names kept current (a value the CRM leaves empty keeps the stored one)."""
     by_crm, by_email = {}, {}
@@ -260,9 +270,8 @@ def _customer_ids(events, now):
             by_email.setdefault(order.emailAddress, {}).update(values)
     ids = {}
     if by_crm:  # in the body's order, so customer ids rise with it (a deadlock with another request is retried)
-        rows = [{"crm_customer_id": crm_id, "created_at": now, **{c: v.get(c, "") for c, _ in CUSTOMER_FIELDS}}
-                for crm_id, v in by_crm.items()]
-        found = dict(db.session.execute(_statements(db.engine.dialect.name)["customers"], rows).all())
+        rows = [(crm_id, *(v.get(c, "") for c, _ in CUSTOMER_FIELDS)) for crm_id, v in by_crm.items()]
+        found = dict(_statement(conn, "customers").returning(conn, rows, now))
         ids.update({("crm", k): v for k, v in found.items()})
     if by_email:
         ids.update({("email", k): v for k, v in _email_customers(by_email).items()})
@@ -291,10 +300,9 @@ def _email_customers(by_email):
     return {email: customer.id for email, customer in known.items()}
 
 
-def _upsert_names(events):
+def _upsert_names(conn, events, now):
     """Campaigns and products the CRM names, so route forms can offer them (a name left empty
     keeps the stored one)."""
-    statements = _statements(db.engine.dialect.name)
     for model, pairs in ((Campaign, ((e.order.campaignId, e.order.campaignName) for e in events)),
                          (Product, ((p.productId, p.productName) for e in events for p in e.order.products))):
         names = {}
@@ -302,59 +310,68 @@ def _upsert_names(events):
             if id_ is not None and (name or id_ not in names):
                 names[id_] = name or ""
         if names:
-            db.session.execute(statements[model], [{"id": k, "name": v} for k, v in sorted(names.items())])
+            _statement(conn, model).run(conn, sorted(names.items()), now)
 
 
-def _insert_events(fresh, customers, now):
+def _insert_events(conn, fresh, customers, now):
     """The new events, inserted in one statement; those whose id was known are left out."""
     test_cards = set(current_app.config["TEST_CARD_NUMBERS"])
     key = current_app.config["SECRET_KEY"]
+    statement = _statement(conn, "events")
+    db_time, dumps = statement.time, json.dumps
     rows, stored = [], {}
     for item in fresh:
-        order, cards = _order_for_storage(item.order)
+        order, cards = _order_for_storage(item.order, key)
         card = cards[0] if cards else None
-        occurred = item.occurred_at or datetime.now(timezone.utc)
-        if occurred.tzinfo:
+        occurred = item.occurred_at
+        if occurred is None:  # it occurred when received: the body's clock reading, as received_at
+            occurred = now
+        elif occurred.tzinfo:
             occurred = occurred.astimezone(timezone.utc).replace(tzinfo=None)
         is_test = item.order.isTestCard or any(c in test_cards for c in cards)
         customer_id = customers[item.id]
-        rows.append(dict(event_key=item.id, type=item.type, occurred_at=occurred, received_at=now,
-                         customer_id=customer_id, order_id=item.order.orderId,
-                         campaign_id=item.order.campaignId, order=order, is_test=is_test,
-                         card_number=security.encrypt(key, card) if card else None))
+        rows.append((item.id, item.type, db_time(occurred), customer_id, item.order.orderId, item.order.campaignId,
+                     dumps(order), security.encrypt(key, card) if card else None, is_test))
         stored[item.id] = _Stored(0, item.type, occurred, customer_id, item.order.orderId,
                                   item.order.campaignId, is_test, [p.productId for p in item.order.products])
     if not rows:
         return []
-    inserted = dict(db.session.execute(_statements(db.engine.dialect.name)["events"], rows).all())
+    inserted = dict(statement.returning(conn, rows, now))
     for event_key, event_id in inserted.items():
         stored[event_key].id = event_id
     return sorted((stored[k] for k in inserted), key=lambda e: e.id)  # the body's order: ids rise with it
 
 
-def _order_for_storage(order_in):
+def _order_for_storage(order_in, secret_key):
     """The order as stored, and the card numbers found in it (the order's own first): CVV-like
     keys dropped, card-like values taken out, sensitive fields encrypted (security.scrub_order);
     the card number kept only as cardLast4 and cardBin here, encrypted on the event."""
-    order, cards = security.scrub_order(order_in.model_dump(exclude_none=True), current_app.config["SECRET_KEY"])
+    order, cards = security.scrub_order(order_in.model_dump(exclude_none=True), secret_key)
     if cards:
         order["cardLast4"], order["cardBin"] = cards[0][-4:], cards[0][:6]
     return order, cards
 
 
-def _route(event, rules, profiles, now):
-    """One delivery row per profile for a per-event type; one file row per route for a file type."""
+def _route(event, rules, profiles, plans, db_time):
+    """One delivery row per profile for a per-event type, with its due time (the row's columns are
+    DELIVERY_COLUMNS); one file row per route for a file type. plans: the body's _plan by profile."""
     rows, delivered_profiles = [], set()
     for rule in matching.matching_routes(rules, event.type, event.campaign_id, event.product_ids):
         profile = profiles[rule.profile_id]
-        cls = sending.registry().get(profile.export_type)
+        plan = plans.get(profile.id) or plans.setdefault(profile.id, _plan(profile))
+        cls, due_at_for, target = plan
         if cls is None:
             continue
         if cls.schedule != PER_EVENT:  # it may hang a delivery on the profile: the session's own
             daily_files.add_row(db.session.get(Profile, profile.id), rule.route_id, event)
         elif profile.id not in delivered_profiles:
             delivered_profiles.add(profile.id)
-            rows.append(dict(profile_id=profile.id, event_id=event.id, route_id=rule.route_id, status="scheduled",
-                             due_at=schedule.due_at(profile, event.occurred_at),
-                             target=sending.target_host(profile), created_at=now, updated_at=now))
+            due_at = due_at_for(event.occurred_at)
+            rows.append(((profile.id, event.id, rule.route_id, "scheduled", db_time(due_at), target), due_at))
     return rows
+
+
+def _plan(profile):
+    """What routing needs of a profile, worked out once a body: its export type, its deliveries'
+    due time (schedule.due_at) and its target host."""
+    return sending.registry().get(profile.export_type), schedule.due_times(profile), sending.target_host(profile)

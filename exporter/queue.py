@@ -58,11 +58,15 @@ def wake(connection, name, times, job_timeout=None):
     if not seconds:
         return
     now = time.time()
-    pipe = connection.pipeline(transaction=False)
-    for second in seconds:
-        ttl = WAKE_TTL_SECONDS if second is None else int(second - now) + WAKE_TTL_SECONDS
-        pipe.set(_wake_key(name, second), 1, nx=True, ex=max(ttl, 1))
-    won = [second for second, is_new in zip(seconds, pipe.execute()) if is_new]
+    ttls = [max(WAKE_TTL_SECONDS if second is None else int(second - now) + WAKE_TTL_SECONDS, 1) for second in seconds]
+    if len(seconds) == 1:  # most intake requests: one SET, no pipeline to build
+        new = [connection.set(_wake_key(name, seconds[0]), 1, nx=True, ex=ttls[0])]
+    else:
+        pipe = connection.pipeline(transaction=False)
+        for second, ttl in zip(seconds, ttls):
+            pipe.set(_wake_key(name, second), 1, nx=True, ex=ttl)
+        new = pipe.execute()
+    won = [second for second, is_new in zip(seconds, new) if is_new]
     if not won:
         return
     queue = Queue(name, connection=connection)

@@ -25,7 +25,13 @@ def minutes(n):
 
 def due_at(profile, occurred_at):
     """After the Export Delay, and inside the profile's send window: never early."""
-    return windows.next_open(windows.of(profile), occurred_at + minutes(profile.delay_minutes))
+    return due_times(profile)(occurred_at)
+
+
+def due_times(profile):
+    """due_at for many events of one profile: its window and delay read once (an intake body)."""
+    window, delay = windows.of(profile), minutes(profile.delay_minutes)
+    return lambda occurred_at: windows.next_open(window, occurred_at + delay)
 
 
 def rewindow(profile, old_window, now=None):

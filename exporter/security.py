@@ -108,27 +108,40 @@ def scrub_order(order, secret_key):
     products[0].cardNumber, CardNumber...) are removed and returned; the catalog's sensitive
     fields (expiry, ACH numbers) are encrypted with secret_key. The CRM's ids are kept as they are.
     """
-    from .catalog import SENSITIVE
-
     order = dict(order)
     main = order.pop(CARD_KEY, None)  # the intake checked it: digits only
     cards = [str(main)] if main else []
     clean = _scrubbed(order, cards)  # a dict in, a dict out
-    for key in SENSITIVE - {CARD_KEY}:
+    for key in _encrypted_keys():
         value = clean.get(key)
         if value not in (None, "") and not isinstance(value, (dict, list)):
             clean[key] = encrypt(secret_key, str(value))
     return clean, cards
 
 
+@functools.cache
+def _encrypted_keys():
+    from .catalog import SENSITIVE
+
+    return tuple(SENSITIVE - {CARD_KEY})
+
+
+NO_CARD = (type(None), bool, float)  # never a card number, whatever its value
+
+
 def _scrubbed(value, cards):
-    """value without CVV-like keys and card-like values (found ones appended to cards)."""
+    """value without CVV-like keys and card-like values (found ones appended to cards).
+    Most of an order's values are short strings and small numbers: they are kept without
+    asking card_digits (which would say None for them too)."""
     if isinstance(value, dict):
         kept = {}
         for key, item in value.items():
             if is_cvv_key(key):
                 continue
-            if isinstance(item, (dict, list)):
+            cls = item.__class__
+            if (cls is str and len(item) < 13) or (cls is int and item < 10**12) or cls in NO_CARD:
+                kept[key] = item
+            elif isinstance(item, (dict, list)):
                 kept[key] = _scrubbed(item, cards)
             elif key in ID_KEYS or not _took_card(item, cards):
                 kept[key] = item

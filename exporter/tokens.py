@@ -39,7 +39,8 @@ def authenticate(token):
     Its last use is noted once a minute at most: a write per request would slow the intake."""
     if not token:
         return None
-    row = db.session.execute(_LIVE, {"token_hash": security.hash_token(token)}).first()
+    # On the session's connection, not through the ORM's execute: a plain row is all it needs.
+    row = db.session.connection().execute(_LIVE, {"token_hash": security.hash_token(token)}).first()
     now = utcnow()
     if row and (row.last_used_at is None or (now - row.last_used_at).total_seconds() >= LAST_USED_EVERY_SECONDS):
         with writing():

@@ -22,7 +22,7 @@ LAYERS = [
     {"sending", "schedule", "audit", "kept_copies"},
     {"mapping", "matching", "models", "engine"},
     {"extensions", "export_types"},
-    {"customer_types", "queue", "security", "config", "supervisor", "windows"},
+    {"customer_types", "queue", "security", "config", "supervisor", "windows", "intake_sql"},
     {"catalog"},
 ]
 ENTRY_POINTS = {"cli", "jobs", "__main__"}

@@ -1,7 +1,7 @@
 """Blueprints, one module each. Every admin page needs a login; only the intake uses tokens."""
 from datetime import datetime, time, timedelta
 
-from flask import abort
+from flask import abort, request
 from flask_login import current_user, login_required
 from wtforms import IntegerField, SelectChoice
 from wtforms.validators import NumberRange, Optional, ValidationError
@@ -22,6 +22,13 @@ def admin_blueprint(bp):
     return bp
 
 
+def nobody_logged_in():
+    """A request without cookies has no session, so it has no user (Flask-Login here reads users
+    from the session only: no request or header loader): hooks need not load one. The CRM's
+    token-authenticated intake requests are such requests."""
+    return not request.cookies
+
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # What a viewer may POST: their own login, logout and password. Nothing else changes for them.
 VIEWER_MAY_POST = frozenset({"auth.login", "auth.logout", "auth.change_password", "auth.set_password"})
@@ -36,13 +43,13 @@ def _roles(app):
     """Viewers change nothing: every state-changing request by one is refused here, for every
     route of every blueprint, so a new route cannot forget the check. Templates hide the
     buttons with can_change()."""
-    from flask import jsonify, render_template, request
+    from flask import jsonify, render_template
 
     app.jinja_env.globals["can_change"] = can_change
 
     @app.before_request
     def viewers_change_nothing():
-        if request.method in SAFE_METHODS or request.endpoint in VIEWER_MAY_POST:
+        if request.method in SAFE_METHODS or request.endpoint in VIEWER_MAY_POST or nobody_logged_in():
             return None
         if not current_user.is_authenticated or current_user.is_admin:
             return None

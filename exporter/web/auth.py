@@ -19,6 +19,7 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
 from .. import admins, audit
+from . import nobody_logged_in
 from ..extensions import db, limiter, login_manager
 from ..models import User, utcnow
 
@@ -41,7 +42,7 @@ def load_user(session_id):
 @bp.before_app_request
 def end_idle_sessions():
     """Log out a session that was idle longer than SESSION_IDLE_MINUTES; note this request."""
-    if not current_user.is_authenticated:
+    if nobody_logged_in() or not current_user.is_authenticated:
         return
     now, seen = time.time(), session.get("seen")
     if seen and now - seen > float(current_app.config["SESSION_IDLE_MINUTES"]) * 60:
@@ -56,7 +57,7 @@ def end_idle_sessions():
 @bp.before_app_request
 def who_acts():
     """Who the audit log names for this request's changes: the admin logged in, else the system."""
-    if current_user.is_authenticated:
+    if not nobody_logged_in() and current_user.is_authenticated:
         audit.set_actor(current_user.email, "web")
 
 

@@ -5,9 +5,16 @@ import json
 from flask import Blueprint, current_app, jsonify, request
 
 from .. import tokens
-from ..extensions import csrf, db
+from ..extensions import csrf, db, limiter
 
 bp = Blueprint("intake", __name__, url_prefix="/intake")
+
+
+@limiter.request_filter
+def _not_limited():
+    """Only logins are throttled: the limiter's checks are skipped for the intake, which has no limit."""
+    return request.blueprint == "intake"
+
 
 MAX_JSON_DEPTH = 32  # an event nests 5 levels ({"events": [{"order": {"products": [{...}]}}]})
 
@@ -68,13 +75,17 @@ def _not_json(constant):
 
 
 def _deeper_than(body, limit):
-    """Whether lists and objects nest more than limit levels (walked without recursion; only
-    containers are visited, an order's many strings and numbers are not)."""
-    pending = [(body, 1)] if isinstance(body, (dict, list)) else []
-    while pending:
-        value, level = pending.pop()
+    """Whether lists and objects nest more than limit levels (walked a level at a time, without
+    recursion; only containers are visited, an order's many strings and numbers are not).
+    json.loads makes plain dicts and lists only."""
+    level, current = 1, [body] if isinstance(body, (dict, list)) else []
+    while current:
         if level > limit:
             return True
-        children = value.values() if isinstance(value, dict) else value
-        pending.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+        deeper = []
+        for value in current:
+            for child in (value.values() if value.__class__ is dict else value):
+                if child.__class__ is dict or child.__class__ is list:
+                    deeper.append(child)
+        current, level = deeper, level + 1
     return False

@@ -43,6 +43,20 @@ def plain_loopback():
 class SessionInterface(SecureCookieSessionInterface):
     """The session cookie is Secure unless configured off, or the app runs in debug or on plain loopback."""
 
+    def open_session(self, app, request):
+        """No session cookie: the empty session Flask would give, without building its signer first
+        (the CRM's intake requests carry none)."""
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app, session, response):
+        """An empty session nobody read or changed: nothing to write, as Flask decides too, without
+        working out the cookie's flags first (the Secure flag looks at the request's host)."""
+        if not session and not session.modified and not session.accessed:
+            return
+        super().save_session(app, session, response)
+
     def get_cookie_secure(self, app):
         configured = app.config.get("SESSION_COOKIE_SECURE")
         if configured is not None:
