@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 DELIVERIES = Delivery.__table__
 CLAIM_BATCH = 200  # deliveries one claim takes at most
-MIN_CLAIM = 16  # while claimed jobs still wait for a slot, a claim waits for room for this many
 PURGED = "personal data purged"  # the cancel reason of a claimed delivery whose event was purged meanwhile
 # Set when the worker is asked to stop: the drain gives back what it has not started.
 stopping = threading.Event()
@@ -469,7 +468,7 @@ def drain():
         if taken := engine.take_back(patience):
             give_back(taken)
         room, busy = engine.room()
-        if room <= 0 or (room < MIN_CLAIM and engine.waiting()):  # no claim of a few while jobs wait to start
+        if room <= 0:
             engine.wait_for_room(0.05)
             continue
         limit = min(room, CLAIM_BATCH)
