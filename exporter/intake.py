@@ -6,6 +6,7 @@ the body is valid.
 import functools
 import json
 import re
+import threading
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -124,22 +125,109 @@ def accept(body):
     """Store, match and schedule a body's events; the counts the intake answers with."""
     cfg = current_app.config
     events = parse(body, cfg["INTAKE_MAX_EVENTS"])
-    counts, due_times = _store_retrying(events)
-    if due_times:
-        schedule.wake(due_times)  # one Redis round trip for the whole body
-    return counts
+    return _store_retrying(events, cfg["INTAKE_MAX_EVENTS"])
 
 
-def _store_retrying(events, tries=3):
+def _store_retrying(events, group_events, tries=3):
     """A concurrent request may store one of these ids first (the retry counts it as a duplicate)
     or deadlock with this one on a day's file: try again, then ask the CRM to."""
     for _ in range(tries):
         try:
-            with writing():  # this process's writers take turns on SQLite instead of sleeping on its lock
-                return _store(events)
+            return _group_of(current_app._get_current_object()).store(events, group_events)
         except (IntegrityError, OperationalError):
             db.session.rollback()
     raise IntakeError(503, "the database is busy: nothing was stored, send the request again")
+
+
+_AGAIN = object()  # a ticket's error when its group failed: the body is tried again alone
+
+
+@dataclass(eq=False)  # found in the queue by identity
+class _Ticket:
+    """A request's body waiting to be written, and, once written, its counts or error."""
+    events: list
+    counts: dict = None
+    error: Any = None
+    done: bool = False
+
+
+class _GroupCommit:
+    """Group commit: the bodies that arrive while one is being written are written together, by
+    whichever of their requests gets the writer's turn next, in one transaction (a statement per
+    table for all of them, one commit, one wake-up). A request's answer is its own body's counts,
+    as if it had been written alone, after the commit; a failed group is tried again body by body."""
+
+    def __init__(self, write):
+        self._write_bodies = write  # (bodies) -> (each body's counts, due times); one transaction
+        self._lock = threading.Lock()  # the turn to write, within this process
+        self._pending = []
+
+    def store(self, events, group_events):
+        ticket = _Ticket(events)
+        self._pending.append(ticket)  # list.append is atomic: queued without waiting for the turn
+        due_times = self._turn(ticket, group_events)
+        if ticket.error is _AGAIN:  # its group failed: this body again, alone
+            ticket = _Ticket(events)
+            due_times = self._turn(ticket, 0)
+        if due_times:
+            schedule.wake(due_times)  # the writer of a group wakes a drain for all of it: one round trip
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.counts
+
+    def _turn(self, ticket, group_events):
+        """Write this ticket's group, unless another request wrote it meanwhile; the due times written."""
+        with self._lock:
+            if not ticket.done:  # else the request that had the turn wrote it
+                with writing():  # SQLite's writers take turns across processes too
+                    return self._write(self._take(ticket, group_events) if group_events else [ticket])
+        return set()
+
+    def _take(self, own, group_events):
+        """This request's body and those queued behind it, up to group_events events in all."""
+        group, size = [own], len(own.events)
+        if own in self._pending:
+            self._pending.remove(own)
+        for ticket in list(self._pending):
+            if size + len(ticket.events) > group_events:
+                break
+            self._pending.remove(ticket)
+            group.append(ticket)
+            size += len(ticket.events)
+        return group
+
+    def _write(self, group):
+        try:
+            counts, due_times = self._write_bodies([t.events for t in group])
+        except (IntegrityError, OperationalError) as exc:
+            db.session.rollback()
+            for ticket in group:  # each request tries its own body again, alone or in a new group
+                ticket.error = exc if len(group) == 1 else _AGAIN
+        except BaseException as exc:
+            db.session.rollback()
+            for ticket in group:
+                ticket.error = exc
+            raise
+        else:
+            for ticket, body_counts in zip(group, counts):
+                ticket.counts = body_counts
+            return due_times
+        finally:
+            for ticket in group:
+                ticket.done = True
+        return set()
+
+
+_groups = weakref.WeakKeyDictionary()  # by app: bodies are written together only into their own database
+_groups_lock = threading.Lock()
+
+
+def _group_of(app):
+    with _groups_lock:
+        group = _groups.get(app)
+        if group is None:
+            group = _groups[app] = _GroupCommit(_store)
+        return group
 
 
 # The routes of active profiles, as this process last read them, by what they were read from.
@@ -175,37 +263,46 @@ class _Stored:
     campaign_id: int | None
     is_test: bool
     product_ids: list
+    key: str = ""  # the CRM's event id
 
 
-def _store(events):
-    """One transaction, a statement per table, not per event: customers and names upserted,
-    events inserted (a known event id is a duplicate), then deliveries and history rows; the
-    due times of the new deliveries."""
-    counts = {"accepted": 0, "duplicates": 0, "test_orders": 0, "deliveries": 0}
-    firsts = {}
-    for item in events:
-        firsts.setdefault(item.id, item)  # a body's repeats count once, as duplicates
+def _store(bodies):
+    """One transaction for the bodies, a statement per table, not per event: customers and names
+    upserted, events inserted (a known event id is a duplicate), then deliveries and history rows.
+    Each body's counts, as if it had been stored alone after those before it; the due times of
+    the new deliveries."""
+    counts = [{"accepted": 0, "duplicates": 0, "test_orders": 0, "deliveries": 0} for _ in bodies]
+    firsts, owner = {}, {}
+    for n, events in enumerate(bodies):
+        for item in events:
+            if item.id in firsts:  # a repeat, in this body or an earlier one: a duplicate
+                counts[n]["duplicates"] += 1
+            else:
+                firsts[item.id], owner[item.id] = item, n
     fresh = list(firsts.values())
-    counts["duplicates"] = len(events) - len(fresh)
-    now = utcnow()  # one clock reading for the body's rows, not one a row
+    now = utcnow()  # one clock reading for the rows, not one a row
     conn = db.session.connection()  # the transaction's: each statement runs on it
     customers = _customer_ids(conn, fresh, now)
     _upsert_names(conn, fresh, now)
     stored = _insert_events(conn, fresh, customers, now)
-    counts["duplicates"] += len(fresh) - len(stored)
-    counts["accepted"] = len(stored)
+    for key in firsts.keys() - {event.key for event in stored}:  # known already: a duplicate
+        counts[owner[key]]["duplicates"] += 1
     rules, profiles = _active_routes()
     db_time = _statement(conn, "deliveries").time
     history, deliveries, conversions, plans = [], [], [], {}
     for event in stored:
+        body_counts = counts[owner[event.key]]
+        body_counts["accepted"] += 1
         if event.is_test:
-            counts["test_orders"] += 1
+            body_counts["test_orders"] += 1
             if event.customer_id:
                 history.append((event.customer_id, event.id, "Test-card order: skipped, never exported"))
             continue
         if event.type in customer_types.CONVERSIONS:
             conversions.append(event)
-        deliveries += _route(event, rules, profiles, plans, db_time)
+        rows = _route(event, rules, profiles, plans, db_time)
+        body_counts["deliveries"] += len(rows)
+        deliveries += rows
     if deliveries:
         _statement(conn, "deliveries").run(conn, [row for row, _ in deliveries], now)
     if history:
@@ -213,7 +310,6 @@ def _store(events):
     for sale in conversions:  # partials stored before the sale, this body's too, are converted
         dispatch.cancel_converted(sale.customer_id, sale.order_id, before_event_id=sale.id)
     db.session.commit()
-    counts["deliveries"] = len(deliveries)
     return counts, {due_at for _, due_at in deliveries}
 
 
@@ -333,7 +429,7 @@ def _insert_events(conn, fresh, customers, now):
         rows.append((item.id, item.type, db_time(occurred), customer_id, item.order.orderId, item.order.campaignId,
                      dumps(order), security.encrypt(key, card) if card else None, is_test))
         stored[item.id] = _Stored(0, item.type, occurred, customer_id, item.order.orderId,
-                                  item.order.campaignId, is_test, [p.productId for p in item.order.products])
+                                  item.order.campaignId, is_test, [p.productId for p in item.order.products], item.id)
     if not rows:
         return []
     inserted = dict(statement.returning(conn, rows, now))

@@ -1,10 +1,14 @@
 """POST /intake/events: every answer of DESIGN §6, and what is (not) stored."""
 import json
 import re
+import threading
+import time
 
 import pytest
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import OperationalError
 
-from exporter import security
+from exporter import intake, security
 from exporter.extensions import db
 from exporter.models import Campaign, Customer, Delivery, Event, HistoryEntry, IntakeToken, Product
 
@@ -226,3 +230,77 @@ def test_a_body_that_is_not_an_event_or_a_list_of_events_is_422(app, post_events
 
 def test_get_is_not_allowed(app, client):
     assert client.get("/intake/events").status_code == 405
+
+
+# --- group commit: bodies that arrive while one is written are written together ----------------
+
+def _post_in_threads(app, intake_token, bodies):
+    """POST each body from a thread of its own (a test client each); the answers, in order."""
+    answers = [None] * len(bodies)
+
+    def post(n):
+        answers[n] = app.test_client().post("/intake/events", json=bodies[n],
+                                            headers={"Authorization": f"Bearer {intake_token}"})
+
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    return threads, answers
+
+
+def test_bodies_posted_while_one_is_written_are_written_in_one_transaction_each_answered_alone(
+        app, intake_token):
+    make_profile(url="http://127.0.0.1:9/p")
+    group = intake._group_of(app)
+    bodies = [event("a"), {"events": [event("b"), event("a")]}, event("c", isTestCard=True), event("b")]
+    inserts = []
+    counting = lambda *args: inserts.append(args[2]) if args[2].startswith("INSERT INTO events") else None
+    sa_event.listen(db.engine, "before_cursor_execute", counting)
+    try:
+        with group._lock:  # another body is being written: these four queue behind it
+            threads, answers = _post_in_threads(app, intake_token, bodies)
+            deadline = time.monotonic() + 10
+            while len(group._pending) < 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(group._pending) == 4
+        for thread in threads:
+            thread.join(10)
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", counting)
+    assert len(inserts) == 1  # one statement, one transaction, for the four bodies
+    by_body = [a.get_json() for a in answers]
+    assert all(a.status_code == 202 for a in answers)
+    # Each answer is its body's, as if the bodies had come one after another (in some order):
+    # "a" and "b" are stored once, and whichever body came second counts them as duplicates.
+    assert sum(b["accepted"] for b in by_body) == 3 and sum(b["duplicates"] for b in by_body) == 2
+    assert by_body[2] == {"accepted": 1, "duplicates": 0, "test_orders": 1, "deliveries": 0}
+    assert sum(b["deliveries"] for b in by_body) == 2 and db.session.query(Delivery).count() == 2
+    assert sorted(db.session.scalars(db.select(Event.event_key))) == ["a", "b", "c"]
+
+
+def test_a_group_that_fails_is_written_again_body_by_body(app):
+    written = []
+
+    def write(bodies):
+        if len(bodies) > 1:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        written.append(bodies[0])
+        return [{"accepted": len(bodies[0])}], set()
+
+    group = intake._GroupCommit(write)
+    answers = {}
+
+    def store(n):
+        with app.app_context():
+            answers[n] = group.store([n] * (n + 1), 1000)
+
+    with group._lock:
+        threads = [threading.Thread(target=store, args=(n,)) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        while len(group._pending) < 3:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(10)
+    assert answers == {0: {"accepted": 1}, 1: {"accepted": 2}, 2: {"accepted": 3}}
+    assert sorted(written) == [[0], [1, 1], [2, 2, 2]]
