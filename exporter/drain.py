@@ -472,14 +472,15 @@ def drain():
             engine.wait_for_room(0.05)
             continue
         limit = min(room, CLAIM_BATCH)
-        claimed_at, rows = _claim(limit, engine.per_host_claim(), busy, cfg)
+        per_host = engine.per_host_claim()
+        claimed_at, rows = _claim(limit, per_host, busy, cfg)
         if not rows:
             if not busy and not engine.waiting():
                 return {"claimed": claimed}
             engine.wait_for_room(0.05)  # the busy hosts' sends free slots, or more falls due
             continue
-        if len(rows) >= limit:
-            schedule.wake()  # more is due: an idle worker may join in
+        if len(rows) >= limit or _took_a_hosts_most(rows, per_host):
+            schedule.wake()  # more may be due: an idle worker may join in
         profiles = _profiles(rows)
         rows, counted = admission.admit(rows, claimed_at, profiles, worker_name())
         for job in _jobs(rows, claimed_at, app, profiles, counted):
@@ -489,6 +490,16 @@ def drain():
     if not stopping.is_set():
         schedule.wake()
     return {"claimed": claimed, "out_of_time": True}
+
+
+def _took_a_hosts_most(rows, per_host):
+    """Whether the claim took as many rows of one host as a claim may (one fast host's backlog)."""
+    if not per_host or len(rows) < per_host:
+        return False
+    taken = defaultdict(int)
+    for row in rows:
+        taken[row.target] += 1
+    return max(taken.values()) >= per_host
 
 
 _blocked = [0.0, (set(), set()), None]  # when read, (down, probe due), the next probe to come

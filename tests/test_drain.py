@@ -67,6 +67,23 @@ def test_two_workers_and_retry_now_hammered_never_send_one_twice(app, app_config
     assert db.session.scalar(db.select(db.func.count()).select_from(Attempt)) == 300
 
 
+def test_a_second_worker_joins_in_on_one_hosts_backlog(app, app_config, post_events, receiver):
+    """One partner, a burst: a claim takes at most a host's share, and more of that host is due,
+    so the drain wakes another; with one send at a time per worker, two in flight means both send."""
+    receiver.default = Reply(200, delay=0.01)
+    make_profile(url=receiver.url + "/p")
+    post_events(events(400))
+    env = process_env(app_config, EXPORTER_HOST_CONCURRENCY=1)
+    workers = [start(["worker"], env) for _ in range(2)]
+    try:
+        wait_until(lambda: statuses() == {"delivered": 400}, timeout=60, what="the burst to go out")
+    finally:
+        for worker in workers:
+            stop(worker)
+    assert receiver.max_in_flight_by_host["127.0.0.1"] == 2  # HOST_CONCURRENCY (1) in each of two workers
+    assert set(keys(receiver).values()) == {1}
+
+
 def test_no_delivery_is_sent_before_it_is_due(app, app_config, post_events, receiver):
     make_profile(url=receiver.url + "/p", delay_minutes=2)  # a minute is a second in tests
     post_events(events(60, occurred_at=datetime.now(timezone.utc).isoformat()))
