@@ -304,3 +304,16 @@ def test_a_group_that_fails_is_written_again_body_by_body(app):
         thread.join(10)
     assert answers == {0: {"accepted": 1}, 1: {"accepted": 2}, 2: {"accepted": 3}}
     assert sorted(written) == [[0], [1, 1], [2, 2, 2]]
+
+
+def test_a_token_revoked_elsewhere_is_refused_within_a_second(app, post_events, intake_token):
+    """Each process remembers a live token for LIVE_SECONDS; another process's revoke (here: the
+    row changed behind this one's back) is seen once that has passed. This process's revoke: at once."""
+    from exporter import tokens
+
+    assert post_events(event("a")).status_code == 202
+    db.session.execute(db.update(IntakeToken).values(revoked_at=db.func.now()))
+    db.session.commit()
+    time.sleep(tokens.LIVE_SECONDS + 0.1)
+    assert post_events(event("b")).status_code == 401
+    assert db.session.scalars(db.select(Event.event_key)).all() == ["a"]
