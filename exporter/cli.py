@@ -207,11 +207,15 @@ def _redis_url():
 @migrated(only_check=True)
 def worker_command(burst):
     """An RQ worker with the scheduler: sends deliveries when they are due."""
-    from . import drain, jobs, queue
+    from . import drain, jobs, queue, schedule
 
     app = current_app._get_current_object()
     jobs.set_app(app)
     drain.engine_for(app)  # its heartbeat says from now on that this worker is alive
+    # A drain at start, whatever the wake-up key says: a worker stopped right after taking a
+    # drain job from Redis loses it (RQ), and the key would hold back new wake-ups for a while.
+    schedule.ack_wake()
+    schedule.wake()
     gc.freeze()  # the app, loaded once, stays: the collector's full passes need not walk it again
     url, name = _redis_url(), app.config["QUEUE_NAME"]
     try:

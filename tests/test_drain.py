@@ -214,6 +214,24 @@ def test_a_due_delivery_goes_out_within_a_sweep_when_no_scheduler_runs(app, post
     assert len(receiver.requests) == 1 and statuses() == {"delivered": 1}
 
 
+def test_a_worker_that_starts_sends_what_is_due_though_a_lost_drain_job_holds_the_wake_up(
+        app, app_config, post_events, receiver):
+    """A worker stopped just after RQ handed it a drain job loses the job, while the wake-up key
+    still says a drain is on its way, so the events posted next wake nobody. No sweeper runs here:
+    the next worker starts with a drain of its own."""
+    make_profile(url=receiver.url + "/p")
+    connection = queue.connect(app.config["REDIS_URL"])
+    connection.set(queue._wake_key(app.config["QUEUE_NAME"]), 1, ex=60)  # the lost job's key
+    post_events(events(5))
+    q = queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"])
+    assert q.count == 0  # the intake's wake-up was held back: nothing queued
+    worker = start(["worker"], process_env(app_config))
+    try:
+        wait_until(lambda: statuses() == {"delivered": 5}, timeout=20, what="the due deliveries to go out")
+    finally:
+        stop(worker)
+
+
 def test_intake_does_the_same_redis_and_sql_work_for_1_event_as_for_500(app, post_events):
     make_profile(url="http://127.0.0.1:9/p")
     redis = queue.connect(app.config["REDIS_URL"])
