@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from functools import partial
 
@@ -496,10 +496,7 @@ def _took_a_hosts_most(rows, per_host):
     """Whether the claim took as many rows of one host as a claim may (one fast host's backlog)."""
     if not per_host or len(rows) < per_host:
         return False
-    taken = defaultdict(int)
-    for row in rows:
-        taken[row.target] += 1
-    return max(taken.values()) >= per_host
+    return max(Counter(row.target for row in rows).values()) >= per_host
 
 
 _blocked = [0.0, (set(), set()), None]  # when read, (down, probe due), the next probe to come

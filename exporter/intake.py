@@ -186,8 +186,7 @@ class _GroupCommit:
     def _take(self, own, group_events):
         """This request's body and those queued behind it, up to group_events events in all."""
         group, size = [own], len(own.events)
-        if own in self._pending:
-            self._pending.remove(own)
+        self._pending.remove(own)  # queued, and not taken: it is not done
         for ticket in list(self._pending):
             if size + len(ticket.events) > group_events:
                 break

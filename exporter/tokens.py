@@ -47,9 +47,7 @@ def authenticate(token):
     if not token:
         return None
     token_hash, engine, now = security.hash_token(token), db.engine, time.monotonic()
-    known = _live.get(engine)
-    if known is None:
-        known = _live[engine] = {}
+    known = _live.setdefault(engine, {})
     hit = known.get(token_hash)
     if hit is not None and now - hit[1] < LIVE_SECONDS:
         return hit[0]
