@@ -502,10 +502,11 @@ def arrival_times(instance, receiver, after_id, count, timeout):
 
 # --- the dispatch benches' common set-up (bench_dispatch.py, bench_workers.py) ---------------------
 
-def dispatch_arguments(description, n_hosts):
-    """The options both dispatch benches take; n_hosts: their default deliveries a round on the slow hosts."""
+def dispatch_arguments(description, n_hosts, n=2000):
+    """The options both dispatch benches take; n, n_hosts: their default deliveries a round on the
+    fast receiver and on the slow hosts."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--n", type=int, default=2000, help="deliveries per round, fast receiver")
+    parser.add_argument("--n", type=int, default=n, help="deliveries per round, fast receiver")
     parser.add_argument("--n-hosts", type=int, default=n_hosts, help="deliveries per round, 10 slow hosts")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=10)

@@ -5,9 +5,10 @@ closes the circuit and the host's backlog flows again, within the per-host limit
 Only failures that say the host itself is in trouble count: no answer at all (refused, timed
 out, unreachable), a 5xx or a 429. A 4xx about one delivery's data does not.
 """
+import functools
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -58,10 +59,7 @@ def record(results, threshold, base, cap, now=None):
     up = [host for host, (ok, failed, _) in results.items() if ok and host]
     probes = set()
     if up:
-        closed = db.session.scalars(
-            update(Host).where(Host.name.in_(up), (Host.failures > 0) | Host.down_since.is_not(None))
-            .values(failures=0, down_since=None, probe_at=None, probes=0)
-            .returning(Host.name).execution_options(synchronize_session=False)).all()
+        closed = db.session.scalars(_reset_statement(), {"up": up}).all()
         if closed:
             probes.add(None)  # a host is back: its backlog is due, wake a drain now
     for host, (ok, failed, error) in results.items():
@@ -80,6 +78,15 @@ def record(results, threshold, base, cap, now=None):
         if row.down_since is not None:
             probes.add(row.probe_at)
     return probes
+
+
+@functools.cache
+def _reset_statement():
+    """Built once: it runs after every batch of sends, usually to change nothing."""
+    return (update(Host).where(Host.name.in_(bindparam("up", expanding=True)),
+                               (Host.failures > 0) | Host.down_since.is_not(None))
+            .values(failures=0, down_since=None, probe_at=None, probes=0)
+            .returning(Host.name).execution_options(synchronize_session=False))
 
 
 def _ensure(host):

@@ -241,6 +241,7 @@ def _jobs(rows, claimed_at, app, profiles=None, counted=None):
     if purged:
         _cancel_purged([r for r in rows if r.id in purged], claimed_at, counted)
     allow_private = bool(current_app.config["ALLOW_PRIVATE_TARGETS"])
+    prepared = {}  # per profile: its type (when shared), secrets and renderer, made once a claim
     for row in rows:
         if row.id in purged:
             continue
@@ -255,8 +256,7 @@ def _jobs(rows, claimed_at, app, profiles=None, counted=None):
         context = Sent(row.id, row.target, claimed_at, row.attempt_count, profile.id, profile.name, row.event_id,
                        event.customer_id if event else None, None, None, [], window, counted.get(row.id))
         try:
-            export_type, secrets_ = sending.export_type_for(profile, reuse=True)
-            renderer = sending.renderer_for(profile)
+            export_type, secrets_, renderer = prepared.get(profile.id) or _prepare(profile, prepared)
             pairs = sending.render(renderer, event, profile)
             context.secrets = secrets_ + sending.sensitive_pairs(renderer, [pairs])
             batch = Batch(columns=renderer.columns, rows=[pairs], profile_name=profile.name,
@@ -266,6 +266,16 @@ def _jobs(rows, claimed_at, app, profiles=None, counted=None):
             log.exception("delivery %s could not be prepared", row.id)
             send = partial(_failed, f"{type(exc).__name__}: {exc}", context)
         yield Job(row.id, row.target, send, context=context)
+
+
+def _prepare(profile, prepared):
+    """(export type, secrets, renderer) for a send of the profile; kept for the claim's other
+    sends unless the type wants a fresh instance per send (not thread_safe)."""
+    export_type, secrets_ = sending.export_type_for(profile, reuse=True)
+    made = (export_type, secrets_, sending.renderer_for(profile))
+    if getattr(type(export_type), "thread_safe", False):
+        prepared[profile.id] = made
+    return made
 
 
 def _cancel_purged(rows, claimed_at, counted, worker=None):
@@ -329,17 +339,23 @@ def _record_circuits(sends, now=None):
 
 
 def _mark_delivered(worker, sents, now):
-    d, held = DELIVERIES.c, set()
+    held = set()
     by_claim = defaultdict(list)
     for s in sents:
         by_claim[s.claimed_at].append(s.delivery_id)
     for claimed_at, ids in by_claim.items():
-        held.update(db.session.scalars(
-            DELIVERIES.update().where(d.id.in_(ids), d.status == "sending", d.claimed_at == claimed_at,
-                                      d.claimed_by == worker)
-            .values(status="delivered", delivered_at=now, last_error="", claimed_at=None, claimed_by="")
-            .returning(d.id)))
+        held.update(db.session.scalars(_delivered_statement(), {
+            "ids": ids, "claimed": claimed_at, "worker": worker, "now": now}))
     return held
+
+
+@functools.cache
+def _delivered_statement():
+    d = DELIVERIES.c
+    return (DELIVERIES.update().where(d.id.in_(bindparam("ids", expanding=True)), d.status == "sending",
+                                      d.claimed_at == bindparam("claimed"), d.claimed_by == bindparam("worker"))
+            .values(status="delivered", delivered_at=bindparam("now"), last_error="", claimed_at=None, claimed_by="")
+            .returning(d.id))
 
 
 def _mark_retrying(worker, sents, now):

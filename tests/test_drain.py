@@ -315,6 +315,29 @@ def test_a_type_not_declared_thread_safe_sends_one_at_a_time_in_a_worker(app):
     assert Careful.most == 1 and Pooled.most > 1
 
 
+def test_a_type_not_declared_thread_safe_gets_a_fresh_instance_per_send(app, monkeypatch, post_events, receiver,
+                                                                      run_jobs):
+    """The manual's promise to a type that is not thread_safe; a thread_safe one is kept and pooled."""
+    cls = app.extensions["export_types"].get("postback")
+    made, init = [], cls.__init__
+
+    def counting_init(self, settings):
+        made.append(self)
+        init(self, settings)
+
+    monkeypatch.setattr(cls, "__init__", counting_init)
+    make_profile(url=receiver.url + "/p")
+    for thread_safe, prefix in ((False, "a"), (True, "b")):
+        monkeypatch.setattr(cls, "thread_safe", thread_safe)
+        made.clear()
+        post_events(events(3, prefix=prefix))
+        run_jobs(until=lambda: statuses()["delivered"] == (3 if prefix == "a" else 6))
+        if thread_safe:
+            assert len(made) <= 1  # one for all three (or none: kept from an earlier send)
+        else:
+            assert len(made) == 3  # one per send
+
+
 def _purge_event_of(delivery):
     """The event's personal data erased as retention and Forget erase it (retention._erase_events),
     while its delivery waits: a race the purge's own checks do not see from here."""

@@ -1,0 +1,54 @@
+"""The engine alone: per-host slots and what the drain is told to claim. No database: the
+recorder is a list."""
+import threading
+
+from exporter import engine
+from exporter.engine import Engine, Job
+
+
+def blocked_job(delivery_id, host, gate, started):
+    def send():
+        started.release()
+        gate.wait(10)
+        return delivery_id
+    return Job(delivery_id, host, send)
+
+
+def test_a_host_is_claimed_for_until_its_slots_have_several_jobs_each_waiting():
+    recorded, gate, started = [], threading.Event(), threading.Semaphore(0)
+    slots = 2
+    eng = Engine(recorded.extend, host_concurrency=slots, threads=16)
+    enough = engine.IN_HAND_PER_SLOT * slots
+    try:
+        for i in range(enough - 1):
+            eng.submit(blocked_job(i, "a.example", gate, started))
+        for _ in range(slots):
+            assert started.acquire(timeout=5)
+        assert not started.acquire(timeout=0.2)  # the host's other jobs wait for its slots
+        assert eng.waiting() == enough - 1 - slots
+        room, busy = eng.room()
+        assert "a.example" not in busy  # a claim may still top it up, while its slots are busy
+        eng.submit(blocked_job(enough, "a.example", gate, started))
+        room, busy = eng.room()
+        assert busy == {"a.example"}  # enough in hand to keep its slots busy through the next claim
+        assert room == 16 * 2 - enough
+    finally:
+        gate.set()
+        assert eng.stop(timeout=10)
+    assert sorted(recorded) == [*range(enough - 1), enough]  # every job sent and recorded once
+
+
+def test_room_is_offered_a_claims_worth_at_a_time():
+    """Not the one job each finished send makes room for: every claim costs statements and loads."""
+    recorded, gate, started = [], threading.Event(), threading.Semaphore(0)
+    eng = Engine(recorded.extend, host_concurrency=0, threads=8)  # room for 16 in hand
+    try:
+        for i in range(12):
+            eng.submit(blocked_job(i, f"h{i}.example", gate, started))
+        assert eng.room() == (4, set())  # half the threads' worth free: claim
+        eng.submit(blocked_job(12, "h12.example", gate, started))
+        assert eng.room() == (0, set())  # less: wait for more sends to finish
+    finally:
+        gate.set()
+        assert eng.stop(timeout=10)
+    assert sorted(recorded) == list(range(13))
