@@ -204,7 +204,9 @@ def _generate(mappings, source, named=True):
             if m.field == catalog.STATIC:
                 items.append(item(name, literal(m.static_value or m.default_value, f'_static{i}')))
                 continue
-            text = f"(v if (v := {source(m.field, read)}).__class__ is str else _to_text(v))"
+            # a str as it is, an int by str() (no call of ours: ids and prices are most of the rest)
+            text = (f"(v if (c := (v := {source(m.field, read)}).__class__) is str "
+                    f"else str(v) if c is int else _to_text(v))")
             if m.format:
                 namespace[f"_format{i}"] = _formatter(m.format, m.format_arg)
                 text = f"_format{i}({text})"
@@ -217,11 +219,15 @@ def _generate(mappings, source, named=True):
         return f"({name}, {text})" if named else text
 
     fast, slow = pairs(lambda key: f"record[{key!r}]"), pairs(lambda key: f"get({key!r})")
+    # Names made only where they are used: binding record.get costs as much as a mapped field.
+    fast_needs = "get = record.get\n" if "get(" in fast else ""
+    fast_needs += "products = record.get('products')\n" if "products" in fast else ""
+    slow_needs = "" if "get(" in fast else "get = record.get\n"
     code = ("def render(record, event_type=None, card_number=None):\n"
-            "    get = record.get\n"
-            + ("    products = get('products')\n" if "products" in slow else "")
-            + f"    try:\n        return {fast}\n"
-            f"    except KeyError:\n        return {slow}\n")
+            + "".join(f"    {line}\n" for line in fast_needs.splitlines())
+            + f"    try:\n        return {fast}\n    except KeyError:\n"
+            + "".join(f"        {line}\n" for line in slow_needs.splitlines())
+            + f"        return {slow}\n")
     exec(code, namespace)  # noqa: S102 - see above: no admin text is code
     return namespace["render"]
 

@@ -130,3 +130,11 @@ def test_a_profiles_renderer_is_compiled_once_and_anew_when_a_mapping_changes():
     assert mapping.renderer_for(profile)({"firstName": "Jane"})[0] == ("first_name", "JANE")
     with pytest.raises(mapping.MappingError):
         mapping.renderer_for(SimpleNamespace(mappings=[{"export_name": "x", "field": "shoeSize"}]))
+
+
+@pytest.mark.parametrize("value,text", [(259, "259"), (True, "1"), (False, "0"), (None, ""), ([1, "b", None], "1,b,"),
+                                        (49.95, "49.95"), ("Jane", "Jane")])
+def test_each_kind_of_value_renders_as_the_text_a_partner_expects(value, text):
+    r = mapping.compile([{"export_name": "v", "field": "custom1"}])
+    assert r.from_order({"custom1": value}, "partial") == [("v", text)]
+    assert r.values_from_order({"custom1": value}, "partial") == [text]
