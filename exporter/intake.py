@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Annotated, Any, Literal
 
 from flask import current_app
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import customer_types, daily_files, dispatch, intake_sql, matching, schedule, security, sending
@@ -26,21 +26,17 @@ from .models import (FIRST_YEAR, LAST_YEAR, Campaign, Customer, Delivery, Event,
 CustomerTypeSlug = Literal[customer_types.SLUGS]  # type: ignore[valid-type]
 
 
-def _storable(text):
-    """Text a database column can hold: no NUL character, no lone surrogate."""
-    if "\x00" in text:
-        raise ValueError("must not contain the NUL character")
-    if not text.isascii():
-        try:
-            text.encode()
-        except UnicodeEncodeError:
-            raise ValueError("is not valid Unicode text (a lone surrogate)") from None
-    return text
-
-
 def Text(max_length):
-    """A string stored in a column of this many characters."""
-    return Annotated[str, Field(max_length=max_length), AfterValidator(_storable)]
+    """A string stored in a column of this many characters, that a column can hold: pydantic-core
+    refuses a lone surrogate once a length is set, and the pattern the NUL character (a Python
+    validator per field was most of a 1,000-event body's validation)."""
+    return Annotated[str, Field(max_length=max_length, pattern=NO_NUL)]
+
+
+NO_NUL = r"^[^\x00]*$"
+# pydantic-core's words for what Text refuses, in ours
+MESSAGES = {"string_pattern_mismatch": "must not contain the NUL character",
+            "string_unicode": "is not valid Unicode text (a lone surrogate)"}
 
 
 CrmId = Annotated[int, Field(ge=0, le=2**63 - 1)]  # the CRM's ids are stored in 64-bit columns
@@ -117,7 +113,7 @@ def parse(body: Any, max_events):
         return _EVENTS.validate_python(raw)  # the whole list in one call: pydantic-core walks it, not a Python loop
     except ValidationError as exc:  # each error's location starts with the event's index
         problems = [{"index": err["loc"][0], "field": ".".join(str(p) for p in err["loc"][1:]) or "event",
-                     "message": err["msg"]} for err in exc.errors()]
+                     "message": MESSAGES.get(err["type"], err["msg"])} for err in exc.errors()]
         raise IntakeError(422, "invalid events", problems) from None
 
 

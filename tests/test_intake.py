@@ -178,6 +178,15 @@ def test_an_invalid_event_rejects_the_whole_body_naming_index_and_field(app, pos
     assert stored() == NOTHING
 
 
+@pytest.mark.parametrize("name,message", [("Ja\x00ne", "must not contain the NUL character"),
+                                          ("D\ud800e", "is not valid Unicode text (a lone surrogate)")])
+def test_text_no_column_can_hold_is_422_saying_why(app, post_events, name, message):
+    response = post_events(event(firstName=name))
+    assert response.status_code == 422
+    assert response.get_json()["problems"] == [{"index": 0, "field": "order.firstName", "message": message}]
+    assert stored() == NOTHING
+
+
 @pytest.mark.parametrize("occurred_at", ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00"])
 def test_a_date_out_of_range_with_a_delay_is_422_naming_occurred_at(app, post_events, occurred_at):
     make_profile(delay_minutes=5)
