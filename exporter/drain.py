@@ -493,7 +493,7 @@ def drain():
         if not rows:
             if not busy and not engine.waiting():
                 return {"claimed": claimed}
-            engine.wait_for_room(0.05)  # the busy hosts' sends free slots, or more falls due
+            engine.wait_for_a_host(busy, 0.05)  # a busy host frees slots, or more falls due
             continue
         if len(rows) >= limit or _took_a_hosts_most(rows, per_host):
             schedule.wake()  # more may be due: an idle worker may join in

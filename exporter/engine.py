@@ -74,9 +74,7 @@ class Engine:
                 total = 0  # no claim for the room a send or two left: wait for a claim's worth
             if not self.host_concurrency:
                 return max(total, 0), set()
-            enough = IN_HAND_PER_SLOT * self.host_concurrency
-            busy = {host for host in set(self._in_flight) | set(self._waiting)
-                    if self._in_flight[host] + len(self._waiting[host]) >= enough}
+            busy = {host for host in set(self._in_flight) | set(self._waiting) if self._in_hand(host) >= self._enough()}
             return max(total, 0), busy
 
     def per_host_claim(self):
@@ -126,6 +124,23 @@ class Engine:
     def wait_for_room(self, timeout):
         with self._room:
             self._room.wait(timeout)
+
+    def wait_for_a_host(self, busy, timeout):
+        """Wait until one of the busy hosts could take more, or timeout seconds pass (other hosts'
+        work may fall due meanwhile). A claim that leaves them out and finds nothing is a write
+        transaction: made again at each finished send, it took the database from other workers."""
+        deadline = time.monotonic() + timeout
+        with self._room:
+            while (left := deadline - time.monotonic()) > 0:
+                if self._stopping or any(self._in_hand(host) < self._enough() for host in busy):
+                    return
+                self._room.wait(left)
+
+    def _in_hand(self, host):  # with the lock held
+        return self._in_flight.get(host, 0) + len(self._waiting.get(host, ()))
+
+    def _enough(self):
+        return IN_HAND_PER_SLOT * self.host_concurrency
 
     def idle(self, timeout=None):
         """Wait until every job handed in is sent and recorded; True when it is."""
