@@ -348,7 +348,10 @@ class Instance:
         """Poll until `count` deliveries above after_id are delivered; the time.time() it saw that."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            done = self.scalar("SELECT count(*) FROM deliveries WHERE id > :i AND status = 'delivered'", i=after_id)
+            # `status || ''` keeps the status index out: a scan of this round's rows by id costs the
+            # machine a third of what the index's scan of every delivered row did, 80 times a second
+            done = self.scalar("SELECT count(*) FROM deliveries WHERE id > :i AND status || '' = 'delivered'",
+                               i=after_id)
             if done >= count:
                 return time.time()
             time.sleep(0.01)
