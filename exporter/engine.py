@@ -65,16 +65,19 @@ class Engine:
     def room(self):
         """How many more jobs to claim now, and the hosts that have enough in hand already.
 
-        Room is offered in batches (at least half the threads' worth): a claim costs a statement,
-        the profiles' and events' loads and a commit, and claiming the one job each finished send
-        made room for spent a third of a busy worker's CPU on claims."""
+        Room is offered in batches (at least half the threads' worth) while no host has enough:
+        a claim costs a statement, the profiles' and events' loads and a commit, and claiming the
+        one job each finished send made room for spent a third of a busy worker's CPU on claims.
+        Once a host has enough (a slow one's backlog may fill most of the room), what room is left
+        goes to the other hosts at once, as a slow host must never keep them waiting."""
         with self._lock:
             total = self.threads * 2 - sum(self._in_flight.values()) - sum(len(q) for q in self._waiting.values())
-            if total < self.threads // 2:
+            busy = set()
+            if self.host_concurrency:
+                busy = {host for host in set(self._in_flight) | set(self._waiting)
+                        if self._in_hand(host) >= self._enough()}
+            if total < self.threads // 2 and not busy:
                 total = 0  # no claim for the room a send or two left: wait for a claim's worth
-            if not self.host_concurrency:
-                return max(total, 0), set()
-            busy = {host for host in set(self._in_flight) | set(self._waiting) if self._in_hand(host) >= self._enough()}
             return max(total, 0), busy
 
     def per_host_claim(self):
@@ -140,7 +143,9 @@ class Engine:
         return self._in_flight.get(host, 0) + len(self._waiting.get(host, ()))
 
     def _enough(self):
-        return IN_HAND_PER_SLOT * self.host_concurrency
+        """Jobs of one host in hand that make it busy: IN_HAND_PER_SLOT a slot, and never more than
+        the room a host can fill before the room is offered in batches (few threads)."""
+        return min(IN_HAND_PER_SLOT * self.host_concurrency, self.threads * 2 - self.threads // 2)
 
     def idle(self, timeout=None):
         """Wait until every job handed in is sent and recorded; True when it is."""

@@ -52,3 +52,19 @@ def test_room_is_offered_a_claims_worth_at_a_time():
         gate.set()
         assert eng.stop(timeout=10)
     assert sorted(recorded) == list(range(13))
+
+
+def test_a_slow_hosts_backlog_never_keeps_the_rest_of_the_room_from_other_hosts():
+    """A claim may take more of one host than its slots can start (up to PER_HOST_CLAIM): while it
+    waits behind a slow host's slots, what room is left goes to other hosts at once, even when
+    that is less than a claim's worth, and even with few threads (the host counts as busy first)."""
+    recorded, gate, started = [], threading.Event(), threading.Semaphore(0)
+    eng = Engine(recorded.extend, host_concurrency=4, threads=8)  # room for 16 in hand
+    try:
+        for i in range(13):
+            eng.submit(blocked_job(i, "slow.example", gate, started))  # 4 sending, 9 waiting
+        assert eng.room() == (3, {"slow.example"})
+    finally:
+        gate.set()
+        assert eng.stop(timeout=10)
+    assert sorted(recorded) == list(range(13))
