@@ -144,7 +144,8 @@ def make_day(rows, ftp_port):
     from flask_migrate import upgrade
     from sqlalchemy import text
 
-    from exporter import create_app, profiles_io
+    from exporter import create_app
+    from exporter.profiles import as_code as profiles_io
     from exporter.extensions import db
     from exporter.models import Profile
 
@@ -217,7 +218,9 @@ def reset_history(_rows, _port):
 def exporter_side(rows, _port):
     """The day re-run (as `exporter files send` does), then sent by the worker's own job function:
     a drain claims it and a sender thread of the worker's engine sends it."""
-    from exporter import create_app, daily_files, drain, jobs
+    from exporter import create_app, jobs
+    from exporter.files import daily_files
+    from exporter.delivery import drain
     from exporter.extensions import db
     from exporter.models import Delivery, HistoryEntry, Profile
 

@@ -229,7 +229,7 @@ class Instance:
         self.redis = None
         redis_url = os.environ.get("EXPORTER_BENCH_REDIS_URL")
         if not redis_url:
-            from exporter.queue import EmbeddedRedis
+            from exporter.delivery.queue import EmbeddedRedis
 
             self.redis = EmbeddedRedis().start()
             redis_url = self.redis.url

@@ -102,7 +102,8 @@ SAMPLE_EVENT = json.dumps({"id": "evt-1001", "type": "partial", "order": {
 
 def _first_start_help(host, port):
     """On first start make an admin and an intake token, and say how to use them."""
-    from . import audit, tokens
+    from . import audit
+    from .intake import tokens
     from .extensions import db
     from .models import IntakeToken, User
 
@@ -137,7 +138,7 @@ def run_command(host, port, verbose):
     """Web UI, worker, scheduler and cron in one command (embedded Redis if none is configured).
 
     The worker and cron are restarted when they die; Ctrl-C or SIGTERM stops everything."""
-    from .queue import EmbeddedRedis, mask_url
+    from .delivery.queue import EmbeddedRedis, mask_url
     from .web.security import use_redis_for_limits
 
     for sig in (signal.SIGTERM, signal.SIGHUP):  # a service manager, a closed terminal: as Ctrl-C
@@ -164,7 +165,7 @@ def run_command(host, port, verbose):
 
 
 def _supervisor(env):
-    from .supervisor import Child, Supervisor
+    from .ops.supervisor import Child, Supervisor
 
     children = [Child(name, [sys.executable, "-m", "exporter", name], env) for name in ("worker", "cron")]
     return Supervisor(children, echo=lambda line: click.echo(line, err=True))
@@ -186,7 +187,7 @@ def web_server(app, host, port):
     (413) from its Content-Length, before it is read."""
     from waitress import create_server
 
-    from . import intake  # noqa: F401 - loaded now, with the app, before the freeze
+    from .intake import accept as intake  # noqa: F401 - loaded now, with the app, before the freeze
 
     # What is loaded by now lives as long as the process: kept out of the garbage collector's
     # full passes, which otherwise walk it again and again while a 1,000-event body is read.
@@ -207,7 +208,8 @@ def _redis_url():
 @migrated(only_check=True)
 def worker_command(burst):
     """An RQ worker with the scheduler: sends deliveries when they are due."""
-    from . import drain, jobs, queue, schedule
+    from .delivery import drain, queue, schedule
+    from . import jobs
 
     app = current_app._get_current_object()
     jobs.set_app(app)
@@ -233,7 +235,8 @@ def worker_command(burst):
 @migrated(only_check=True)
 def cron_command():
     """The cron scheduler: the sweeper and the daily-file tick; the retention purge daily."""
-    from . import jobs, queue
+    from . import jobs
+    from .delivery import queue
 
     url, name, level = _redis_url(), current_app.config["QUEUE_NAME"], current_app.config["LOG_LEVEL"]
     interval = int(current_app.config["SWEEP_INTERVAL_SECONDS"])
@@ -260,7 +263,7 @@ def migrate_command():
 @audited
 def create_admin(email, password):
     """Create an admin, or make an existing user an enabled admin with this password."""
-    from . import admins
+    from .ops import admins
 
     if len(password) < 8:
         raise click.BadParameter("use at least 8 characters", param_hint="--password")
@@ -278,7 +281,7 @@ def create_admin(email, password):
 @audited
 def create_token(name):
     """Create an intake token; the token is printed once, alone on the last line."""
-    from . import tokens
+    from .intake import tokens
 
     token = tokens.create(name)
     click.echo(f"Intake token {name!r} created. It is shown only now:")
@@ -297,7 +300,7 @@ def profiles_group():
 @with_appcontext
 @migrated()
 def profiles_export(output):
-    from . import profiles_io
+    from .profiles import as_code as profiles_io
 
     json.dump(profiles_io.export_all(), output, indent=2)
     output.write("\n")
@@ -309,7 +312,7 @@ def profiles_export(output):
 @migrated()
 @audited
 def profiles_import(file):
-    from . import profiles_io
+    from .profiles import as_code as profiles_io
 
     try:
         data = json.load(file)
@@ -337,7 +340,8 @@ REPLAY_HINTS = {"profile": "NAME", "since": "--since", "until": "--until", "cust
 def profiles_replay(name, since, until, types, dry_run):
     """Send past events: a delivery for each event of the range that the profile's routes match and
     that it has not exported yet (never twice), sent after its Export Delay like a live event."""
-    from . import audit, replay
+    from . import audit
+    from .flows import replay
     from .extensions import db
     from .models import Profile
 
@@ -370,7 +374,7 @@ def files_group():
 @audited
 def files_send(profile_name, day, send_here):
     """Rebuild a past day's file for every route of a profile and queue it for the workers."""
-    from . import daily_files
+    from .files import daily_files
     from .extensions import db
     from .models import Profile
 
@@ -391,7 +395,7 @@ def files_send(profile_name, day, send_here):
 
 
 def _queue(delivery):
-    from . import schedule
+    from .delivery import schedule
 
     if not schedule.enqueue(delivery):
         click.echo(f"route {delivery.route_id}: due now (delivery {delivery.id}), but no worker queue was "
@@ -401,7 +405,7 @@ def _queue(delivery):
 
 
 def _send_here(delivery):
-    from . import drain
+    from .delivery import drain
     from .extensions import db
 
     drain.send_one(delivery.id)
@@ -440,7 +444,8 @@ def _file_summary(delivery):
 @migrated()
 def purge_command(dry_run, days, batch_size):
     """Purge personal data older than RETENTION_DAYS (the daily cron job does the same)."""
-    from . import audit, retention
+    from . import audit
+    from .flows import retention
     from .models import utcnow
 
     try:

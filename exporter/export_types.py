@@ -16,8 +16,7 @@ from wtforms import Form
 
 # The private-target guard is part of the contract: plugins import it from here. A type
 # connects only to the address resolve_target checked (PinnedAdapter / pinned_session for HTTP).
-from .security import (PinnedAdapter, Target, TargetRefused, address_problem, check_target_host,  # noqa: F401
-                       check_target_url, parse_target, pinned_session, resolve_target)
+from .security import PinnedAdapter, Target, TargetRefused, address_problem, check_target_host, check_target_url, parse_target, pinned_session, resolve_target
 
 GROUP = "exporter.export_types"
 PER_EVENT = "per_event"

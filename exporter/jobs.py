@@ -28,7 +28,7 @@ def app_context():
 
 def drain():
     with app_context():
-        from . import drain as drain_
+        from .delivery import drain as drain_
 
         return drain_.drain()
 
@@ -40,14 +40,14 @@ def deliver(delivery_id):
 
 def sweep():
     with app_context():
-        from . import dispatch
+        from .delivery import dispatch
 
         return dispatch.sweep()
 
 
 def daily_files_tick():
     with app_context():
-        from . import daily_files
+        from .files import daily_files
 
         return daily_files.tick()
 
@@ -55,7 +55,8 @@ def daily_files_tick():
 def purge():
     """The daily retention purge: RETENTION_DAYS of personal data kept, older erased (0: kept forever)."""
     with app_context() as app:
-        from . import audit, retention
+        from . import audit
+        from .flows import retention
         from .models import utcnow
 
         with audit.acting_as("system", "cron"):

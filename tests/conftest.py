@@ -72,7 +72,7 @@ def redis_url():
     if url:
         yield url
         return
-    from exporter.queue import EmbeddedRedis
+    from exporter.delivery.queue import EmbeddedRedis
 
     server = EmbeddedRedis().start()
     yield server.url
@@ -130,14 +130,14 @@ def app_config(database_template, redis_url, tmp_path):
 
 @pytest.fixture
 def app(app_config):
-    from exporter.queue import connect
+    from exporter.delivery.queue import connect
 
     app = create_app(app_config)
     connect(app_config["REDIS_URL"]).flushdb()
     with app.app_context():
         _empty_tables()
         yield app
-        from exporter import drain
+        from exporter.delivery import drain
 
         drain.stop_engine(timeout=10)
         db.session.remove()
@@ -167,7 +167,7 @@ def logged_in(client, admin):
 
 @pytest.fixture
 def intake_token(app):
-    from exporter import tokens
+    from exporter.intake import tokens
 
     return tokens.create("crm")
 
@@ -195,7 +195,7 @@ def run_jobs(app):
     """Run a real RQ SimpleWorker in burst mode in this process, with the scheduler."""
     from rq import SimpleWorker
 
-    from exporter import drain, queue
+    from exporter.delivery import drain, queue
 
     def run(until=None, timeout=10.0):
         q = queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"])

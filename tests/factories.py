@@ -1,7 +1,7 @@
 """Test data in the public contracts' own shapes: the profiles JSON and intake events."""
 import copy
 
-from exporter import profiles_io
+from exporter.profiles import as_code as profiles_io
 from exporter.extensions import db
 from exporter.models import Profile
 
@@ -52,7 +52,7 @@ def event(id="evt-1001", type="partial", **order):
 
 def claim_one():
     """Claim the one due delivery as a worker's drain would; the claim's time (None if none)."""
-    from exporter import drain
+    from exporter.delivery import drain
 
     claimed_at, rows = drain.claim_batch(10)
     assert len(rows) <= 1

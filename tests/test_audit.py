@@ -3,7 +3,9 @@ profiles JSON import and the commands record (the screens: tests/web/test_audit.
 import getpass
 import json
 
-from exporter import audit, profiles, profiles_io, security, tokens
+from exporter import audit, security
+from exporter.profiles import rules as profiles, as_code as profiles_io
+from exporter.intake import tokens
 from exporter.extensions import db
 from exporter.models import AuditEntry, Profile, User
 

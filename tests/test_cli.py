@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from exporter import tokens
+from exporter.intake import tokens
 from exporter.extensions import db
 from exporter.models import IntakeToken, Profile, User
 
@@ -36,7 +36,7 @@ def test_create_admin_refuses_a_bad_email_or_short_password(app):
 
 
 def test_create_admin_makes_a_disabled_viewer_an_enabled_admin_and_kills_their_link(app):
-    from exporter import admins
+    from exporter.ops import admins
     from exporter.models import AuditEntry
 
     user, token = admins.invite("viewer@example.com", "viewer")

@@ -10,7 +10,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from sqlalchemy import text as sql
 
-from exporter import daily_files, security
+from exporter.files import daily_files
+from exporter import security
 from exporter.extensions import db
 from exporter.models import Attempt, AuditEntry, Customer, Delivery, Event, Profile
 

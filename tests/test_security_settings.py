@@ -8,7 +8,9 @@ from datetime import datetime, time, timedelta, timezone
 import pytest
 from exporter_ftp import FtpType
 
-from exporter import daily_files, profiles, profiles_io, security
+from exporter.files import daily_files
+from exporter.profiles import rules as profiles, as_code as profiles_io
+from exporter import security
 from exporter.export_types import neutralised
 from exporter.extensions import db
 from exporter.models import Attempt, Delivery, Profile

@@ -12,7 +12,8 @@ import pytest
 from exporter_ftp import FtpType
 from exporter_postback import PostbackType
 
-from exporter import profiles_io, security
+from exporter.profiles import as_code as profiles_io
+from exporter import security
 from exporter.export_types import Batch
 from exporter.extensions import db
 from exporter.models import Profile

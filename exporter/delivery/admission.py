@@ -10,9 +10,10 @@ from collections import Counter, defaultdict
 from sqlalchemy import case, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import schedule, windows
-from .extensions import db, writing
-from .models import Delivery, Event, HistoryEntry, SendCount, utcnow
+from . import schedule
+from .. import windows
+from ..extensions import db, writing
+from ..models import Delivery, Event, HistoryEntry, SendCount, utcnow
 
 DELIVERIES = Delivery.__table__
 

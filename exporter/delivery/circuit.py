@@ -12,8 +12,8 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .extensions import db
-from .models import Host, utcnow
+from ..extensions import db
+from ..models import Host, utcnow
 
 
 def host_failure(outcome):

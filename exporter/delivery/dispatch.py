@@ -10,12 +10,12 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import update
 
-from . import admission, audit, drain, schedule, workers
-from .extensions import db
-from .models import Delivery, Event, Profile, utcnow
+from . import admission, drain, schedule, workers
+from .. import audit
+from ..extensions import db
+from ..models import Delivery, Event, Profile, utcnow
 from .schedule import backoff_seconds, enqueue  # noqa: F401  (the screens' and tests' names)
-from .sending import (attempt_from, export_type_for, plain_settings, registry,  # noqa: F401
-                      renderer_for, sensitive_pairs, target_host)
+from .sending import attempt_from, export_type_for, plain_settings, registry, renderer_for, sensitive_pairs, target_host
 
 log = logging.getLogger(__name__)
 

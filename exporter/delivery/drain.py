@@ -20,11 +20,13 @@ from flask import current_app
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import selectinload
 
-from . import admission, circuit, daily_files, schedule, security, sending, windows, workers
+from . import admission, circuit, schedule, sending, workers
+from ..files import daily_files
+from .. import security, windows
 from .engine import Engine, Job
-from .export_types import Batch, Outcome
-from .extensions import db, writing
-from .models import Attempt, Delivery, Event, HistoryEntry, Profile, utcnow
+from ..export_types import Batch, Outcome
+from ..extensions import db, writing
+from ..models import Attempt, Delivery, Event, HistoryEntry, Profile, utcnow
 
 log = logging.getLogger(__name__)
 

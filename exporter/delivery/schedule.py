@@ -11,9 +11,10 @@ from flask import current_app
 
 from sqlalchemy import bindparam, select
 
-from . import queue, windows
-from .extensions import db
-from .models import Delivery, Event, utcnow
+from . import queue
+from .. import windows
+from ..extensions import db
+from ..models import Delivery, Event, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 
-from . import mapping, security
-from .models import Attempt
+from .. import mapping, security
+from ..models import Attempt
 
 RESPONSE_EXCERPT = 2000
 _CACHE_SIZE = 256

@@ -10,9 +10,10 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
-from . import admission, windows
-from .extensions import db
-from .models import Delivery, Profile, Worker, utcnow
+from . import admission
+from .. import windows
+from ..extensions import db
+from ..models import Delivery, Profile, Worker, utcnow
 
 
 def beat(name):

@@ -27,12 +27,12 @@ from sqlalchemy import DateTime, Integer, Text, func, insert, literal, null, sel
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from . import audit, mapping, schedule, security, sending
-from .export_types import DAILY_FILE, DEFAULT_SEND_AT, Batch
-from .extensions import db
-from .kept_copies import (KEPT_COPY_GONE, FileRows, KeptCopy, delete_kept_copies,  # noqa: F401 - their home was here
-                          forget_kept_copies, kept_copy_ids, kept_copy_path)
-from .models import Delivery, Event, FileRow, HistoryEntry, Profile, utcnow
+from .. import audit, mapping, security
+from ..delivery import schedule, sending
+from ..export_types import DAILY_FILE, DEFAULT_SEND_AT, Batch
+from ..extensions import db
+from .kept_copies import KEPT_COPY_GONE, FileRows, KeptCopy, delete_kept_copies, forget_kept_copies, kept_copy_ids, kept_copy_path
+from ..models import Delivery, Event, FileRow, HistoryEntry, Profile, utcnow
 
 log = logging.getLogger(__name__)
 

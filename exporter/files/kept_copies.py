@@ -17,8 +17,8 @@ import re
 
 from flask import current_app
 
-from . import security
-from .export_types import FORMULA_STARTS, CsvRows, csv_writer, neutralised, write_csv
+from .. import security
+from ..export_types import FORMULA_STARTS, CsvRows, csv_writer, neutralised, write_csv
 
 # Lines gathered before each write to the files: a file write per row costs more than the row.
 DEFAULT_LINES_PER_WRITE = 1000

@@ -29,9 +29,12 @@ from sqlalchemy import and_, exists, false, insert, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
-from . import audit, customer_types, daily_files, matching, schedule, sending
-from .extensions import db, writing
-from .models import FIRST_YEAR, LAST_YEAR, Delivery, Event, FileRow, HistoryEntry, utcnow
+from .. import audit
+from ..profiles import customer_types, matching
+from ..files import daily_files
+from ..delivery import schedule, sending
+from ..extensions import db, writing
+from ..models import FIRST_YEAR, LAST_YEAR, Delivery, Event, FileRow, HistoryEntry, utcnow
 
 MAX_DAYS = 366  # the longest range one replay covers
 CHUNK = 1000  # events read, matched and inserted at a time

@@ -23,9 +23,10 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import JSON, bindparam, case, select, update
 from sqlalchemy.orm import aliased
 
-from . import audit, daily_files
-from .extensions import db, writing
-from .models import Attempt, Customer, Delivery, Event, FileRow, HistoryEntry, Route, utcnow
+from .. import audit
+from ..files import daily_files
+from ..extensions import db, writing
+from ..models import Attempt, Customer, Delivery, Event, FileRow, HistoryEntry, Route, utcnow
 
 PURGED = "[purged]"
 FORGOTTEN = "customer forgotten"  # the cancel reason of a forgotten customer's waiting deliveries

@@ -17,11 +17,14 @@ from flask import current_app
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from . import customer_types, daily_files, dispatch, intake_sql, matching, schedule, security, sending
-from .export_types import PER_EVENT
-from .extensions import db, writing
-from .models import (FIRST_YEAR, LAST_YEAR, Campaign, Customer, Delivery, Event, HistoryEntry, Product, Profile,
-                     Route, utcnow)
+from ..profiles import customer_types, matching
+from ..files import daily_files
+from ..delivery import dispatch, schedule, sending
+from . import sql as intake_sql
+from .. import security
+from ..export_types import PER_EVENT
+from ..extensions import db, writing
+from ..models import FIRST_YEAR, LAST_YEAR, Campaign, Customer, Delivery, Event, HistoryEntry, Product, Profile, Route, utcnow
 
 CustomerTypeSlug = Literal[customer_types.SLUGS]  # type: ignore[valid-type]
 

@@ -1,7 +1,8 @@
 """The intake described for the CRM's developers: an OpenAPI 3.1 document made from the same
 pydantic models that validate each body (exporter.intake), so the two never drift apart.
 Served at /intake/openapi.json; docs/intake.md is its manual."""
-from . import customer_types, intake
+from ..profiles import customer_types
+from . import accept as intake
 
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 PROBLEMS = {

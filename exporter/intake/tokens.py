@@ -2,9 +2,9 @@
 import time
 import weakref
 
-from . import audit, security
-from .extensions import db, writing
-from .models import IntakeToken, utcnow
+from .. import audit, security
+from ..extensions import db, writing
+from ..models import IntakeToken, utcnow
 
 
 def create(name):

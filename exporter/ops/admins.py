@@ -10,9 +10,9 @@ import re
 import secrets
 from datetime import timedelta
 
-from . import audit, security
-from .extensions import db
-from .models import ROLE_ADMIN, ROLES, User, utcnow
+from .. import audit, security
+from ..extensions import db
+from ..models import ROLE_ADMIN, ROLES, User, utcnow
 
 LINK_DAYS = 7
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")

@@ -17,9 +17,9 @@ from rq.defaults import DEFAULT_CRON_SCHEDULER_TTL
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from sqlalchemy import func, select, text
 
-from . import schedule
-from .extensions import db
-from .models import Delivery, Host, utcnow
+from ..delivery import schedule
+from ..extensions import db
+from ..models import Delivery, Host, utcnow
 
 REDIS_TIMEOUT_SECONDS = 2  # a hung Redis fails the check instead of hanging /healthz
 WORKERS_CACHE_SECONDS = 5  # the banner on every page asks Redis at most this often

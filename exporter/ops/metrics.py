@@ -15,8 +15,8 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy import case, func, select
 
 from . import health
-from .extensions import db
-from .models import Attempt, Delivery, Profile
+from ..extensions import db
+from ..models import Attempt, Delivery, Profile
 
 # Upper bounds of the send latency buckets, in milliseconds (attempts record elapsed_ms).
 LATENCY_BUCKETS_MS = (25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)

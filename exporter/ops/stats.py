@@ -5,8 +5,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func
 
-from .extensions import db
-from .models import Attempt, Delivery, utcnow
+from ..extensions import db
+from ..models import Attempt, Delivery, utcnow
 
 HOURS = 24
 FAILING_LIMIT = 20

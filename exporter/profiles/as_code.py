@@ -4,12 +4,11 @@ Import checks the whole file before it changes anything, then creates or updates
 profile by name in one transaction. Each value is checked as the edit page checks it:
 a problem names the profile and the field, and nothing is stored.
 """
-from . import mapping, schedule, security, windows
-from .extensions import db
-from .models import FieldMapping, Profile, Route
-from .profiles import (DELAY_MESSAGE, FLAGS, MAPPING_KEYS, MAPPING_MAX_LENGTHS, MAX_DELAY_MINUTES, NAME_MAX_LENGTH,
-                       check_route, filled_settings_form, merge_secrets, record_change, sensitive_problem,
-                       settings_from_form, snapshot)
+from .. import mapping, security, windows
+from ..delivery import schedule
+from ..extensions import db
+from ..models import FieldMapping, Profile, Route
+from .rules import DELAY_MESSAGE, FLAGS, MAPPING_KEYS, MAPPING_MAX_LENGTHS, MAX_DELAY_MINUTES, NAME_MAX_LENGTH, check_route, filled_settings_form, merge_secrets, record_change, sensitive_problem, settings_from_form, snapshot
 
 VERSION = 1
 

@@ -9,9 +9,11 @@ from decimal import Decimal
 from sqlalchemy import inspect as sa_inspect
 from werkzeug.datastructures import MultiDict
 
-from . import audit, catalog, customer_types, dispatch, mapping, security
-from .extensions import db
-from .models import Profile
+from .. import audit, catalog, mapping, security
+from . import customer_types
+from ..delivery import dispatch
+from ..extensions import db
+from ..models import Profile
 
 log = logging.getLogger(__name__)
 

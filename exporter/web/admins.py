@@ -6,7 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired
 
-from .. import admins
+from ..ops import admins
 from ..extensions import db
 from ..models import ROLE_ADMIN, ROLE_VIEWER, User
 from . import admin_blueprint, choices, strip

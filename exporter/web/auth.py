@@ -18,7 +18,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
-from .. import admins, audit
+from ..ops import admins
+from .. import audit
 from . import nobody_logged_in
 from ..extensions import db, limiter, login_manager
 from ..models import User, utcnow

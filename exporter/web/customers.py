@@ -7,7 +7,8 @@ from sqlalchemy import func
 from wtforms import Form, SearchField
 from wtforms.validators import Length
 
-from .. import customer_types, retention
+from ..profiles import customer_types
+from ..flows import retention
 from ..extensions import db
 from ..models import Campaign, Customer, Delivery, Event, HistoryEntry
 from . import admin_blueprint, page_field

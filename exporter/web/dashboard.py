@@ -2,7 +2,7 @@
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from .. import health, stats
+from ..ops import health, stats
 from ..models import utcnow
 from . import admin_blueprint
 

@@ -7,7 +7,9 @@ from sqlalchemy.orm import joinedload, selectinload
 from wtforms import DateField, Form, SearchField, SelectChoice, SelectField
 from wtforms.validators import AnyOf, Length, Optional
 
-from .. import customer_types, dispatch, windows
+from ..profiles import customer_types
+from ..delivery import dispatch
+from .. import windows
 from ..extensions import db
 from ..models import Delivery, Event, Profile, utcnow
 from . import DateRangeChecks, admin_blueprint, page_field

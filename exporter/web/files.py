@@ -7,7 +7,7 @@ from werkzeug.routing import BuildError
 from wtforms import StringField
 from wtforms.validators import DataRequired
 
-from .. import daily_files
+from ..files import daily_files
 from ..extensions import db
 from ..models import Delivery, Profile
 from . import admin_blueprint

@@ -5,7 +5,7 @@ import hmac
 from flask import Blueprint, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .. import health, metrics
+from ..ops import health, metrics
 from ..extensions import db
 
 bp = Blueprint("health", __name__)

@@ -9,7 +9,8 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import Length
 
-from .. import catalog, mapping, profiles
+from .. import catalog, mapping
+from ..profiles import rules as profiles
 from ..extensions import db
 from ..models import FieldMapping, Profile, utcnow
 from . import admin_blueprint, choices, not_found_unless, strip

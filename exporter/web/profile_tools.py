@@ -10,7 +10,9 @@ from datetime import date
 
 from flask import Blueprint, abort, current_app, render_template
 
-from .. import catalog, daily_files, dispatch, mapping, security
+from .. import catalog, mapping, security
+from ..files import daily_files
+from ..delivery import dispatch
 from ..export_types import DAILY_FILE, Batch, Outcome
 from ..extensions import db
 from ..models import Profile, utcnow

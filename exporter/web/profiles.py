@@ -12,8 +12,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from wtforms import BooleanField, IntegerField, SelectField, SelectMultipleField, StringField, widgets
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from .. import (audit, catalog, customer_types, dispatch, mapping, profiles, profiles_io, schedule, security,
-               windows)
+from .. import audit, catalog, mapping, security, windows
+from ..profiles import customer_types, rules as profiles, as_code as profiles_io
+from ..delivery import dispatch, schedule
 from ..extensions import db
 from ..models import Campaign, Product, Profile
 from . import admin_blueprint, choices, not_found_unless, strip

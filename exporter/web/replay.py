@@ -6,7 +6,8 @@ from flask_wtf import FlaskForm
 from wtforms import SelectMultipleField, StringField
 from wtforms.validators import DataRequired
 
-from .. import customer_types, replay
+from ..profiles import customer_types
+from ..flows import replay
 from ..extensions import db
 from ..models import Profile
 from . import admin_blueprint, choices, strip

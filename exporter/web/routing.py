@@ -7,7 +7,8 @@ from sqlalchemy.exc import IntegrityError
 from wtforms import SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length
 
-from .. import audit, customer_types, profiles
+from .. import audit
+from ..profiles import customer_types, rules as profiles
 from ..extensions import db
 from ..models import Campaign, Product, Profile, Route
 from . import admin_blueprint, choices, not_found_unless, strip

@@ -4,7 +4,7 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from .. import tokens
+from ..intake import tokens
 from ..extensions import db
 from ..models import IntakeToken
 from . import admin_blueprint

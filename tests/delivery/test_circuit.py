@@ -2,13 +2,13 @@
 delivery per step; when a probe succeeds its backlog flows again."""
 from collections import Counter
 
-from exporter import circuit
+from exporter.delivery import circuit
 from exporter.export_types import Outcome
 from exporter.extensions import db
 from exporter.models import Delivery, Host, utcnow
 
-from .factories import event, make_profile
-from .receiver import Reply
+from ..factories import event, make_profile
+from ..receiver import Reply
 
 
 def events(n):

@@ -4,7 +4,7 @@ import pytest
 from exporter.extensions import db
 from exporter.models import Delivery, HistoryEntry
 
-from .factories import claim_one, event, make_profile
+from ..factories import claim_one, event, make_profile
 
 
 def test_model_example_arrives_as_exactly_the_models_url(app, post_events, receiver, run_jobs):
@@ -26,7 +26,7 @@ def test_model_example_arrives_as_exactly_the_models_url(app, post_events, recei
 
 
 def test_failing_receiver_is_retried_until_it_answers(app, post_events, receiver, run_jobs):
-    from .receiver import Reply
+    from ..receiver import Reply
 
     receiver.script = [Reply(500), Reply(503), Reply(502)]
     make_profile(url=receiver.url + "/p")
@@ -91,7 +91,7 @@ def test_delay_zero_sends_at_once_and_an_old_event_is_due_now(app, post_events, 
 
 
 def test_connection_refused_is_retried_and_logged(app, post_events, run_jobs):
-    from exporter.queue import free_port
+    from exporter.delivery.queue import free_port
 
     make_profile(url=f"http://127.0.0.1:{free_port()}/down")
     post_events(event())
@@ -104,7 +104,7 @@ def test_connection_refused_is_retried_and_logged(app, post_events, run_jobs):
 
 
 def test_retry_after_is_honoured(app, post_events, receiver, run_jobs):
-    from .receiver import Reply
+    from ..receiver import Reply
 
     app.config["RETRY_MAX_SECONDS"] = 3600
     receiver.script = [Reply(429, headers={"Retry-After": "120"})]
@@ -117,7 +117,7 @@ def test_retry_after_is_honoured(app, post_events, receiver, run_jobs):
 
 
 def test_backoff_doubles_with_jitter_and_is_capped(app):
-    from exporter.dispatch import backoff_seconds
+    from exporter.delivery.dispatch import backoff_seconds
 
     app.config.update(RETRY_BASE_SECONDS=30, RETRY_MAX_SECONDS=3600)
     assert 24 <= backoff_seconds(1) <= 36
@@ -144,8 +144,8 @@ def test_partials_that_convert_are_kept_when_the_profile_says_so(app, post_event
 
 
 def test_a_flushed_redis_loses_no_export(app, post_events, receiver, run_jobs):
-    from exporter import dispatch
-    from exporter.queue import connect
+    from exporter.delivery import dispatch
+    from exporter.delivery.queue import connect
 
     make_profile(url=receiver.url)
     post_events(event())
@@ -160,7 +160,7 @@ def test_a_flushed_redis_loses_no_export(app, post_events, receiver, run_jobs):
 def test_the_sweeper_releases_a_dead_workers_claim(app, post_events, receiver, run_jobs):
     from datetime import timedelta
 
-    from exporter import dispatch
+    from exporter.delivery import dispatch
     from exporter.models import utcnow
 
     make_profile(url=receiver.url)
@@ -178,7 +178,7 @@ def test_the_sweeper_releases_a_dead_workers_claim(app, post_events, receiver, r
 
 
 def test_admin_cancel_and_retry_now(app, post_events, receiver, run_jobs):
-    from exporter import dispatch
+    from exporter.delivery import dispatch
 
     make_profile(url=receiver.url, delay_minutes=60)
     post_events(event(occurred_at="2030-01-01T00:00:00Z"))
@@ -193,7 +193,7 @@ def test_admin_cancel_and_retry_now(app, post_events, receiver, run_jobs):
 
 
 def test_a_sensitive_value_is_sent_whole_but_logged_masked(app, post_events, receiver, run_jobs):
-    from .receiver import Reply
+    from ..receiver import Reply
 
     receiver.default = Reply(200, body="got 4012888888881881", headers={"X-Echo": "cc=4012888888881881"})
     make_profile(url=receiver.url, pci_documented=True,
@@ -210,7 +210,7 @@ def test_a_sensitive_value_is_sent_whole_but_logged_masked(app, post_events, rec
 
 
 def test_retry_now_never_takes_a_delivery_a_worker_is_sending(app, post_events, receiver):
-    from exporter import dispatch
+    from exporter.delivery import dispatch
 
     make_profile(url=receiver.url)
     post_events(event())
@@ -223,7 +223,7 @@ def test_retry_now_never_takes_a_delivery_a_worker_is_sending(app, post_events, 
 
 def test_a_send_that_lost_its_claim_keeps_its_attempt_but_not_the_status(app, post_events, receiver):
     """The sweeper released this claim (the send outlived CLAIM_TIMEOUT) and a newer claim owns it."""
-    from exporter import dispatch, drain
+    from exporter.delivery import dispatch, drain
     from exporter.export_types import Outcome
     from exporter.models import utcnow
 
@@ -242,7 +242,7 @@ def test_a_send_that_lost_its_claim_keeps_its_attempt_but_not_the_status(app, po
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), "soon", None])
 def test_an_unreadable_retry_after_falls_back_to_backoff(app, value):
-    from exporter.dispatch import backoff_seconds
+    from exporter.delivery.dispatch import backoff_seconds
 
     app.config.update(RETRY_BASE_SECONDS=30, RETRY_MAX_SECONDS=3600)
     assert 24 <= backoff_seconds(1, value) <= 36
@@ -264,8 +264,8 @@ def test_a_secret_this_key_cannot_decrypt_is_a_failed_attempt_not_a_stuck_delive
 
 def test_a_send_uses_the_mappings_as_they_are_now(app, post_events, receiver, run_jobs):
     """Re-importing a profile between two sends changes what the next one sends."""
-    from .factories import profile_data
-    from exporter import profiles_io
+    from ..factories import profile_data
+    from exporter.profiles import as_code as profiles_io
 
     make_profile(url=receiver.url, mappings=[{"export_name": "a", "field": "firstName"}])
     post_events(event("one"))

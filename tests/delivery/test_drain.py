@@ -11,13 +11,13 @@ from datetime import datetime, timedelta, timezone
 from rq import SimpleWorker
 from sqlalchemy import event as sa_event
 
-from exporter import dispatch, drain, queue
+from exporter.delivery import dispatch, drain, queue
 from exporter.extensions import db
 from exporter.models import Attempt, Delivery, utcnow
 
-from .factories import event, make_profile
-from .processes import kill_tree, process_env, start, stop, wait_until
-from .receiver import Receiver, Reply
+from ..factories import event, make_profile
+from ..processes import kill_tree, process_env, start, stop, wait_until
+from ..receiver import Receiver, Reply
 
 
 def events(n, prefix="e", **order):
@@ -360,7 +360,7 @@ def test_a_type_not_declared_thread_safe_gets_a_fresh_instance_per_send(app, mon
 def _purge_event_of(delivery):
     """The event's personal data erased as retention and Forget erase it (retention._erase_events),
     while its delivery waits: a race the purge's own checks do not see from here."""
-    from exporter import retention
+    from exporter.flows import retention
     from exporter.models import Event
 
     evt = db.session.get(Event, delivery.event_id)

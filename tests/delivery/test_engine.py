@@ -2,8 +2,8 @@
 recorder is a list."""
 import threading
 
-from exporter import engine
-from exporter.engine import Engine, Job
+from exporter.delivery import engine
+from exporter.delivery.engine import Engine, Job
 
 
 def blocked_job(delivery_id, host, gate, started):

@@ -4,13 +4,13 @@ import signal
 import time
 from datetime import timedelta
 
-from exporter import workers
+from exporter.delivery import workers
 from exporter.extensions import db
 from exporter.models import Delivery, SendCount, Worker, utcnow
 
-from .factories import event, make_profile
-from .processes import kill_tree, process_env, start, stop, wait_until
-from .receiver import Reply
+from ..factories import event, make_profile
+from ..processes import kill_tree, process_env, start, stop, wait_until
+from ..receiver import Reply
 
 
 def test_only_claims_of_silent_workers_or_past_the_timeout_are_released(app, post_events):
@@ -52,7 +52,7 @@ def test_a_killed_workers_claims_go_out_again_long_before_the_claim_timeout(app,
 
 
 def test_a_worker_and_cron_outlive_redis_restarted_empty(app, app_config, post_events, receiver, tmp_path):
-    from exporter.queue import EmbeddedRedis
+    from exporter.delivery.queue import EmbeddedRedis
 
     redis = EmbeddedRedis().start()
     make_profile(url=receiver.url + "/p")

@@ -4,7 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from exporter import health, queue
+from exporter.ops import health
+from exporter.delivery import queue
 from exporter.extensions import db
 from exporter.models import Host, utcnow
 

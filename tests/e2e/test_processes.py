@@ -17,7 +17,7 @@ from ..receiver import Receiver, Reply
 
 
 def test_a_worker_killed_mid_send_loses_no_export(app, app_config, post_events, receiver):
-    from exporter import dispatch
+    from exporter.delivery import dispatch
 
     receiver.script = [Reply(200, delay=30)]  # the first request hangs while we kill the worker
     make_profile(url=receiver.url + "/p")
@@ -47,7 +47,7 @@ def test_a_worker_killed_mid_send_loses_no_export(app, app_config, post_events, 
 
 def test_exporter_run_as_a_newcomer_uses_it(tmp_path, redis_url):
     """README's flow: start, read the login and token it prints, post partials, survive a receiver outage."""
-    from exporter.queue import free_port
+    from exporter.delivery.queue import free_port
 
     port, receiver_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTER_")}
@@ -114,7 +114,7 @@ def test_exporter_run_as_a_newcomer_uses_it(tmp_path, redis_url):
 
 def test_cron_sweeper_recovers_an_export_after_redis_is_flushed(app, app_config, post_events, receiver):
     """Real `exporter cron` and `exporter worker` processes: a flush between intake and send loses nothing."""
-    from exporter.queue import connect
+    from exporter.delivery.queue import connect
 
     make_profile(url=receiver.url + "/p", delay_minutes=1)  # due a second after it occurred (tests)
     post_events(event(occurred_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))

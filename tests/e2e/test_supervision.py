@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from exporter.queue import free_port
+from exporter.delivery.queue import free_port
 
 from ..factories import event, make_profile
 from ..processes import alive, children, process_env, start, stop, wait_until

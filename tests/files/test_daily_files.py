@@ -6,13 +6,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from exporter import daily_files, security
+from exporter.files import daily_files
+from exporter import security
 from exporter.extensions import db
 from exporter.models import Customer, Delivery, FieldMapping, FileRow, HistoryEntry, Profile
 
-from .factories import event, make_profile
-from .plugins.conftest import ftp_server  # noqa: F401 - a fixture
-from .plugins.ftp_servers import FtpServer
+from ..factories import event, make_profile
+from ..plugins.conftest import ftp_server  # noqa: F401 - a fixture
+from ..plugins.ftp_servers import FtpServer
 
 DAY = datetime.now(timezone.utc).date() - timedelta(days=3)
 PARTIALS_259 = {"customer_types": ["partial"], "campaigns": [259], "products": []}
@@ -94,7 +95,7 @@ def test_one_file_per_route_holding_exactly_that_routes_day(app, post_events, ft
 def test_a_big_days_upload_may_run_as_long_as_its_claim(app, ftp_server):
     # RQ kills a job after 3 minutes by default; a large file on a slow link needs longer. The file
     # goes out on a sender thread of the worker, and the drain job that starts it may last its claim.
-    from exporter import queue
+    from exporter.delivery import queue
 
     app.config["CLAIM_TIMEOUT_SECONDS"] = 1800
     ftp_profile(ftp_server)
@@ -243,7 +244,7 @@ def test_the_rerun_command_rebuilds_and_resends_a_past_day(app, post_events, ftp
 
 def test_a_rerun_leaves_out_an_event_whose_personal_data_was_purged(app, post_events, ftp_server):
     """Retention (issue 12): a purged event is never exported again, not in a re-run day either."""
-    from exporter import retention
+    from exporter.flows import retention
 
     profile = ftp_profile(ftp_server)
     post_events(event("kept", occurred_at=at(DAY, 8), firstName="Kept", customerId=1))

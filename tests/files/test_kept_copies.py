@@ -6,11 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from exporter import daily_files, mapping
+from exporter.files import daily_files
+from exporter import mapping
 from exporter.export_types import write_csv
-from exporter.kept_copies import FileRows, KeptCopy
+from exporter.files.kept_copies import FileRows, KeptCopy
 
-from .plugins.conftest import ftp_server  # noqa: F401 - a fixture
+from ..plugins.conftest import ftp_server  # noqa: F401 - a fixture
 from .test_daily_files import CARD, DAY, at, ftp_profile, event
 
 # Cells a spreadsheet would run, plain numbers it would not, and what CSV must quote.
@@ -52,7 +53,7 @@ def test_one_pass_writes_the_same_bytes_as_row_by_row(app, post_events, ftp_serv
 
 
 def test_a_long_day_is_written_in_blocks_the_same(app, post_events, ftp_server, monkeypatch):
-    from exporter import kept_copies
+    from exporter.files import kept_copies
 
     monkeypatch.setattr(kept_copies, "DEFAULT_LINES_PER_WRITE", 4)
     profile = ftp_profile(ftp_server, fields={"mappings": PLAIN})

@@ -5,13 +5,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from exporter import replay
+from exporter.flows import replay
 from exporter.extensions import db
 from exporter.models import AuditEntry, Customer, Delivery, FileRow, HistoryEntry, Profile
 
-from .factories import event, make_profile
-from .plugins.conftest import ftp_server  # noqa: F401 - a fixture
-from .test_daily_files import DAY, all_delivered, at, file_name, ftp_profile
+from ..factories import event, make_profile
+from ..plugins.conftest import ftp_server  # noqa: F401 - a fixture
+from ..files.test_daily_files import DAY, all_delivered, at, file_name, ftp_profile
 
 TODAY = datetime.now(timezone.utc).date()
 WEEK_AGO = TODAY - timedelta(days=7)
@@ -160,7 +160,7 @@ def test_a_daily_file_replay_makes_rows_of_each_days_file(app, post_events, ftp_
     assert yesterday_file.details["late_rows"] == 1
     assert replay.replay(profile, DAY - timedelta(days=1), DAY).created == 0  # never twice
     # The day whose file is still to be made carries its row on schedule.
-    from exporter import daily_files
+    from exporter.files import daily_files
 
     daily_files.tick()
     run_jobs(until=all_delivered)
@@ -217,7 +217,7 @@ def test_a_large_range_is_read_and_made_in_chunks(app, post_events, monkeypatch)
 
 def test_purged_events_are_never_replayed_and_counted_apart(app, post_events):
     """A forgotten customer's event and one purged by retention: left out, shown as purged."""
-    from exporter import retention
+    from exporter.flows import retention
 
     past_partials(post_events, 3)  # customers 7000..7002, three days ago
     old = event("old", customerId=7100, orderId=8100, occurred_at=days_ago(100))
@@ -236,7 +236,7 @@ def test_purged_events_are_never_replayed_and_counted_apart(app, post_events):
 
 
 def test_purged_events_get_no_row_of_a_daily_file(app, post_events, ftp_server):
-    from exporter import retention
+    from exporter.flows import retention
 
     post_events(event("gone", customerId=1, occurred_at=at(DAY, 9)))
     retention.forget(db.session.scalar(db.select(Customer)), by="admin")

@@ -7,12 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from exporter import dispatch, retention
+from exporter.delivery import dispatch
+from exporter.flows import retention
 from exporter.extensions import db
 from exporter.models import Attempt, AuditEntry, Customer, Delivery, Event, HistoryEntry, utcnow
 
-from .factories import event, make_profile
-from .plugins.conftest import ftp_server  # noqa: F401 - a fixture
+from ..factories import event, make_profile
+from ..plugins.conftest import ftp_server  # noqa: F401 - a fixture
 
 CARD = "5105105105105100"
 NOW = utcnow().replace(microsecond=0)
@@ -164,7 +165,8 @@ def test_bad_days_are_refused(app, days):
 
 def test_the_purge_job_refuses_a_huge_retention_setting_clearly(app, world, run_jobs):
     """A typo'd RETENTION_DAYS: the cron job fails saying so (no OverflowError), nothing purged."""
-    from exporter import jobs, queue
+    from exporter import jobs
+    from exporter.delivery import queue
 
     app.config["RETENTION_DAYS"] = 999_999_999
     job = queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"]).enqueue(jobs.purge)
@@ -251,7 +253,8 @@ def test_intake_keeps_working_while_a_purge_runs(app, profile, post_events):
 def test_cron_runs_the_purge_daily_as_a_job(app, world, run_jobs):
     """`exporter cron` registers jobs.purge once a day; the job, run by a real worker, purges
     RETENTION_DAYS (its acts audited as the system's, via cron)."""
-    from exporter import jobs, queue
+    from exporter import jobs
+    from exporter.delivery import queue
 
     cron = queue.cron_scheduler(app.config["REDIS_URL"], [jobs.sweep], app.config["QUEUE_NAME"], daily=[jobs.purge])
     daily = {job.func_name: job for job in cron.get_jobs() if job.cron}
@@ -264,7 +267,8 @@ def test_cron_runs_the_purge_daily_as_a_job(app, world, run_jobs):
 
 
 def test_the_purge_job_keeps_everything_when_retention_is_zero(app, world, run_jobs):
-    from exporter import jobs, queue
+    from exporter import jobs
+    from exporter.delivery import queue
 
     app.config["RETENTION_DAYS"] = 0
     queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"]).enqueue(jobs.purge)
@@ -278,9 +282,9 @@ def test_the_purge_deletes_kept_copies_of_daily_files_older_than_the_cutoff(app,
     page (and the download, 410) says the copy was deleted."""
     import os
 
-    from exporter import daily_files
+    from exporter.files import daily_files
 
-    from .test_daily_files import DAY, all_delivered, at, ftp_profile, utc
+    from ..files.test_daily_files import DAY, all_delivered, at, ftp_profile, utc
 
     profile = ftp_profile(ftp_server)
     post_events(event("in-file", customerId=1, firstName="Ann", occurred_at=at(DAY, 8)))

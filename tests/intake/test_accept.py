@@ -8,11 +8,12 @@ import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import OperationalError
 
-from exporter import intake, security
+from exporter.intake import accept as intake
+from exporter import security
 from exporter.extensions import db
 from exporter.models import Campaign, Customer, Delivery, Event, HistoryEntry, IntakeToken, Product
 
-from .factories import event, make_profile
+from ..factories import event, make_profile
 
 
 def stored():
@@ -318,7 +319,7 @@ def test_a_group_that_fails_is_written_again_body_by_body(app):
 def test_a_token_revoked_elsewhere_is_refused_within_a_second(app, post_events, intake_token):
     """Each process remembers a live token for LIVE_SECONDS; another process's revoke (here: the
     row changed behind this one's back) is seen once that has passed. This process's revoke: at once."""
-    from exporter import tokens
+    from exporter.intake import tokens
 
     assert post_events(event("a")).status_code == 202
     db.session.execute(db.update(IntakeToken).values(revoked_at=db.func.now()))

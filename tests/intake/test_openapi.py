@@ -7,11 +7,12 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from exporter import config, intake_api
+from exporter import config
+from exporter.intake import openapi as intake_api
 from exporter.extensions import db
 from exporter.models import Event
 
-from .factories import event
+from ..factories import event
 
 
 def test_the_document_is_served_without_a_login(client):

@@ -8,11 +8,12 @@ from rq import SimpleWorker
 from rq.cron import CronScheduler
 from rq.cron_scheduler_registry import get_registry_key
 
-from exporter import health, queue
+from exporter.ops import health
+from exporter.delivery import queue
 from exporter.extensions import db
 from exporter.models import Delivery, Host, utcnow
 
-from .factories import make_profile
+from ..factories import make_profile
 
 
 @pytest.fixture

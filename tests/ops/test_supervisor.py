@@ -5,9 +5,9 @@ import subprocess
 import sys
 import time
 
-from exporter.supervisor import Child, Supervisor
+from exporter.ops.supervisor import Child, Supervisor
 
-from .processes import alive, wait_until
+from ..processes import alive, wait_until
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 CRASHER = [sys.executable, "-c", "raise SystemExit(3)"]

@@ -12,7 +12,7 @@ import exporter_jsonlines
 import pytest
 from exporter_jsonlines import JsonLinesType
 
-from exporter import profiles_io
+from exporter.profiles import as_code as profiles_io
 from exporter.extensions import db
 from exporter.models import Delivery, HistoryEntry, Profile
 

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from exporter_postback import PostbackType
 
-from exporter import profiles
+from exporter.profiles import rules as profiles
 from exporter.export_types import Batch
 from exporter.extensions import db
 from exporter.models import Attempt, Delivery, HistoryEntry

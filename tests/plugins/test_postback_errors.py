@@ -10,7 +10,7 @@ import time
 import pytest
 
 from exporter.export_types import Batch
-from exporter.queue import free_port
+from exporter.delivery.queue import free_port
 from exporter_postback import PostbackType
 from exporter_postback.errors import plain_error
 

@@ -1,11 +1,12 @@
 """Profiles as code: the whole file is checked before anything changes."""
 import pytest
 
-from exporter import profiles_io, security
+from exporter.profiles import as_code as profiles_io
+from exporter import security
 from exporter.extensions import db
 from exporter.models import Profile
 
-from .factories import make_profile, profile_data
+from ..factories import make_profile, profile_data
 
 
 def imported(*profiles):
@@ -180,7 +181,7 @@ def test_an_import_that_removes_the_window_moves_deliveries_waiting_for_it(app, 
     from exporter import windows
     from exporter.models import Delivery, utcnow
 
-    from .factories import event
+    from ..factories import event
 
     opens = utcnow().replace(second=0, microsecond=0) + timedelta(hours=6)
     window = {"days": list(windows.DAYS), "from": f"{opens:%H:%M}", "to": f"{opens + timedelta(hours=1):%H:%M}"}

@@ -1,5 +1,5 @@
 """Routing rules: plain Python, no app."""
-from exporter.matching import RouteRule, matching_routes
+from exporter.profiles.matching import RouteRule, matching_routes
 
 
 def rule(route_id, profile_id, types=("partial",), campaigns=(), products=()):

@@ -19,10 +19,10 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from exporter import tokens
+from exporter.intake import tokens
 from exporter.extensions import db
 from exporter.models import Attempt, Delivery, HistoryEntry
-from exporter.queue import EmbeddedRedis, free_port
+from exporter.delivery.queue import EmbeddedRedis, free_port
 
 from ..factories import event, make_profile
 from ..processes import answers, kill_tree, process_env, start, stop, wait_until

@@ -74,7 +74,7 @@ def test_forms_without_the_csrf_token_are_refused(csrf_client, admin):
 
 
 def test_the_intake_needs_no_csrf_token(csrf_client, app):
-    from exporter import tokens
+    from exporter.intake import tokens
 
     from ..factories import event
 

@@ -253,10 +253,10 @@ def test_forget_deletes_the_kept_copies_of_the_daily_files_that_carried_the_cust
     download say it was deleted), another day's copy stays, and a re-run keeps a new copy."""
     from datetime import timedelta
 
-    from exporter import daily_files
+    from exporter.files import daily_files
     from exporter.models import utcnow
 
-    from ..test_daily_files import DAY, all_delivered, at, ftp_profile, utc
+    from ..files.test_daily_files import DAY, all_delivered, at, ftp_profile, utc
 
     profile = ftp_profile(ftp_server, created=DAY - timedelta(days=1))
     post_events({"events": [event("jane-day", customerId=1, firstName="Jane", occurred_at=at(DAY, 8)),

@@ -7,7 +7,8 @@ from html import unescape
 
 import pytest
 
-from exporter import dispatch, stats
+from exporter.delivery import dispatch
+from exporter.ops import stats
 from exporter.export_types import Outcome
 from exporter.extensions import db
 from exporter.models import Attempt, Delivery, utcnow

@@ -5,11 +5,12 @@ from datetime import timedelta
 
 import pytest
 
-from exporter import health, queue
+from exporter.ops import health
+from exporter.delivery import queue
 from exporter.extensions import db
 from exporter.models import Host, utcnow
 
-from ..test_health import live_cron, live_worker
+from ..ops.test_health import live_cron, live_worker
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ from html import unescape
 
 import pytest
 
-from exporter import dispatch
+from exporter.delivery import dispatch
 from exporter.export_types import Outcome
 from exporter.extensions import db
 from exporter.models import Delivery, HistoryEntry, Profile

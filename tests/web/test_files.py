@@ -3,13 +3,15 @@ from datetime import timedelta
 
 import pytest
 
-from exporter import daily_files, dispatch, security
+from exporter.files import daily_files
+from exporter.delivery import dispatch
+from exporter import security
 from exporter.extensions import db
 from exporter.models import Delivery
 
 from ..factories import event, make_profile
 from ..plugins.conftest import ftp_server  # noqa: F401 - a fixture
-from ..test_daily_files import DAY, DECLINES, PARTIALS_259, all_delivered, at, deliveries, file_name, ftp_profile, utc
+from ..files.test_daily_files import DAY, DECLINES, PARTIALS_259, all_delivered, at, deliveries, file_name, ftp_profile, utc
 
 CARD = "4000056655665556"  # a real-looking card, not on the test-card list
 MASKED_CARD = "400005******5556"

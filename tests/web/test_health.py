@@ -11,7 +11,7 @@ from exporter.extensions import db
 from exporter.models import Attempt, Host, utcnow
 
 from ..factories import event, make_profile
-from ..test_health import due_delivery, live_cron, live_worker
+from ..ops.test_health import due_delivery, live_cron, live_worker
 
 TOKEN = "metrics-token-for-tests"
 

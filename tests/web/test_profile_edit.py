@@ -5,7 +5,8 @@ import re
 import pytest
 from flask import current_app
 
-from exporter import profiles_io, security
+from exporter.profiles import as_code as profiles_io
+from exporter import security
 from exporter.extensions import db
 from exporter.models import FieldMapping, Profile, Route
 

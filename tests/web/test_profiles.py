@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from exporter import profiles_io, security
+from exporter.profiles import as_code as profiles_io
+from exporter import security
 from exporter.extensions import db
 from exporter.models import Profile
 

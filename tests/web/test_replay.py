@@ -10,7 +10,7 @@ from exporter.models import AuditEntry, Delivery
 
 from ..factories import event, make_profile
 from ..plugins.conftest import ftp_server  # noqa: F401 - a fixture
-from ..test_daily_files import DAY, at, ftp_profile
+from ..files.test_daily_files import DAY, at, ftp_profile
 
 TODAY = datetime.now(timezone.utc).date()
 SINCE = (TODAY - timedelta(days=7)).isoformat()
@@ -118,7 +118,7 @@ def test_a_daily_file_profile_says_what_a_replay_does(logged_in, app, post_event
 
 
 def test_purged_events_are_shown_apart_and_not_sent(logged_in, app, post_events):
-    from exporter import retention
+    from exporter.flows import retention
     from exporter.models import Customer
 
     past_events(post_events)

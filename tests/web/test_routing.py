@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from exporter.customer_types import CUSTOMER_TYPES
+from exporter.profiles.customer_types import CUSTOMER_TYPES
 from exporter.extensions import db
 from exporter.models import Campaign, Product, Profile, Route
 

@@ -13,7 +13,7 @@ from redis import Redis
 from redis.exceptions import AuthenticationError, ResponseError
 
 from exporter import create_app
-from exporter.queue import EmbeddedRedis
+from exporter.delivery.queue import EmbeddedRedis
 
 from ..conftest import PASSWORD
 from ..factories import event, make_profile
@@ -298,7 +298,7 @@ def test_the_server_refuses_a_body_over_the_intake_limit_before_reading_it(app):
 # --- 13. the embedded Redis ---------------------------------------------------------------------
 
 def test_the_embedded_redis_needs_its_password_and_it_is_masked_when_shown():
-    from exporter.queue import mask_url
+    from exporter.delivery.queue import mask_url
 
     server = EmbeddedRedis().start()
     try:

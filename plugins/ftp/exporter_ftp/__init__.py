@@ -19,8 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from wtforms import BooleanField, Form, IntegerField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, NumberRange, Optional, ValidationError
 
-from exporter.export_types import (DAILY_FILE, DEFAULT_SEND_AT, ExportType, Outcome, TargetRefused, csv_text,
-                                   resolve_target, write_csv)
+from exporter.export_types import DAILY_FILE, DEFAULT_SEND_AT, ExportType, Outcome, TargetRefused, csv_text, resolve_target, write_csv
 
 from .transfer import DEFAULT_TIMEOUT, FtpConnection, SftpConnection, TransferError
 
