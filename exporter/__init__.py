@@ -29,6 +29,10 @@ def create_app(test_config=None):
     from . import export_types
 
     app.extensions["export_types"] = export_types.discover()
+    # The drain sends a day's file through the files part, which sits above delivery.
+    from .files import daily_files
+
+    app.extensions["daily_files"] = daily_files
 
     from .web import register_blueprints
 

@@ -52,8 +52,8 @@ def event(id="evt-1001", type="partial", **order):
 
 def claim_one():
     """Claim the one due delivery as a worker's drain would; the claim's time (None if none)."""
-    from exporter.delivery import drain
+    from exporter.delivery import claim
 
-    claimed_at, rows = drain.claim_batch(10)
+    claimed_at, rows = claim.claim_batch(10)
     assert len(rows) <= 1
     return claimed_at if rows else None

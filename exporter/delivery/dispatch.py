@@ -10,7 +10,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import update
 
-from . import admission, drain, schedule, workers
+from . import admission, record, schedule, workers
 from .. import audit
 from ..extensions import db
 from ..models import Delivery, Event, Profile, utcnow
@@ -98,7 +98,7 @@ def cancel_waiting(delivery, reason):
     if result.rowcount != 1:
         return False
     db.session.refresh(delivery)
-    drain.write_history(delivery, f"Export profile '{delivery.profile.name}' cancelled: {reason}")
+    record.write_history(delivery, f"Export profile '{delivery.profile.name}' cancelled: {reason}")
     return True
 
 

@@ -24,6 +24,12 @@ def registry():
     return current_app.extensions["export_types"]
 
 
+def daily_files():
+    """The files part (exporter.files.daily_files): it builds a day's file's batch and writes its
+    history. It sits above delivery, so the app factory hands it to the drain."""
+    return current_app.extensions["daily_files"]
+
+
 def plain_settings(profile):
     """The profile's settings with its type's secrets decrypted, for the type's own use only."""
     cls = registry().get(profile.export_type)

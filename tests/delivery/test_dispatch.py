@@ -223,7 +223,7 @@ def test_retry_now_never_takes_a_delivery_a_worker_is_sending(app, post_events, 
 
 def test_a_send_that_lost_its_claim_keeps_its_attempt_but_not_the_status(app, post_events, receiver):
     """The sweeper released this claim (the send outlived CLAIM_TIMEOUT) and a newer claim owns it."""
-    from exporter.delivery import dispatch, drain
+    from exporter.delivery import dispatch, record
     from exporter.export_types import Outcome
     from exporter.models import utcnow
 
@@ -234,7 +234,7 @@ def test_a_send_that_lost_its_claim_keeps_its_attempt_but_not_the_status(app, po
     app.config["CLAIM_TIMEOUT_SECONDS"] = 0
     dispatch.sweep()  # released, and claimed again by another worker
     assert claim_one()
-    held = drain.record(delivery, Outcome(ok=True, status=200, summary="late"), utcnow(), [], first_claim)
+    held = record.record(delivery, Outcome(ok=True, status=200, summary="late"), utcnow(), [], first_claim)
     db.session.refresh(delivery)
     assert not held and delivery.status == "sending" and len(delivery.attempts) == 1
     assert db.session.query(HistoryEntry).count() == 0

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from rq import SimpleWorker
 from sqlalchemy import event as sa_event
 
-from exporter.delivery import dispatch, drain, queue
+from exporter.delivery import claim, dispatch, drain, heartbeat, prepare, queue
 from exporter.extensions import db
 from exporter.models import Attempt, Delivery, utcnow
 
@@ -39,13 +39,13 @@ def test_a_claim_takes_the_oldest_due_few_of_each_host_and_skips_busy_hosts(app,
     make_profile(name="b", url="http://127.0.0.2:9/b")
     make_profile(name="later", url="http://127.0.0.3:9/c", delay_minutes=500_000)  # days, even where a minute is a second
     post_events(events(5))
-    claimed_at, rows = drain.claim_batch(limit=100, per_host=2)
+    claimed_at, rows = claim.claim_batch(limit=100, per_host=2)
     assert sorted(r.target for r in rows) == ["127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2"]
     assert statuses() == {"scheduled": 11, "sending": 4}
-    _, rows = drain.claim_batch(limit=100, per_host=2, busy_hosts={"127.0.0.1"})
+    _, rows = claim.claim_batch(limit=100, per_host=2, busy_hosts={"127.0.0.1"})
     assert [r.target for r in rows] == ["127.0.0.2", "127.0.0.2"]  # never one due later, never a busy host
     delivery = db.session.get(Delivery, rows[0].id)
-    assert delivery.claimed_by == drain.worker_name() and delivery.attempt_count == 1
+    assert delivery.claimed_by == heartbeat.worker_name() and delivery.attempt_count == 1
 
 
 def test_two_workers_and_retry_now_hammered_never_send_one_twice(app, app_config, post_events, receiver):
@@ -282,11 +282,11 @@ def test_a_stopping_worker_gives_back_what_it_has_not_started(app, post_events, 
     app.config["HOST_CONCURRENCY"] = 2
     drain.stopping.clear()
     engine = drain.engine_for(app)
-    claimed_at, rows = drain.claim_batch(limit=12)
-    for job in drain._jobs(rows, claimed_at, app):
+    claimed_at, rows = claim.claim_batch(limit=12)
+    for job in prepare.jobs_for(rows, claimed_at, app):
         engine.submit(job)
     given_back = engine.take_waiting()
-    drain.give_back(given_back)
+    claim.give_back(given_back)
     assert len(given_back) == 10 and statuses()["retrying"] == 10
     assert drain.stop_engine(timeout=10)  # the two in flight finish and are recorded
     assert statuses() == {"retrying": 10, "delivered": 2}
@@ -325,7 +325,7 @@ def test_a_type_not_declared_thread_safe_sends_one_at_a_time_in_a_worker(app):
     for cls in (Careful, Pooled):
         cls.busy = cls.most = 0
         batch = Batch(columns=[], rows=[[]], profile_name="p", idempotency_key="1")
-        threads = [threading.Thread(target=drain._send, args=(cls({}), batch, drain.Sent(*[None] * len(dataclasses.fields(drain.Sent)))))
+        threads = [threading.Thread(target=prepare._send, args=(cls({}), batch, prepare.Sent(*[None] * len(dataclasses.fields(prepare.Sent)))))
                    for _ in range(8)]
         for t in threads:
             t.start()
