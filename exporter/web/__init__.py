@@ -1,4 +1,8 @@
-"""Blueprints, one module each. Every admin page needs a login; only the intake uses tokens."""
+"""The web: blueprints, one module each, forms beside their views, templates under
+templates/<blueprint>/. Every admin page needs a login; only the intake uses tokens.
+
+May import: every part (intake, flows, files, profiles, ops, delivery) and the foundation; never
+the entry points. No part imports web/. register_blueprints() here wires the blueprints."""
 from datetime import datetime, time, timedelta
 
 from flask import abort, request

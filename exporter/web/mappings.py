@@ -2,89 +2,17 @@
 
 Without JavaScript `?mapping=new|<id>` opens the dialog server-side; a mapping with a problem
 re-renders the edit page with the dialog open and the error beside its field."""
-import re
+from flask import Blueprint, flash, redirect, url_for
 
-from flask import Blueprint, flash, redirect, request, url_for
-from flask_wtf import FlaskForm
-from wtforms import SelectField, StringField
-from wtforms.validators import Length
-
-from .. import catalog, mapping
+from .. import mapping
 from ..profiles import rules as profiles
 from ..extensions import db
 from ..models import FieldMapping, Profile, utcnow
-from . import admin_blueprint, choices, not_found_unless, strip
+from . import admin_blueprint
+from .mapping_dialog import MappingForm, dialog, mapping_or_404
 from .profiles import render_edit
 
 bp = admin_blueprint(Blueprint("mappings", __name__, url_prefix="/profiles/<int:profile_id>/mappings"))
-
-MAX_LENGTHS = profiles.MAPPING_MAX_LENGTHS
-# Formats that take a pattern: only they show the Format pattern field.
-FORMATS_WITH_PATTERN = ("date",)
-
-
-class MappingForm(FlaskForm):
-    export_name = StringField("Export Name", filters=[strip], validators=[Length(max=MAX_LENGTHS["export_name"])])
-    field = SelectField("Field", validate_choice=False)
-    static_value = StringField("Static Value", validators=[Length(max=MAX_LENGTHS["static_value"])])
-    format = SelectField("Format", validate_choice=False)
-    format_arg = StringField("Format pattern", validators=[Length(max=MAX_LENGTHS["format_arg"])],
-                             description="strftime, e.g. %m/%d/%Y")
-    default_value = StringField("Default when empty", validators=[Length(max=MAX_LENGTHS["default_value"])])
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.field.choices = choices(
-            [(f.key, f"{f.key} (sensitive)" if f.sensitive else f.key) for f in catalog.FIELDS]
-            + [(catalog.STATIC, "Static")])
-        self.format.choices = choices(mapping.FORMATS.items())
-
-    def mapping_data(self):
-        return {key: getattr(self, key).data or "" for key in profiles.MAPPING_KEYS}
-
-
-def _mapping_or_404(profile, mapping_id):
-    m = db.session.get(FieldMapping, mapping_id)
-    not_found_unless(m is not None and m.profile_id == profile.id)
-    return m
-
-
-def dialog(profile, form=None, mapping_id=None, open_=False):
-    """What the edit page needs to draw the mapping dialog."""
-    action = (url_for("mappings.edit", profile_id=profile.id, mapping_id=mapping_id) if mapping_id
-              else url_for("mappings.add", profile_id=profile.id))
-    return {"mapping_form": form or MappingForm(formdata=None), "mapping_action": action,
-            "editing": mapping_id, "dialog_open": open_, "formats_with_pattern": FORMATS_WITH_PATTERN}
-
-
-def dialog_from_query(profile):
-    """?mapping=new or ?mapping=<id> opens the dialog without JavaScript."""
-    wanted = request.args.get("mapping") if request.method == "GET" else None
-    if wanted is None:
-        return dialog(profile)
-    if wanted == "new":
-        return dialog(profile, open_=True)
-    # At most 18 ASCII digits: a 64-bit id, never a 500 for a longer one or a '²'.
-    m = _mapping_or_404(profile, int(wanted) if re.fullmatch(r"[0-9]{1,18}", wanted) else -1)
-    return dialog(profile, MappingForm(formdata=None, obj=m), m.id, open_=True)
-
-
-def unsaved_mappings(profile):
-    """(the profile's mappings with the dialog's unsaved one in its place, problem): for the
-    live preview. `editing` is "new", a mapping id, or absent when the dialog is closed."""
-    items = [{key: getattr(m, key) for key in profiles.MAPPING_KEYS} for m in profile.mappings]
-    editing = request.form.get("editing", "")
-    if not editing:
-        return items, None
-    data = MappingForm(formdata=request.form).mapping_data()
-    if editing == "new":
-        return items + [data], None
-    ids = [m.id for m in profile.mappings]
-    if not editing.isdigit() or int(editing) not in ids:
-        return items, None
-    items[ids.index(int(editing))] = data
-    return items, None
-
 
 def _mapping_checks(form, profile):
     """The form's own checks, then the mapping engine's and the PCI rule, each beside its field."""
@@ -132,7 +60,7 @@ def add(profile_id):
 @bp.post("/<int:mapping_id>")
 def edit(profile_id, mapping_id):
     profile = db.get_or_404(Profile, profile_id)
-    m = _mapping_or_404(profile, mapping_id)
+    m = mapping_or_404(profile, mapping_id)
     form = MappingForm()
     if not _mapping_checks(form, profile):
         return render_edit(profile, dialog=dialog(profile, form, m.id, open_=True), status=422)
@@ -147,7 +75,7 @@ def edit(profile_id, mapping_id):
 @bp.post("/<int:mapping_id>/delete")
 def delete(profile_id, mapping_id):
     profile = db.get_or_404(Profile, profile_id)
-    m = _mapping_or_404(profile, mapping_id)
+    m = mapping_or_404(profile, mapping_id)
     before = profiles.snapshot(profile)
     profile.mappings.remove(m)
     _mappings_changed(profile, "mapping.delete", before, f"Mapping {m.export_name!r} deleted")
@@ -158,7 +86,7 @@ def delete(profile_id, mapping_id):
 @bp.post("/<int:mapping_id>/<any(up, down):direction>")
 def move(profile_id, mapping_id, direction):
     profile = db.get_or_404(Profile, profile_id)
-    m = _mapping_or_404(profile, mapping_id)
+    m = mapping_or_404(profile, mapping_id)
     items = list(profile.mappings)
     i = items.index(m)
     j = i - 1 if direction == "up" else i + 1

@@ -17,7 +17,7 @@ from ..profiles import customer_types, rules as profiles, as_code as profiles_io
 from ..delivery import dispatch, schedule
 from ..extensions import db
 from ..models import Campaign, Product, Profile
-from . import admin_blueprint, choices, not_found_unless, strip
+from . import admin_blueprint, choices, mapping_dialog, not_found_unless, strip
 
 bp = admin_blueprint(Blueprint("profiles", __name__, url_prefix="/profiles"))
 
@@ -282,9 +282,7 @@ def validate_settings(form, cls, stored, type_changed):
 
 def render_edit(profile, general=None, settings_form=None, dialog=None, status=200):
     """The edit page; the mappings blueprint passes its dialog (open, with errors beside fields)."""
-    from . import mappings  # it imports this module
-
-    dialog = dialog or mappings.dialog_from_query(profile)
+    dialog = dialog or mapping_dialog.dialog_from_query(profile)
     cls = dispatch.registry().get(general.export_type.data if general else profile.export_type)
     if general is None:
         general = GeneralForm(formdata=None, obj=profile, profile_id=profile.id)
@@ -355,15 +353,13 @@ def preview(profile_id):
 def _live_preview(profile):
     """General Settings, the type's settings and the mapping being edited in the dialog, as the
     page has them now. Nothing is stored."""
-    from .mappings import unsaved_mappings  # it imports this module
-
     general = GeneralForm(profile_id=profile.id)  # CSRFProtect has checked the token already
     cls = dispatch.registry().get(general.export_type.data)
     if cls is None:
         return jsonify({"preview": None, "problem": f"Export type {general.export_type.data!r} is not installed."})
     settings, problem = _unsaved_settings(profile, cls)
     if problem is None:
-        items, problem = unsaved_mappings(profile)
+        items, problem = mapping_dialog.unsaved_mappings(profile)
     if problem is None:
         text, problem = profiles.sample(cls, settings, items)
         return jsonify({"preview": text, "problem": problem})
