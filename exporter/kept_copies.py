@@ -153,7 +153,7 @@ def kept_copy_ids():
         names = os.listdir(_kept_copies_dir())
     except FileNotFoundError:
         return []
-    return sorted(int(name[:-4]) for name in names if name.endswith(".csv") and name[:-4].isdigit())
+    return sorted(int(name[:-4]) for name in names if re.fullmatch(r"[0-9]{1,18}\.csv", name))
 
 
 def forget_kept_copies(deliveries, reason):

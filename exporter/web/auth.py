@@ -19,7 +19,7 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
 from .. import admins, audit
-from . import nobody_logged_in
+from . import nobody_logged_in, whole_number
 from ..extensions import db, limiter, login_manager
 from ..models import User, utcnow
 
@@ -31,9 +31,9 @@ MIN_PASSWORD_LENGTH = 12
 def load_user(session_id):
     """The user a session names, while its token is the user's current one."""
     user_id, _, token = str(session_id).partition(":")
-    if not user_id.isdigit() or len(user_id) > 18 or not token:
+    if whole_number(user_id) is None or not token:
         return None
-    user = db.session.get(User, int(user_id))
+    user = db.session.get(User, whole_number(user_id))
     if user is None or user.disabled_at or not hmac.compare_digest(user.session_token or "", token):
         return None
     return user

@@ -2,7 +2,6 @@
 
 Without JavaScript `?mapping=new|<id>` opens the dialog server-side; a mapping with a problem
 re-renders the edit page with the dialog open and the error beside its field."""
-import re
 
 from flask import Blueprint, flash, redirect, request, url_for
 from flask_wtf import FlaskForm
@@ -12,7 +11,7 @@ from wtforms.validators import Length
 from .. import catalog, mapping, profiles
 from ..extensions import db
 from ..models import FieldMapping, Profile, utcnow
-from . import admin_blueprint, choices, not_found_unless, strip
+from . import admin_blueprint, choices, not_found_unless, strip, whole_number
 from .profiles import render_edit
 
 bp = admin_blueprint(Blueprint("mappings", __name__, url_prefix="/profiles/<int:profile_id>/mappings"))
@@ -64,7 +63,7 @@ def dialog_from_query(profile):
     if wanted == "new":
         return dialog(profile, open_=True)
     # At most 18 ASCII digits: a 64-bit id, never a 500 for a longer one or a '²'.
-    m = _mapping_or_404(profile, int(wanted) if re.fullmatch(r"[0-9]{1,18}", wanted) else -1)
+    m = _mapping_or_404(profile, whole_number(wanted) or -1)
     return dialog(profile, MappingForm(formdata=None, obj=m), m.id, open_=True)
 
 
@@ -79,9 +78,9 @@ def unsaved_mappings(profile):
     if editing == "new":
         return items + [data], None
     ids = [m.id for m in profile.mappings]
-    if not editing.isdigit() or int(editing) not in ids:
+    if whole_number(editing) not in ids:
         return items, None
-    items[ids.index(int(editing))] = data
+    items[ids.index(whole_number(editing))] = data
     return items, None
 
 

@@ -279,6 +279,25 @@ def test_a_path_id_past_64_bits_is_a_404(app, logged_in):
     assert logged_in.get("/customers/?q=²").status_code == 200
 
 
+@pytest.mark.parametrize("number", ["²", "٣", "1²", " 2", "-1", "0x1", BIG])
+def test_a_number_in_a_query_or_form_that_is_not_ascii_digits_is_never_a_500(app, logged_in, number):
+    """str.isdigit() takes '²' (then int() fails: a 500) and int() takes '٣' (issue 21, point 11):
+    every whole number a request carries is read as ASCII digits, the same way."""
+    profile = make_profile()
+    history = logged_in.get(f"/audit/profiles/{profile.id}", query_string={"page": number})
+    assert history.status_code == 200 and "Call center partials" in history.get_data(as_text=True)
+    for url in ("/audit/", "/deliveries/", "/customers/"):
+        page = logged_in.get(url, query_string={"page": number})
+        assert page.status_code in (200, 400), url
+        if number != " 2":
+            assert page.status_code == 400 and '<span class="error">Page: ' in page.get_data(as_text=True), url
+    preview = logged_in.post(f"/profiles/{profile.id}/preview", data={
+        "name": profile.name, "export_type": "postback", "delay_minutes": "0", "settings-url": "https://example.com/p",
+        "settings-method": "GET", "editing": number, "export_name": "x", "field": "firstName"})
+    assert preview.status_code == 200 and preview.json["problem"] is None
+    assert "first_name=Jane" in preview.json["preview"]
+
+
 def test_the_server_refuses_a_body_over_the_intake_limit_before_reading_it(app):
     from exporter.cli import web_server
 
