@@ -13,6 +13,7 @@ from redis import Redis
 from redis.exceptions import AuthenticationError, ResponseError
 
 from exporter import create_app
+from exporter.extensions import db
 from exporter.queue import EmbeddedRedis
 
 from ..conftest import PASSWORD
@@ -123,6 +124,30 @@ def test_every_page_answers_with_the_security_headers(app, logged_in, post_event
         assert response.status_code < 500 or endpoint == "health.healthz", url  # 503: no worker runs here
         assert_security_headers(response, url)
     assert_security_headers(logged_in.get("/no/such/page"), "404")
+
+
+def test_every_logged_in_page_is_never_cached(app, logged_in, post_events):
+    """A shared or back-button cache must not keep a customer, a delivery, the Audit log or the
+    profiles JSON after logout (issue 21, point 8): no-store on every logged-in answer."""
+    profile = make_profile()
+    post_events(event())
+    from exporter.models import Customer, Delivery
+
+    ids = {"customer_id": db.session.scalar(db.select(Customer.id)),
+           "delivery_id": db.session.scalar(db.select(Delivery.id))}
+    walked = 0
+    for method, url, endpoint in routes(app, fill=str(profile.id)):
+        if method != "GET" or endpoint == "static":
+            continue
+        response = get(logged_in, url)
+        walked += response.status_code == 200
+        assert response.headers.get("Cache-Control") == "no-store", url
+    assert walked > 15
+    for url in ("/customers/%d" % ids["customer_id"], "/deliveries/%d" % ids["delivery_id"], "/audit/",
+                "/admins/", "/account/password", "/profiles/export.json"):
+        response = get(logged_in, url)
+        assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store", url
+    assert "no-store" not in get(logged_in, "/static/style.css").headers.get("Cache-Control", "")
 
 
 def test_no_template_or_static_file_has_inline_script_or_style():
