@@ -8,7 +8,10 @@ with a password hash or a link in it. No Flask here: web/admins.py is only HTTP.
 """
 import re
 import secrets
+import unicodedata
 from datetime import timedelta
+
+import idna
 
 from . import audit, security
 from .extensions import db
@@ -30,11 +33,49 @@ class LinkDead(AdminError):
     """A set-password link that is unknown, used, replaced or expired."""
 
 
+# Characters that show nothing (zero-width space and joiners, bidi marks, soft hyphen...) or are
+# spaces of another kind: "admin@example.com\u200b" would look like the real admin in Audit's "who".
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+# Scripts written together in one language: Japanese mixes these three.
+SCRIPT_FAMILIES = {"HIRAGANA": "CJK", "KATAKANA": "CJK"}
+
+
 def normal_email(email):
-    email = (email or "").strip().lower()
-    if not EMAIL_PATTERN.match(email) or len(email) > 255:
+    """The email as stored: NFKC (a full-width 'ａ' is 'a'), lower case, the domain in its IDNA
+    (ASCII) form. Refused: invisible characters, and a part that mixes scripts, like 'аdmin' with
+    a Cyrillic 'а': either would look the same as another admin's email in Audit's "who"."""
+    email = unicodedata.normalize("NFKC", (email or "").strip()).lower()
+    if any(unicodedata.category(c) in INVISIBLE_CATEGORIES for c in email):
+        raise AdminError("The email has an invisible or unusual space character: type it again", "email")
+    if not EMAIL_PATTERN.match(email):
         raise AdminError("Enter an email address, like name@example.com", "email")
+    local, _, domain = email.rpartition("@")
+    for part in (local, *domain.split(".")):
+        if len(_scripts(part)) > 1:
+            raise AdminError(f"{part!r} mixes alphabets ({', '.join(sorted(_scripts(part))).lower()}), "
+                             "as a look-alike address does", "email")
+    try:
+        email = f"{local}@{idna.encode(domain, uts46=True).decode()}"
+    except idna.IDNAError as exc:
+        raise AdminError(f"The domain {domain!r} is not a valid domain name: {exc}", "email")
+    if len(email) > 255:
+        raise AdminError("An email is at most 255 characters", "email")
     return email
+
+
+def login_email(email):
+    """The stored form of an email typed at login, or the text lowered when it cannot be one
+    (then no account has it: the login fails like any wrong email)."""
+    try:
+        return normal_email(email)
+    except AdminError:
+        return (email or "").strip().lower()
+
+
+def _scripts(text):
+    """The scripts of text's letters (LATIN, CYRILLIC, GREEK, CJK...): a Unicode name's first word."""
+    names = (unicodedata.name(c, "").split(" ")[0] for c in text if unicodedata.category(c).startswith("L"))
+    return {SCRIPT_FAMILIES.get(name, name) for name in names}
 
 
 def by_email(email):

@@ -111,7 +111,7 @@ def _decoy_hash():
 
 
 def _account():
-    return "account:" + (request.form.get("email") or "").strip().lower()
+    return "account:" + admins.login_email(request.form.get("email"))
 
 
 def _failed(response):
@@ -130,7 +130,7 @@ def _limit(name):
 def login():
     form = LoginForm()
     if form.validate_on_submit():
-        user = db.session.scalar(db.select(User).where(User.email == form.email.data.strip().lower()))
+        user = db.session.scalar(db.select(User).where(User.email == admins.login_email(form.email.data)))
         if user is None or not user.password_hash:  # unknown, or invited and no password yet
             check_password_hash(_decoy_hash(), form.password.data)  # as slow as a wrong password
         elif user.check_password(form.password.data):  # False for a disabled user

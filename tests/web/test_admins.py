@@ -181,6 +181,34 @@ def test_a_bad_email_gets_an_error_beside_the_field(logged_in, admin, email, mes
     assert db.session.query(User).count() == 1
 
 
+@pytest.mark.parametrize("email, message", [
+    ("\u0430dmin@example.com", "mixes alphabets (cyrillic, latin)"),  # a Cyrillic а
+    ("admin@ex\u0430mple.com", "mixes alphabets (cyrillic, latin)"),
+    ("admin@example.com\u200b", "invisible"), ("ad\u200dmin@example.com", "invisible"),
+    ("admin\u00a0@example.com", "invisible"), ("\u202eadmin@example.com", "invisible"),
+    ("\uff41dmin@example.com", "admin@example.com already has an account"),  # a full-width ａ is an a
+])
+def test_a_look_alike_email_is_refused_beside_the_field(logged_in, admin, email, message):
+    """Issue 21, point 10: in Audit's "who" these would look like the real admin."""
+    response = fresh(logged_in, "POST", "/admins/", data={"email": email, "role": "admin"})
+    assert response.status_code == 422
+    assert any(message in unescape(error) for error in error_beside(response, "email")), error_beside(response, "email")
+    assert db.session.query(User).count() == 1
+
+
+def test_an_international_domain_is_stored_in_its_idna_form_and_logs_in_either_way(app, logged_in):
+    link = invite(logged_in, email="Ann@B\u00fccher.example", role="viewer")
+    assert user("ann@xn--bcher-kva.example") is not None
+    assert fresh(logged_in, "POST", "/admins/", data={"email": "ann@xn--bcher-kva.example"}).status_code == 422
+    single_script = invite(logged_in, email="\u0430\u043d\u043d\u0430@example.com")  # анна: all Cyrillic
+    assert single_script and user("\u0430\u043d\u043d\u0430@example.com") is not None
+    assert set_password(logged_in, link).status_code == 302
+    fresh(logged_in, "POST", "/logout")
+    assert log_in(logged_in, "ann@b\u00fccher.example").status_code == 302
+    fresh(logged_in, "POST", "/logout")
+    assert log_in(logged_in, "ann@xn--bcher-kva.example").status_code == 302
+
+
 def test_a_taken_email_or_unknown_role_gets_an_error_beside_the_field(logged_in, admin):
     response = fresh(logged_in, "POST", "/admins/", data={"email": "ADMIN@example.com", "role": "viewer"})
     assert response.status_code == 422
