@@ -91,6 +91,31 @@ def _decoded(raw):
         return raw
 
 
+# What Exporter creates is its own: the database (customers' data, encrypted secrets), its WAL and
+# SHM, the writer lock, the secret key, kept files. Another local user may not read or open them.
+PRIVATE_UMASK = 0o077
+SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal", ".writer")
+
+
+def make_private(instance_path, sqlite_path=None):
+    """umask 077 for everything this process creates from now on; the instance folder 0700 and a
+    SQLite database with its side files 0600 (an older version made them 0755 and 0644). Paths
+    this user does not own are left as they are: chmod is not ours to do there."""
+    os.umask(PRIVATE_UMASK)
+    _chmod(instance_path, 0o700)
+    if sqlite_path:
+        for suffix in SQLITE_SIDE_FILES:
+            _chmod(sqlite_path + suffix, 0o600)
+
+
+def _chmod(path, mode):
+    try:
+        if os.stat(path).st_mode & 0o777 != mode:
+            os.chmod(path, mode)
+    except OSError:  # not there (yet), or not ours
+        pass
+
+
 def instance_secret_key(instance_path):
     """A secret key kept in the instance folder, made on first start."""
     path = os.path.join(instance_path, "secret_key")

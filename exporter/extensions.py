@@ -97,13 +97,22 @@ def writing():
     return _sqlite_turn(path)
 
 
+def _open_lock_file(path):
+    """The writer lock, 0600: flock needs only an open file, even read-only, so a file that
+    another local user can open is a lock they can hold, stalling every write."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    with contextlib.suppress(OSError):  # a file an older version made 0644; not ours: leave it
+        os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "a")
+
+
 @contextlib.contextmanager
 def _sqlite_turn(path):
     with _sqlite_writer:
         key = (os.getpid(), path)
         lock_file = _lock_files.get(key)
         if lock_file is None:
-            lock_file = _lock_files[key] = open(path + ".writer", "a")
+            lock_file = _lock_files[key] = _open_lock_file(path + ".writer")
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
             yield
