@@ -67,9 +67,11 @@ limiter = Limiter(key_func=get_remote_address, key_prefix="exporter")
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record):
-    """SQLite: WAL lets the web, worker and cron processes read while one writes; wait, don't fail, on a lock."""
+    """SQLite: WAL lets the web, worker and cron processes read while one writes; wait, don't fail, on a lock.
+    secure_delete: what a Forget or a purge erases is overwritten with zeros, not left in free space."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=15000")
@@ -95,6 +97,17 @@ def writing():
     if not path or path == ":memory:" or fcntl is None:
         return _sqlite_writer
     return _sqlite_turn(path)
+
+
+def truncate_wal():
+    """SQLite: copy the WAL into the database and empty the WAL file, so that data just erased
+    (a Forget, a purge) does not stay there in clear until the next automatic checkpoint. It waits
+    for readers to move to the latest snapshot (busy_timeout). PostgreSQL: nothing to do here; its
+    old row versions stay until VACUUM (docs/security.md)."""
+    if db.engine.dialect.name != "sqlite":
+        return
+    with writing(), db.engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _open_lock_file(path):
