@@ -180,6 +180,33 @@ def set_password_with_link(token, password):
     return user
 
 
+# --- sessions in the audit log ------------------------------------------------------------------
+
+def logged_in(user, address):
+    """A login that worked: the user's entry, as the user."""
+    user.last_login_at = utcnow()
+    with audit.acting_as(user.email, "web"):
+        audit.record("admin.login", "admin", user.id, user.email, summary=f"Logged in from {address}")
+    db.session.commit()
+
+
+def login_failed(email, address):
+    """A login refused (wrong password, unknown, disabled or invited account). The email typed is
+    named only when it is an account's: people type a password into the email box."""
+    user = by_email(email)
+    with audit.acting_as(user.email if user else "anonymous", "web"):
+        audit.record("admin.login_failed", "admin", user.id if user else None, user.email if user else "",
+                     summary=f"Login failed from {address}" + ("" if user else " (no account has that email)"))
+    db.session.commit()
+
+
+def logged_out(user, address):
+    """Logout: every session of the user ends (a stolen cookie's too)."""
+    user.end_sessions()
+    audit.record("admin.logout", "admin", user.id, user.email, summary=f"Logged out from {address}: every session ended")
+    db.session.commit()
+
+
 def create_admin(email, password):
     """`exporter create-admin`: an admin with this password, created, or restored if it exists
     (an admin again, enabled, its link dead): the way back in when nobody can log in."""

@@ -21,7 +21,7 @@ from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 from .. import admins, audit
 from . import nobody_logged_in, whole_number
 from ..extensions import db, limiter, login_manager
-from ..models import User, utcnow
+from ..models import User
 
 bp = Blueprint("auth", __name__)
 MIN_PASSWORD_LENGTH = 12
@@ -130,19 +130,20 @@ def _limit(name):
 def login():
     form = LoginForm()
     if form.validate_on_submit():
-        user = db.session.scalar(db.select(User).where(User.email == admins.login_email(form.email.data)))
+        email = admins.login_email(form.email.data)
+        user = db.session.scalar(db.select(User).where(User.email == email))
         if user is None or not user.password_hash:  # unknown, or invited and no password yet
             check_password_hash(_decoy_hash(), form.password.data)  # as slow as a wrong password
         elif user.check_password(form.password.data):  # False for a disabled user
             _log_in(user)
             return redirect(safe_next(request.args.get("next")) or url_for("dashboard.index"))
+        admins.login_failed(email, get_remote_address())
         flash("Wrong email or password.", "error")
     return render_template("auth/login.html", form=form)
 
 
 def _log_in(user):
-    user.last_login_at = utcnow()
-    db.session.commit()
+    admins.logged_in(user, get_remote_address())
     login_user(user)
     session["seen"] = time.time()
 
@@ -161,8 +162,7 @@ def too_many_logins(error):
 def logout():
     """Log out everywhere: the user's other sessions (and any copy of this cookie) end too."""
     if current_user.is_authenticated:
-        current_user.end_sessions()
-        db.session.commit()
+        admins.logged_out(current_user, get_remote_address())
     logout_user()
     session.pop("seen", None)
     return redirect(url_for("auth.login"))

@@ -233,7 +233,8 @@ def test_every_act_is_in_the_audit_log_without_a_password_hash_or_a_link(app, lo
     fresh(logged_in, "POST", f"/admins/{ann.id}/enable")
     reset_page = text(fresh(logged_in, "POST", f"/admins/{ann.id}/reset"))
     second = re.search(r'<code id="set-password-link">([^<]+)</code>', unescape(reset_page)).group(1)
-    entries = db.session.scalars(db.select(AuditEntry).order_by(AuditEntry.id)).all()
+    entries = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action != "admin.login")
+                                 .order_by(AuditEntry.id)).all()  # logins have entries of their own
     # Who acted is set per request: the inviting admin, except the link's user setting their own password.
     assert [(e.action, e.target_type, e.target_id, e.target_name) for e in entries] == [
         (action, "admin", ann.id, "ann@example.com") for action in
