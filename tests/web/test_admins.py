@@ -156,6 +156,51 @@ def test_a_disabled_users_link_is_dead(app, logged_in):
     assert fresh(app.test_client(), "GET", path(link)).status_code == 404
 
 
+def ann_the_admin(app, logged_in):
+    """Ann, a second admin, logged in on a client of her own."""
+    set_password(app.test_client(), invite(logged_in, role="admin"))
+    ann_client = app.test_client()
+    assert log_in(ann_client, "ann@example.com").status_code == 302
+    return ann_client
+
+
+@pytest.mark.parametrize("act, data", [("disable", {}), ("role", {"role": "viewer"})])
+def test_links_an_admin_made_end_when_they_are_disabled_or_demoted(app, logged_in, act, data):
+    """Issue 21, point 4: Ann invites a backdoor admin, then loses her rights: the link must not
+    outlive them."""
+    ann = ann_the_admin(app, logged_in)
+    backdoor = invite(ann, email="backdoor@example.com", role="admin")
+    bob = invite(ann, email="bob@example.com", role="viewer")
+    mine = invite(logged_in, email="carol@example.com", role="viewer")  # made by the first admin
+    assert fresh(app.test_client(), "GET", path(backdoor)).status_code == 200
+    assert fresh(logged_in, "POST", f"/admins/{user('ann@example.com').id}/{act}", data=data).status_code == 302
+    for link in (backdoor, bob):
+        assert fresh(app.test_client(), "GET", path(link)).status_code == 404
+        assert set_password(app.test_client(), link).status_code == 404
+    assert user("backdoor@example.com").password_hash == ""
+    assert fresh(app.test_client(), "GET", path(mine)).status_code == 200  # not hers: it still works
+    pending = text(fresh(logged_in, "GET", "/admins/"))
+    pending = re.search(r'<table id="pending-links">(.*?)</table>', pending, re.S).group(1)
+    assert "carol@example.com" in pending and "backdoor@example.com" not in pending
+    ended = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "admin.link_revoked")).all()
+    assert sorted(e.target_name for e in ended) == ["backdoor@example.com", "bob@example.com"]
+    assert all("ann@example.com, who made it, is" in e.summary for e in ended)
+
+
+def test_the_admins_page_lists_pending_links_and_revokes_one(app, logged_in):
+    link = invite(logged_in, email="backdoor@example.com", role="admin")
+    page = text(fresh(logged_in, "GET", "/admins/"))
+    row = re.search(r'<table id="pending-links">.*?<tr data-user-id="(\d+)">(.*?)</tr>', page, re.S)
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row.group(2), re.S)]
+    assert cells[:4] == ["backdoor@example.com", "admin", "invite", "admin@example.com"]
+    assert f'action="/admins/{row.group(1)}/revoke-link"' in page
+    assert fresh(logged_in, "POST", f"/admins/{row.group(1)}/revoke-link").status_code == 302
+    assert fresh(app.test_client(), "GET", path(link)).status_code == 404
+    assert "No pending links." in text(fresh(logged_in, "GET", "/admins/"))
+    entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "admin.link_revoked")).one()
+    assert (entry.actor, entry.target_name) == ("admin@example.com", "backdoor@example.com")
+
+
 def test_the_last_active_admin_cannot_be_disabled_or_demoted(app, logged_in, admin):
     for url, data in ((f"/admins/{admin.id}/disable", {}), (f"/admins/{admin.id}/role", {"role": "viewer"})):
         response = fresh(logged_in, "POST", url, data=data)
