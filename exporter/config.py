@@ -20,6 +20,8 @@ class Defaults:
     SECRET_KEY = None  # None: generated once and kept in instance/secret_key
     QUEUE_NAME = "exporter"
     ALLOW_PRIVATE_TARGETS = False
+    # Export Names and URL parameters whose Static or URL values are secrets (security.is_credential_name)
+    SECRET_NAMES = ["password", "pass", "key", "token", "secret", "apikey"]
     INTAKE_MAX_BYTES = DEFAULT_INTAKE_MAX_BYTES
     INTAKE_MAX_EVENTS = DEFAULT_INTAKE_MAX_EVENTS
     # Seconds in an "Export Delay" minute. Tests shorten it; nobody else should.
