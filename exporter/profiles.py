@@ -123,17 +123,20 @@ def protect_urls(cls, settings, stored, secret_key):
     when there is none: {setting: message}); credentials kept apart, the whole URL encrypted
     beside it, the URL itself masked. The one rule for the form and the import."""
     for name in dispatch.url_settings(cls):
-        settings.pop(name + dispatch.URL_CREDENTIALS, None)
+        hidden = name + dispatch.URL_CREDENTIALS
+        settings.pop(hidden, None)
         url = settings.get(name)
         if not isinstance(url, str) or not url:
             continue
+        before = stored_url(stored, name, secret_key)
         try:
-            url = security.url_with_stored_credentials(url, stored_url(stored, name, secret_key), dispatch.secret_names())
+            url = security.url_with_stored_credentials(url, before, dispatch.secret_names())
         except ValueError as exc:
             raise SettingProblem(name, str(exc)) from exc
         masked, has_credentials = security.masked_url(url, dispatch.secret_names())
-        if has_credentials:
-            settings[name], settings[name + dispatch.URL_CREDENTIALS] = masked, security.encrypt(secret_key, url)
+        if has_credentials:  # the same URL keeps its ciphertext: Audit tells a new secret by it
+            same = url == before and (stored or {}).get(hidden)
+            settings[name], settings[hidden] = masked, stored[hidden] if same else security.encrypt(secret_key, url)
     return settings
 
 

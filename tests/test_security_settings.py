@@ -274,3 +274,21 @@ def test_the_live_preview_never_shows_a_secret(app, logged_in, receiver):
     assert "typed-now-9999" not in preview and "typed-too-8888" not in preview
     assert "secret=%2A%2A%2A%2A" in preview or "secret=****" in preview
     assert not any(secret in preview for secret in SECRETS)
+
+
+def test_audit_names_a_changed_secret_and_only_a_changed_one(app, logged_in, receiver):
+    from exporter.models import AuditEntry
+
+    profile = secret_profile(receiver)
+    form = {"name": profile.name, "export_type": "postback", "delay_minutes": "0", "active": "y",
+            "settings-url": profile.settings["url"], "settings-method": "GET"}
+    assert get(logged_in, f"/profiles/{profile.id}", "POST", data={**form, "delay_minutes": "2"}).status_code == 302
+    key_mapping = next(m for m in profile.mappings if m.export_name == "header:X-Api-Key")
+    assert get(logged_in, f"/profiles/{profile.id}/mappings/{key_mapping.id}", "POST", data={
+        "export_name": "header:X-Api-Key", "field": "static", "static_value": "a-new-key-0000"}).status_code == 302
+    summaries = [e.summary for e in db.session.scalars(db.select(AuditEntry).where(
+        AuditEntry.action.in_(["profile.update", "mapping.edit"])).order_by(AuditEntry.id))]
+    assert summaries == ["General Settings saved",
+                         "Mapping 'header:X-Api-Key' saved; new secret: Static Value of header:X-Api-Key"]
+    page = get(logged_in, "/audit/").get_data(as_text=True)
+    assert "a-new-key-0000" not in page and API_KEY not in page
