@@ -10,12 +10,15 @@ Create Date: 2026-12-07 10:00:00
 
 """
 import json
+import logging
 
 import sqlalchemy as sa
 from alembic import op
 from flask import current_app
 
 from exporter import security
+
+log = logging.getLogger("alembic.runtime.migration")
 
 revision = "b8c9d0e1f2a3"
 down_revision = "a7b8c9d0e1f2"
@@ -58,14 +61,29 @@ def downgrade():
     key, _ = _key_and_names()
     connection = op.get_bind()
     for id_, value in connection.execute(sa.text("SELECT id, static_value FROM field_mappings")).all():
-        if value and value.startswith(security.ENCRYPTED_PREFIX):
+        plain = _opened(key, value, f"field mapping {id_}")
+        if plain is not None:
             connection.execute(sa.text("UPDATE field_mappings SET static_value = :v WHERE id = :id"),
-                               {"v": security.decrypt(key, value), "id": id_})
+                               {"v": plain, "id": id_})
     for id_, raw in connection.execute(sa.text("SELECT id, settings FROM profiles")).all():
         settings = _settings(raw)
-        if settings.get(CREDENTIALS):
-            settings[URL_SETTING] = security.decrypt(key, settings.pop(CREDENTIALS))
+        url = _opened(key, settings.get(CREDENTIALS), f"profile {id_}'s URL")
+        if url is not None:
+            settings.pop(CREDENTIALS)
+            settings[URL_SETTING] = url
             _store(connection, id_, settings)
+
+
+def _opened(key, value, what):
+    """value decrypted, or None: not encrypted, or not with this SECRET_KEY (then it stays as it
+    is, and says so: the older version would send the ciphertext, so type it again there)."""
+    if not value or not value.startswith(security.ENCRYPTED_PREFIX):
+        return None
+    try:
+        return security.decrypt(key, value)
+    except ValueError:
+        log.warning("%s stays encrypted: this SECRET_KEY cannot decrypt it", what)
+        return None
 
 
 def _store(connection, id_, settings):
