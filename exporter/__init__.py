@@ -9,8 +9,9 @@ from . import config as config_module
 def create_app(test_config=None):
     """The app factory: config, extensions, blueprints, CLI, export types."""
     # EXPORTER_INSTANCE_PATH moves config, SQLite file and secret key out of ./instance.
+    os.umask(config_module.PRIVATE_UMASK)  # before anything is created: the instance folder too
     app = Flask(__name__, instance_relative_config=True, instance_path=os.environ.get("EXPORTER_INSTANCE_PATH"))
-    os.makedirs(app.instance_path, exist_ok=True)
+    os.makedirs(app.instance_path, mode=0o700, exist_ok=True)
     app.config.from_object(config_module.Defaults)
     app.config.from_pyfile("config.py", silent=True)
     if test_config is None:
@@ -44,6 +45,14 @@ def create_app(test_config=None):
     return app
 
 
+def _sqlite_path(url):
+    """The file of a SQLite database URL, or None (another database, or one in memory)."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database if url.startswith("sqlite") else None
+    return database if database and database != ":memory:" and not database.startswith("file:") else None
+
+
 def _finish_config(app):
     cfg = app.config
     if not cfg.get("SECRET_KEY"):
@@ -54,6 +63,7 @@ def _finish_config(app):
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     cfg["SQLALCHEMY_DATABASE_URI"] = url
+    config_module.make_private(app.instance_path, _sqlite_path(url))
     # A server's connections may be cut (a restart, pg_terminate_backend): test each on checkout.
     # A SQLite file has no connection to lose, and a worker checks out many times a second.
     cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": not url.startswith("sqlite")})

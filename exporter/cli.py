@@ -14,12 +14,13 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from . import create_app
+from .config import PRIVATE_UMASK
 
 
 @click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=False,
              help="Exporter: export CRM order events to third parties.")
 def main():
-    pass
+    os.umask(PRIVATE_UMASK)  # every command's files are its user's alone (create_app sets it too)
 
 
 def init_app(app):

@@ -20,6 +20,8 @@ class Defaults:
     SECRET_KEY = None  # None: generated once and kept in instance/secret_key
     QUEUE_NAME = "exporter"
     ALLOW_PRIVATE_TARGETS = False
+    # Export Names and URL parameters whose Static or URL values are secrets (security.is_credential_name)
+    SECRET_NAMES = ["password", "pass", "key", "token", "secret", "apikey"]
     INTAKE_MAX_BYTES = DEFAULT_INTAKE_MAX_BYTES
     INTAKE_MAX_EVENTS = DEFAULT_INTAKE_MAX_EVENTS
     # Seconds in an "Export Delay" minute. Tests shorten it; nobody else should.
@@ -89,6 +91,31 @@ def _decoded(raw):
         return json.loads(raw)
     except ValueError:
         return raw
+
+
+# What Exporter creates is its own: the database (customers' data, encrypted secrets), its WAL and
+# SHM, the writer lock, the secret key, kept files. Another local user may not read or open them.
+PRIVATE_UMASK = 0o077
+SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal", ".writer")
+
+
+def make_private(instance_path, sqlite_path=None):
+    """umask 077 for everything this process creates from now on; the instance folder 0700 and a
+    SQLite database with its side files 0600 (an older version made them 0755 and 0644). Paths
+    this user does not own are left as they are: chmod is not ours to do there."""
+    os.umask(PRIVATE_UMASK)
+    _chmod(instance_path, 0o700)
+    if sqlite_path:
+        for suffix in SQLITE_SIDE_FILES:
+            _chmod(sqlite_path + suffix, 0o600)
+
+
+def _chmod(path, mode):
+    try:
+        if os.stat(path).st_mode & 0o777 != mode:
+            os.chmod(path, mode)
+    except OSError:  # not there (yet), or not ours
+        pass
 
 
 def instance_secret_key(instance_path):

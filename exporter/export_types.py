@@ -72,6 +72,9 @@ class ExportType:
     schedule: ClassVar[str] = PER_EVENT
     settings_form: ClassVar[type[Form]]
     secret_settings: ClassVar[tuple[str, ...]] = ()
+    # Settings that hold a URL: its userinfo and credential-like query values are secrets (stored
+    # encrypted, shown as ****); the type gets the whole URL, the screens only the masked one.
+    url_settings: ClassVar[tuple[str, ...]] = ("url",)
 
     def __init__(self, settings: Mapping[str, Any]):
         self.settings = dict(settings)

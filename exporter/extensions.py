@@ -67,9 +67,11 @@ limiter = Limiter(key_func=get_remote_address, key_prefix="exporter")
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record):
-    """SQLite: WAL lets the web, worker and cron processes read while one writes; wait, don't fail, on a lock."""
+    """SQLite: WAL lets the web, worker and cron processes read while one writes; wait, don't fail, on a lock.
+    secure_delete: what a Forget or a purge erases is overwritten with zeros, not left in free space."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=15000")
@@ -97,13 +99,33 @@ def writing():
     return _sqlite_turn(path)
 
 
+def truncate_wal():
+    """SQLite: copy the WAL into the database and empty the WAL file, so that data just erased
+    (a Forget, a purge) does not stay there in clear until the next automatic checkpoint. It waits
+    for readers to move to the latest snapshot (busy_timeout). PostgreSQL: nothing to do here; its
+    old row versions stay until VACUUM (docs/security.md)."""
+    if db.engine.dialect.name != "sqlite":
+        return
+    with writing(), db.engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _open_lock_file(path):
+    """The writer lock, 0600: flock needs only an open file, even read-only, so a file that
+    another local user can open is a lock they can hold, stalling every write."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    with contextlib.suppress(OSError):  # a file an older version made 0644; not ours: leave it
+        os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "a")
+
+
 @contextlib.contextmanager
 def _sqlite_turn(path):
     with _sqlite_writer:
         key = (os.getpid(), path)
         lock_file = _lock_files.get(key)
         if lock_file is None:
-            lock_file = _lock_files[key] = open(path + ".writer", "a")
+            lock_file = _lock_files[key] = _open_lock_file(path + ".writer")
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
             yield

@@ -42,6 +42,7 @@ class CompiledMapping:
     format: str = ""
     format_arg: str = ""
     default_value: str = ""
+    secret: bool = False  # a Static Value stored encrypted: sent as it is, masked wherever shown
 
 
 def _attr(m, name, default=""):
@@ -126,6 +127,8 @@ class Renderer:
         self.fields = [m.field for m in self.mappings]
         self.sensitive = [field in catalog.SENSITIVE for field in self.fields]
         self.sensitive_columns = frozenset(m.export_name for m in self.mappings if m.field in catalog.SENSITIVE)
+        self.secret = [m.secret for m in self.mappings]
+        self.masks = any(self.sensitive) or any(self.secret)  # something to mask in what is shown or kept
         self.wants_card = any(m.field == "cardNumber" for m in self.mappings)
         # Expiry, ACH numbers: stored encrypted in the order (security.scrub_order), opened to render.
         self.opens_order = any(sensitive and field != "cardNumber" for field, sensitive in zip(self.fields, self.sensitive))
@@ -138,16 +141,19 @@ class Renderer:
         return self._from_record(record, None, None)
 
     def masked(self, row):
-        """The row with each sensitive value masked (first 6 + last 4 of a card at most)."""
-        if not self.sensitive_columns:
+        """The row with each sensitive value masked (first 6 + last 4 of a card at most), and each
+        secret Static Value as the mask."""
+        if not self.masks:
             return row
-        return [(name, security.masked(value, field) if sensitive and value else value)
-                for (name, value), field, sensitive in zip(row, self.fields, self.sensitive)]
+        return [(name, value) for name, value in zip((name for name, _ in row),
+                                                      self.masked_values([value for _, value in row]))]
 
     def masked_values(self, values):
         """masked() of a row of values only (values_from_order's)."""
-        return [security.masked(value, field) if sensitive and value else value
-                for value, field, sensitive in zip(values, self.fields, self.sensitive)]
+        if not self.masks:
+            return values
+        return [security.MASK if secret else security.masked(value, field) if sensitive and value else value
+                for value, field, sensitive, secret in zip(values, self.fields, self.sensitive, self.secret)]
 
 
 # --- the generated render functions ---------------------------------------------------------
@@ -232,20 +238,29 @@ def _generate(mappings, source, named=True):
     return namespace["render"]
 
 
-def compile(mappings: Sequence[Any]) -> Renderer:  # noqa: A001 - the design's name
-    """Validate mappings (model objects or dicts) and freeze them into a Renderer."""
+def compile(mappings: Sequence[Any], secret_key=None) -> Renderer:  # noqa: A001 - the design's name
+    """Validate mappings (model objects or dicts) and freeze them into a Renderer. A Static Value
+    stored encrypted is decrypted with secret_key, to be sent; without a key (a preview) it is
+    the mask."""
     validate(mappings)
     return Renderer(
         CompiledMapping(
             export_name=_attr(m, "export_name").strip(),
             field=_attr(m, "field"),
-            static_value=_attr(m, "static_value"),
+            static_value=_static_value(_attr(m, "static_value"), secret_key),
             format=_attr(m, "format"),
             format_arg=_attr(m, "format_arg"),
             default_value=_attr(m, "default_value"),
+            secret=_attr(m, "static_value").startswith(security.ENCRYPTED_PREFIX),
         )
         for m in mappings
     )
+
+
+def _static_value(value, secret_key):
+    if not value.startswith(security.ENCRYPTED_PREFIX):
+        return value
+    return security.decrypt(secret_key, value) if secret_key else security.MASK
 
 
 # --- compiled once per profile version --------------------------------------------------------
@@ -256,12 +271,14 @@ _ATTRS = ("export_name", "field", "static_value", "format", "format_arg", "defau
 _content_of = operator.attrgetter(*_ATTRS)
 
 
-def renderer_for(profile) -> Renderer:
-    """The renderer of a profile's mappings as they are now (anything with .mappings), cached."""
+def renderer_for(profile, secret_key=None) -> Renderer:
+    """The renderer of a profile's mappings as they are now (anything with .mappings), cached;
+    secret_key opens secret Static Values (see compile)."""
     return _cached(tuple(tuple(m.get(name) for name in _ATTRS) if isinstance(m, dict) else _content_of(m)
-                         for m in profile.mappings))
+                         for m in profile.mappings), secret_key)
 
 
 @functools.lru_cache(maxsize=512)
-def _cached(content):
-    return compile([{name: value for name, value in zip(_ATTRS, m) if value is not None} for m in content])
+def _cached(content, secret_key):
+    return compile([{name: value for name, value in zip(_ATTRS, m) if value is not None} for m in content],
+                   secret_key)

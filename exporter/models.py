@@ -42,6 +42,8 @@ class User(UserMixin, db.Model):
     # The one live set-password link (invite or reset), kept only as a hash; used once.
     password_link_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     password_link_expires_at: Mapped[datetime | None] = mapped_column(UTC)
+    # Who made that link: disabling or demoting them ends it (an admin's invite dies with their rights).
+    password_link_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
 
     def get_id(self):
         return f"{self.id}:{self.session_token}"

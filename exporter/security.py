@@ -6,7 +6,7 @@ import ipaddress
 import re
 import secrets
 import socket
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 import requests
 from cryptography.fernet import Fernet, InvalidToken
@@ -217,6 +217,101 @@ def redact(text, secrets_):
         for form in {raw, quote(raw, safe=""), quote_plus(raw)}:
             text = text.replace(form, replacement)
     return text
+
+
+# --- credentials in Static mappings and URLs --------------------------------------------------
+#
+# A Static Value is a secret when its mapping becomes a header (`header:X-Api-Key`) or its Export
+# Name is credential-like; a URL's userinfo and its credential-like query parameters are secrets
+# too. They are stored encrypted and shown as MASK; MASK (or a blank) given back keeps the stored
+# value. Names are compared as words: api_key, X-Api-Key, apiKey and APIKEY all hold "key" or
+# "apikey"; monkey and keyword do not.
+
+DEFAULT_SECRET_NAMES = ("password", "pass", "key", "token", "secret", "apikey")
+HEADER_PREFIX = "header:"
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_WORD_BREAK = re.compile(r"[^a-z0-9]+")
+
+
+def _words(name):
+    words = [w for w in _WORD_BREAK.split(_CAMEL_HUMP.sub(" ", str(name)).lower()) if w]
+    return words + ["".join(words)]
+
+
+def is_credential_name(name, secret_names=DEFAULT_SECRET_NAMES):
+    """Whether a parameter or Export Name names a credential: one of its words, or all of them
+    run together, is one of secret_names (each read the same way: "api_key" is "apikey")."""
+    wanted = {"".join(_WORD_BREAK.split(str(n).lower())) for n in secret_names}
+    return any(word in wanted for word in _words(name))
+
+
+def is_secret_mapping(export_name, field, secret_names=DEFAULT_SECRET_NAMES):
+    """A Static mapping whose value is a secret: a header, or a credential-like Export Name."""
+    if field != "static":
+        return False
+    name = str(export_name or "").strip()
+    return name.lower().startswith(HEADER_PREFIX) or is_credential_name(name, secret_names)
+
+
+def masked_url(url, secret_names=DEFAULT_SECRET_NAMES):
+    """(url with its userinfo and credential-like query values as MASK, whether it had any)."""
+    parts = urlsplit(url)
+    netloc, found = parts.netloc, False
+    userinfo, at, host = netloc.rpartition("@")
+    if at and userinfo:
+        netloc, found = f"{MASK}@{host}", True
+    pieces = []
+    for piece in parts.query.split("&") if parts.query else []:
+        name, eq, value = piece.partition("=")
+        if eq and value and is_credential_name(unquote_plus(name), secret_names):
+            piece, found = f"{name}={MASK}", True
+        pieces.append(piece)
+    return urlunsplit((parts.scheme, netloc, parts.path, "&".join(pieces), parts.fragment)), found
+
+
+def url_with_stored_credentials(url, stored, secret_names=DEFAULT_SECRET_NAMES):
+    """url where each MASK (the userinfo, a credential-like query value) is the stored URL's own;
+    ValueError when the stored URL has none there."""
+    if MASK not in url and quote(MASK) not in url:
+        return url
+    parts, old = urlsplit(url), urlsplit(stored or "")
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at and userinfo == MASK:
+        old_userinfo, old_at, _ = old.netloc.rpartition("@")
+        if not old_at:
+            raise ValueError(f"{MASK} stands for the stored user and password, but the stored URL has none: type them")
+        netloc = f"{old_userinfo}@{host}"
+    stored_values = {}
+    for piece in old.query.split("&") if old.query else []:
+        name, _, value = piece.partition("=")
+        stored_values.setdefault(name, []).append(value)
+    pieces = []
+    for piece in parts.query.split("&") if parts.query else []:
+        name, eq, value = piece.partition("=")
+        if eq and unquote_plus(value) == MASK and is_credential_name(unquote_plus(name), secret_names):
+            if not stored_values.get(name):
+                raise ValueError(f"{MASK} stands for the stored {unquote_plus(name)}, but the stored URL has none: type it")
+            piece = f"{name}={stored_values[name].pop(0)}"
+        pieces.append(piece)
+    return urlunsplit((parts.scheme, netloc, parts.path, "&".join(pieces), parts.fragment))
+
+
+def url_secret_pairs(url, secret_names=DEFAULT_SECRET_NAMES):
+    """(raw, masked) pairs that mask a URL's credentials wherever its text is logged: the userinfo,
+    and each credential-like parameter with its name (a short value alone would mask too much)."""
+    parts = urlsplit(url or "")
+    pairs = []
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at and userinfo:
+        pairs.append((f"//{userinfo}@", f"//{MASK}@"))
+    for piece in parts.query.split("&") if parts.query else []:
+        name, eq, value = piece.partition("=")
+        if eq and value and is_credential_name(unquote_plus(name), secret_names):
+            pairs.append((piece, f"{name}={MASK}"))
+            if len(unquote_plus(value)) >= 4:  # quoted differently in an error text, say
+                pairs.append((unquote_plus(value), MASK))
+    return pairs
 
 
 # --- export targets -------------------------------------------------------------

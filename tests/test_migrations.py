@@ -1,5 +1,7 @@
 """The migrations make exactly the schema the models describe, so a model change without its
 migration (or the other way round) fails here, not on an admin's upgrade."""
+import json
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -11,3 +13,44 @@ def test_migrated_database_matches_the_models(app):
         context = MigrationContext.configure(connection, opts={"compare_type": False})
         diff = compare_metadata(context, db.metadata)
     assert diff == []
+
+
+def test_the_secrets_migration_encrypts_credentials_up_and_opens_them_down(app):
+    """Issue 21, point 5: rows stored in clear by an older version are encrypted by the upgrade."""
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import JSON, bindparam, text
+
+    from exporter import profiles, security
+    from exporter.models import FieldMapping, Profile
+
+    directory = app.extensions["migrate"].directory
+    url = "https://user:pw-1234@partner.example/p.php?list=4&apikey=KEY-5678"
+    downgrade(directory=directory, revision="a7b8c9d0e1f2")
+    db.session.execute(text("INSERT INTO profiles (id, name, export_type, settings, delay_minutes, pci_documented, "
+                            "active, skip_converted_partials, created_at, updated_at) VALUES (1, 'P', 'postback', "
+                            ":settings, 0, false, true, true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)")
+                       .bindparams(bindparam("settings", type_=JSON)), {"settings": {"url": url, "method": "GET"}})
+    for i, (name, value) in enumerate((("header:X-Api-Key", "KEY-5678"), ("password", "pw-9999"), ("list_id", "400"))):
+        db.session.execute(text("INSERT INTO field_mappings (profile_id, position, export_name, field, static_value, "
+                                "format, format_arg, default_value) VALUES (1, :i, :n, 'static', :v, '', '', '')"),
+                           {"i": i, "n": name, "v": value})
+    db.session.commit()
+    try:
+        upgrade(directory=directory)
+        db.session.expire_all()
+        values = {m.export_name: m.static_value for m in db.session.scalars(db.select(FieldMapping))}
+        assert values["list_id"] == "400"
+        assert all(values[n].startswith(security.ENCRYPTED_PREFIX) for n in ("header:X-Api-Key", "password"))
+        profile = db.session.get(Profile, 1)
+        assert profile.settings["url"] == "https://****@partner.example/p.php?list=4&apikey=****"
+        assert profiles.stored_url(profile.settings, "url", app.config["SECRET_KEY"]) == url
+        db.session.commit()
+        downgrade(directory=directory, revision="a7b8c9d0e1f2")
+        db.session.expire_all()
+        rows = dict(db.session.execute(text("SELECT export_name, static_value FROM field_mappings")).all())
+        assert rows == {"header:X-Api-Key": "KEY-5678", "password": "pw-9999", "list_id": "400"}
+        settings = db.session.execute(text("SELECT settings FROM profiles")).scalar()
+        assert (settings if isinstance(settings, dict) else json.loads(settings)) == {"url": url, "method": "GET"}
+        db.session.commit()
+    finally:
+        upgrade(directory=directory)

@@ -15,7 +15,8 @@ from .. import audit
 from ..extensions import db
 from ..models import Delivery, Event, Profile, utcnow
 from .schedule import backoff_seconds, enqueue  # noqa: F401  (the screens' and tests' names)
-from .sending import attempt_from, export_type_for, plain_settings, registry, renderer_for, sensitive_pairs, target_host
+from .sending import (URL_CREDENTIALS, attempt_from, export_type_for, plain_settings, registry,  # noqa: F401
+                      renderer_for, secret_names, sensitive_pairs, target_host, url_settings)
 
 log = logging.getLogger(__name__)
 

@@ -30,12 +30,30 @@ def daily_files():
     return current_app.extensions["daily_files"]
 
 
-def plain_settings(profile):
-    """The profile's settings with its type's secrets decrypted, for the type's own use only."""
+URL_CREDENTIALS = "_credentials"  # beside a URL setting: the whole URL, encrypted, when it holds credentials
+
+
+def secret_names():
+    """The credential-like names (SECRET_NAMES): their Static and URL values are secrets."""
+    return current_app.config.get("SECRET_NAMES") or security.DEFAULT_SECRET_NAMES
+
+
+def url_settings(cls):
+    return getattr(cls, "url_settings", ("url",)) if cls else ("url",)
+
+
+def plain_settings(profile, reveal_urls=True):
+    """The profile's settings with its type's secrets decrypted, for the type's own use only.
+    reveal_urls=False (what a preview shows) keeps each URL with its credentials masked."""
     cls = registry().get(profile.export_type)
-    secret_names = cls.secret_settings if cls else ()
+    secret_names_ = cls.secret_settings if cls else ()
     key = current_app.config["SECRET_KEY"]
-    return {k: security.decrypt(key, v) if k in secret_names else v for k, v in (profile.settings or {}).items()}
+    plain = {k: security.decrypt(key, v) if k in secret_names_ else v for k, v in (profile.settings or {}).items()}
+    for name in url_settings(cls):
+        stored = plain.pop(name + URL_CREDENTIALS, None)
+        if stored and reveal_urls:
+            plain[name] = security.decrypt(key, stored)
+    return plain
 
 
 def export_type_for(profile, reuse=False):
@@ -66,7 +84,11 @@ def export_type_for(profile, reuse=False):
 
 def _new_type(cls, profile):
     plain = plain_settings(profile)
-    return cls(plain), [(plain[name], security.MASK) for name in cls.secret_settings if plain.get(name)]
+    secrets_ = [(plain[name], security.MASK) for name in cls.secret_settings if plain.get(name)]
+    for name in url_settings(cls):  # the URL's credentials, wherever its text is logged
+        secrets_ += security.url_secret_pairs(plain.get(name) if isinstance(plain.get(name), str) else "",
+                                              secret_names())
+    return cls(plain), secrets_
 
 
 def _close(export_type):
@@ -85,8 +107,9 @@ def _evict(cache):
 
 
 def renderer_for(profile):
-    """The profile's mappings as they are now, compiled once per content (mapping.renderer_for)."""
-    return mapping.renderer_for(profile)
+    """The profile's mappings as they are now, compiled once per content (mapping.renderer_for),
+    their secret Static Values decrypted to be sent (and masked by renderer.masked)."""
+    return mapping.renderer_for(profile, current_app.config["SECRET_KEY"])
 
 
 def render(renderer, event, profile):

@@ -375,7 +375,8 @@ def build_batch(delivery):
     profile = delivery.profile
     if delivery.route_id is None:
         raise LookupError("the route of this file was deleted; cancel the delivery")
-    renderer = mapping.renderer_for(profile)  # shared, cached: the type gets its own list of columns
+    # shared, cached: the type gets its own list of columns
+    renderer = mapping.renderer_for(profile, current_app.config["SECRET_KEY"])
     copy = _sending[delivery] = KeptCopy(delivery, renderer,
                                          header=(profile.settings or {}).get("header_row", True))
     day = (profile, delivery.route_id, delivery.file_date, renderer)

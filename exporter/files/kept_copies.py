@@ -55,7 +55,7 @@ class KeptCopy:
     def stream(self, rows):
         os.makedirs(os.path.dirname(self.part), mode=0o700, exist_ok=True)
         count = 0
-        masked = self.renderer.masked if self.renderer.sensitive_columns else None
+        masked = self.renderer.masked if self.renderer.masks else None
         with open_private(self.part) as f:
             writerow = csv_writer(f).writerow
             if self.header:
@@ -74,7 +74,7 @@ class KeptCopy:
         pass over rows of values (closed at the end); the number of rows."""
         os.makedirs(os.path.dirname(self.part), mode=0o700, exist_ok=True)
         line, renderer, count = line_writer(), self.renderer, 0
-        masked = renderer.masked_values if renderer.sensitive_columns else None
+        masked = renderer.masked_values if renderer.masks else None
         upload, kept = [], []
         with open_private(self.part) as copy:
             if header:
@@ -153,7 +153,7 @@ def kept_copy_ids():
         names = os.listdir(_kept_copies_dir())
     except FileNotFoundError:
         return []
-    return sorted(int(name[:-4]) for name in names if name.endswith(".csv") and name[:-4].isdigit())
+    return sorted(int(name[:-4]) for name in names if re.fullmatch(r"[0-9]{1,18}\.csv", name))
 
 
 def forget_kept_copies(deliveries, reason):

@@ -25,7 +25,7 @@ from sqlalchemy.orm import aliased
 
 from .. import audit
 from ..files import daily_files
-from ..extensions import db, writing
+from ..extensions import db, truncate_wal, writing
 from ..models import Attempt, Customer, Delivery, Event, FileRow, HistoryEntry, Route, utcnow
 
 PURGED = "[purged]"
@@ -146,6 +146,7 @@ def purge(now, days, batch_size=DEFAULT_BATCH_SIZE, dry_run=False):
         f"Personal data older than {days} days purged: {counts.events} events, {counts.attempts} attempts, "
         f"{counts.customers} customers, {counts.files} kept file copies"), after=asdict(counts))
     db.session.commit()
+    truncate_wal()  # the erased values leave SQLite's WAL now, not at its next checkpoint
     return counts
 
 
@@ -264,6 +265,7 @@ def forget(customer, by, now=None):
             db.session.rollback()
             raise
     daily_files.delete_kept_copies(copies)  # once the deliveries say so: a crash leaves them to the purge
+    truncate_wal()  # the erased values leave SQLite's WAL now, not at its next checkpoint
     return counts
 
 

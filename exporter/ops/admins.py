@@ -8,7 +8,10 @@ with a password hash or a link in it. No Flask here: web/admins.py is only HTTP.
 """
 import re
 import secrets
+import unicodedata
 from datetime import timedelta
+
+import idna
 
 from .. import audit, security
 from ..extensions import db
@@ -30,11 +33,49 @@ class LinkDead(AdminError):
     """A set-password link that is unknown, used, replaced or expired."""
 
 
+# Characters that show nothing (zero-width space and joiners, bidi marks, soft hyphen...) or are
+# spaces of another kind: "admin@example.com\u200b" would look like the real admin in Audit's "who".
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+# Scripts written together in one language: Japanese mixes these three.
+SCRIPT_FAMILIES = {"HIRAGANA": "CJK", "KATAKANA": "CJK"}
+
+
 def normal_email(email):
-    email = (email or "").strip().lower()
-    if not EMAIL_PATTERN.match(email) or len(email) > 255:
+    """The email as stored: NFKC (a full-width 'ａ' is 'a'), lower case, the domain in its IDNA
+    (ASCII) form. Refused: invisible characters, and a part that mixes scripts, like 'аdmin' with
+    a Cyrillic 'а': either would look the same as another admin's email in Audit's "who"."""
+    email = unicodedata.normalize("NFKC", (email or "").strip()).lower()
+    if any(unicodedata.category(c) in INVISIBLE_CATEGORIES for c in email):
+        raise AdminError("The email has an invisible or unusual space character: type it again", "email")
+    if not EMAIL_PATTERN.match(email):
         raise AdminError("Enter an email address, like name@example.com", "email")
+    local, _, domain = email.rpartition("@")
+    for part in (local, *domain.split(".")):
+        if len(_scripts(part)) > 1:
+            raise AdminError(f"{part!r} mixes alphabets ({', '.join(sorted(_scripts(part))).lower()}), "
+                             "as a look-alike address does", "email")
+    try:
+        email = f"{local}@{idna.encode(domain, uts46=True).decode()}"
+    except idna.IDNAError as exc:
+        raise AdminError(f"The domain {domain!r} is not a valid domain name: {exc}", "email")
+    if len(email) > 255:
+        raise AdminError("An email is at most 255 characters", "email")
     return email
+
+
+def login_email(email):
+    """The stored form of an email typed at login, or the text lowered when it cannot be one
+    (then no account has it: the login fails like any wrong email)."""
+    try:
+        return normal_email(email)
+    except AdminError:
+        return (email or "").strip().lower()
+
+
+def _scripts(text):
+    """The scripts of text's letters (LATIN, CYRILLIC, GREEK, CJK...): a Unicode name's first word."""
+    names = (unicodedata.name(c, "").split(" ")[0] for c in text if unicodedata.category(c).startswith("L"))
+    return {SCRIPT_FAMILIES.get(name, name) for name in names}
 
 
 def by_email(email):
@@ -46,21 +87,52 @@ def snapshot(user):
     return {"email": user.email, "role": user.role, "status": user.status}
 
 
-def _new_link(user):
+def _new_link(user, by):
     token = secrets.token_urlsafe(32)
     user.password_link_hash = security.hash_token(token)
     user.password_link_expires_at = utcnow() + timedelta(days=LINK_DAYS)
+    user.password_link_by_id = by.id if by is not None else None
     return token
 
 
-def invite(email, role):
+def _end_link(user):
+    user.password_link_hash = user.password_link_expires_at = user.password_link_by_id = None
+
+
+def pending_links():
+    """The users whose set-password link is live (an invite, or a reset), soonest to expire first."""
+    return db.session.scalars(db.select(User).where(User.password_link_hash.is_not(None),
+                                                    User.password_link_expires_at > utcnow())
+                              .order_by(User.password_link_expires_at)).all()
+
+
+def revoke_link(user):
+    """End the user's set-password link; an invited user keeps no way in until a reset makes another."""
+    if user.password_link_hash is None:
+        return
+    _end_link(user)
+    audit.record("admin.link_revoked", "admin", user.id, user.email, summary=f"Set-password link of {user.email} revoked")
+    db.session.commit()
+
+
+def _end_links_made_by(maker, why):
+    """Links are a maker's rights lent out: once the maker loses them (disabled, or no longer an
+    admin), the links they made end too, each in the audit log."""
+    for user in db.session.scalars(db.select(User).where(User.password_link_by_id == maker.id,
+                                                         User.password_link_hash.is_not(None))):
+        _end_link(user)
+        audit.record("admin.link_revoked", "admin", user.id, user.email,
+                     summary=f"Set-password link of {user.email} ended: {maker.email}, who made it, {why}")
+
+
+def invite(email, role, by=None):
     """A new user with no password and a set-password link: (user, token). The token is shown once."""
     email = normal_email(email)
     _check_role(role)
     if by_email(email) is not None:
         raise AdminError(f"{email} already has an account", "email")
     user = User(email=email, password_hash="", role=role)
-    token = _new_link(user)
+    token = _new_link(user, by)
     db.session.add(user)
     db.session.flush()
     audit.record("admin.invite", "admin", user.id, user.email, after=snapshot(user))
@@ -75,7 +147,7 @@ def reset(user, by):
     before = snapshot(user)
     user.password_hash = ""
     user.end_sessions()
-    token = _new_link(user)
+    token = _new_link(user, by)
     audit.record("admin.reset", "admin", user.id, user.email, before=before, after=snapshot(user))
     db.session.commit()
     return token
@@ -89,8 +161,9 @@ def disable(user):
     before = snapshot(user)
     user.disabled_at = utcnow()
     user.end_sessions()
-    user.password_link_hash = user.password_link_expires_at = None
+    _end_link(user)
     audit.record("admin.disable", "admin", user.id, user.email, before=before, after=snapshot(user))
+    _end_links_made_by(user, "is disabled")
     db.session.commit()
 
 
@@ -112,6 +185,8 @@ def set_role(user, role):
     before = snapshot(user)
     user.role = role
     audit.record("admin.role", "admin", user.id, user.email, before=before, after=snapshot(user))
+    if role != ROLE_ADMIN:
+        _end_links_made_by(user, f"is now a {role}")
     db.session.commit()
 
 
@@ -120,7 +195,7 @@ def user_for_link(token):
     user = None
     if token and len(token) <= 100:
         user = db.session.scalar(db.select(User).where(User.password_link_hash == security.hash_token(token)))
-    if user is None or user.disabled_at:
+    if user is None or user.disabled_at or not _maker_may_lend(user):
         raise LinkDead("This link does not work: it was already used, or a newer link replaced it. "
                        "Ask an admin for a new one.")
     if user.password_link_expires_at is None or user.password_link_expires_at < utcnow():
@@ -128,15 +203,48 @@ def user_for_link(token):
     return user
 
 
+def _maker_may_lend(user):
+    """The link's maker is still an enabled admin (a link from before makers were kept names none)."""
+    maker = db.session.get(User, user.password_link_by_id) if user.password_link_by_id else None
+    return maker is None or (maker.is_admin and not maker.disabled_at)
+
+
 def set_password_with_link(token, password):
     """Set the password of the link's user and kill the link: it works once."""
     user = user_for_link(token)
     user.set_password(password)
-    user.password_link_hash = user.password_link_expires_at = None
+    _end_link(user)
     with audit.acting_as(user.email, "web"):
         audit.record("admin.password_set", "admin", user.id, user.email, summary="set a password with a link")
     db.session.commit()
     return user
+
+
+# --- sessions in the audit log ------------------------------------------------------------------
+
+def logged_in(user, address):
+    """A login that worked: the user's entry, as the user."""
+    user.last_login_at = utcnow()
+    with audit.acting_as(user.email, "web"):
+        audit.record("admin.login", "admin", user.id, user.email, summary=f"Logged in from {address}")
+    db.session.commit()
+
+
+def login_failed(email, address):
+    """A login refused (wrong password, unknown, disabled or invited account). The email typed is
+    named only when it is an account's: people type a password into the email box."""
+    user = by_email(email)
+    with audit.acting_as(user.email if user else "anonymous", "web"):
+        audit.record("admin.login_failed", "admin", user.id if user else None, user.email if user else "",
+                     summary=f"Login failed from {address}" + ("" if user else " (no account has that email)"))
+    db.session.commit()
+
+
+def logged_out(user, address):
+    """Logout: every session of the user ends (a stolen cookie's too)."""
+    user.end_sessions()
+    audit.record("admin.logout", "admin", user.id, user.email, summary=f"Logged out from {address}: every session ended")
+    db.session.commit()
 
 
 def create_admin(email, password):
@@ -149,7 +257,7 @@ def create_admin(email, password):
         user = User(email=email)
         db.session.add(user)
     user.role, user.disabled_at = ROLE_ADMIN, None
-    user.password_link_hash = user.password_link_expires_at = None
+    _end_link(user)
     user.set_password(password)
     db.session.flush()
     audit.record("admin.create" if before is None else "admin.password", "admin", user.id, user.email,

@@ -17,6 +17,7 @@ from rq.defaults import DEFAULT_CRON_SCHEDULER_TTL
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from sqlalchemy import func, select, text
 
+from .. import audit
 from ..delivery import schedule
 from ..extensions import db
 from ..models import Delivery, Host, utcnow
@@ -208,6 +209,8 @@ def probe_now(name):
     if host is None or host.down_since is None:
         return False
     host.probe_at = utcnow()
+    audit.record("host.probe", "host", None, name, summary=f"Probe now: {name}, down since "
+                 f"{host.down_since:%Y-%m-%d %H:%M} UTC, is probed at once")
     db.session.commit()
     schedule.wake()
     return True

@@ -6,9 +6,12 @@ a problem names the profile and the field, and nothing is stored.
 """
 from .. import mapping, security, windows
 from ..delivery import schedule
+from ..delivery.sending import URL_CREDENTIALS
 from ..extensions import db
 from ..models import FieldMapping, Profile, Route
-from .rules import DELAY_MESSAGE, FLAGS, MAPPING_KEYS, MAPPING_MAX_LENGTHS, MAX_DELAY_MINUTES, NAME_MAX_LENGTH, check_route, filled_settings_form, merge_secrets, record_change, sensitive_problem, settings_from_form, snapshot
+from .rules import (DELAY_MESSAGE, FLAGS, MAPPING_KEYS, MAPPING_MAX_LENGTHS, MAX_DELAY_MINUTES, NAME_MAX_LENGTH,
+                    SettingProblem, check_route, filled_settings_form, mapping_to_store, merge_secrets,
+                    protect_urls, record_change, sensitive_problem, settings_from_form, shown_static_value, snapshot)
 
 VERSION = 1
 
@@ -25,14 +28,16 @@ def export_profile(profile, registry):
     (importing the mask keeps the stored secret)."""
     cls = registry.get(profile.export_type)
     secret = set(cls.secret_settings) if cls else set()
-    masked = {k: security.MASK for k in secret if (profile.settings or {}).get(k)}
+    secret |= {k for k in (profile.settings or {}) if k.endswith(URL_CREDENTIALS)}  # the URL shows masked
+    masked = {k: security.MASK for k in secret if (profile.settings or {}).get(k) and not k.endswith(URL_CREDENTIALS)}
     return {
         "name": profile.name, "export_type": profile.export_type, "active": profile.active,
         "delay_minutes": profile.delay_minutes, "pci_documented": profile.pci_documented,
         "skip_converted_partials": profile.skip_converted_partials,
         **export_window(profile),
         "settings": {**{k: v for k, v in (profile.settings or {}).items() if k not in secret}, **masked},
-        "mappings": [{k: getattr(m, k) for k in MAPPING_KEYS if getattr(m, k) or k in ("export_name", "field")}
+        "mappings": [{k: shown_static_value(getattr(m, k)) if k == "static_value" else getattr(m, k)
+                      for k in MAPPING_KEYS if getattr(m, k) or k in ("export_name", "field")}
                      for m in profile.mappings],
         "routes": [{"customer_types": list(r.customer_types), "campaigns": list(r.campaigns),
                     "products": list(r.products)} for r in profile.routes],
@@ -233,6 +238,24 @@ def _checked_routes(name, routes):
     return checked
 
 
+def _mappings_to_store(checked, stored, secret_key):
+    """The file's mappings as stored: a secret Static Value encrypted; **** keeps the stored value
+    of the profile's mapping of the same Export Name (the first one not yet taken)."""
+    previous = {}
+    for m in stored:
+        previous.setdefault(m.export_name, []).append(m.static_value)
+    result = []
+    for i, m in enumerate(checked["mappings"]):
+        old = previous.get(m["export_name"].strip())
+        try:
+            result.append(mapping_to_store(m, old.pop(0) if old else None, secret_key))
+        except mapping.MappingError as exc:
+            raise ImportProblem(checked["name"], f"mappings[{i}].static_value",
+                                f"{security.MASK} stands for a stored secret, but this profile has no "
+                                f"mapping {m['export_name']!r} to keep it from: type the value") from exc
+    return result
+
+
 # --- the whole file ---------------------------------------------------------------------------
 
 def check_file(data, registry):
@@ -282,8 +305,14 @@ def import_all(data, registry=None, secret_key=None):
 
 
 def _apply(profile, checked, cls, secret_key):
+    same_type = profile.export_type == cls.key
     settings = merge_secrets(cls, dict(checked["settings"]), checked["secrets"], profile.settings or {},
-                             profile.export_type == cls.key, secret_key)
+                             same_type, secret_key)
+    try:  # **** in a URL keeps the stored credential, as a secret setting's mask does
+        settings = protect_urls(cls, settings, profile.settings if same_type else {}, secret_key)
+    except SettingProblem as problem:
+        raise ImportProblem(checked["name"], f"settings.{problem.setting}", str(problem))
+    mappings = _mappings_to_store(checked, profile.mappings, secret_key)
     profile.export_type = cls.key
     profile.settings = settings
     profile.delay_minutes = checked["delay_minutes"]
@@ -291,5 +320,5 @@ def _apply(profile, checked, cls, secret_key):
         setattr(profile, flag, checked[flag])
     for column in windows.COLUMNS:
         setattr(profile, column, checked[column])
-    profile.mappings = [FieldMapping(position=i, **m) for i, m in enumerate(checked["mappings"])]
+    profile.mappings = [FieldMapping(position=i, **m) for i, m in enumerate(mappings)]
     profile.routes = [Route(**r) for r in checked["routes"]]

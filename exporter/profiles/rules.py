@@ -109,8 +109,79 @@ def merge_secrets(cls, settings, new_secrets, stored, keep_stored, secret_key):
 
 
 def visible_settings(profile, cls):
-    """The stored settings a form may show: never a secret."""
-    return {k: v for k, v in (profile.settings or {}).items() if k not in cls.secret_settings}
+    """The stored settings a form may show: never a secret (a URL shows its credentials masked)."""
+    return {k: v for k, v in (profile.settings or {}).items()
+            if k not in cls.secret_settings and not k.endswith(dispatch.URL_CREDENTIALS)}
+
+
+def stored_url(settings, name, secret_key):
+    """The whole URL of a URL setting as stored (its credentials decrypted), or ""."""
+    encrypted = (settings or {}).get(name + dispatch.URL_CREDENTIALS)
+    return security.decrypt(secret_key, encrypted) if encrypted else (settings or {}).get(name) or ""
+
+
+def protect_urls(cls, settings, stored, secret_key):
+    """settings with each URL setting as stored: MASK in it is the stored credential (ValueError
+    when there is none: {setting: message}); credentials kept apart, the whole URL encrypted
+    beside it, the URL itself masked. The one rule for the form and the import."""
+    for name in dispatch.url_settings(cls):
+        hidden = name + dispatch.URL_CREDENTIALS
+        settings.pop(hidden, None)
+        url = settings.get(name)
+        if not isinstance(url, str) or not url:
+            continue
+        before = stored_url(stored, name, secret_key)
+        try:
+            url = security.url_with_stored_credentials(url, before, dispatch.secret_names())
+        except ValueError as exc:
+            raise SettingProblem(name, str(exc)) from exc
+        masked, has_credentials = security.masked_url(url, dispatch.secret_names())
+        if has_credentials:  # the same URL keeps its ciphertext: Audit tells a new secret by it
+            same = url == before and (stored or {}).get(hidden)
+            settings[name], settings[hidden] = masked, stored[hidden] if same else security.encrypt(secret_key, url)
+    return settings
+
+
+class SettingProblem(ValueError):
+    def __init__(self, setting, message):
+        super().__init__(message)
+        self.setting = setting
+
+
+# --- secret Static Values ---------------------------------------------------------------------
+
+def is_secret_mapping(m):
+    """A Static mapping whose value is a secret (security.is_secret_mapping, with SECRET_NAMES)."""
+    get = m.get if isinstance(m, dict) else lambda key: getattr(m, key)
+    return security.is_secret_mapping(get("export_name"), get("field"), dispatch.secret_names())
+
+
+def is_stored_secret(value):
+    return isinstance(value, str) and value.startswith(security.ENCRYPTED_PREFIX)
+
+
+def mapping_to_store(data, previous, secret_key):
+    """A mapping dict (a form's, a file's) as stored: a secret Static Value encrypted; blank or
+    MASK keeps previous (the stored value of the mapping it replaces, or None). MappingError
+    when there is no value to keep."""
+    data = dict(data)
+    if not is_secret_mapping(data):
+        return data
+    value = data.get("static_value") or ""
+    if value in ("", security.MASK):
+        if not previous:
+            raise mapping.MappingError(0, "static_value", "Static needs a Static Value (this one is a secret: "
+                                                          "it is stored encrypted and never shown again)")
+        value = previous if is_stored_secret(previous) else security.encrypt(secret_key, previous)
+        data["static_value"] = value
+    elif not is_stored_secret(value):
+        data["static_value"] = security.encrypt(secret_key, value)
+    return data
+
+
+def shown_static_value(value):
+    """A Static Value as a page, the profiles JSON or a preview shows it."""
+    return security.MASK if is_stored_secret(value) else value
 
 
 # --- what a profile sends ---------------------------------------------------------------------
@@ -128,7 +199,7 @@ def describe(profile):
     if cls is None:
         return ""
     try:
-        settings = dispatch.plain_settings(profile)  # the type describes what it would send to
+        settings = dispatch.plain_settings(profile, reveal_urls=False)  # what it sends to, credentials masked
         text = str(cls(settings).describe() or "")
     except Exception:  # a plugin's describe must not break the list
         log.warning("the %s type could not describe profile %s", cls.key, profile.id, exc_info=True)
@@ -142,7 +213,7 @@ def preview(profile):
     if cls is None:
         return None, f"Export type {profile.export_type!r} is not installed."
     try:
-        settings = dispatch.plain_settings(profile)
+        settings = dispatch.plain_settings(profile, reveal_urls=False)
     except ValueError as exc:  # a stored secret the key cannot decrypt
         return None, str(exc)
     return sample(cls, settings, profile.mappings)
@@ -150,7 +221,9 @@ def preview(profile):
 
 def sample(cls, settings, mappings):
     """(text, problem): what a type with these plain settings and mappings sends for the
-    sample order. The live preview calls it with a form's unsaved values."""
+    sample order. The live preview calls it with a form's unsaved values. Secret Static Values
+    show as the mask, a stored one and one just typed alike: a preview is for the page."""
+    mappings = [{key: _shown(m, key) for key in MAPPING_KEYS} for m in mappings]
     try:
         renderer = mapping.compile(mappings)
     except mapping.MappingError as exc:
@@ -163,6 +236,11 @@ def sample(cls, settings, mappings):
     except Exception as exc:  # a plugin's preview must not break the page
         return None, f"The {cls.label} type could not make a preview: {exc}"
     return masked(text, cls, settings), None
+
+
+def _shown(m, key):
+    value = (m.get(key) if isinstance(m, dict) else getattr(m, key)) or ""
+    return security.MASK if key == "static_value" and value and is_secret_mapping(m) else value
 
 
 # --- deleting ---------------------------------------------------------------------------------
@@ -200,6 +278,8 @@ def snapshot(profile):
                        "products": list(r.products or [])} for r in profile.routes]
     data[_SECRET_DIGESTS] = {k: hashlib.sha256(str(v).encode()).hexdigest() for k, v in settings.items()
                              if data["settings"].get(k) == security.MASK}
+    data[_SECRET_DIGESTS].update({f"Static Value of {m.export_name}": hashlib.sha256(m.static_value.encode()).hexdigest()
+                                  for m in profile.mappings if is_stored_secret(m.static_value)})
     return data
 
 

@@ -80,6 +80,8 @@
           if (input.tagName === "SELECT" && !value) input.selectedIndex = 0;
           else input.value = value;
         });
+        /* A secret Static Value is never sent to the page: blank keeps it. */
+        form.elements.static_value.placeholder = values.static_secret ? form.dataset.secretPlaceholder : "";
         form.action = link.dataset.action;
         form.dataset.editing = link.dataset.mappingId || "new";
         document.getElementById("mapping-dialog-title").textContent =

@@ -3,6 +3,7 @@ templates/<blueprint>/. Every admin page needs a login; only the intake uses tok
 
 May import: every part (intake, flows, files, profiles, ops, delivery) and the foundation; never
 the entry points. No part imports web/. register_blueprints() here wires the blueprints."""
+import re
 from datetime import datetime, time, timedelta
 
 from flask import abort, request
@@ -13,6 +14,14 @@ from wtforms.validators import NumberRange, Optional, ValidationError
 from ..models import FIRST_YEAR, LAST_YEAR
 
 MAX_PAGE = 10**6  # past it the row offset overflows the database's integers
+# A whole number in a request: 1 to 18 ASCII digits (a 64-bit id fits). str.isdigit() takes '²'
+# (int() then fails: a 500) and int() takes '٣' or ' 7': neither is what a client meant to send.
+WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
+def whole_number(text):
+    """text as an int when it is a whole number written in ASCII digits, else None."""
+    return int(text) if isinstance(text, str) and WHOLE_NUMBER.fullmatch(text) else None
 
 
 def admin_blueprint(bp):
@@ -68,9 +77,19 @@ def choices(pairs):
     return [SelectChoice(value=value, label=label) for value, label in pairs]
 
 
+class WholeNumberField(IntegerField):
+    """An IntegerField that takes ASCII digits only (see whole_number), with the error beside it."""
+
+    def process_formdata(self, valuelist):
+        if valuelist and valuelist[0] != "":
+            self.data = whole_number(valuelist[0].strip())
+            if self.data is None:
+                raise ValueError(f"{self.label.text} is a whole number, like 2")
+
+
 def page_field():
     """A list's Page, from the query string."""
-    return IntegerField("Page", default=1, validators=[
+    return WholeNumberField("Page", default=1, validators=[
         Optional(), NumberRange(min=1, message="Page starts at 1"),
         NumberRange(max=MAX_PAGE, message=f"Page is at most {MAX_PAGE}")])
 

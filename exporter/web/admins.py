@@ -1,5 +1,5 @@
 """Admins page: invite (a one-time set-password link shown once), reset a password, disable,
-enable, change role. The rules live in exporter/admins.py; this is only HTTP."""
+enable, change role; the pending links, each with Revoke. The rules live in exporter/admins.py; this is only HTTP."""
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -28,9 +28,10 @@ class RoleForm(FlaskForm):
 def _page(form=None, link=None, status=200):
     """The list and the invite form; link is (email, absolute URL) to show once."""
     users = db.session.scalars(db.select(User).order_by(User.email)).all()
+    makers = {u.id: u.email for u in users}
     return render_template("admins/index.html", users=users, form=form or InviteForm(), link=link,
-                           role_choices=ROLE_CHOICES, me=current_user.id,
-                           link_days=admins.LINK_DAYS), status
+                           role_choices=ROLE_CHOICES, me=current_user.id, pending=admins.pending_links(),
+                           makers=makers, link_days=admins.LINK_DAYS), status
 
 
 def _link(user, token):
@@ -48,7 +49,7 @@ def index():
     if not form.validate_on_submit():
         return _page(form, status=422 if form.errors else 200)
     try:
-        user, token = admins.invite(form.email.data, form.role.data)
+        user, token = admins.invite(form.email.data, form.role.data, by=current_user)
     except admins.AdminError as error:
         getattr(form, error.field or "email").errors.append(str(error))
         return _page(form, status=422)
@@ -66,6 +67,14 @@ def reset(user_id):
     flash(f"{user.email}'s password is reset and their sessions ended. Send them this link now: "
           "it is not shown again, and works once.", "success")
     return _page(link=_link(user, token))
+
+
+@bp.route("/<int:user_id>/revoke-link", methods=["POST"])
+def revoke_link(user_id):
+    user = db.get_or_404(User, user_id)
+    admins.revoke_link(user)
+    flash(f"{user.email}'s set-password link is revoked: it no longer works.", "success")
+    return redirect(url_for(".index"))
 
 
 @bp.route("/<int:user_id>/disable", methods=["POST"])

@@ -10,7 +10,7 @@ from wtforms.validators import AnyOf, Length, Optional
 from .. import audit
 from ..extensions import db
 from ..models import AuditEntry, Profile
-from . import DateRangeChecks, admin_blueprint, not_found_unless, page_field
+from . import MAX_PAGE, DateRangeChecks, admin_blueprint, not_found_unless, page_field, whole_number
 
 bp = admin_blueprint(Blueprint("audit", __name__, url_prefix="/audit"))
 
@@ -109,8 +109,9 @@ def recent_audit_entries(profile_id):
 
 
 def _page():
-    page = request.args.get("page", "1")
-    return int(page) if page.isdigit() and 0 < len(page) <= 6 and int(page) > 0 else 1
+    """History's page: a bad one is the first page (the History link never makes one)."""
+    page = whole_number(request.args.get("page", "1")) or 1
+    return min(page, MAX_PAGE)
 
 
 def _profile_now(profile_id):

@@ -20,9 +20,9 @@ from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
 from ..ops import admins
 from .. import audit
-from . import nobody_logged_in
+from . import nobody_logged_in, whole_number
 from ..extensions import db, limiter, login_manager
-from ..models import User, utcnow
+from ..models import User
 
 bp = Blueprint("auth", __name__)
 MIN_PASSWORD_LENGTH = 12
@@ -32,9 +32,9 @@ MIN_PASSWORD_LENGTH = 12
 def load_user(session_id):
     """The user a session names, while its token is the user's current one."""
     user_id, _, token = str(session_id).partition(":")
-    if not user_id.isdigit() or len(user_id) > 18 or not token:
+    if whole_number(user_id) is None or not token:
         return None
-    user = db.session.get(User, int(user_id))
+    user = db.session.get(User, whole_number(user_id))
     if user is None or user.disabled_at or not hmac.compare_digest(user.session_token or "", token):
         return None
     return user
@@ -112,7 +112,7 @@ def _decoy_hash():
 
 
 def _account():
-    return "account:" + (request.form.get("email") or "").strip().lower()
+    return "account:" + admins.login_email(request.form.get("email"))
 
 
 def _failed(response):
@@ -131,19 +131,20 @@ def _limit(name):
 def login():
     form = LoginForm()
     if form.validate_on_submit():
-        user = db.session.scalar(db.select(User).where(User.email == form.email.data.strip().lower()))
+        email = admins.login_email(form.email.data)
+        user = db.session.scalar(db.select(User).where(User.email == email))
         if user is None or not user.password_hash:  # unknown, or invited and no password yet
             check_password_hash(_decoy_hash(), form.password.data)  # as slow as a wrong password
         elif user.check_password(form.password.data):  # False for a disabled user
             _log_in(user)
             return redirect(safe_next(request.args.get("next")) or url_for("dashboard.index"))
+        admins.login_failed(email, get_remote_address())
         flash("Wrong email or password.", "error")
     return render_template("auth/login.html", form=form)
 
 
 def _log_in(user):
-    user.last_login_at = utcnow()
-    db.session.commit()
+    admins.logged_in(user, get_remote_address())
     login_user(user)
     session["seen"] = time.time()
 
@@ -162,8 +163,7 @@ def too_many_logins(error):
 def logout():
     """Log out everywhere: the user's other sessions (and any copy of this cookie) end too."""
     if current_user.is_authenticated:
-        current_user.end_sessions()
-        db.session.commit()
+        admins.logged_out(current_user, get_remote_address())
     logout_user()
     session.pop("seen", None)
     return redirect(url_for("auth.login"))

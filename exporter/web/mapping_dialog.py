@@ -1,8 +1,6 @@
 """The mapping dialog on the profile edit page: its form, what the page needs to draw it, and the
 unsaved mapping the live preview shows. Used by the profile page (web/profiles.py) and by the
 Field Mappings views (web/mappings.py), which sit above it."""
-import re
-
 from flask import request, url_for
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
@@ -12,17 +10,23 @@ from .. import catalog, mapping
 from ..extensions import db
 from ..models import FieldMapping
 from ..profiles import rules as profiles
-from . import choices, not_found_unless, strip
+from . import choices, not_found_unless, strip, whole_number
 
 MAX_LENGTHS = profiles.MAPPING_MAX_LENGTHS
 # Formats that take a pattern: only they show the Format pattern field.
 FORMATS_WITH_PATTERN = ("date",)
 
 
+SECRET_PLACEHOLDER = "Stored encrypted, not shown: leave blank to keep it"
+
+
 class MappingForm(FlaskForm):
     export_name = StringField("Export Name", filters=[strip], validators=[Length(max=MAX_LENGTHS["export_name"])])
     field = SelectField("Field", validate_choice=False)
-    static_value = StringField("Static Value", validators=[Length(max=MAX_LENGTHS["static_value"])])
+    static_value = StringField("Static Value", validators=[Length(max=MAX_LENGTHS["static_value"])],
+                               description="A header: mapping's value, or one whose Export Name is credential-like "
+                                           "(password, key, token, secret...), is a secret: stored encrypted, "
+                                           "shown as ****.")
     format = SelectField("Format", validate_choice=False)
     format_arg = StringField("Format pattern", validators=[Length(max=MAX_LENGTHS["format_arg"])],
                              description="strftime, e.g. %m/%d/%Y")
@@ -38,6 +42,12 @@ class MappingForm(FlaskForm):
     def mapping_data(self):
         return {key: getattr(self, key).data or "" for key in profiles.MAPPING_KEYS}
 
+    def keep_secret(self, stored_value):
+        """Editing a mapping whose Static Value is a secret: the field stays empty, a placeholder says why."""
+        if profiles.is_stored_secret(stored_value):
+            self.static_value.data = ""
+            self.static_value.render_kw = {"placeholder": SECRET_PLACEHOLDER}
+
 
 def mapping_or_404(profile, mapping_id):
     m = db.session.get(FieldMapping, mapping_id)
@@ -50,7 +60,8 @@ def dialog(profile, form=None, mapping_id=None, open_=False):
     action = (url_for("mappings.edit", profile_id=profile.id, mapping_id=mapping_id) if mapping_id
               else url_for("mappings.add", profile_id=profile.id))
     return {"mapping_form": form or MappingForm(formdata=None), "mapping_action": action,
-            "editing": mapping_id, "dialog_open": open_, "formats_with_pattern": FORMATS_WITH_PATTERN}
+            "editing": mapping_id, "dialog_open": open_, "formats_with_pattern": FORMATS_WITH_PATTERN,
+            "secret_placeholder": SECRET_PLACEHOLDER}
 
 
 def dialog_from_query(profile):
@@ -61,8 +72,10 @@ def dialog_from_query(profile):
     if wanted == "new":
         return dialog(profile, open_=True)
     # At most 18 ASCII digits: a 64-bit id, never a 500 for a longer one or a '²'.
-    m = mapping_or_404(profile, int(wanted) if re.fullmatch(r"[0-9]{1,18}", wanted) else -1)
-    return dialog(profile, MappingForm(formdata=None, obj=m), m.id, open_=True)
+    m = mapping_or_404(profile, whole_number(wanted) or -1)
+    form = MappingForm(formdata=None, obj=m)
+    form.keep_secret(m.static_value)
+    return dialog(profile, form, m.id, open_=True)
 
 
 def unsaved_mappings(profile):
@@ -76,7 +89,10 @@ def unsaved_mappings(profile):
     if editing == "new":
         return items + [data], None
     ids = [m.id for m in profile.mappings]
-    if not editing.isdigit() or int(editing) not in ids:
+    if whole_number(editing) not in ids:
         return items, None
-    items[ids.index(int(editing))] = data
+    index = ids.index(whole_number(editing))
+    if not data["static_value"] and profiles.is_stored_secret(items[index]["static_value"]):
+        data["static_value"] = items[index]["static_value"]  # blank keeps the stored secret (shown masked)
+    items[index] = data
     return items, None

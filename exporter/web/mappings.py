@@ -2,7 +2,7 @@
 
 Without JavaScript `?mapping=new|<id>` opens the dialog server-side; a mapping with a problem
 re-renders the edit page with the dialog open and the error beside its field."""
-from flask import Blueprint, flash, redirect, url_for
+from flask import Blueprint, current_app, flash, redirect, url_for
 
 from .. import mapping
 from ..profiles import rules as profiles
@@ -13,21 +13,26 @@ from .mapping_dialog import MappingForm, dialog, mapping_or_404
 from .profiles import render_edit
 
 bp = admin_blueprint(Blueprint("mappings", __name__, url_prefix="/profiles/<int:profile_id>/mappings"))
+bp.add_app_template_global(profiles.shown_static_value, "shown_static_value")
+bp.add_app_template_global(profiles.is_stored_secret, "is_stored_secret")
 
-def _mapping_checks(form, profile):
-    """The form's own checks, then the mapping engine's and the PCI rule, each beside its field."""
+
+def _mapping_checks(form, profile, stored=None):
+    """The mapping as stored (a secret Static Value encrypted; blank keeps stored, the Static Value
+    of the mapping edited), or None: the form's own checks, then the mapping engine's and the PCI
+    rule, each beside its field."""
     ok = form.validate_on_submit()
-    data = form.mapping_data()
     try:
+        data = profiles.mapping_to_store(form.mapping_data(), stored, current_app.config["SECRET_KEY"])
         mapping.validate([data])
     except mapping.MappingError as exc:
         getattr(form, exc.field).errors.append(exc.message)
-        return False
+        return None
     problem = profiles.sensitive_problem([data], profile.pci_documented)
     if problem:
         form.field.errors.append(problem)
-        return False
-    return ok
+        return None
+    return data if ok else None
 
 
 def _mappings_changed(profile, action, before, summary, order=None):
@@ -48,10 +53,11 @@ def _back_to_mappings(profile):
 def add(profile_id):
     profile = db.get_or_404(Profile, profile_id)
     form = MappingForm()
-    if not _mapping_checks(form, profile):
+    data = _mapping_checks(form, profile)
+    if data is None:
         return render_edit(profile, dialog=dialog(profile, form, open_=True), status=422)
     before = profiles.snapshot(profile)
-    profile.mappings.append(FieldMapping(**form.mapping_data()))
+    profile.mappings.append(FieldMapping(**data))
     _mappings_changed(profile, "mapping.add", before, f"Mapping {form.export_name.data!r} added")
     flash(f"Mapping {form.export_name.data!r} added.", "success")
     return _back_to_mappings(profile)
@@ -62,10 +68,12 @@ def edit(profile_id, mapping_id):
     profile = db.get_or_404(Profile, profile_id)
     m = mapping_or_404(profile, mapping_id)
     form = MappingForm()
-    if not _mapping_checks(form, profile):
+    data = _mapping_checks(form, profile, m.static_value)
+    if data is None:
+        form.keep_secret(m.static_value if not form.static_value.data else "")
         return render_edit(profile, dialog=dialog(profile, form, m.id, open_=True), status=422)
     before = profiles.snapshot(profile)
-    for key, value in form.mapping_data().items():
+    for key, value in data.items():
         setattr(m, key, value)
     _mappings_changed(profile, "mapping.edit", before, f"Mapping {m.export_name!r} saved")
     flash(f"Mapping {m.export_name!r} saved.", "success")

@@ -2,7 +2,8 @@
 
 Both go through the export type's contract only, so they work for any installed type.
 A test send is logged as an attempt marked is_test, with no delivery and never a line in
-a customer's history; a connection test is shown and not stored.
+a customer's history; a connection test is shown and not stored. Both are in the audit log: one
+sends to the partner, the other logs in with the stored password.
 """
 import logging
 import uuid
@@ -10,7 +11,7 @@ from datetime import date
 
 from flask import Blueprint, abort, current_app, render_template
 
-from .. import catalog, mapping, security
+from .. import audit, catalog, mapping, security
 from ..files import daily_files
 from ..delivery import dispatch
 from ..export_types import DAILY_FILE, Batch, Outcome
@@ -27,6 +28,14 @@ def _result(profile, title, attempt=None, summary="", problem=None, status=200):
     label = cls.label if cls else profile.export_type
     return render_template("profile_tools/result.html", profile=profile, title=title, attempt=attempt,
                            summary=summary, problem=problem, type_label=label), status
+
+
+def _audit(profile, action, title, attempt):
+    """The tool's entry: what it reached and how it went, as masked as the attempt."""
+    result = "succeeded" if attempt.ok else "failed"
+    where = f" ({' '.join(filter(None, (attempt.method, attempt.target)))})" if attempt.target else ""
+    audit.record(action, "profile", profile.id, profile.name, profile_id=profile.id,
+                 summary=f"{title} {result}{where}", after={"ok": attempt.ok, "status": attempt.status})
 
 
 def _call(export_type, what, *args, **kwargs):
@@ -72,6 +81,7 @@ def send_test(profile_id):
     attempt = dispatch.attempt_from(outcome, secrets_, number=1, started_at=started, profile_id=profile.id,
                                     is_test=True)
     db.session.add(attempt)
+    _audit(profile, "profile.send_test", title, attempt)
     db.session.commit()
     return _result(profile, title, attempt=attempt, summary=security.redact(outcome.summary, secrets_))
 
@@ -93,4 +103,6 @@ def test_connection(profile_id):
                     allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]))
     attempt = dispatch.attempt_from(outcome, secrets_, number=1, started_at=started, profile_id=profile.id,
                                     is_test=True)
+    _audit(profile, "profile.test_connection", title, attempt)
+    db.session.commit()
     return _result(profile, title, attempt=attempt, summary=security.redact(outcome.summary, secrets_))

@@ -265,10 +265,13 @@ def upload():
 # --- the profile edit page ----------------------------------------------------------------
 
 def settings_to_store(cls, form, stored, type_changed):
-    """The type's settings form as stored: a secret left blank keeps the stored one, encrypted."""
-    new_secrets = {key: form[key].data for key in cls.secret_settings if key in form}
-    return profiles.merge_secrets(cls, profiles.settings_from_form(cls, form), new_secrets, stored,
-                                  not type_changed, current_app.config["SECRET_KEY"])
+    """The type's settings form as stored: a secret left blank keeps the stored one, encrypted; a
+    URL's credentials are encrypted apart (**** in it keeps the stored one)."""
+    key = current_app.config["SECRET_KEY"]
+    new_secrets = {name: form[name].data for name in cls.secret_settings if name in form}
+    settings = profiles.merge_secrets(cls, profiles.settings_from_form(cls, form), new_secrets, stored,
+                                      not type_changed, key)
+    return profiles.protect_urls(cls, settings, {} if type_changed else stored, key)
 
 
 def validate_settings(form, cls, stored, type_changed):
@@ -277,6 +280,11 @@ def validate_settings(form, cls, stored, type_changed):
         if key in form and not form[key].data and not type_changed and stored.get(key):
             form[key].errors = []
     security.refuse_private_target(form, current_app.config["ALLOW_PRIVATE_TARGETS"])  # at save, not only at send
+    if not any(f.errors for f in form):
+        try:  # **** in a URL where the stored one has no credential
+            settings_to_store(cls, form, stored, type_changed)
+        except profiles.SettingProblem as problem:
+            form[problem.setting].errors = [str(problem)]
     return not any(f.errors for f in form)
 
 
@@ -376,12 +384,15 @@ def _unsaved_settings(profile, cls):
     settings = {f.short_name: profiles.jsonable(f.data) for f in form if f.type != "CSRFTokenField"}
     if profile.export_type == cls.key:
         try:
-            stored = dispatch.plain_settings(profile)
+            stored = dispatch.plain_settings(profile, reveal_urls=False)
         except ValueError:
             stored = {}
         for key in cls.secret_settings:
             if not settings.get(key) and stored.get(key):
                 settings[key] = stored[key]
+    for name in dispatch.url_settings(cls):  # a URL typed with credentials shows them masked
+        if isinstance(settings.get(name), str):
+            settings[name] = security.masked_url(settings[name], dispatch.secret_names())[0]
     return settings, None
 
 

@@ -64,6 +64,15 @@ class SessionInterface(SecureCookieSessionInterface):
         return not (app.debug or plain_loopback())
 
 
+def _logged_in_answer():
+    """What a browser with a session asks (a page, a download, a redirect) is never kept by a cache:
+    neither a shared one nor the back button after logout. The static files, the same for everyone,
+    may be; the CRM's intake sends no cookie."""
+    from . import nobody_logged_in
+
+    return request.endpoint != "static" and not nobody_logged_in()
+
+
 def protect(app):
     from ..extensions import limiter
 
@@ -76,6 +85,8 @@ def protect(app):
     def security_headers(response):
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if _logged_in_answer():
+            response.headers["Cache-Control"] = "no-store"
         return response
 
 

@@ -2,6 +2,7 @@
 whose deliveries are finished, and nothing else; deliveries keep status, times and counts; each
 customer's history says so. On SQLite and, with EXPORTER_TEST_DATABASE_URL, PostgreSQL."""
 import itertools
+import os
 import threading
 from datetime import timedelta
 
@@ -308,3 +309,39 @@ def test_the_purge_deletes_kept_copies_of_daily_files_older_than_the_cutoff(app,
     entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "retention.purge")
                                .order_by(AuditEntry.id.desc())).first()
     assert entry.after["files"] == 1 and "1 kept file copies" in entry.summary
+
+
+# --- what SQLite keeps in its files (issue 21, point 7) ------------------------------------------
+
+def sqlite_files():
+    """{suffix: bytes} of the SQLite database and its WAL, as another process (a backup) reads them."""
+    path = db.engine.url.database
+    return {suffix: open(path + suffix, "rb").read() for suffix in ("", "-wal") if os.path.exists(path + suffix)}
+
+
+needs_sqlite = pytest.mark.skipif(bool(os.environ.get("EXPORTER_TEST_DATABASE_URL")),
+                                  reason="SQLite's files; PostgreSQL keeps old row versions until VACUUM")
+
+
+@needs_sqlite
+def test_a_forgotten_customer_is_gone_from_sqlites_files_at_once(app, profile, post_events):
+    """Not left in the WAL until a checkpoint, nor in the database's free space (secure_delete)."""
+    post(post_events, "evt-forget", 1, 9, firstName="Quentinella", emailAddress="quentinella.x@example.com")
+    assert any(b"quentinella.x@example.com" in data for data in sqlite_files().values())
+    customer = db.session.scalar(db.select(Customer).where(Customer.crm_customer_id == 9))
+    retention.forget(customer, "admin@example.com")
+    files = sqlite_files()
+    assert files.get("-wal", b"") == b""  # emptied (TRUNCATE), not only copied back
+    for suffix, data in files.items():
+        assert b"quentinella" not in data.lower(), suffix
+
+
+@needs_sqlite
+def test_purged_data_is_gone_from_sqlites_files_at_once(world):
+    assert any(b"bob@example.com" in data for data in sqlite_files().values())
+    retention.purge(NOW, 90)
+    assert db.session.get(Customer, world["old_cancelled"].customer_id).email == ""
+    files = sqlite_files()
+    assert files.get("-wal", b"") == b""
+    for suffix, data in files.items():
+        assert b"bob@example.com" not in data, suffix

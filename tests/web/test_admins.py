@@ -156,6 +156,51 @@ def test_a_disabled_users_link_is_dead(app, logged_in):
     assert fresh(app.test_client(), "GET", path(link)).status_code == 404
 
 
+def ann_the_admin(app, logged_in):
+    """Ann, a second admin, logged in on a client of her own."""
+    set_password(app.test_client(), invite(logged_in, role="admin"))
+    ann_client = app.test_client()
+    assert log_in(ann_client, "ann@example.com").status_code == 302
+    return ann_client
+
+
+@pytest.mark.parametrize("act, data", [("disable", {}), ("role", {"role": "viewer"})])
+def test_links_an_admin_made_end_when_they_are_disabled_or_demoted(app, logged_in, act, data):
+    """Issue 21, point 4: Ann invites a backdoor admin, then loses her rights: the link must not
+    outlive them."""
+    ann = ann_the_admin(app, logged_in)
+    backdoor = invite(ann, email="backdoor@example.com", role="admin")
+    bob = invite(ann, email="bob@example.com", role="viewer")
+    mine = invite(logged_in, email="carol@example.com", role="viewer")  # made by the first admin
+    assert fresh(app.test_client(), "GET", path(backdoor)).status_code == 200
+    assert fresh(logged_in, "POST", f"/admins/{user('ann@example.com').id}/{act}", data=data).status_code == 302
+    for link in (backdoor, bob):
+        assert fresh(app.test_client(), "GET", path(link)).status_code == 404
+        assert set_password(app.test_client(), link).status_code == 404
+    assert user("backdoor@example.com").password_hash == ""
+    assert fresh(app.test_client(), "GET", path(mine)).status_code == 200  # not hers: it still works
+    pending = text(fresh(logged_in, "GET", "/admins/"))
+    pending = re.search(r'<table id="pending-links">(.*?)</table>', pending, re.S).group(1)
+    assert "carol@example.com" in pending and "backdoor@example.com" not in pending
+    ended = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "admin.link_revoked")).all()
+    assert sorted(e.target_name for e in ended) == ["backdoor@example.com", "bob@example.com"]
+    assert all("ann@example.com, who made it, is" in e.summary for e in ended)
+
+
+def test_the_admins_page_lists_pending_links_and_revokes_one(app, logged_in):
+    link = invite(logged_in, email="backdoor@example.com", role="admin")
+    page = text(fresh(logged_in, "GET", "/admins/"))
+    row = re.search(r'<table id="pending-links">.*?<tr data-user-id="(\d+)">(.*?)</tr>', page, re.S)
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row.group(2), re.S)]
+    assert cells[:4] == ["backdoor@example.com", "admin", "invite", "admin@example.com"]
+    assert f'action="/admins/{row.group(1)}/revoke-link"' in page
+    assert fresh(logged_in, "POST", f"/admins/{row.group(1)}/revoke-link").status_code == 302
+    assert fresh(app.test_client(), "GET", path(link)).status_code == 404
+    assert "No pending links." in text(fresh(logged_in, "GET", "/admins/"))
+    entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "admin.link_revoked")).one()
+    assert (entry.actor, entry.target_name) == ("admin@example.com", "backdoor@example.com")
+
+
 def test_the_last_active_admin_cannot_be_disabled_or_demoted(app, logged_in, admin):
     for url, data in ((f"/admins/{admin.id}/disable", {}), (f"/admins/{admin.id}/role", {"role": "viewer"})):
         response = fresh(logged_in, "POST", url, data=data)
@@ -179,6 +224,34 @@ def test_a_bad_email_gets_an_error_beside_the_field(logged_in, admin, email, mes
     assert response.status_code == 422
     assert any(message in error for error in error_beside(response, "email"))
     assert db.session.query(User).count() == 1
+
+
+@pytest.mark.parametrize("email, message", [
+    ("\u0430dmin@example.com", "mixes alphabets (cyrillic, latin)"),  # a Cyrillic а
+    ("admin@ex\u0430mple.com", "mixes alphabets (cyrillic, latin)"),
+    ("admin@example.com\u200b", "invisible"), ("ad\u200dmin@example.com", "invisible"),
+    ("admin\u00a0@example.com", "invisible"), ("\u202eadmin@example.com", "invisible"),
+    ("\uff41dmin@example.com", "admin@example.com already has an account"),  # a full-width ａ is an a
+])
+def test_a_look_alike_email_is_refused_beside_the_field(logged_in, admin, email, message):
+    """Issue 21, point 10: in Audit's "who" these would look like the real admin."""
+    response = fresh(logged_in, "POST", "/admins/", data={"email": email, "role": "admin"})
+    assert response.status_code == 422
+    assert any(message in unescape(error) for error in error_beside(response, "email")), error_beside(response, "email")
+    assert db.session.query(User).count() == 1
+
+
+def test_an_international_domain_is_stored_in_its_idna_form_and_logs_in_either_way(app, logged_in):
+    link = invite(logged_in, email="Ann@B\u00fccher.example", role="viewer")
+    assert user("ann@xn--bcher-kva.example") is not None
+    assert fresh(logged_in, "POST", "/admins/", data={"email": "ann@xn--bcher-kva.example"}).status_code == 422
+    single_script = invite(logged_in, email="\u0430\u043d\u043d\u0430@example.com")  # анна: all Cyrillic
+    assert single_script and user("\u0430\u043d\u043d\u0430@example.com") is not None
+    assert set_password(logged_in, link).status_code == 302
+    fresh(logged_in, "POST", "/logout")
+    assert log_in(logged_in, "ann@b\u00fccher.example").status_code == 302
+    fresh(logged_in, "POST", "/logout")
+    assert log_in(logged_in, "ann@xn--bcher-kva.example").status_code == 302
 
 
 def test_a_taken_email_or_unknown_role_gets_an_error_beside_the_field(logged_in, admin):
@@ -205,7 +278,8 @@ def test_every_act_is_in_the_audit_log_without_a_password_hash_or_a_link(app, lo
     fresh(logged_in, "POST", f"/admins/{ann.id}/enable")
     reset_page = text(fresh(logged_in, "POST", f"/admins/{ann.id}/reset"))
     second = re.search(r'<code id="set-password-link">([^<]+)</code>', unescape(reset_page)).group(1)
-    entries = db.session.scalars(db.select(AuditEntry).order_by(AuditEntry.id)).all()
+    entries = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action != "admin.login")
+                                 .order_by(AuditEntry.id)).all()  # logins have entries of their own
     # Who acted is set per request: the inviting admin, except the link's user setting their own password.
     assert [(e.action, e.target_type, e.target_id, e.target_name) for e in entries] == [
         (action, "admin", ann.id, "ann@example.com") for action in

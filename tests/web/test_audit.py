@@ -126,7 +126,7 @@ def test_the_filters_narrow_the_log(logged_in, app, tmp_path):
     assert [r[2] for r in rows(logged_in.get("/audit/?action=profile.update"))] == ["profile.update"]
     assert {r[3] for r in rows(logged_in.get(f"/audit/?profile={one.id}"))} == {"One"}
     today = time.strftime("%Y-%m-%d", time.gmtime())
-    assert len(rows(logged_in.get(f"/audit/?since={today}&until={today}"))) == 4
+    assert len(rows(logged_in.get(f"/audit/?since={today}&until={today}"))) == 5  # with the login
     page = text(logged_in.get("/audit/?until=2000-01-01"))
     assert rows(logged_in.get("/audit/?until=2000-01-01")) == [] and "No entries match these filters." in page
 
@@ -181,7 +181,8 @@ def test_tokens_campaigns_and_products_are_in_the_log(logged_in):
     logged_in.post("/campaigns/add-product", data={"product-crm_id": "33", "product-name": "Keto 30ct"})
     assert [(r[2], r[4]) for r in rows(logged_in.get("/audit/"))] == [
         ("product.add", "Product 33 added"), ("campaign.add", "Campaign 259 added"),
-        ("token.revoke", "Intake token 'CRM live' revoked"), ("token.create", "Intake token 'CRM live' created")]
+        ("token.revoke", "Intake token 'CRM live' revoked"), ("token.create", "Intake token 'CRM live' created"),
+        ("admin.login", "Logged in from 127.0.0.1")]
     assert entry(action="campaign.add").after == {"id": 259, "name": "Test Lander"}
 
 
@@ -237,3 +238,52 @@ def test_a_daily_file_re_run_is_in_the_log(logged_in):
     assert (e.actor, e.target_name, e.summary) == ("admin@example.com", "Nightly",
                                                    "Re-run of the file of 2026-01-05: 1 file(s) queued")
     assert e.after["date"] == "2026-01-05" and len(e.after["deliveries"]) == 1
+
+
+# --- acts that change nothing stored but reach out, or open a session (issue 21, point 12) -------
+
+def test_send_test_test_connection_and_probe_now_are_in_the_log(logged_in, receiver, tmp_path):
+    from datetime import timedelta
+
+    from exporter.models import Host, utcnow
+
+    postback = make_profile(url=receiver.url + "/partials.php")
+    assert logged_in.post(f"/profiles/{postback.id}/send-test").status_code == 200
+    jsonl = make_profile(name="File drop", export_type="jsonlines", settings={"path": str(tmp_path / "out.jsonl")})
+    assert logged_in.post(f"/profiles/{jsonl.id}/test-connection").status_code == 200
+    db.session.add(Host(name="dialer.example.com", failures=7, down_since=utcnow() - timedelta(hours=1),
+                        probe_at=utcnow() + timedelta(minutes=20)))
+    db.session.commit()
+    assert logged_in.post("/hosts/probe", data={"host": "dialer.example.com"}).status_code == 302
+
+    found = [row for row in rows(logged_in.get("/audit/")) if row[0] != "system"]  # not make_profile's
+    assert found[0][:4] == ("admin@example.com", "web form", "host.probe", "host dialer.example.com")
+    assert "Probe now: dialer.example.com" in found[0][4]
+    assert found[1][:4] == ("admin@example.com", "web form", "profile.test_connection", "File drop")
+    assert found[1][4].startswith("Test connection succeeded")
+    assert found[2][:4] == ("admin@example.com", "web form", "profile.send_test", "Call center partials")
+    assert found[2][4].startswith(f"Send test succeeded (GET {receiver.url}/partials.php?")
+    history = rows(logged_in.get(f"/audit/profiles/{postback.id}"))
+    assert any("profile.send_test" in row for row in history)
+
+
+def test_logins_failed_logins_and_logouts_are_in_the_log(app, client, admin):
+    from flask import g
+
+    def post(url, **data):
+        g.pop("_login_user", None)
+        return client.post(url, data=data)
+
+    assert post("/login", email="admin@example.com", password="wrong password").status_code == 200
+    assert post("/login", email="correct horse battery", password="x").status_code == 200  # a password in the box
+    assert post("/login", email="Admin@Example.com", password="correct horse battery").status_code == 302
+    assert post("/logout").status_code == 302
+    entries = db.session.scalars(db.select(AuditEntry).order_by(AuditEntry.id)).all()
+    assert [(e.actor, e.via, e.action, e.target_name) for e in entries] == [
+        ("admin@example.com", "web", "admin.login_failed", "admin@example.com"),
+        ("anonymous", "web", "admin.login_failed", ""),
+        ("admin@example.com", "web", "admin.login", "admin@example.com"),
+        ("admin@example.com", "web", "admin.logout", "admin@example.com")]
+    assert entries[0].summary == "Login failed from 127.0.0.1"
+    assert "horse" not in " ".join(e.summary + e.target_name for e in entries)
+    assert entries[3].summary == "Logged out from 127.0.0.1: every session ended"

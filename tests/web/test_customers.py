@@ -76,7 +76,7 @@ def test_too_long_a_search_gets_an_error_beside_the_field(logged_in, customers):
 def test_bad_page_gets_an_error(logged_in, customers):
     response = logged_in.get("/customers/?page=two")
     assert response.status_code == 400
-    assert "Page: Not a valid integer value" in response.get_data(as_text=True)
+    assert "Page: Page is a whole number, like 2" in response.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("page", ["99999999999999999999", "1000001"])

@@ -94,7 +94,7 @@ def test_list_filters_by_status_and_by_profile(logged_in, two_profiles):
     ("status=lost", "Choose a status from the list"),
     ("profile=999", "No such profile"),
     ("profile=abc", "No such profile"),
-    ("page=abc", "Not a valid integer value"),
+    ("page=abc", "Page is a whole number, like 2"),
     ("page=0", "Page starts at 1"),
     ("page=99999999999999999999", "Page is at most 1000000"),
     ("page=1000001", "Page is at most 1000000"),

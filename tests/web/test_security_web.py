@@ -14,6 +14,7 @@ from redis.exceptions import AuthenticationError, ResponseError
 
 from exporter import create_app
 from exporter.delivery.queue import EmbeddedRedis
+from exporter.extensions import db
 
 from ..conftest import PASSWORD
 from ..factories import event, make_profile
@@ -123,6 +124,30 @@ def test_every_page_answers_with_the_security_headers(app, logged_in, post_event
         assert response.status_code < 500 or endpoint == "health.healthz", url  # 503: no worker runs here
         assert_security_headers(response, url)
     assert_security_headers(logged_in.get("/no/such/page"), "404")
+
+
+def test_every_logged_in_page_is_never_cached(app, logged_in, post_events):
+    """A shared or back-button cache must not keep a customer, a delivery, the Audit log or the
+    profiles JSON after logout (issue 21, point 8): no-store on every logged-in answer."""
+    profile = make_profile()
+    post_events(event())
+    from exporter.models import Customer, Delivery
+
+    ids = {"customer_id": db.session.scalar(db.select(Customer.id)),
+           "delivery_id": db.session.scalar(db.select(Delivery.id))}
+    walked = 0
+    for method, url, endpoint in routes(app, fill=str(profile.id)):
+        if method != "GET" or endpoint == "static":
+            continue
+        response = get(logged_in, url)
+        walked += response.status_code == 200
+        assert response.headers.get("Cache-Control") == "no-store", url
+    assert walked > 15
+    for url in ("/customers/%d" % ids["customer_id"], "/deliveries/%d" % ids["delivery_id"], "/audit/",
+                "/admins/", "/account/password", "/profiles/export.json"):
+        response = get(logged_in, url)
+        assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store", url
+    assert "no-store" not in get(logged_in, "/static/style.css").headers.get("Cache-Control", "")
 
 
 def test_no_template_or_static_file_has_inline_script_or_style():
@@ -277,6 +302,25 @@ def test_a_path_id_past_64_bits_is_a_404(app, logged_in):
     assert logged_in.get(f"/profiles/{profile.id}?mapping={BIG}").status_code == 404
     assert logged_in.get(f"/profiles/{profile.id}?mapping=²").status_code == 404
     assert logged_in.get("/customers/?q=²").status_code == 200
+
+
+@pytest.mark.parametrize("number", ["²", "٣", "1²", " 2", "-1", "0x1", BIG])
+def test_a_number_in_a_query_or_form_that_is_not_ascii_digits_is_never_a_500(app, logged_in, number):
+    """str.isdigit() takes '²' (then int() fails: a 500) and int() takes '٣' (issue 21, point 11):
+    every whole number a request carries is read as ASCII digits, the same way."""
+    profile = make_profile()
+    history = logged_in.get(f"/audit/profiles/{profile.id}", query_string={"page": number})
+    assert history.status_code == 200 and "Call center partials" in history.get_data(as_text=True)
+    for url in ("/audit/", "/deliveries/", "/customers/"):
+        page = logged_in.get(url, query_string={"page": number})
+        assert page.status_code in (200, 400), url
+        if number != " 2":
+            assert page.status_code == 400 and '<span class="error">Page: ' in page.get_data(as_text=True), url
+    preview = logged_in.post(f"/profiles/{profile.id}/preview", data={
+        "name": profile.name, "export_type": "postback", "delay_minutes": "0", "settings-url": "https://example.com/p",
+        "settings-method": "GET", "editing": number, "export_name": "x", "field": "firstName"})
+    assert preview.status_code == 200 and preview.json["problem"] is None
+    assert "first_name=Jane" in preview.json["preview"]
 
 
 def test_the_server_refuses_a_body_over_the_intake_limit_before_reading_it(app):
