@@ -20,7 +20,8 @@ def test_the_secrets_migration_encrypts_credentials_up_and_opens_them_down(app):
     from flask_migrate import downgrade, upgrade
     from sqlalchemy import JSON, bindparam, text
 
-    from exporter import profiles, security
+    from exporter import security
+    from exporter.profiles import rules as profiles
     from exporter.models import FieldMapping, Profile
 
     directory = app.extensions["migrate"].directory
