@@ -37,7 +37,15 @@ class Run:
         return next(pid for pid, what in self.children().items() if what == name)
 
     def stop(self):
+        """Stop it as a user would; then make sure no child outlives it. Each child runs in a process
+        group of its own, so when a slow machine makes stop() SIGKILL `exporter run`, a worker or a
+        cron it could not stop in time would live on against this session's Redis, and its cron
+        would enqueue sweeps and daily-file ticks into the tests that follow."""
+        left = list(self.children())
         stop(self.process)
+        for pid in left + list(self.children()):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
