@@ -12,7 +12,7 @@ from exporter import windows
 from exporter.extensions import db
 from exporter.models import AuditEntry, Delivery, HistoryEntry, utcnow
 
-from .factories import event, make_profile
+from .factories import event, make_profile, occurred
 from .processes import process_env, start, stop, wait_until
 from .receiver import Receiver, Reply
 
@@ -179,11 +179,6 @@ def test_nothing_goes_out_before_the_window_opens_and_it_goes_out_at_the_opening
     assert _delivery(late).due_at == opens + timedelta(days=7)
 
 
-def _ago(**delta):
-    """An occurred_at of the intake contract's shape, that long before now."""
-    return f"{utcnow() - timedelta(**delta):%Y-%m-%dT%H:%M:%SZ}"
-
-
 def _drain_at(app, at):
     """When the drain that RQ holds for the second of `at` will run; None when none waits for it."""
     from rq.registry import ScheduledJobRegistry
@@ -203,7 +198,7 @@ def test_an_old_event_is_due_at_the_next_opening_from_now_not_one_already_past(a
     weekly window went by. It waits for the opening to come, and a drain is on its way for it."""
     opens = _minute_ahead()
     profile = make_profile(name="dialer", url="https://dialer.example.com/p", send_window=_one_minute_window(opens))
-    post_events({"events": [event("e1", occurred_at=_ago(days=9))]})
+    post_events({"events": [event("e1", occurred_at=occurred(days=9))]})
     assert _delivery(profile).due_at == opens
     assert _drain_at(app, opens) is not None
     page = logged_in.get(f"/deliveries/{_delivery(profile).id}").get_data(as_text=True)
@@ -214,7 +209,7 @@ def _window_set_after_an_old_event(post_events, url, opens):
     """An event of nine days ago that its profile owes (no worker ran since), then the profile
     gets a send window that is closed now: nothing has woken a drain for its opening."""
     make_profile(name="dialer", url=url)
-    post_events({"events": [event("e1", occurred_at=_ago(days=9))]})
+    post_events({"events": [event("e1", occurred_at=occurred(days=9))]})
     return make_profile(name="dialer", url=url, send_window=_one_minute_window(opens))
 
 
