@@ -84,3 +84,10 @@ def start(spec):
     os.environ[OFFSET_VARIABLE] = repr(instant.timestamp() - real)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HOOK_DIR), os.environ.get("PYTHONPATH")]))
     return instant
+
+
+def real_now():
+    """The real time (aware UTC) when the clock is moved: what code outside Python reads (OpenSSL
+    checking a certificate's dates, Chromium, Redis)."""
+    offset = float(os.environ.get(OFFSET_VARIABLE) or 0)
+    return datetime.now(timezone.utc) - timedelta(seconds=offset)
