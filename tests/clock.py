@@ -81,6 +81,7 @@ def start(spec):
     real = time.time()
     instant = target(spec, datetime.fromtimestamp(real, timezone.utc))
     time_machine.travel(instant.timestamp(), tick=True).start()
+    time.time()  # time-machine ticks from the first reading: from now, as the processes we start do
     os.environ[OFFSET_VARIABLE] = repr(instant.timestamp() - real)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HOOK_DIR), os.environ.get("PYTHONPATH")]))
     return instant

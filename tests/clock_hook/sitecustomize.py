@@ -11,3 +11,4 @@ if _offset:
     import time_machine
 
     time_machine.travel(time.time() + float(_offset), tick=True).start()
+    time.time()  # it ticks from the first reading: from now, not from whenever the process first asks
