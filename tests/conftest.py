@@ -16,16 +16,36 @@ from exporter import create_app
 from exporter.extensions import db
 from exporter.models import User
 
-from . import chromium
+from . import chromium, clock
 from .receiver import Receiver
 
 PASSWORD = "correct horse battery"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--clock", default=os.environ.get("EXPORTER_TEST_CLOCK", ""),
+                     help="run under another clock, this process and the ones it starts: +400d, -3h, an ISO "
+                          "instant, midnight, ny-spring, ny-fall (tests/clock.py; env EXPORTER_TEST_CLOCK)")
+
+
+def pytest_report_header(config):
+    instant = getattr(config, "moved_clock", None)
+    if instant:
+        return f"clock moved to {instant:%Y-%m-%d %H:%M:%S} UTC ({config.getoption('clock')}), ticking"
+    if clock.moved():
+        return "clock moved by the test run that started this one"
+    return None
+
+
 def pytest_configure(config):
-    """Install the third-party sample type (tests/plugins/jsonlines) for this run only, before the
+    """Move the clock first when asked (tests/clock.py): the test modules read it as they load.
+    Then install the third-party sample type (tests/plugins/jsonlines) for this run only, before the
     tests are collected: a real offline pip build, found through its entry point like any plugin,
     and never in the virtualenv that `make run` uses."""
+    try:
+        config.moved_clock = clock.start(config.getoption("clock"))
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
     target = tempfile.mkdtemp(prefix="exporter-test-plugins-")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "--no-index",
                     "--target", target, str(Path(__file__).parent / "plugins" / "jsonlines")],

@@ -1,5 +1,6 @@
 """Test data in the public contracts' own shapes: the profiles JSON and intake events."""
 import copy
+from datetime import datetime, timedelta, timezone
 
 from exporter.profiles import as_code as profiles_io
 from exporter.extensions import db
@@ -13,8 +14,11 @@ MODEL_MAPPINGS = [
     {"export_name": "campaign_number", "field": "campaignId"},
 ]
 
+# The contract's example event (DESIGN.md); its occurred_at is made when a test makes an event
+# (event(): now, unless the test names another time), so that no test depends on the day it runs.
+# orderDate stays the example's: it is the CRM's text, rendered as sent, never read as a time.
 MODEL_EVENT = {
-    "id": "evt-1001", "type": "partial", "occurred_at": "2026-11-27T14:03:22Z",
+    "id": "evt-1001", "type": "partial", "occurred_at": None,
     "order": {"orderId": 104233, "customerId": 55821, "campaignId": 259, "campaignName": "Test Lander",
               "firstName": "Jane", "lastName": "Doe", "emailAddress": "jane@example.com",
               "phoneNumber": "5552013344", "orderDate": "2026-11-27 14:03:22", "isTestCard": False,
@@ -40,12 +44,17 @@ def make_profile(**kwargs):
     return db.session.scalar(db.select(Profile).where(Profile.name == data["name"]))
 
 
+def occurred(**ago):
+    """An occurred_at in the contract's shape ("2026-11-27T14:03:22Z"): now, or that long ago
+    (occurred(days=9)), by the clock the test runs under."""
+    return f"{datetime.now(timezone.utc) - timedelta(**ago):%Y-%m-%dT%H:%M:%SZ}"
+
+
 def event(id="evt-1001", type="partial", **order):
+    """The model event as the CRM would post it now (occurred_at=... for another time)."""
     body = copy.deepcopy(MODEL_EVENT)
     body["id"], body["type"] = id, type
-    occurred = order.pop("occurred_at", None)
-    if occurred is not None:
-        body["occurred_at"] = occurred
+    body["occurred_at"] = order.pop("occurred_at", None) or occurred()
     body["order"].update(order)
     return body
 

@@ -151,17 +151,18 @@ def _replay(app, *args):
 
 def test_profiles_replay_dry_run_counts_then_replay_sends_once(app, post_events):
     import getpass
-    from datetime import date, timedelta
+    from datetime import datetime, timedelta, timezone
 
     from exporter.models import AuditEntry, Delivery
 
     from .factories import event
 
-    yesterday = (date.today() - timedelta(days=1)).isoformat()
+    today = datetime.now(timezone.utc).date()  # UTC's day, whatever the machine's zone
+    yesterday = (today - timedelta(days=1)).isoformat()
     post_events({"events": [event(f"e{i}", customerId=i + 1, orderId=i + 1, occurred_at=f"{yesterday}T10:00:00Z")
                             for i in range(3)]})
     make_profile(url="http://127.0.0.1:9/p")
-    rng = ["--since", yesterday, "--until", date.today().isoformat()]
+    rng = ["--since", yesterday, "--until", today.isoformat()]
     result = _replay(app, "Call center partials", *rng, "--dry-run")
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Dry run, nothing created: 3 event(s) match; 0 already exported;")

@@ -1,4 +1,5 @@
 """The send window's arithmetic: when it is open, when it opens next, a cap's day, in any zone."""
+import math
 import time
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
@@ -11,7 +12,7 @@ from exporter import windows
 from exporter.extensions import db
 from exporter.models import AuditEntry, Delivery, HistoryEntry, utcnow
 
-from .factories import event, make_profile
+from .factories import event, make_profile, occurred
 from .processes import process_env, start, stop, wait_until
 from .receiver import Receiver, Reply
 
@@ -178,11 +179,44 @@ def test_nothing_goes_out_before_the_window_opens_and_it_goes_out_at_the_opening
     assert _delivery(late).due_at == opens + timedelta(days=7)
 
 
+def _drain_at(app, at):
+    """When the drain that RQ holds for the second of `at` will run; None when none waits for it."""
+    from rq.registry import ScheduledJobRegistry
+
+    from exporter.delivery import queue
+
+    second = math.ceil(at.replace(tzinfo=timezone.utc).timestamp())
+    registry = ScheduledJobRegistry(queue=queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"]))
+    try:
+        return registry.get_scheduled_time(f"drain-at-{second}")
+    except Exception:  # rq's NoSuchJobError: nothing scheduled then
+        return None
+
+
+def test_an_old_event_is_due_at_the_next_opening_from_now_not_one_already_past(app, post_events, logged_in):
+    """A CRM that posts late: the event occurred nine days ago, before more than one opening of a
+    weekly window went by. It waits for the opening to come, and a drain is on its way for it."""
+    opens = _minute_ahead()
+    profile = make_profile(name="dialer", url="https://dialer.example.com/p", send_window=_one_minute_window(opens))
+    post_events({"events": [event("e1", occurred_at=occurred(days=9))]})
+    assert _delivery(profile).due_at == opens
+    assert _drain_at(app, opens) is not None
+    page = logged_in.get(f"/deliveries/{_delivery(profile).id}").get_data(as_text=True)
+    assert f"Waiting for the send window: opens {opens:%a %H:%M} UTC" in page
+
+
+def _window_set_after_an_old_event(post_events, url, opens):
+    """An event of nine days ago that its profile owes (no worker ran since), then the profile
+    gets a send window that is closed now: nothing has woken a drain for its opening."""
+    make_profile(name="dialer", url=url)
+    post_events({"events": [event("e1", occurred_at=occurred(days=9))]})
+    return make_profile(name="dialer", url=url, send_window=_one_minute_window(opens))
+
+
 def test_retry_now_while_the_window_is_closed_says_so_and_sends_only_at_the_opening(
         app, app_config, post_events, receiver, logged_in):
     opens = _minute_ahead()
-    profile = make_profile(name="dialer", url=receiver.url + "/p", send_window=_one_minute_window(opens))
-    post_events({"events": [event("e1")]})
+    profile = _window_set_after_an_old_event(post_events, receiver.url + "/p", opens)
     delivery = _delivery(profile)
     response = logged_in.post(f"/deliveries/{delivery.id}/retry", follow_redirects=True)
     assert (f"Delivery #{delivery.id} waits for the send window: opens {opens:%a %H:%M} UTC."
@@ -197,6 +231,18 @@ def test_retry_now_while_the_window_is_closed_says_so_and_sends_only_at_the_open
         stop(worker)
     assert receiver.requests[0].received_at >= opens.replace(tzinfo=timezone.utc).timestamp()
     assert _delivery(profile).status == "delivered"
+
+
+def test_retry_all_while_the_window_is_closed_wakes_a_drain_at_the_opening(app, post_events, logged_in):
+    opens = _minute_ahead()
+    profile = _window_set_after_an_old_event(post_events, "https://dialer.example.com/p", opens)
+    db.session.execute(db.update(Delivery).values(status="retrying", attempt_count=1))  # its first try failed
+    db.session.commit()
+    response = logged_in.post(f"/deliveries/profiles/{profile.id}/retry-all", follow_redirects=True)
+    assert f"1 retrying deliveries of profile &#39;dialer&#39; wait for the send window: opens {opens:%a %H:%M} UTC." \
+        in response.get_data(as_text=True)
+    assert _delivery(profile).due_at == opens
+    assert _drain_at(app, opens) == opens.replace(tzinfo=timezone.utc)
 
 
 def test_a_daily_cap_lets_exactly_that_many_through_across_two_workers(app, app_config, post_events, receiver,

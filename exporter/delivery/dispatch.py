@@ -37,7 +37,7 @@ def retry_now(delivery):
     if not made:
         return False
     db.session.refresh(delivery)
-    schedule.wake()
+    schedule.wake([held[0] if held else None])  # at the opening: no other wake-up may be on its way
     return True
 
 
@@ -57,7 +57,7 @@ def retry_all(deliveries, profile=None):
                      after={"count": count, **({"due": held[0].isoformat()} if held else {})})
     db.session.commit()
     if count:
-        schedule.wake()
+        schedule.wake([held[0] if held else None])
     return count
 
 

@@ -29,10 +29,15 @@ def due_at(profile, occurred_at):
     return due_times(profile)(occurred_at)
 
 
-def due_times(profile):
-    """due_at for many events of one profile: its window and delay read once (an intake body)."""
+def due_times(profile, now=None):
+    """due_at for many events of one profile: its window and delay read once (an intake body).
+    With a window, an old event (a CRM that posts late) is due at the window's next opening
+    from now, not at an opening already past, which no wake-up would ever come for."""
     window, delay = windows.of(profile), minutes(profile.delay_minutes)
-    return lambda occurred_at: windows.next_open(window, occurred_at + delay)
+    if window is None:
+        return lambda occurred_at: occurred_at + delay
+    now = now or utcnow()
+    return lambda occurred_at: windows.next_open(window, max(occurred_at + delay, now))
 
 
 def rewindow(profile, old_window, now=None):

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 import weakref
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -397,7 +398,8 @@ def work_dir():
     path = os.path.join(current_app.config["FILES_DIR"], "tmp")
     os.makedirs(path, mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)
-    stale = datetime.now().timestamp() - float(current_app.config["CLAIM_TIMEOUT_SECONDS"])
+    with tempfile.NamedTemporaryFile(dir=path) as probe:  # the clock that stamps the files (a share's may differ)
+        stale = os.fstat(probe.fileno()).st_mtime - float(current_app.config["CLAIM_TIMEOUT_SECONDS"])
     for entry in os.scandir(path):
         with contextlib.suppress(FileNotFoundError):  # another send swept it first
             if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < stale:

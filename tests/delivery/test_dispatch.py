@@ -4,7 +4,7 @@ import pytest
 from exporter.extensions import db
 from exporter.models import Delivery, HistoryEntry
 
-from ..factories import claim_one, event, make_profile
+from ..factories import claim_one, event, make_profile, occurred
 
 
 def test_model_example_arrives_as_exactly_the_models_url(app, post_events, receiver, run_jobs):
@@ -86,7 +86,7 @@ def test_a_delayed_delivery_is_never_sent_early(app, post_events, receiver, run_
 
 def test_delay_zero_sends_at_once_and_an_old_event_is_due_now(app, post_events, receiver, run_jobs):
     make_profile(url=receiver.url, delay_minutes=5)
-    post_events(event())  # occurred 2026-11-27: long past its delay
+    post_events(event(occurred_at=occurred(days=9)))  # long past its delay
     run_jobs(until=lambda: len(receiver.requests) == 1, timeout=3)
 
 

@@ -18,6 +18,8 @@ from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
+from .. import clock
+
 USER, PASSWORD = "partner", "s3cret-pw"
 
 # Quiet, and configured, so that pyftpdlib does not set up logging of its own.
@@ -129,10 +131,12 @@ def self_signed_certificate(folder):
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    # Valid now by the test run's clock and by the real one, which OpenSSL reads (tests/clock.py).
+    now, real = datetime.datetime.now(datetime.timezone.utc), clock.real_now()
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .not_valid_before(min(now, real) - datetime.timedelta(minutes=5))
+            .not_valid_after(max(now, real) + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
                            critical=False)
             .sign(key, hashes.SHA256()))

@@ -9,7 +9,7 @@ import pytest
 from exporter.extensions import db
 from exporter.models import Customer, Delivery
 
-from ..factories import event, make_profile
+from ..factories import event, make_profile, occurred
 from ..plugins.conftest import ftp_server  # noqa: F401 - a fixture
 
 JOHN = dict(customerId=7, firstName="John", lastName="Smith", emailAddress="john.smith@example.org",
@@ -94,8 +94,9 @@ def test_the_last_allowed_page_is_empty_not_an_error(logged_in, customers):
 
 def test_customer_page_lists_events_and_history_linking_to_deliveries(logged_in, post_events, receiver, run_jobs):
     make_profile(url=receiver.url + "/partials.php")
-    post_events(event("evt-test", orderId=104230, isTestCard=True, occurred_at="2026-11-27T13:00:00Z"))
-    post_events(event("evt-1001"))
+    post_events(event("evt-test", orderId=104230, isTestCard=True, occurred_at=occurred(hours=1)))
+    body = event("evt-1001")
+    post_events(body)
     run_jobs(until=lambda: db.session.scalars(db.select(Delivery)).one().status == "delivered")
     delivery = db.session.scalars(db.select(Delivery)).one()
     customer = db.session.scalars(db.select(Customer)).one()
@@ -107,7 +108,8 @@ def test_customer_page_lists_events_and_history_linking_to_deliveries(logged_in,
     rows = [row for row in re.findall(r"<tr>(.*?)</tr>", events, re.S) if "<td>" in row]
     assert len(rows) == 2
     newest, oldest = rows
-    assert "2026-11-27 14:03:22" in newest and "Partial" in newest and "<code>evt-1001</code>" in newest
+    shown = body["occurred_at"].replace("T", " ").rstrip("Z")  # "2026-11-27 14:03:22": when it occurred, UTC
+    assert shown in newest and "Partial" in newest and "<code>evt-1001</code>" in newest
     assert "104233" in newest and "259 Test Lander" in newest and "test card" not in newest
     assert "<code>evt-test</code>" in oldest and "104230" in oldest and "test card" in oldest
 

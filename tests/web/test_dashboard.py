@@ -14,7 +14,7 @@ from exporter.extensions import db
 from exporter.models import Attempt, Delivery, utcnow
 from exporter.web.dashboard import duration
 
-from ..factories import event, make_profile
+from ..factories import event, make_profile, occurred
 
 
 def closed_port_url():
@@ -116,8 +116,8 @@ def test_a_scheduled_delivery_not_yet_due_is_not_waiting(logged_in, post_events)
 
 
 def test_a_due_scheduled_delivery_has_waited_since_its_due_time(logged_in, post_events):
-    make_profile()  # the model's event occurred yesterday: due since then, no worker has run
-    post_events(event())
+    make_profile()  # due since it occurred, a day ago, and no worker has run
+    post_events(event(occurred_at=occurred(days=1, minutes=30)))  # "1 d 0 h" for the next half hour
     delivery = db.session.scalars(db.select(Delivery)).one()
     waiting = stats.oldest_waiting()
     assert waiting.delivery.id == delivery.id and waiting.since == delivery.due_at
