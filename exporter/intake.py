@@ -17,7 +17,7 @@ from flask import current_app
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from . import customer_types, daily_files, dispatch, intake_sql, matching, schedule, security, sending
+from . import cards, customer_types, daily_files, dispatch, intake_sql, matching, schedule, security, sending
 from .export_types import PER_EVENT
 from .extensions import db, writing
 from .models import (FIRST_YEAR, LAST_YEAR, Campaign, Customer, Delivery, Event, HistoryEntry, Product, Profile,
@@ -406,20 +406,20 @@ def _upsert_names(conn, events, now):
 
 def _insert_events(conn, fresh, customers, now):
     """The new events, inserted in one statement; those whose id was known are left out."""
-    test_cards = set(current_app.config["TEST_CARD_NUMBERS"])
+    test_cards = cards.test_cards(current_app.config["TEST_CARD_NUMBERS"])  # compared canonical: 04111... is 4111...
     key = current_app.config["SECRET_KEY"]
     statement = _statement(conn, "events")
     db_time, dumps = statement.time, json.dumps
     rows, stored = [], {}
     for item in fresh:
-        order, cards = _order_for_storage(item.order, key)
-        card = cards[0] if cards else None
+        order, found = _order_for_storage(item.order, key)
+        card = found[0] if found else None
         occurred = item.occurred_at
         if occurred is None:  # it occurred when received: the body's clock reading, as received_at
             occurred = now
         elif occurred.tzinfo:
             occurred = occurred.astimezone(timezone.utc).replace(tzinfo=None)
-        is_test = item.order.isTestCard or any(c in test_cards for c in cards)
+        is_test = item.order.isTestCard or any(cards.is_test_card(c, test_cards) for c in found)
         customer_id = customers[item.id]
         rows.append((item.id, item.type, db_time(occurred), customer_id, item.order.orderId, item.order.campaignId,
                      dumps(order), security.encrypt(key, card) if card else None, is_test))
@@ -435,7 +435,7 @@ def _insert_events(conn, fresh, customers, now):
 
 def _order_for_storage(order_in, secret_key):
     """The order as stored, and the card numbers found in it (the order's own first): CVV-like
-    keys dropped, card-like values taken out, sensitive fields encrypted (security.scrub_order);
+    keys dropped, card numbers masked where they sit, sensitive fields encrypted (security.scrub_order);
     the card number kept only as cardLast4 and cardBin here, encrypted on the event."""
     order, cards = security.scrub_order(order_in.model_dump(exclude_none=True), secret_key)
     if cards:

@@ -23,7 +23,7 @@ LAYERS = [
     {"mapping", "matching", "models", "engine"},
     {"extensions", "export_types"},
     {"customer_types", "queue", "security", "config", "supervisor", "windows", "intake_sql"},
-    {"catalog"},
+    {"catalog", "cards"},
 ]
 ENTRY_POINTS = {"cli", "jobs", "__main__"}
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
