@@ -73,6 +73,27 @@ class Insert:
         return self.head + ", ".join([self.row_sql] * n) + self.tail
 
 
+class SelectIn:
+    """SELECT columns FROM table WHERE key IN (...), for a kind of database (as Insert's)."""
+
+    def __init__(self, kind, table, columns, key):
+        marker = "?" if kind[1] == "qmark" else "%s"
+        self.marker = marker
+        self.head = f"SELECT {', '.join(_quoted(c) for c in columns)} FROM {table.name} WHERE {_quoted(key)} IN ("
+
+    def rows(self, connection, values):
+        """The rows whose key is one of values, as tuples (a statement per ROWS_PER_STATEMENT values)."""
+        found = []
+        for start in range(0, len(values), ROWS_PER_STATEMENT):
+            part = tuple(values[start:start + ROWS_PER_STATEMENT])
+            found += [tuple(row) for row in connection.exec_driver_sql(self._sql(len(part)), part)]
+        return found
+
+    @functools.lru_cache(maxsize=32)  # noqa: B019 (statements live as long as the process)
+    def _sql(self, n):
+        return self.head + ", ".join([self.marker] * n) + ")"
+
+
 def _default(column):
     """A column's Python-side default as a parameter; NOW for a time column's callable (utcnow)."""
     value = column.default.arg
