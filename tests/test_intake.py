@@ -391,3 +391,39 @@ def test_an_event_stored_before_ids_were_scoped_per_token_is_a_duplicate_for_eve
     db.session.commit()
     assert post_events(event("evt-1", firstName="Mallory")).get_json()["duplicates"] == 1
     assert customers_now() == [(55821, "Jane", "jane@example.com")]
+
+
+def test_the_same_new_id_posted_at_once_by_two_processes_is_stored_once_and_counted_once(app, app_config, intake_token):
+    """Two apps on one database (two web processes: each its own group commit) post the same new
+    ids at the same moment: each id is stored once, its customer made from it once, and the other
+    answer counts a duplicate (the insert that loses the race fails, and the retry counts it)."""
+    from exporter import create_app
+
+    other = create_app(app_config)
+    barrier = threading.Barrier(2)
+    answers = {}
+
+    def post(name, an_app, n):
+        barrier.wait()
+        answers[name, n] = an_app.test_client().post(
+            "/intake/events", json=event(f"race-{n}", customerId=1000 + n, firstName=name),
+            headers={"Authorization": f"Bearer {intake_token}"})
+
+    for n in range(10):
+        threads = [threading.Thread(target=post, args=(name, an_app, n)) for name, an_app in (("A", app), ("B", other))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    with other.app_context():
+        db.engine.dispose()
+    for n in range(10):
+        counts = [answers[name, n].get_json() for name in "AB"]
+        assert sorted((c["accepted"], c["duplicates"]) for c in counts) == [(0, 1), (1, 0)], counts
+    db.session.expire_all()
+    stored = db.session.execute(db.select(Event.event_key, Customer.first_name).join(Customer)).all()
+    assert len(stored) == 10 and len({key for key, _ in stored}) == 10
+    for key, first_name in stored:  # the customer is the stored event's, never the duplicate's
+        n = int(key.split("-")[1])
+        winner = "A" if answers["A", n].get_json()["accepted"] else "B"
+        assert first_name == winner
