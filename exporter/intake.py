@@ -291,11 +291,12 @@ def _store(bodies):
                 firsts[key], owner[key] = item, n
     now = utcnow()  # one clock reading for the rows, not one a row
     conn = db.session.connection()  # the transaction's: each statement runs on it
-    for key in _known(conn, firsts):  # stored before: a duplicate, and its customer left alone
+    known, forgotten = _looked_up(conn, firsts)
+    for key in known:  # stored before: a duplicate, and its customer left alone
         counts[owner[key]]["duplicates"] += 1
         del firsts[key]
     fresh = list(firsts.values())
-    customers, forgotten = _customer_ids(conn, fresh, now)
+    customers, forgotten = _customer_ids(conn, fresh, forgotten, now)
     _upsert_names(conn, fresh, now)
     stored = _insert_events(conn, firsts, customers, forgotten, now)
     rules, profiles = _active_routes()
@@ -330,13 +331,15 @@ def _store(bodies):
 FORGOTTEN_EVENT = "Event of a forgotten customer: stored without personal data, never exported"
 
 
-def _known(conn, firsts):
-    """The (token, event id) keys of firsts already stored: by that token, or by none (events
-    stored before ids were scoped per token are duplicates for every token)."""
-    found = set(_statement(conn, "known").rows(conn, list({event_id for _, event_id in firsts})))
-    if not found:
-        return []
-    return [key for key in firsts if key in found or (None, key[1]) in found]
+def _looked_up(conn, firsts):
+    """What the body's ids name already, in one statement: the (token, event id) keys of firsts
+    stored before, by that token or by none (events stored before ids were scoped per token are
+    duplicates for every token); and {CRM customer id: customer id} of forgotten customers."""
+    crm_ids = list({item.order.customerId for item in firsts.values()} - {None})
+    stored, forgotten = _statement(conn, "look-up").rows(conn, [list({key[1] for key in firsts}), crm_ids])
+    stored = set(stored)
+    known = [key for key in firsts if key in stored or (None, key[1]) in stored] if stored else []
+    return known, dict(forgotten)
 
 
 # --- upserts: one statement each, built once per database kind ----------------------------------
@@ -360,9 +363,9 @@ def _statements(kind):
         "customers": intake_sql.Insert(kind, Customer.__table__, ["crm_customer_id", *customers],
                                        f" ON CONFLICT (crm_customer_id) DO UPDATE SET {KEEP_CURRENT}"
                                        " RETURNING crm_customer_id, id"),
-        "forgotten": intake_sql.SelectIn(kind, ForgottenCustomer.__table__, ["crm_customer_id", "customer_id"],
-                                         "crm_customer_id"),
-        "known": intake_sql.SelectIn(kind, Event.__table__, ["intake_token_id", "event_key"], "event_key"),
+        "look-up": intake_sql.Lookup(kind, [
+            (Event.__table__, ["intake_token_id", "event_key"], "event_key"),
+            (ForgottenCustomer.__table__, ["crm_customer_id", "customer_id"], "crm_customer_id")]),
         "events": intake_sql.Insert(kind, Event.__table__, EVENT_COLUMNS, " RETURNING intake_token_id, event_key, id"),
         Campaign: intake_sql.Insert(kind, Campaign.__table__, ["id", "name"], NAMES_KEPT.format("campaigns")),
         Product: intake_sql.Insert(kind, Product.__table__, ["id", "name"], NAMES_KEPT.format("products")),
@@ -381,10 +384,11 @@ def _statement(conn, name):
     return _statements((dialect.name, dialect.paramstyle))[name]
 
 
-def _customer_ids(conn, events, now):
+def _customer_ids(conn, events, forgotten_ids, now):
     """({customer key: customer id}, the keys of forgotten customers): the customer by CRM customer
     id, else by email (its key, _customer_key); made when new, its names kept current (a value the
-    CRM leaves empty keeps the stored one). A forgotten CRM id gets its forgotten customer, unchanged."""
+    CRM leaves empty keeps the stored one). A forgotten CRM id (forgotten_ids: {CRM id: customer
+    id}) gets its forgotten customer, unchanged."""
     by_crm, by_email = {}, {}
     for item in events:  # later events of a body win, as they would one POST at a time
         order = item.order
@@ -393,12 +397,10 @@ def _customer_ids(conn, events, now):
             by_crm.setdefault(order.customerId, {}).update(values)
         elif order.emailAddress:
             by_email.setdefault(order.emailAddress, {}).update(values)
-    ids = {}
-    if by_crm:
-        for crm_id, customer_id in _statement(conn, "forgotten").rows(conn, list(by_crm)):
-            ids["crm", crm_id] = customer_id
-            del by_crm[crm_id]
+    ids = {("crm", crm_id): customer_id for crm_id, customer_id in forgotten_ids.items()}
     forgotten = set(ids)
+    for crm_id in forgotten_ids:
+        by_crm.pop(crm_id, None)
     if by_crm:  # in the body's order, so customer ids rise with it (a deadlock with another request is retried)
         rows = [(crm_id, *(v.get(c, "") for c, _ in CUSTOMER_FIELDS)) for crm_id, v in by_crm.items()]
         ids.update({("crm", k): v for k, v in _statement(conn, "customers").returning(conn, rows, now)})
