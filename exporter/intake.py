@@ -137,8 +137,7 @@ class _Body:
 
 def _store_retrying(events, group_events, tries=3):
     """A concurrent request may store one of these ids first (the insert fails; the retry counts it
-    as a duplicate)
-    or deadlock with this one on a day's file: try again, then ask the CRM to."""
+    as a duplicate) or deadlock with this one on a day's file: try again, then ask the CRM to."""
     for _ in range(tries):
         try:
             return _group_of(current_app._get_current_object()).store(events, group_events)
@@ -291,12 +290,12 @@ def _store(bodies):
                 firsts[key], owner[key] = item, n
     now = utcnow()  # one clock reading for the rows, not one a row
     conn = db.session.connection()  # the transaction's: each statement runs on it
-    known, forgotten = _looked_up(conn, firsts)
+    known, forgotten_ids = _looked_up(conn, firsts)
     for key in known:  # stored before: a duplicate, and its customer left alone
         counts[owner[key]]["duplicates"] += 1
         del firsts[key]
     fresh = list(firsts.values())
-    customers, forgotten = _customer_ids(conn, fresh, forgotten, now)
+    customers, forgotten = _customer_ids(conn, fresh, forgotten_ids, now)
     _upsert_names(conn, fresh, now)
     stored = _insert_events(conn, firsts, customers, forgotten, now)
     rules, profiles = _active_routes()
