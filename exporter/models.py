@@ -174,11 +174,36 @@ class Customer(db.Model):
         return f"{self.first_name} {self.last_name}".strip()
 
 
+class ForgottenCustomer(db.Model):
+    """A forgotten customer's CRM id, and nothing else of them: a later event with that id is stored
+    without personal data and never exported (intake), kept on the forgotten customer's page."""
+    __tablename__ = "forgotten_customers"
+    crm_customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    forgotten_at: Mapped[datetime] = mapped_column(UTC)
+
+
+# What a purged event's order keeps (retention, and a forgotten customer's later events): what the
+# screens show, and nothing that names a person. (Order and campaign ids are the CRM's keys, not
+# personal data; the customer id is dropped.)
+KEPT_ORDER_KEYS = ("orderId", "campaignId", "campaignName", "orderDate", "isTestCard")
+
+
+def kept_order(order):
+    return {key: value for key, value in (order or {}).items() if key in KEPT_ORDER_KEYS}
+
+
 class Event(db.Model):
     """An order event as the CRM sent it, CVV dropped and the card number encrypted."""
     __tablename__ = "events"
+    # The CRM's event id is unique per intake token: two CRMs may use the same ids. event_key first,
+    # so the intake's look-up of a body's ids uses this index.
+    __table_args__ = (UniqueConstraint("event_key", "intake_token_id", name="uq_event_key_token"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    event_key: Mapped[str] = mapped_column(String(120), unique=True)  # the CRM's event id
+    event_key: Mapped[str] = mapped_column(String(120))  # the CRM's event id
+    # The token it came with; None for events stored before ids were scoped per token (a
+    # duplicate for every token) and for events made otherwise.
+    intake_token_id: Mapped[int | None] = mapped_column(ForeignKey("intake_tokens.id"))
     type: Mapped[str] = mapped_column(String(40))
     occurred_at: Mapped[datetime] = mapped_column(UTC, index=True)
     received_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)

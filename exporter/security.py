@@ -12,6 +12,8 @@ import requests
 from cryptography.fernet import Fernet, InvalidToken
 from requests.adapters import HTTPAdapter
 
+from . import cards
+
 ENCRYPTED_PREFIX = "enc:"
 MASK = "****"
 
@@ -47,76 +49,34 @@ def new_token():
 
 # --- card data at intake -----------------------------------------------------------------
 #
-# At intake anything CVV-like is dropped, at any depth, under any spelling; a value that
-# looks like a card number (13 to 19 ASCII digits passing Luhn, spaces and dashes allowed
-# between them) is taken out wherever it is; the catalog's other sensitive fields are
-# encrypted. Only then is the order stored.
+# At intake anything CVV-like is dropped, at any depth, under any spelling; a card number in any
+# shape (cards.py: separators, inside text, a JSON number, NFKC digits) is masked where it sits,
+# under any key; the catalog's other sensitive fields are encrypted. Only then is the order stored.
 
-CVV_WORDS = ("cvv", "cvc", "cvn", "securitycode", "cardcode", "verificationcode", "verificationvalue")
-CVV_NAMES = frozenset({"csc", "cid", "cav2", "cvd"})
-CARD_LIKE = re.compile(r"[0-9](?:[ -]?[0-9]){12,18}")
 # The CRM's ids: long numbers that are not cards, and must stay usable.
 ID_KEYS = frozenset({"orderId", "customerId", "campaignId", "productId"})
 CARD_KEY = "cardNumber"
-
-
-NOT_ALNUM = re.compile(r"[^a-z0-9]")
-
-
-def _squashed(key):
-    return NOT_ALNUM.sub("", str(key).lower())
-
-
-@functools.lru_cache(maxsize=4096)  # an order's keys repeat from one event to the next
-def is_cvv_key(key):
-    """card_cvv, cvvCode, cardCvv, CVV2, security_code...: any spelling of a card's verification code."""
-    name = _squashed(key)
-    return name in CVV_NAMES or any(word in name for word in CVV_WORDS)
-
-
-def luhn_ok(digits):
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        n = int(d) * (2 if i % 2 else 1)
-        total += n - 9 if n > 9 else n
-    return total % 10 == 0
-
-
-def card_digits(value):
-    """The card number a value holds (13 to 19 ASCII digits passing Luhn), or None."""
-    if isinstance(value, str):
-        if len(value) < 13:  # most of an order's values: names, short ids, flags
-            return None
-        text = value.strip()
-    elif isinstance(value, int) and not isinstance(value, bool) and value >= 10**12:
-        text = str(value)  # quantities, prices, short ids are below: no card
-    else:
-        return None
-    if len(text) < 13:
-        return None
-    if not CARD_LIKE.fullmatch(text):
-        return None
-    digits = text.replace(" ", "").replace("-", "")
-    return digits if luhn_ok(digits) else None
+is_cvv_key = cards.is_cvv_key
 
 
 def scrub_order(order, secret_key):
     """(the order as it may be stored, the card numbers found in it, the first one being the
     order's own cardNumber when it has one).
 
-    CVV-like keys are dropped at any depth; card-like values under any key (billing.cardNumber,
-    products[0].cardNumber, CardNumber...) are removed and returned; the catalog's sensitive
-    fields (expiry, ACH numbers) are encrypted with secret_key. The CRM's ids are kept as they are.
+    CVV-like keys are dropped at any depth; card numbers under any other key (billing.cardNumber,
+    products[0].cardNumber, a note's text, a JSON number...) are masked where they sit and
+    returned; the catalog's sensitive fields (expiry, ACH numbers) are encrypted with secret_key.
+    The CRM's ids are kept as they are when they are integers.
     """
     order = dict(order)
     main = order.pop(CARD_KEY, None)  # the intake checked it: digits only
-    cards = [str(main)] if main else []
-    clean = _scrubbed(order, cards)  # a dict in, a dict out
+    found = [str(main)] if main else []
+    clean = cards.scrubbed(order, found, ID_KEYS)  # a dict in, a dict out
     for key in _encrypted_keys():
         value = clean.get(key)
         if value not in (None, "") and not isinstance(value, (dict, list)):
             clean[key] = encrypt(secret_key, str(value))
-    return clean, cards
+    return clean, found
 
 
 @functools.cache
@@ -124,43 +84,6 @@ def _encrypted_keys():
     from .catalog import SENSITIVE
 
     return tuple(SENSITIVE - {CARD_KEY})
-
-
-NO_CARD = (type(None), bool, float)  # never a card number, whatever its value
-
-
-def _scrubbed(value, cards):
-    """value without CVV-like keys and card-like values (found ones appended to cards).
-    Most of an order's values are short strings and small numbers: they are kept without
-    asking card_digits (which would say None for them too)."""
-    if isinstance(value, dict):
-        kept = {}
-        for key, item in value.items():
-            if is_cvv_key(key):
-                continue
-            cls = item.__class__
-            if (cls is str and len(item) < 13) or (cls is int and item < 10**12) or cls in NO_CARD:
-                kept[key] = item
-            elif isinstance(item, (dict, list)):
-                kept[key] = _scrubbed(item, cards)
-            elif key in ID_KEYS or not _took_card(item, cards):
-                kept[key] = item
-        return kept
-    kept = []
-    for item in value:
-        if isinstance(item, (dict, list)):
-            kept.append(_scrubbed(item, cards))
-        elif not _took_card(item, cards):
-            kept.append(item)
-    return kept
-
-
-def _took_card(value, cards):
-    """Whether value is a card number; it goes into cards (once) instead of the order."""
-    digits = card_digits(value)
-    if digits and digits not in cards:
-        cards.append(digits)
-    return bool(digits)
 
 
 def opened_order(order, secret_key, pci_documented):
@@ -189,10 +112,7 @@ def without_cvv(value):
 
 def mask_card(number):
     """First 6 and last 4 digits at most, as PCI DSS allows."""
-    digits = re.sub(r"\D", "", number or "")
-    if len(digits) < 12:
-        return MASK if digits else ""
-    return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
+    return cards.mask(re.sub(r"\D", "", number or ""))
 
 
 def mask_value(value):

@@ -55,3 +55,23 @@ def test_the_secrets_migration_encrypts_credentials_up_and_opens_them_down(app):
         db.session.commit()
     finally:
         upgrade(directory=directory)
+
+
+def test_event_ids_per_token_and_forgotten_customers_migrate_down_and_up(app, post_events):
+    """Issue 21's intake migrations, down to the one before them (b8c9d0e1f2a3) and up again, with an event stored: the event
+    keeps its id (unique alone again below), and the schema is the models' once more."""
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import inspect
+
+    from exporter.models import Event
+
+    assert post_events({"id": "evt-1", "type": "partial", "order": {"customerId": 1}}).status_code == 202
+    db.session.remove()
+    directory = app.extensions["migrate"].directory
+    downgrade(directory=directory, revision="b8c9d0e1f2a3")
+    inspector = inspect(db.engine)
+    assert "forgotten_customers" not in inspector.get_table_names()
+    assert "intake_token_id" not in {c["name"] for c in inspector.get_columns("events")}
+    upgrade(directory=directory)
+    assert db.session.scalars(db.select(Event.event_key)).all() == ["evt-1"]
+    test_migrated_database_matches_the_models(app)

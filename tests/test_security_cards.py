@@ -103,7 +103,7 @@ def test_any_cvv_spelling_is_dropped_at_any_depth(name):
     assert order == {"a": {"b": [{"keep": "x"}]}}
 
 
-def test_card_like_values_under_any_key_are_taken_out():
+def test_card_like_values_under_any_key_are_masked_where_they_sit():
     order = {"cardNumber": CARD, "CardNumber": OTHER_CARDS["CardNumber"],
              "billing": {"cardNumber": OTHER_CARDS["billing.cardNumber"]},
              "products": [{"productId": 4111111111111111, "cardNumber": OTHER_CARDS["products[0].cardNumber"]}],
@@ -112,8 +112,11 @@ def test_card_like_values_under_any_key_are_taken_out():
     clean, cards = security.scrub_order(order, "k")
     assert cards[0] == CARD and set(cards) == {CARD, *[OTHER_CARDS[k] for k in
                                                       ("CardNumber", "billing.cardNumber", "products[0].cardNumber")]}
-    assert clean == {"billing": {}, "products": [{"productId": 4111111111111111}], "phoneNumber": "5552013344",
-                     "orderId": 4012888888881881, "trackingNumber": "1234567890123"}
+    masked = {name: security.mask_card(number) for name, number in OTHER_CARDS.items()}
+    assert clean == {"CardNumber": masked["CardNumber"], "billing": {"cardNumber": masked["billing.cardNumber"]},
+                     "products": [{"productId": 4111111111111111, "cardNumber": masked["products[0].cardNumber"]}],
+                     "note": "401288******1881", "phoneNumber": "5552013344", "orderId": 4012888888881881,
+                     "trackingNumber": "1234567890123"}
 
 
 def test_the_catalogs_sensitive_fields_are_encrypted_at_rest(app, post_events):

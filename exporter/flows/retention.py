@@ -26,16 +26,14 @@ from sqlalchemy.orm import aliased
 from .. import audit
 from ..files import daily_files
 from ..extensions import db, truncate_wal, writing
-from ..models import Attempt, Customer, Delivery, Event, FileRow, HistoryEntry, Route, utcnow
+from ..models import (Attempt, Customer, Delivery, Event, FileRow, ForgottenCustomer, HistoryEntry, Route, kept_order,
+                      utcnow)
 
 PURGED = "[purged]"
 FORGOTTEN = "customer forgotten"  # the cancel reason of a forgotten customer's waiting deliveries
 DEFAULT_BATCH_SIZE = 1000
 MAX_DAYS = 36500  # a century: more is a typo, and the cutoff's date arithmetic overflows
 FINISHED = ("delivered", "cancelled")
-# What a purged event's order keeps: what the screens show, and nothing that names a person.
-# (Order and campaign ids are the CRM's keys, not personal data; the customer id is dropped.)
-KEPT_ORDER_KEYS = ("orderId", "campaignId", "campaignName", "orderDate", "isTestCard")
 PERSONAL_FIELDS = ("email", "first_name", "last_name", "phone")
 
 
@@ -194,10 +192,6 @@ def _erase_events(rows, now):
                            [{"b_id": d.id, "b_error": without_queries(d.last_error)} for d in errors])
 
 
-def kept_order(order):
-    return {key: value for key, value in (order or {}).items() if key in KEPT_ORDER_KEYS}
-
-
 def _erase_attempts(where, now):
     """Blank the attempts that the conditions `where` select: bodies and headers, the target's
     query string, query strings in the error; method, status, times and outcome stay. How many."""
@@ -253,7 +247,7 @@ def purged_message(events, days):
 
 def forget(customer, by, now=None):
     """Erase a customer's personal data (a data-subject request), in one transaction: their
-    fields and CRM id, their events' orders and card numbers, their deliveries' attempts, their
+    fields and CRM id (remembered apart, with nothing else: ForgottenCustomer), their events' orders and card numbers, their deliveries' attempts, their
     personal data in history messages; cancel their waiting deliveries. Deliveries stay as
     counts. Refused (ForgetRefused) while a delivery of theirs is being sent."""
     now = now or utcnow()
@@ -286,6 +280,9 @@ def _forget(customer, by, now):
               "kept_files_deleted": len(copies)}
     for field in PERSONAL_FIELDS:
         setattr(customer, field, "")
+    if customer.crm_customer_id is not None:  # remembered apart, alone: a later event of theirs stores nothing personal
+        db.session.add(ForgottenCustomer(crm_customer_id=customer.crm_customer_id, customer_id=customer.id,
+                                         forgotten_at=now))
     customer.crm_customer_id, customer.forgotten_at, customer.forgotten_by = None, now, by
     db.session.add(HistoryEntry(customer_id=customer.id, created_at=now, message=(
         f"Forgotten on request: personal data of {len(rows)} events erased, "

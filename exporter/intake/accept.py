@@ -21,10 +21,11 @@ from ..profiles import customer_types, matching
 from ..files import daily_files
 from ..delivery import dispatch, schedule, sending
 from . import sql as intake_sql
-from .. import security
+from .. import cards, security
 from ..export_types import PER_EVENT
 from ..extensions import db, writing
-from ..models import FIRST_YEAR, LAST_YEAR, Campaign, Customer, Delivery, Event, HistoryEntry, Product, Profile, Route, utcnow
+from ..models import (FIRST_YEAR, LAST_YEAR, Campaign, Customer, Delivery, Event, ForgottenCustomer, HistoryEntry,
+                      Product, Profile, Route, kept_order, utcnow)
 
 CustomerTypeSlug = Literal[customer_types.SLUGS]  # type: ignore[valid-type]
 
@@ -120,16 +121,27 @@ def parse(body: Any, max_events):
         raise IntakeError(422, "invalid events", problems) from None
 
 
-def accept(body):
-    """Store, match and schedule a body's events; the counts the intake answers with."""
+def accept(body, token_id=None):
+    """Store, match and schedule a body's events, posted with the intake token token_id (event ids
+    are the token's own); the counts the intake answers with."""
     cfg = current_app.config
     events = parse(body, cfg["INTAKE_MAX_EVENTS"])
-    return _store_retrying(events, cfg["INTAKE_MAX_EVENTS"])
+    return _store_retrying(_Body(token_id, events), cfg["INTAKE_MAX_EVENTS"])
+
+
+@dataclass
+class _Body:
+    """A body's events and the intake token they came with."""
+    token_id: int | None
+    events: list
+
+    def __len__(self):  # a group's size is counted in events
+        return len(self.events)
 
 
 def _store_retrying(events, group_events, tries=3):
-    """A concurrent request may store one of these ids first (the retry counts it as a duplicate)
-    or deadlock with this one on a day's file: try again, then ask the CRM to."""
+    """A concurrent request may store one of these ids first (the insert fails; the retry counts it
+    as a duplicate) or deadlock with this one on a day's file: try again, then ask the CRM to."""
     for _ in range(tries):
         try:
             return _group_of(current_app._get_current_object()).store(events, group_events)
@@ -261,30 +273,35 @@ class _Stored:
     campaign_id: int | None
     is_test: bool
     product_ids: list
-    key: str = ""  # the CRM's event id
+    key: tuple = ()  # (intake token id, the CRM's event id)
+    forgotten: bool = False  # its customer was forgotten: stored without personal data, never exported
 
 
 def _store(bodies):
-    """One transaction for the bodies, a statement per table, not per event: customers and names
-    upserted, events inserted (a known event id is a duplicate), then deliveries and history rows.
-    Each body's counts, as if it had been stored alone after those before it; the due times of
-    the new deliveries."""
+    """One transaction for the bodies, a statement per table, not per event: the body's event ids
+    looked up (a known id of the same token, or of none, is a duplicate), then, for the new events
+    only, customers and names upserted, events inserted, deliveries and history rows. Each body's
+    counts, as if it had been stored alone after those before it; the due times of the new
+    deliveries. An id another request stores meanwhile fails the insert: the retry counts it."""
     counts = [{"accepted": 0, "duplicates": 0, "test_orders": 0, "deliveries": 0} for _ in bodies]
     firsts, owner = {}, {}
-    for n, events in enumerate(bodies):
-        for item in events:
-            if item.id in firsts:  # a repeat, in this body or an earlier one: a duplicate
+    for n, body in enumerate(bodies):
+        for item in body.events:
+            key = (body.token_id, item.id)
+            if key in firsts:  # a repeat, in this body or an earlier one: a duplicate
                 counts[n]["duplicates"] += 1
             else:
-                firsts[item.id], owner[item.id] = item, n
-    fresh = list(firsts.values())
+                firsts[key], owner[key] = item, n
     now = utcnow()  # one clock reading for the rows, not one a row
     conn = db.session.connection()  # the transaction's: each statement runs on it
-    customers = _customer_ids(conn, fresh, now)
-    _upsert_names(conn, fresh, now)
-    stored = _insert_events(conn, fresh, customers, now)
-    for key in firsts.keys() - {event.key for event in stored}:  # known already: a duplicate
+    known, forgotten_ids = _looked_up(conn, firsts)
+    for key in known:  # stored before: a duplicate, and its customer left alone
         counts[owner[key]]["duplicates"] += 1
+        del firsts[key]
+    fresh = list(firsts.values())
+    customers, forgotten = _customer_ids(conn, fresh, forgotten_ids, now)
+    _upsert_names(conn, fresh, now)
+    stored = _insert_events(conn, firsts, customers, forgotten, now)
     rules, profiles = _active_routes()
     db_time = _statement(conn, "deliveries").time
     history, deliveries, conversions, plans = [], [], [], {}
@@ -295,6 +312,9 @@ def _store(bodies):
             body_counts["test_orders"] += 1
             if event.customer_id:
                 history.append((event.customer_id, event.id, "Test-card order: skipped, never exported"))
+            continue
+        if event.forgotten:
+            history.append((event.customer_id, event.id, FORGOTTEN_EVENT))
             continue
         if event.type in customer_types.CONVERSIONS:
             conversions.append(event)
@@ -311,6 +331,20 @@ def _store(bodies):
     return counts, {due_at for _, due_at in deliveries}
 
 
+FORGOTTEN_EVENT = "Event of a forgotten customer: stored without personal data, never exported"
+
+
+def _looked_up(conn, firsts):
+    """What the body's ids name already, in one statement: the (token, event id) keys of firsts
+    stored before, by that token or by none (events stored before ids were scoped per token are
+    duplicates for every token); and {CRM customer id: customer id} of forgotten customers."""
+    crm_ids = list({item.order.customerId for item in firsts.values()} - {None})
+    stored, forgotten = _statement(conn, "look-up").rows(conn, [list({key[1] for key in firsts}), crm_ids])
+    stored = set(stored)
+    known = [key for key in firsts if key in stored or (None, key[1]) in stored] if stored else []
+    return known, dict(forgotten)
+
+
 # --- upserts: one statement each, built once per database kind ----------------------------------
 
 CUSTOMER_FIELDS = (("email", "emailAddress"), ("first_name", "firstName"), ("last_name", "lastName"),
@@ -325,15 +359,17 @@ NAMES_KEPT = " ON CONFLICT (id) DO UPDATE SET name = excluded.name WHERE exclude
 @functools.cache
 def _statements(kind):
     """INSERT ... ON CONFLICT for customers (by CRM id, names kept current), campaign and product
-    names, and events (a known event id inserts nothing and returns nothing); plain inserts of
-    deliveries and history rows. SQL text for exec_driver_sql (intake_sql), built once."""
+    names; the look-up of known event ids; plain inserts of events (a known id fails: _store looked
+    them up), deliveries and history rows. SQL text for exec_driver_sql (intake_sql), built once."""
     customers = [c for c, _ in CUSTOMER_FIELDS]
     return {
         "customers": intake_sql.Insert(kind, Customer.__table__, ["crm_customer_id", *customers],
                                        f" ON CONFLICT (crm_customer_id) DO UPDATE SET {KEEP_CURRENT}"
                                        " RETURNING crm_customer_id, id"),
-        "events": intake_sql.Insert(kind, Event.__table__, EVENT_COLUMNS,
-                                    " ON CONFLICT (event_key) DO NOTHING RETURNING event_key, id"),
+        "look-up": intake_sql.Lookup(kind, [
+            (Event.__table__, ["intake_token_id", "event_key"], "event_key"),
+            (ForgottenCustomer.__table__, ["crm_customer_id", "customer_id"], "crm_customer_id")]),
+        "events": intake_sql.Insert(kind, Event.__table__, EVENT_COLUMNS, " RETURNING intake_token_id, event_key, id"),
         Campaign: intake_sql.Insert(kind, Campaign.__table__, ["id", "name"], NAMES_KEPT.format("campaigns")),
         Product: intake_sql.Insert(kind, Product.__table__, ["id", "name"], NAMES_KEPT.format("products")),
         "deliveries": intake_sql.Insert(kind, Delivery.__table__, DELIVERY_COLUMNS),
@@ -341,8 +377,8 @@ def _statements(kind):
     }
 
 
-EVENT_COLUMNS = ["event_key", "type", "occurred_at", "customer_id", "order_id", "campaign_id", "order", "card_number",
-                 "is_test"]
+EVENT_COLUMNS = ["event_key", "intake_token_id", "type", "occurred_at", "customer_id", "order_id", "campaign_id",
+                 "order", "card_number", "is_test", "purged_at"]
 DELIVERY_COLUMNS = ["profile_id", "event_id", "route_id", "status", "due_at", "target"]
 
 
@@ -351,9 +387,11 @@ def _statement(conn, name):
     return _statements((dialect.name, dialect.paramstyle))[name]
 
 
-def _customer_ids(conn, events, now):
-    """{event id: customer id}: the customer by CRM customer id, else by email (its key); made
-    when new, its names kept current (a value the CRM leaves empty keeps the stored one)."""
+def _customer_ids(conn, events, forgotten_ids, now):
+    """({customer key: customer id}, the keys of forgotten customers): the customer by CRM customer
+    id, else by email (its key, _customer_key); made when new, its names kept current (a value the
+    CRM leaves empty keeps the stored one). A forgotten CRM id (forgotten_ids: {CRM id: customer
+    id}) gets its forgotten customer, unchanged."""
     by_crm, by_email = {}, {}
     for item in events:  # later events of a body win, as they would one POST at a time
         order = item.order
@@ -362,14 +400,16 @@ def _customer_ids(conn, events, now):
             by_crm.setdefault(order.customerId, {}).update(values)
         elif order.emailAddress:
             by_email.setdefault(order.emailAddress, {}).update(values)
-    ids = {}
+    ids = {("crm", crm_id): customer_id for crm_id, customer_id in forgotten_ids.items()}
+    forgotten = set(ids)
+    for crm_id in forgotten_ids:
+        by_crm.pop(crm_id, None)
     if by_crm:  # in the body's order, so customer ids rise with it (a deadlock with another request is retried)
         rows = [(crm_id, *(v.get(c, "") for c, _ in CUSTOMER_FIELDS)) for crm_id, v in by_crm.items()]
-        found = dict(_statement(conn, "customers").returning(conn, rows, now))
-        ids.update({("crm", k): v for k, v in found.items()})
+        ids.update({("crm", k): v for k, v in _statement(conn, "customers").returning(conn, rows, now)})
     if by_email:
         ids.update({("email", k): v for k, v in _email_customers(by_email).items()})
-    return {item.id: ids.get(_customer_key(item.order)) for item in events}
+    return ids, forgotten
 
 
 def _customer_key(order):
@@ -407,38 +447,44 @@ def _upsert_names(conn, events, now):
             _statement(conn, model).run(conn, sorted(names.items()), now)
 
 
-def _insert_events(conn, fresh, customers, now):
-    """The new events, inserted in one statement; those whose id was known are left out."""
-    test_cards = set(current_app.config["TEST_CARD_NUMBERS"])
+def _insert_events(conn, fresh, customers, forgotten, now):
+    """The new events ({(token, id): event}), inserted in one statement. A forgotten customer's is
+    stored as purged (retention's order, no card): nothing personal is kept, nothing is sent."""
+    test_cards = cards.test_cards(current_app.config["TEST_CARD_NUMBERS"])  # compared canonical: 04111... is 4111...
     key = current_app.config["SECRET_KEY"]
     statement = _statement(conn, "events")
     db_time, dumps = statement.time, json.dumps
     rows, stored = [], {}
-    for item in fresh:
-        order, cards = _order_for_storage(item.order, key)
-        card = cards[0] if cards else None
+    for (token_id, event_key), item in fresh.items():
+        order, found = _order_for_storage(item.order, key)
+        customer = _customer_key(item.order)
+        is_forgotten = customer in forgotten
+        if is_forgotten:
+            order, found = kept_order(order), []
+        card = found[0] if found else None
         occurred = item.occurred_at
         if occurred is None:  # it occurred when received: the body's clock reading, as received_at
             occurred = now
         elif occurred.tzinfo:
             occurred = occurred.astimezone(timezone.utc).replace(tzinfo=None)
-        is_test = item.order.isTestCard or any(c in test_cards for c in cards)
-        customer_id = customers[item.id]
-        rows.append((item.id, item.type, db_time(occurred), customer_id, item.order.orderId, item.order.campaignId,
-                     dumps(order), security.encrypt(key, card) if card else None, is_test))
-        stored[item.id] = _Stored(0, item.type, occurred, customer_id, item.order.orderId,
-                                  item.order.campaignId, is_test, [p.productId for p in item.order.products], item.id)
+        is_test = item.order.isTestCard or any(cards.is_test_card(c, test_cards) for c in found)
+        customer_id = customers.get(customer)
+        rows.append((event_key, token_id, item.type, db_time(occurred), customer_id, item.order.orderId,
+                     item.order.campaignId, dumps(order), security.encrypt(key, card) if card else None, is_test,
+                     db_time(now) if is_forgotten else None))
+        stored[token_id, event_key] = _Stored(0, item.type, occurred, customer_id, item.order.orderId,
+                                              item.order.campaignId, is_test, [p.productId for p in item.order.products],
+                                              (token_id, event_key), is_forgotten)
     if not rows:
         return []
-    inserted = dict(statement.returning(conn, rows, now))
-    for event_key, event_id in inserted.items():
-        stored[event_key].id = event_id
-    return sorted((stored[k] for k in inserted), key=lambda e: e.id)  # the body's order: ids rise with it
+    for token_id, event_key, event_id in statement.returning(conn, rows, now):
+        stored[token_id, event_key].id = event_id
+    return sorted(stored.values(), key=lambda e: e.id)  # the body's order: ids rise with it
 
 
 def _order_for_storage(order_in, secret_key):
     """The order as stored, and the card numbers found in it (the order's own first): CVV-like
-    keys dropped, card-like values taken out, sensitive fields encrypted (security.scrub_order);
+    keys dropped, card numbers masked where they sit, sensitive fields encrypted (security.scrub_order);
     the card number kept only as cardLast4 and cardBin here, encrypted on the event."""
     order, cards = security.scrub_order(order_in.model_dump(exclude_none=True), secret_key)
     if cards:

@@ -42,7 +42,8 @@ def document(max_events, max_bytes):
             "summary": "Post one event, or several in {\"events\": [...]}",
             "description": f"The body is checked whole: one invalid event rejects the request and nothing is "
                            f"stored. At most {max_events} events and {max_bytes} bytes. `type` is a customer "
-                           f"type: {types}. A repeated event `id` is counted as a duplicate and not stored again.",
+                           f"type: {types}. A repeated event `id` (from the same intake token: "
+                           f"each token's ids are its own) is counted as a duplicate and not stored again.",
             "security": [{"intakeToken": []}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "oneOf": [{"$ref": "#/components/schemas/Event"}, {"$ref": "#/components/schemas/Events"}]}}}},

@@ -73,6 +73,41 @@ class Insert:
         return self.head + ", ".join([self.row_sql] * n) + self.tail
 
 
+class Lookup:
+    """One statement for several look-ups by key: SELECT part, columns FROM table WHERE key IN (...)
+    for each part, joined by UNION ALL (a round trip, not one per table), for a kind of database
+    (as Insert's). parts: (table, columns, key) each; a part's columns sit in slots of their own,
+    NULL in the other parts' rows."""
+
+    def __init__(self, kind, parts):
+        self.marker = "?" if kind[1] == "qmark" else "%s"
+        widths = [len(columns) for _, columns, _ in parts]
+        self.parts = []
+        for n, (table, columns, key) in enumerate(parts):
+            slots = ["NULL"] * sum(widths)
+            first = sum(widths[:n])
+            slots[first:first + len(columns)] = [_quoted(c) for c in columns]
+            self.parts.append((f"SELECT {n}, {', '.join(slots)} FROM {table.name} WHERE {_quoted(key)} IN (",
+                               slice(first + 1, first + 1 + len(columns))))
+
+    def rows(self, connection, values):
+        """For each part, the rows (tuples of its columns) whose key is one of its values (a list
+        of values per part; a statement per ROWS_PER_STATEMENT values of each)."""
+        found = [[] for _ in self.parts]
+        longest = max(len(v) for v in values)
+        for start in range(0, longest, ROWS_PER_STATEMENT):
+            parts = tuple(tuple(v[start:start + ROWS_PER_STATEMENT]) for v in values)
+            params = tuple(value for part in parts for value in part)
+            for row in connection.exec_driver_sql(self._sql(tuple(len(p) for p in parts)), params):
+                found[row[0]].append(tuple(row[self.parts[row[0]][1]]))
+        return found
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 (statements live as long as the process)
+    def _sql(self, counts):
+        return " UNION ALL ".join(head + ", ".join([self.marker] * n) + ")"
+                                  for (head, _), n in zip(self.parts, counts) if n)
+
+
 def _default(column):
     """A column's Python-side default as a parameter; NOW for a time column's callable (utcnow)."""
     value = column.default.arg

@@ -35,7 +35,8 @@ def events():
 
     auth = request.headers.get("Authorization", "")
     token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-    if tokens.authenticate(token) is None:
+    live = tokens.authenticate(token)
+    if live is None:
         db.session.rollback()
         return _error(401, "missing or invalid intake token (Authorization: Bearer <token>)")
     if request.content_length is not None and request.content_length > current_app.config["INTAKE_MAX_BYTES"]:
@@ -54,7 +55,7 @@ def events():
     if _deeper_than(body, MAX_JSON_DEPTH):
         return _error(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        counts = intake.accept(body)
+        counts = intake.accept(body, live.id)
     except intake.IntakeError as exc:
         db.session.rollback()
         return _error(exc.status, exc.error, exc.problems)

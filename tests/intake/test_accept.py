@@ -328,3 +328,104 @@ def test_a_token_revoked_elsewhere_is_refused_within_a_second(app, post_events, 
     time.sleep(tokens.LIVE_SECONDS + 0.1)
     assert post_events(event("b")).status_code == 401
     assert db.session.scalars(db.select(Event.event_key)).all() == ["a"]
+
+
+# --- customers come only from stored events; event ids per token (issue 21, point 3) -----------------
+
+def customers_now():
+    db.session.expire_all()
+    return [(c.crm_customer_id, c.first_name, c.email) for c in db.session.scalars(db.select(Customer).order_by(Customer.id))]
+
+
+def test_a_duplicate_event_leaves_its_customer_alone(app, post_events):
+    assert post_events(event("evt-1")).status_code == 202
+    again = post_events(event("evt-1", firstName="Mallory", emailAddress="mallory@example.com"))
+    assert again.get_json() == {"accepted": 0, "duplicates": 1, "test_orders": 0, "deliveries": 0}
+    assert customers_now() == [(55821, "Jane", "jane@example.com")]
+
+
+def test_a_duplicate_in_a_body_with_new_events_leaves_its_customer_alone(app, post_events):
+    post_events(event("evt-1"))
+    body = {"events": [event("evt-1", firstName="Mallory"), event("evt-2", customerId=7, firstName="Ann")]}
+    assert post_events(body).get_json() == {"accepted": 1, "duplicates": 1, "test_orders": 0, "deliveries": 0}
+    assert customers_now() == [(55821, "Jane", "jane@example.com"), (7, "Ann", "jane@example.com")]
+
+
+def test_a_forgotten_customers_old_event_posted_again_creates_no_customer(app, post_events):
+    from exporter.flows import retention
+
+    post_events(event("evt-1"))
+    retention.forget(db.session.scalars(db.select(Customer)).one(), by="admin@example.com")
+    assert post_events(event("evt-1")).get_json()["duplicates"] == 1
+    assert customers_now() == [(None, "", "")]
+
+
+def test_a_forgotten_customers_new_event_stores_no_personal_data(app, post_events, receiver):
+    from exporter.flows import retention
+
+    make_profile(url=receiver.url + "/p")
+    post_events(event("evt-1"))
+    retention.forget(db.session.scalars(db.select(Customer)).one(), by="admin@example.com")
+    body = {"events": [event("evt-2", cardNumber="4012888888881881"), event("evt-3", customerId=7, firstName="Ann")]}
+    assert post_events(body).get_json() == {"accepted": 2, "duplicates": 0, "test_orders": 0, "deliveries": 1}
+    assert customers_now() == [(None, "", ""), (7, "Ann", "jane@example.com")]
+    later = db.session.scalar(db.select(Event).where(Event.event_key == "evt-2"))
+    assert later.purged_at is not None and later.card_number is None and "firstName" not in later.order
+    assert "Jane" not in json.dumps(later.order) and "jane" not in json.dumps(later.order)
+
+
+def test_another_token_may_use_the_same_event_id_without_touching_the_first_customer(app, post_events):
+    from exporter.intake import tokens
+
+    other = tokens.create("second crm")
+    assert post_events(event("evt-1")).status_code == 202
+    theirs = post_events(event("evt-1", customerId=9, firstName="Bob", emailAddress="bob@example.com"), token=other)
+    assert theirs.get_json() == {"accepted": 1, "duplicates": 0, "test_orders": 0, "deliveries": 0}
+    assert post_events(event("evt-1", customerId=9, firstName="Eve"), token=other).get_json()["duplicates"] == 1
+    assert customers_now() == [(55821, "Jane", "jane@example.com"), (9, "Bob", "bob@example.com")]
+    assert sorted((e.event_key, e.intake_token_id is not None) for e in db.session.scalars(db.select(Event))) == [
+        ("evt-1", True), ("evt-1", True)]
+
+
+def test_an_event_stored_before_ids_were_scoped_per_token_is_a_duplicate_for_every_token(app, post_events):
+    assert post_events(event("evt-1")).status_code == 202
+    db.session.execute(db.update(Event).values(intake_token_id=None))  # as the migration leaves older events
+    db.session.commit()
+    assert post_events(event("evt-1", firstName="Mallory")).get_json()["duplicates"] == 1
+    assert customers_now() == [(55821, "Jane", "jane@example.com")]
+
+
+def test_the_same_new_id_posted_at_once_by_two_processes_is_stored_once_and_counted_once(app, app_config, intake_token):
+    """Two apps on one database (two web processes: each its own group commit) post the same new
+    ids at the same moment: each id is stored once, its customer made from it once, and the other
+    answer counts a duplicate (the insert that loses the race fails, and the retry counts it)."""
+    from exporter import create_app
+
+    other = create_app(app_config)
+    barrier = threading.Barrier(2)
+    answers = {}
+
+    def post(name, an_app, n):
+        barrier.wait()
+        answers[name, n] = an_app.test_client().post(
+            "/intake/events", json=event(f"race-{n}", customerId=1000 + n, firstName=name),
+            headers={"Authorization": f"Bearer {intake_token}"})
+
+    for n in range(10):
+        threads = [threading.Thread(target=post, args=(name, an_app, n)) for name, an_app in (("A", app), ("B", other))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    with other.app_context():
+        db.engine.dispose()
+    for n in range(10):
+        counts = [answers[name, n].get_json() for name in "AB"]
+        assert sorted((c["accepted"], c["duplicates"]) for c in counts) == [(0, 1), (1, 0)], counts
+    db.session.expire_all()
+    stored = db.session.execute(db.select(Event.event_key, Customer.first_name).join(Customer)).all()
+    assert len(stored) == 10 and len({key for key, _ in stored}) == 10
+    for key, first_name in stored:  # the customer is the stored event's, never the duplicate's
+        n = int(key.split("-")[1])
+        winner = "A" if answers["A", n].get_json()["accepted"] else "B"
+        assert first_name == winner

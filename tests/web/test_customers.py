@@ -218,12 +218,22 @@ def test_a_forgotten_customer_can_be_found_only_by_order_id(logged_in, jane):
     assert found(logged_in.get("/customers/", query_string={"q": "104233"})) == [f"Customer #{jane.id}"]
 
 
-def test_a_new_event_after_forgetting_is_a_new_customer(logged_in, jane, post_events):
+def test_a_new_event_after_forgetting_stores_nothing_personal_and_is_not_exported(logged_in, jane, post_events):
+    from exporter.models import Event
+
     logged_in.post(f"/customers/{jane.id}/forget")
-    assert post_events(event("evt-2002")).status_code == 202
-    customers = db.session.scalars(db.select(Customer).order_by(Customer.id)).all()
-    assert [(c.id == jane.id, c.email, c.forgotten_at is not None) for c in customers] == [
-        (True, "", True), (False, "jane@example.com", False)]
+    response = post_events(event("evt-2002", cardNumber=CARD, notes="call Jane at 5552013344"))
+    assert response.get_json() == {"accepted": 1, "duplicates": 0, "test_orders": 0, "deliveries": 0}
+    customers = db.session.scalars(db.select(Customer)).all()
+    assert [(c.id, c.email, c.first_name, c.crm_customer_id) for c in customers] == [(jane.id, "", "", None)]
+    later = db.session.scalar(db.select(Event).where(Event.event_key == "evt-2002"))
+    assert later.customer_id == jane.id and later.purged_at is not None and later.card_number is None
+    assert later.order == {"orderId": 104233, "campaignId": 259, "campaignName": "Test Lander",
+                           "orderDate": "2026-11-27 14:03:22", "isTestCard": False}
+    page = unescape(logged_in.get(f"/customers/{jane.id}").get_data(as_text=True))
+    assert "Event of a forgotten customer: stored without personal data, never exported" in page
+    for personal in ("Jane", "5552013344", "55821", "jane@example.com"):
+        assert personal not in page
 
 
 def test_forget_is_refused_while_a_delivery_is_being_sent(logged_in, jane):
