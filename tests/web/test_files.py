@@ -253,3 +253,28 @@ def test_an_encrypted_file_decrypts_with_the_partners_key_and_its_copy_is_kept_u
         assert gzip.decompress(response.data) == gzip.decompress(partner.decrypt(sent))
     finally:
         partner.close()
+
+
+def test_the_profile_page_shows_the_exact_name_of_each_routes_next_file(logged_in, app, ftp_server):
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("America/New_York")
+
+    def expected():  # the day whose file comes next: today's once Send At has passed there, else yesterday's
+        local = datetime.now(zone)
+        day = local.date() if local.time() >= time(1, 0) else local.date() - timedelta(days=1)
+        return day, f"{day + timedelta(days=1):%Y-%m-%d} 01:00 America/New_York"
+
+    profile = ftp_profile(ftp_server, routes=(PARTIALS_259, DECLINES), time_zone="America/New_York",
+                          send_at="01:00", file_name="{profile}_{yyyymmdd}_r{route}.csv.gz", compression="gzip")
+    before = expected()
+    page = logged_in.get(f"/profiles/{profile.id}").get_data(as_text=True)
+    shown = page.split('id="next-files"', 1)[1].split("</div>", 1)[0]
+    for day, due in {before, expected()}:
+        lines = [f'Route {route.id}: <code class="file-name">daily-partials_{day:%Y%m%d}_r{route.id}.csv.gz</code>, '
+                 f"the file of {day.isoformat()},\n        sent {due}." for route in profile.routes]
+        if all(line in shown for line in lines):
+            break
+    else:
+        raise AssertionError(shown)
