@@ -9,10 +9,10 @@ STAMP  := $(VENV)/.installed-stamp
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml plugins/postback/pyproject.toml plugins/ftp/pyproject.toml
+$(STAMP): pyproject.toml plugins/postback/pyproject.toml plugins/ftp/pyproject.toml plugins/s3/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]" -e plugins/postback -e plugins/ftp
+	$(BIN)/pip install -q -e ".[dev]" -e plugins/postback -e plugins/ftp -e plugins/s3
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -21,6 +21,7 @@ def test_installed_types_are_found_through_their_distributions_entry_points():
     found = {e.key: (e.package, e.version, e.status) for e in registry.entries}
     assert found["postback"] == ("exporter-postback", "0.1.0", "ok")
     assert found["ftp"] == ("exporter-ftp", "0.1.0", "ok")
+    assert found["s3"] == ("exporter-s3", "0.1.0", "ok")
     assert found["jsonlines"] == ("exporter-jsonlines", "0.1.0", "ok")  # the sample third party's
     assert ("jsonlines", "JSON Lines file") in registry.choices()
     assert registry.get("postback") is PostbackType

@@ -20,7 +20,8 @@ import logging
 import os
 import tempfile
 import weakref
-from datetime import datetime, time, timedelta, timezone
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
@@ -112,6 +113,38 @@ def last_due_day(profile, now=None):
 def first_day(profile, last):
     """How far tick() looks back: the catch-up window, never before the profile existed."""
     return max(last - timedelta(days=DEFAULT_CATCH_UP_DAYS - 1), local_day(profile, profile.created_at))
+
+
+def next_files(profile, now=None):
+    """Each route's next file as the screens show it: (route id, its exact name, its day, when it
+    is due, in the profile's time zone). The next file is the day after the last one due, sent at
+    Send At the day after it. [] for a type that does not name its files."""
+    cls = sending.registry().get(profile.export_type)
+    if cls is None or cls.schedule != DAILY_FILE:
+        return []
+    try:
+        export_type = cls(sending.plain_settings(profile))
+    except ValueError:  # a stored secret the key cannot decrypt: the name needs none
+        export_type = cls(profile.settings or {})
+    day = last_due_day(profile, now) + timedelta(days=1)
+    due = datetime.combine(day + timedelta(days=1), send_at_of(profile), tzinfo=zone_of(profile))
+    files = []
+    for route in profile.routes:
+        try:
+            name = export_type.file_name(profile.name, route.id, day)
+        except Exception as exc:  # a plugin's name must not break the page
+            name = f"(no name: {exc})"
+        if name:
+            files.append(NextFile(route.id, name, day, due))
+    return files
+
+
+@dataclass
+class NextFile:
+    route_id: int
+    name: str
+    day: date
+    due: datetime
 
 
 # --- rows, and rows too late for their day's file -----------------------------------------

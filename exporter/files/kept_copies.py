@@ -1,14 +1,17 @@
 """The copy of a daily file kept for download, and the day's rows as a send reads them.
 
 The kept copy is the file as sent with sensitive values masked (and spreadsheet formulas always
-neutralised, as an admin opens it in a spreadsheet), under FILES_DIR/deliveries/<delivery id>.csv.
+neutralised, as an admin opens it in a spreadsheet), under FILES_DIR/deliveries/<delivery id>.csv:
+in the same dialect, encoding and compression as the upload (a .gz or .zip file is kept
+compressed, under the same .csv name), never encrypted (an admin reads it).
 It is written beside the upload as the rows stream, kept once the file is delivered, replaced
 by a re-run, deleted by retention or Forget (retention.py).
 
 FileRows is a day's Batch.rows. Iterated (any export type), it yields the rendered pairs and
 writes the kept copy as they pass. Handed to export_types.write_csv (the FTP type does), it
 writes both files in one pass instead: each row rendered to one CSV line, written to both
-files when they agree (no sensitive column, no cell a spreadsheet would run), in blocks.
+files when they agree (no sensitive column, no cell a spreadsheet would run), in blocks, in the
+upload's FileFormat.
 """
 import contextlib
 import csv
@@ -18,7 +21,7 @@ import re
 from flask import current_app
 
 from .. import security
-from ..export_types import FORMULA_STARTS, CsvRows, csv_writer, neutralised, write_csv
+from ..export_types import FORMULA_STARTS, RFC_4180, CsvRows, csv_writer, encoding_error, neutralised, open_text, write_csv
 
 # Lines gathered before each write to the files: a file write per row costs more than the row.
 DEFAULT_LINES_PER_WRITE = 1000
@@ -31,9 +34,9 @@ class _Line:
     write = str
 
 
-def line_writer():
-    """cells -> their CSV line (RFC 4180, CRLF), as csv_writer() writes it."""
-    return csv.writer(_Line, lineterminator="\r\n").writerow
+def line_writer(file_format=None):
+    """cells -> their CSV line in the format's dialect (RFC 4180 by default), as csv_writer() writes it."""
+    return csv.writer(_Line, **(file_format or RFC_4180).writer_options()).writerow
 
 
 class KeptCopy:
@@ -69,16 +72,22 @@ class KeptCopy:
                 rows.close()
         self.rows = count
 
-    def write_with(self, f, columns, rows, header=True, neutralise=False):
-        """Write the upload into f (as export_types.write_csv would) and the kept copy, in one
-        pass over rows of values (closed at the end); the number of rows."""
+    def write_with(self, f, columns, rows, header=True, neutralise=False, file_format=None):
+        """Write the upload into f (as export_types.write_csv would) and the kept copy (in the
+        same format, unencrypted), in one pass over rows of values (closed at the end); the
+        number of rows. A value f's encoding cannot hold raises FileEncodingError."""
         os.makedirs(os.path.dirname(self.part), mode=0o700, exist_ok=True)
-        line, renderer, count = line_writer(), self.renderer, 0
+        file_format = file_format or RFC_4180
+        line, renderer, count = line_writer(file_format), self.renderer, 0
         masked = renderer.masked_values if renderer.masks else None
         upload, kept = [], []
-        with open_private(self.part) as copy:
-            if header:
-                f.write(line([neutralised(name) for name in columns] if neutralise else columns))
+        header_cells = [neutralised(name) for name in columns] if neutralise else list(columns)
+        with open_private(self.part, binary=True) as raw, open_text(raw, file_format.unencrypted) as copy:
+            try:
+                if header:
+                    f.write(line(header_cells))
+            except UnicodeEncodeError as exc:
+                raise encoding_error(header_cells, columns, 0, exc) from None
             if self.header:
                 copy.write(line(kept_cells(renderer.columns)))
             try:
@@ -95,10 +104,10 @@ class KeptCopy:
                         kept.append(line(kept_cells(masked(values) if masked else values)))
                     count += 1
                     if count % DEFAULT_LINES_PER_WRITE == 0:
-                        _write_lines(f, upload, copy, kept)
+                        _write_lines(f, upload, copy, kept, columns, count, file_format)
+                _write_lines(f, upload, copy, kept, columns, count, file_format)
             finally:
                 rows.close()
-            _write_lines(f, upload, copy, kept)
         self.rows = count
         return count
 
@@ -113,10 +122,21 @@ class KeptCopy:
         return False
 
 
-def _write_lines(upload_file, upload, copy_file, kept):
-    """Write the gathered lines to both files (one string when the two are the same lines) and forget them."""
+def _write_lines(upload_file, upload, copy_file, kept, columns, count, file_format):
+    """Write the gathered lines to both files (one string when the two are the same lines) and
+    forget them; count: the rows written with these."""
     text = "".join(upload)
-    upload_file.write(text)
+    try:
+        upload_file.write(text)
+    except UnicodeEncodeError as exc:  # which line of the block: the first its encoding cannot hold
+        codec = exc.encoding
+        for number, line in enumerate(upload, count - len(upload) + 1):
+            try:
+                line.encode(codec)
+            except UnicodeEncodeError as line_exc:
+                cells = next(csv.reader([line], **file_format.writer_options()), [])
+                raise encoding_error(cells, columns, number, line_exc) from None
+        raise
     copy_file.write(text if kept == upload else "".join(kept))
     upload.clear()
     kept.clear()
@@ -127,12 +147,13 @@ def kept_cells(values):
     return [neutralised(value) for value in values]
 
 
-def open_private(path):
-    """A new text file only its owner may read (0600), whatever the umask: kept copies are
-    customers' data."""
+def open_private(path, binary=False):
+    """A new file only its owner may read (0600), whatever the umask: kept copies are
+    customers' data. Text (UTF-8) unless binary."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8", newline="")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return open(fd, "wb") if binary else open(fd, "w", encoding="utf-8", newline="")
 
 
 def kept_copy_path(delivery):
@@ -189,8 +210,8 @@ class FileRows(CsvRows):
         if self._open is not None:
             self._open.close()
 
-    def write_csv(self, f, columns, header=True, neutralise=False):
+    def write_csv(self, f, columns, header=True, neutralise=False, file_format=None):
         if self._open is not None:  # already walked (some of) it: the rest, row by row
-            return write_csv(f, columns, self._open, header, neutralise)
+            return write_csv(f, columns, self._open, header, neutralise, file_format)
         self._open = self._values()
-        return self.copy.write_with(f, columns, self._open, header, neutralise)
+        return self.copy.write_with(f, columns, self._open, header, neutralise, file_format)

@@ -1,15 +1,19 @@
 """The dashboard's figures: deliveries by status, attempts per hour, the oldest waiting
-delivery, the endpoints failing now. Plain queries; no Flask beyond the db."""
+delivery, the endpoints failing now, the PGP keys about to expire. Plain queries; no Flask
+beyond the db."""
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func
 
+from ..export_types import PgpKeyError, pgp_key_info
 from ..extensions import db
-from ..models import Attempt, Delivery, utcnow
+from ..models import Attempt, Delivery, Profile, utcnow
 
 HOURS = 24
 FAILING_LIMIT = 20
+# A partner's PGP key expiring within this many days is flagged: time to ask them for a new one.
+PGP_WARNING_DAYS = 30
 
 
 @dataclass
@@ -123,3 +127,29 @@ def _latest_errors(targets):
     ranked = (db.select(Delivery.target, Delivery.last_error, newest_first.label("rank"))
               .where(Delivery.status == "retrying", Delivery.target.in_(targets)).subquery())
     return dict(db.session.execute(db.select(ranked.c.target, ranked.c.last_error).where(ranked.c.rank == 1)).all())
+
+
+@dataclass
+class ExpiringKey:
+    profile: Profile
+    fingerprint: str
+    expires: datetime
+    days_left: float  # 0 or less: expired, files cannot be encrypted
+
+
+def expiring_pgp_keys(now=None, days=PGP_WARNING_DAYS):
+    """Active profiles whose PGP Public Key expires within `days` (or has), soonest first."""
+    now = now or utcnow()
+    found = []
+    for profile in db.session.scalars(db.select(Profile).where(Profile.active.is_(True)).order_by(Profile.id)):
+        armored = ((profile.settings or {}).get("pgp_key") or "").strip()
+        if not armored:
+            continue
+        try:
+            key = pgp_key_info(armored)
+        except PgpKeyError:  # refused at save; a key no gpg here can read shows on its deliveries
+            continue
+        left = key.days_left(now.replace(tzinfo=key.expires.tzinfo) if key.expires else None)
+        if left is not None and left <= days:
+            found.append(ExpiringKey(profile, key.fingerprint, key.expires.replace(tzinfo=None), left))
+    return sorted(found, key=lambda k: k.days_left)

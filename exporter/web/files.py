@@ -7,6 +7,7 @@ from werkzeug.routing import BuildError
 from wtforms import StringField
 from wtforms.validators import DataRequired
 
+from ..export_types import PGP_SUFFIXES
 from ..files import daily_files
 from ..extensions import db
 from ..models import Delivery, Profile
@@ -58,5 +59,14 @@ def download(delivery_id):
                                message=f"The copy kept for download of this file was {deleted}."), 410
     if delivery.file_date is None or not os.path.exists(path):
         abort(404, description="No file was kept for this delivery: it has not been uploaded yet.")
-    name = (delivery.details or {}).get("file_name") or f"delivery-{delivery.id}.csv"
-    return send_file(path, mimetype="text/csv", as_attachment=True, download_name=name, max_age=0)
+    name = kept_copy_name((delivery.details or {}).get("file_name") or f"delivery-{delivery.id}.csv")
+    return send_file(path, mimetype=MIMETYPES.get(os.path.splitext(name)[1], "text/csv"), as_attachment=True,
+                     download_name=name, max_age=0)
+
+
+MIMETYPES = {".gz": "application/gzip", ".zip": "application/zip"}
+
+
+def kept_copy_name(name):
+    """The kept copy is the file as sent before encryption (an admin reads it): its name less .pgp or .gpg."""
+    return name[:-4] if name.endswith(PGP_SUFFIXES) else name

@@ -15,6 +15,7 @@ from wtforms.validators import DataRequired, Length, ValidationError
 from .. import audit, catalog, mapping, security, windows
 from ..profiles import customer_types, rules as profiles, as_code as profiles_io
 from ..delivery import dispatch, schedule
+from ..files import daily_files
 from ..extensions import db
 from ..models import Campaign, Product, Profile
 from . import admin_blueprint, choices, mapping_dialog, not_found_unless, strip
@@ -304,7 +305,7 @@ def render_edit(profile, general=None, settings_form=None, dialog=None, status=2
                        if (profile.settings or {}).get(k) and profile.export_type == cls.key},
         **dialog,
         field_labels={f.key: f for f in catalog.FIELDS}, formats=mapping.FORMATS,
-        preview=text, preview_problem=problem), status
+        preview=text, preview_problem=problem, next_files=daily_files.next_files(profile)), status
 
 
 @bp.route("/<int:profile_id>", methods=["GET", "POST"])

@@ -45,7 +45,7 @@ def test_the_sample_is_installed_from_its_own_directory_with_its_entry_point():
 
 def test_exporter_names_no_plugin_in_its_code():
     mentions = [str(p) for p in EXPORTER.rglob("*") if p.is_file() and p.suffix in (".py", ".html", ".js")
-                and re.search(r"jsonlines|exporter_jsonlines|exporter_postback|exporter_ftp", p.read_text())]
+                and re.search(r"jsonlines|exporter_jsonlines|exporter_postback|exporter_ftp|exporter_s3", p.read_text())]
     assert mentions == []
 
 

@@ -16,7 +16,8 @@ def imported_modules(path):
 
 
 @pytest.mark.parametrize("package", [PLUGINS / "postback" / "exporter_postback", PLUGINS / "ftp" / "exporter_ftp",
-                                     SAMPLE / "exporter_jsonlines"], ids=lambda p: p.name)
+                                     PLUGINS / "s3" / "exporter_s3", SAMPLE / "exporter_jsonlines"],
+                         ids=lambda p: p.name)
 def test_a_plugin_imports_only_the_contract(package):
     sources = list(package.glob("*.py"))
     assert sources

@@ -148,3 +148,30 @@ def test_attempts_fall_into_their_hour_and_test_sends_are_left_out(app, post_eve
                                            (2 * 86400 + 3 * 3600, "2 d 3 h"), (-5, "0 s")])
 def test_waits_read_as_an_operator_says_them(seconds, text):
     assert duration(timedelta(seconds=seconds)) == text
+
+
+def test_a_pgp_key_expiring_within_30_days_is_flagged_on_the_dashboard(logged_in):
+    from ..pgp import Partner
+
+    soon, later, gone = Partner(expires_in_days=10, name="Soon"), Partner(), Partner(5, made_days_ago=10, name="Gone")
+    try:
+        def ftp(name, key):
+            return make_profile(name=name, export_type="ftp", settings={
+                "host": "ftp.example.com", "username": "u", "file_name": "{date}.csv.pgp", "pgp_key": key})
+
+        assert 'id="expiring-pgp-keys"' not in logged_in.get("/").get_data(as_text=True)
+        flagged, fine = ftp("Soon partner", soon.public_key), ftp("Later partner", later.public_key)
+        expired = ftp("Gone partner", later.public_key)
+        expired.settings = {**expired.settings, "pgp_key": gone.public_key}  # it expired after it was saved
+        db.session.commit()
+
+        page = logged_in.get("/").get_data(as_text=True)
+        card = page.split('id="expiring-pgp-keys"', 1)[1].split("</section>", 1)[0]
+        assert fine.name not in card
+        first, second = card.split("<li>")[1:]
+        assert expired.name in first and f"<code>{gone.fingerprint}</code>" in first and "expired on" in first
+        assert flagged.name in second and f"<code>{soon.fingerprint}</code>" in second
+        assert re.search(r"expires on \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in [89] days\)", second)
+    finally:
+        for partner in (soon, later, gone):
+            partner.close()

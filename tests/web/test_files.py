@@ -185,3 +185,96 @@ def test_a_day_past_the_catch_up_shows_its_late_events_on_a_cancelled_delivery(l
     assert "1 event of this day is in no file sent: re-run the day to send it." in page
     assert f"not made on schedule: {old.isoformat()} is older than the 7-day catch-up" in page
     assert "Retry now" in page  # sends the day's file, as a re-run does
+
+
+@pytest.mark.parametrize("compression,suffix", [("gzip", ".csv.gz"), ("zip", ".zip")])
+def test_a_compressed_file_in_a_partners_dialect_is_kept_downloadable_as_sent(
+        logged_in, app, post_events, ftp_server, run_jobs, compression, suffix):
+    import gzip
+    import io
+    import zipfile
+
+    profile = ftp_profile(ftp_server, name="Card file", fields={"pci_documented": True, "mappings": CARD_MAPPINGS},
+                          file_name="{profile}_{yyyymmdd}" + suffix, compression=compression, delimiter="tab",
+                          line_ending="lf", quoting="all", encoding="utf-8-bom")
+    post_events({"events": [event("e1", occurred_at=at(DAY, 8), firstName="Zoë", cardNumber=CARD),
+                            event("e2", occurred_at=at(DAY, 9), firstName="Joe")]})
+    daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+    run_jobs(until=all_delivered)
+    name = f"card-file_{DAY:%Y%m%d}{suffix}"
+
+    def plain(data):
+        if compression == "gzip":
+            return gzip.decompress(data)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            assert archive.namelist() == [f"card-file_{DAY:%Y%m%d}.csv"]
+            return archive.read(archive.namelist()[0])
+
+    sent = ftp_server.files()[name]
+    assert plain(sent) == f'\ufeff"name"\t"card"\n"Zoë"\t"{CARD}"\n"Joe"\t""\n'.encode()
+    response = logged_in.get(f"/files/deliveries/{deliveries()[0].id}/download")
+    assert response.status_code == 200 and response.mimetype == f"application/{compression}"
+    assert response.headers["Content-Disposition"].endswith(f"filename={name}")
+    assert plain(response.data) == f'\ufeff"name"\t"card"\n"Zoë"\t"{MASKED_CARD}"\n"Joe"\t""\n'.encode()
+
+
+def test_a_value_latin_1_cannot_hold_stops_the_file_and_the_delivery_page_names_row_and_column(
+        logged_in, app, post_events, ftp_server, run_jobs):
+    ftp_profile(ftp_server, encoding="latin-1")
+    post_events({"events": [event("e1", occurred_at=at(DAY, 8), firstName="Zoë"),
+                            event("e2", occurred_at=at(DAY, 9), firstName="Łukasz")]})
+    daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+    run_jobs(until=lambda: deliveries()[0].attempt_count >= 1)
+    delivery = deliveries()[0]
+    assert delivery.status != "delivered" and ftp_server.files() == {}  # nothing sent with a row left out
+    page = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
+    assert ("row 2, column first_name: the character &#39;Ł&#39; (U+0141) cannot be written in Latin-1: "
+            "correct the value, or choose the Encoding UTF-8") in page
+
+
+def test_an_encrypted_file_decrypts_with_the_partners_key_and_its_copy_is_kept_unencrypted(
+        logged_in, app, post_events, ftp_server, run_jobs):
+    import gzip
+
+    from ..pgp import Partner
+
+    partner = Partner()
+    try:
+        ftp_profile(ftp_server, file_name="{profile}_{yyyymmdd}.csv.gz.pgp", compression="gzip",
+                    pgp_key=partner.public_key)
+        post_events(event("e1", occurred_at=at(DAY, 8), firstName="Jane"))
+        daily_files.tick(now=utc(DAY + timedelta(days=1), 2))
+        run_jobs(until=all_delivered)
+        name = f"daily-partials_{DAY:%Y%m%d}.csv.gz"
+        sent = ftp_server.files()[f"{name}.pgp"]
+        assert gzip.decompress(partner.decrypt(sent)).startswith(b"first_name,order_date,")
+        response = logged_in.get(f"/files/deliveries/{deliveries()[0].id}/download")
+        assert response.headers["Content-Disposition"].endswith(f"filename={name}")
+        assert gzip.decompress(response.data) == gzip.decompress(partner.decrypt(sent))
+    finally:
+        partner.close()
+
+
+def test_the_profile_page_shows_the_exact_name_of_each_routes_next_file(logged_in, app, ftp_server):
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("America/New_York")
+
+    def expected():  # the day whose file comes next: today's once Send At has passed there, else yesterday's
+        local = datetime.now(zone)
+        day = local.date() if local.time() >= time(1, 0) else local.date() - timedelta(days=1)
+        return day, f"{day + timedelta(days=1):%Y-%m-%d} 01:00 America/New_York"
+
+    profile = ftp_profile(ftp_server, routes=(PARTIALS_259, DECLINES), time_zone="America/New_York",
+                          send_at="01:00", file_name="{profile}_{yyyymmdd}_r{route}.csv.gz", compression="gzip")
+    before = expected()
+    page = logged_in.get(f"/profiles/{profile.id}").get_data(as_text=True)
+    shown = page.split('id="next-files"', 1)[1].split("</div>", 1)[0]
+    for day, due in {before, expected()}:
+        lines = [f'Route {route.id}: <code class="file-name">daily-partials_{day:%Y%m%d}_r{route.id}.csv.gz</code>, '
+                 f"the file of {day.isoformat()},\n        sent {due}." for route in profile.routes]
+        if all(line in shown for line in lines):
+            break
+    else:
+        raise AssertionError(shown)

@@ -1,82 +1,35 @@
 """The FTP export type: one CSV file per route per day, uploaded to a partner's server.
 
 The core hands send() a day's rows as a stream (exporter/daily_files.py). The file is
-written to a temporary file as the rows arrive (CSV per RFC 4180, UTF-8, CRLF), in the
-batch's private work directory (it may hold card numbers), then uploaded under a temporary
-name and renamed, so a partner never reads half a file.
+written by the contract's write_file as the rows arrive (CSV in the profile's dialect and
+encoding, compressed and encrypted as its settings say), in the batch's private work
+directory (it may hold card numbers), then uploaded under a temporary name and renamed, so a
+partner never reads half a file.
 """
 import contextlib
-import hashlib
 import os
 import re
-import string
-import tempfile
 import time
 from datetime import date
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from wtforms import BooleanField, Form, IntegerField, PasswordField, SelectChoice, SelectField, StringField
+from wtforms import BooleanField, IntegerField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, NumberRange, Optional, ValidationError
 
-from exporter.export_types import DAILY_FILE, DEFAULT_SEND_AT, ExportType, Outcome, TargetRefused, csv_text, resolve_target, write_csv
+from exporter.export_types import (DAILY_FILE, DEFAULT_FILE_NAME, FILE_NAME_HELP, FILE_NAME_MACROS, ExportType,
+                                   FileEncodingError, FileSettings, Outcome, PgpKeyError, TargetRefused, csv_text,
+                                   file_name_for, file_sha256, resolve_target, slug, write_file)
 
 from .transfer import DEFAULT_TIMEOUT, FtpConnection, SftpConnection, TransferError
 
 PROTOCOLS = [SelectChoice("ftp", "FTP"), SelectChoice("ftps", "FTPS (explicit TLS)"),
              SelectChoice("sftp", "SFTP (SSH)")]
 DEFAULT_PORTS = {"ftp": 21, "ftps": 21, "sftp": 22}
-DEFAULT_FILE_NAME = "{profile}_{route}_{date:%Y%m%d}.csv"
-PLACEHOLDERS = ("profile", "route", "date")
-FILE_NAME_HELP = ("Placeholders: {profile} the Profile Name as a slug (call-center-partials), "
-                  "{route} the route's id, {date:%Y%m%d} the file's day in any strftime pattern "
-                  "({date} alone is 2026-11-27).")
+PLACEHOLDERS = FILE_NAME_MACROS  # the file name's macros live in the contract, shared by every file type
+__all__ = ["DEFAULT_FILE_NAME", "FILE_NAME_HELP", "FtpSettings", "FtpType", "file_name_for", "file_sha256", "slug"]
 
 
 # --- settings -------------------------------------------------------------------------------
-
-def slug(text):
-    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
-
-
-def file_name_for(pattern, profile, route, day):
-    """The pattern with its placeholders filled; ValueError says what is wrong with a pattern."""
-    try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None]
-    except ValueError as exc:
-        raise ValueError(f"not a valid pattern: {exc}") from None
-    for name in fields:
-        if name not in PLACEHOLDERS:  # also refuses {date.year}, {0}, {profile[0]}: plain names only
-            raise ValueError(f"unknown placeholder {{{name}}}: use {{profile}}, {{route}} or {{date:...}}")
-    try:
-        name = pattern.format(profile=slug(profile), route=slug(route), date=day)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"not a valid pattern: {exc}") from None
-    if any(c in name for c in "\r\n\x00"):
-        raise ValueError("must not contain a line break (CR, LF) or NUL: the server would read a second command")
-    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
-        raise ValueError("must make a file name (no / or \\)")
-    return name
-
-
-def _file_name(form, field):
-    try:
-        file_name_for(field.data or "", "Call center partials", 1, date(2026, 11, 27))
-    except ValueError as exc:
-        raise ValidationError(f"File Name {exc}")
-
-
-def _time_of_day(form, field):
-    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", (field.data or "").strip()):
-        raise ValidationError("Send At is a time of day as HH:MM (24-hour), e.g. 01:00")
-
-
-def _time_zone(form, field):
-    try:
-        ZoneInfo((field.data or "").strip())
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(f"{field.data!r} is not an IANA time zone (e.g. America/New_York, UTC)")
-
 
 def _one_line(form, field):
     if any(c in (field.data or "") for c in "\r\n\x00"):
@@ -88,7 +41,8 @@ def _host(form, field):
         raise ValidationError("Host is a name or address only, e.g. ftp.example.com (no scheme, port or path)")
 
 
-class FtpSettings(Form):
+class FtpSettings(FileSettings):
+    """The server and login; the file's name, schedule and format come after, from FileSettings."""
     protocol = SelectField("Protocol", choices=PROTOCOLS, default="ftp")
     host = StringField("Host", validators=[DataRequired("Host is required"), _host])
     port = IntegerField("Port", validators=[Optional(), NumberRange(1, 65535, "Port is between 1 and 65535")],
@@ -97,23 +51,6 @@ class FtpSettings(Form):
     password = PasswordField("Password")
     directory = StringField("Remote Directory", default="/", validators=[_one_line],
                             description="Where the files go; relative paths start at the login directory.")
-    # Left empty (or absent from an imported profile), these three take their defaults.
-    file_name = StringField("File Name", default=DEFAULT_FILE_NAME, description=FILE_NAME_HELP,
-                            validators=[Optional(), _file_name])
-    send_at = StringField("Send At", default=DEFAULT_SEND_AT, render_kw={"type": "time"},
-                          validators=[Optional(), _time_of_day],
-                          description="Each day at this time (HH:MM, in the Time Zone) the file of the day before "
-                                      f"is sent. Empty: {DEFAULT_SEND_AT}.")
-    time_zone = StringField("Time Zone", default="UTC", validators=[Optional(), _time_zone],
-                            description="An IANA name, e.g. America/New_York. A day runs midnight to midnight here. "
-                                        "Empty: UTC.")
-    header_row = BooleanField("Header Row", default=True, description="First line: the Export Names.")
-    neutralise_formulas = BooleanField(
-        "Neutralise Spreadsheet Formulas", default=True,
-        description="A value starting with = + - @ (not a plain number) gets a leading ' so that a spreadsheet "
-                    "shows it instead of running it as a formula.")
-    send_empty = BooleanField("Send Empty Files", default=False,
-                              description="Upload a file even on a day without rows.")
     verify_tls = BooleanField("Verify TLS Certificate", default=True,
                               description="FTPS: refuse a certificate that no public authority signed.")
     host_key = StringField("Host Key Fingerprint", description="SFTP: the server's key as ssh-keygen -l shows it "
@@ -149,11 +86,6 @@ class FtpType(ExportType):
     def method(self):
         return SftpConnection.method if self.protocol == "sftp" else FtpConnection.method
 
-    @property
-    def neutralise(self):
-        """On for every profile made since the setting exists; a profile without it keeps its files as they were."""
-        return bool(self.settings.get("neutralise_formulas", False))
-
     def describe(self):
         return f"{self.protocol}://{self.host}:{self.port}{self.directory or '/'}"
 
@@ -174,14 +106,12 @@ class FtpType(ExportType):
                              timeout=DEFAULT_TIMEOUT, address=address)
 
     def preview(self, columns, row):
-        return csv_text(columns, [row], self.settings.get("header_row", True), self.neutralise)
+        file_format = self.file_format()
+        return csv_text(columns, [row], file_format.header, file_format.neutralise, file_format)
 
     def send(self, batch):
-        name = file_name_for(self.settings.get("file_name") or DEFAULT_FILE_NAME,
-                             batch.profile_name, batch.route_id if batch.route_id is not None else batch.route_name,
-                             batch.file_date or date.today())
-        if batch.is_test:  # a Send test from the profile page: never mistaken for a day's file
-            name = f"TEST_{name}"
+        name = self.file_name(batch.profile_name, batch.route_id if batch.route_id is not None else batch.route_name,
+                              batch.file_date or date.today(), batch.is_test)
         outcome = Outcome(ok=False, method=self.method, target=self.url(name))
         try:
             address = resolve_target(self.host, self.port, batch.allow_private_targets)[0]
@@ -189,9 +119,13 @@ class FtpType(ExportType):
             outcome.error = str(exc)
             return outcome
         started = time.monotonic()
-        path, rows = write_temporary(batch, header=self.settings.get("header_row", True), neutralise=self.neutralise)
         try:
-            size, sha256 = os.path.getsize(path), file_sha256(path)
+            written = write_file(batch, self.file_format(name), name)
+        except (FileEncodingError, PgpKeyError) as exc:  # the file cannot be made as the settings say
+            outcome.error = f"file {name} not made: {exc}"
+            return outcome
+        path, rows, size, sha256 = written.path, written.rows, written.size, written.sha256
+        try:
             outcome.details = {"file_name": name, "rows": rows, "bytes": size, "sha256": sha256}
             outcome.request_body = f"{name}: {rows} rows, {size} bytes, sha256 {sha256}"
             if rows == 0 and not self.settings.get("send_empty"):
@@ -244,29 +178,3 @@ class FtpType(ExportType):
             outcome.elapsed_ms = int((time.monotonic() - started) * 1000)
             outcome.response_body = "\n".join(connection.replies + lines)
         return outcome
-
-
-# --- the file -------------------------------------------------------------------------------
-
-def write_temporary(batch, header=True, neutralise=False):
-    """Stream the batch's rows into a temporary UTF-8 CSV file; its path and the row count."""
-    fd, path = tempfile.mkstemp(prefix="exporter-", suffix=".csv", dir=batch.work_dir or None)  # mode 0600
-    try:
-        with open(fd, "w", encoding="utf-8", newline="") as f:
-            rows = write_csv(f, batch.columns, batch.rows, header, neutralise)
-    except BaseException:
-        os.unlink(path)
-        raise
-    finally:
-        close = getattr(batch.rows, "close", None)
-        if close:
-            close()  # a stream from the database ends here, read whole or not
-    return path, rows
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
