@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from . import catalog, security
+from .body_templates import as_flag, as_number
 
 FORMATS = {
     "": "As is",
@@ -20,7 +21,11 @@ FORMATS = {
     "upper": "UPPER CASE",
     "lower": "lower case",
     "sha256": "SHA-256 (hex)",
+    # Text everywhere (a query string, a CSV cell); a JSON number or boolean in a JSON body.
+    "number": "Number (a JSON number in JSON bodies)",
+    "boolean": "Boolean (true/false)",
 }
+TYPED_FORMATS = {"number": as_number, "boolean": as_flag}
 
 _NOT_DIGITS = re.compile(r"\D")
 _DATE_INPUTS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%m/%d/%Y")
@@ -74,6 +79,8 @@ def _parse_date(text):
 
 def apply_format(text, fmt, arg=""):
     """One value through one format; a value the format cannot read is left as it is."""
+    if fmt in TYPED_FORMATS:  # an empty one too: null or false in a JSON body
+        return TYPED_FORMATS[fmt](text)
     if not fmt or not text:
         return text
     if fmt == "digits":
@@ -211,7 +218,11 @@ def _generate(mappings, source, named=True):
                 namespace[f"_format{i}"] = _formatter(m.format, m.format_arg)
                 text = f"_format{i}({text})"
             if m.default_value != "":
-                text = f"(t if (t := {text}) != '' else {literal(m.default_value, f'_default{i}')})"
+                default = literal(m.default_value, f"_default{i}")
+                if m.format in TYPED_FORMATS:  # the default is a number or boolean too
+                    default = namespace[f"_default{i}"] = TYPED_FORMATS[m.format](m.default_value)
+                    default = f"_default{i}"
+                text = f"(t if (t := {text}) != '' else {default})"
             items.append(item(name, text))
         return "[" + ", ".join(items) + "]"
 
