@@ -209,7 +209,12 @@ def _generate(mappings, source, named=True):
         for i, m in enumerate(mappings):
             name = literal(m.export_name, f"_name{i}")
             if m.field == catalog.STATIC:
-                items.append(item(name, literal(m.static_value or m.default_value, f'_static{i}')))
+                static = m.static_value or m.default_value
+                if m.format in TYPED_FORMATS:  # a static number or boolean: typed once, here
+                    namespace[f"_static{i}"] = TYPED_FORMATS[m.format](static)
+                    items.append(item(name, f"_static{i}"))
+                else:
+                    items.append(item(name, literal(static, f'_static{i}')))
                 continue
             # a str as it is, an int by str() (no call of ours: ids and prices are most of the rest)
             text = (f"(v if (c := (v := {source(m.field, read)}).__class__) is str "

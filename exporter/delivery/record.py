@@ -46,12 +46,14 @@ def record_many(app, worker, sents):
             sending.attempt_values(s.outcome, s.secrets, delivery_id=s.delivery_id, number=s.attempt_count,
                                    started_at=s.started_at, profile_id=s.profile_id, is_test=False) for s in sents])
         held = _mark_delivered(worker, [s for s in sents if s.outcome.ok], now)
+        _keep_captured([s for s in sents if s.outcome.ok and s.outcome.captured and s.delivery_id in held])
+        rejected = _mark_rejected(worker, [s for s in sents if not s.outcome.ok and s.outcome.rejected])
         history = [dict(customer_id=s.customer_id, event_id=s.event_id, delivery_id=s.delivery_id, created_at=now,
-                        message=f"Export profile '{s.profile_name}' fired: {s.outcome.summary or 'delivered'}")
-                   for s in sents if s.delivery_id in held and s.customer_id]
+                        message=history_message(s.profile_name, s.outcome, s.secrets))
+                   for s in sents if (s.delivery_id in held or s.delivery_id in rejected) and s.customer_id]
         if history:
             db.session.execute(insert(HistoryEntry.__table__), history)
-        retries = _mark_retrying(worker, [s for s in sents if not s.outcome.ok], now)
+        retries = _mark_retrying(worker, [s for s in sents if not s.outcome.ok and not s.outcome.rejected], now)
         _merge_details(worker, [s for s in sents if s.outcome.details])
         retries |= _record_circuits([(s.host, s.outcome) for s in sents], now)
         db.session.commit()
@@ -98,6 +100,37 @@ def _delivered_statement():
                                       d.claimed_at == bindparam("claimed"), d.claimed_by == bindparam("worker"))
             .values(status="delivered", delivered_at=bindparam("now"), last_error="", claimed_at=None, claimed_by="")
             .returning(d.id))
+
+
+def history_message(profile_name, outcome, secrets_=()):
+    """The customer's history line for a send that ended: delivered (naming what the partner gave
+    back) or rejected for good (in the partner's words)."""
+    if outcome.ok:
+        summary = outcome.summary or "delivered"
+        if outcome.captured:
+            summary += f", partner id {outcome.captured}"
+        return security.redact(f"Export profile '{profile_name}' fired: {summary}", secrets_)
+    return security.redact(f"Export profile '{profile_name}' {outcome.error.splitlines()[0]}", secrets_)
+
+
+def _keep_captured(sents):
+    """What each delivered send's answer gave back (a capture rule), kept on its delivery."""
+    if sents:
+        db.session.execute(DELIVERIES.update().where(DELIVERIES.c.id == bindparam("b_id"))
+                           .values(captured_id=bindparam("b_captured")),
+                           [{"b_id": s.delivery_id, "b_captured": s.outcome.captured[:255]} for s in sents])
+
+
+def _mark_rejected(worker, sents):
+    """Refused for good by the partner (a rejection rule): finished, never retried. The ids held."""
+    d, held = DELIVERIES.c, set()
+    for s in sents:
+        error = security.redact(s.outcome.error, s.secrets)
+        held.update(db.session.scalars(
+            DELIVERIES.update().where(d.id == s.delivery_id, d.status == "sending", d.claimed_at == s.claimed_at,
+                                      d.claimed_by == worker)
+            .values(status="rejected", last_error=error, claimed_at=None, claimed_by="").returning(d.id)))
+    return held
 
 
 def _mark_retrying(worker, sents, now):
@@ -174,7 +207,9 @@ def record(delivery, outcome, started, secrets_, claimed_at, worker=None):
         if outcome.details:
             values["details"] = {**(delivery.details or {}), **outcome.details}
         if outcome.ok:
-            values.update(status="delivered", delivered_at=now, last_error="")
+            values.update(status="delivered", delivered_at=now, last_error="", captured_id=(outcome.captured or "")[:255])
+        elif outcome.rejected:
+            values.update(status="rejected", last_error=security.redact(outcome.error, secrets_))
         else:
             due = now + schedule.timedelta_seconds(schedule.backoff_seconds(delivery.attempt_count, outcome.retry_after))
             values.update(status="retrying", last_error=security.redact(outcome.error or f"HTTP {outcome.status}", secrets_),
@@ -186,13 +221,13 @@ def record(delivery, outcome, started, secrets_, claimed_at, worker=None):
         probes = _record_circuits([(delivery.target, outcome)], now)
         if held:
             db.session.refresh(delivery)
-            if outcome.ok:
-                summary = outcome.summary or f"{delivery.profile.export_type} delivered"
-                write_history(delivery, f"Export profile '{delivery.profile.name}' fired: {summary}")
+            if outcome.ok or outcome.rejected:
+                outcome.summary = outcome.summary or f"{delivery.profile.export_type} delivered"
+                write_history(delivery, history_message(delivery.profile.name, outcome, secrets_))
         else:
             log.warning("delivery %s: claim lost while sending; attempt kept, status left to the newer claim", delivery.id)
         db.session.commit()
-    if held and not outcome.ok:
+    if held and not outcome.ok and not outcome.rejected:
         schedule.wake([delivery.due_at, *probes])
     return held
 

@@ -32,7 +32,7 @@ PURGED = "[purged]"
 FORGOTTEN = "customer forgotten"  # the cancel reason of a forgotten customer's waiting deliveries
 DEFAULT_BATCH_SIZE = 1000
 MAX_DAYS = 36500  # a century: more is a typo, and the cutoff's date arithmetic overflows
-FINISHED = ("delivered", "cancelled")
+FINISHED = ("delivered", "rejected", "cancelled")
 # What a purged event's order keeps: what the screens show, and nothing that names a person.
 # (Order and campaign ids are the CRM's keys, not personal data; the customer id is dropped.)
 KEPT_ORDER_KEYS = ("orderId", "campaignId", "campaignName", "orderDate", "isTestCard")
