@@ -12,7 +12,7 @@ from .. import security, windows
 from ..export_types import Batch, Outcome
 from ..extensions import db, writing
 from ..models import Attempt, Delivery, HistoryEntry, utcnow
-from . import admission, circuit, schedule, sending
+from . import admission, circuit, reversals, schedule, sending, suppression
 from .claim import DELIVERIES, circuits_changed
 from .heartbeat import worker_name
 
@@ -35,6 +35,56 @@ def cancel_purged(rows, claimed_at, counted, worker=None):
         db.session.commit()
     log.warning("deliveries %s: their event's personal data was purged; cancelled, not sent", [r.id for r in rows])
 
+
+
+def before_send(rows, profiles, events, claimed_at, counted, worker=None):
+    """Reversals and duplicate suppression, for claimed rows about to be rendered: the reversal
+    plans by row id (send with the original's fields, or wait for it), and the ids cancelled here
+    (never exported originals, duplicates), each with its history message."""
+    plans, cancels, keys, seen, now = {}, [], {}, {}, utcnow()
+    for row in rows:
+        event = events.get(row.event_id)
+        if row.file_date is not None or event is None:
+            continue
+        profile = profiles[row.profile_id]
+        if reversals.is_reversal(profile, event.type):
+            plan = plans[row.id] = reversals.plan(profile, event.order_id)
+            if plan.action == "cancel":
+                cancels.append((row, event, plan.message, plan.history))
+                continue
+        if profile.dedupe_days:
+            key = suppression.key_of(profile, event.order or {}, event.type)
+            prior = key and (seen.get((profile.id, key)) or suppression.earlier(profile, key, row.id, now))
+            if prior:
+                cancels.append((row, event, suppression.reason(profile, prior), suppression.history(profile)))
+                continue
+            if key:
+                seen[(profile.id, key)] = keys[row.id] = key
+    if cancels or keys or any(p.original_id for p in plans.values()):
+        _write_before_send(cancels, keys, plans, claimed_at, counted, worker or worker_name())
+    return plans, {row.id for row, *_ in cancels}
+
+
+def _write_before_send(cancels, keys, plans, claimed_at, counted, worker):
+    d = DELIVERIES.c
+    with writing():
+        for row, event, reason, message in cancels:  # the try is not counted, nor the cap's grant
+            cancelled = db.session.execute(DELIVERIES.update().where(
+                d.id == row.id, d.status == "sending", d.claimed_at == claimed_at, d.claimed_by == worker)
+                .values(status="cancelled", cancel_reason=reason[:255], claimed_at=None, claimed_by="",
+                        attempt_count=d.attempt_count - 1)).rowcount
+            if cancelled and event.customer_id:
+                db.session.add(HistoryEntry(customer_id=event.customer_id, event_id=event.id, delivery_id=row.id,
+                                            message=message))
+        admission.refund([(row.profile_id, counted[row.id]) for row, *_ in cancels if row.id in counted])
+        if keys:
+            db.session.execute(DELIVERIES.update().where(d.id == bindparam("b_id")).values(dedupe_key=bindparam("b_key")),
+                               [{"b_id": i, "b_key": k} for i, k in keys.items()])
+        for delivery_id, plan in plans.items():
+            delivery = db.session.get(Delivery, delivery_id) if plan.original_id else None
+            if delivery is not None and (delivery.details or {}).get("original_delivery") != plan.original_id:
+                delivery.details = {**(delivery.details or {}), "original_delivery": plan.original_id}
+        db.session.commit()
 
 
 def record_many(app, worker, sents):
@@ -180,8 +230,15 @@ def send_claimed(delivery, claimed_at, worker=None):
         if delivery.file_date is not None:
             batch, sensitive = sending.daily_files().build_batch(delivery)
         else:
+            plans, cancelled = before_send([delivery], {delivery.profile_id: delivery.profile},
+                                           {delivery.event_id: delivery.event}, claimed_at, {}, worker)
+            if cancelled:
+                return False
+            plan = plans.get(delivery.id)
+            if plan is not None and plan.action == "wait":
+                raise LookupError(plan.message)
             renderer = sending.renderer_for(delivery.profile)
-            row = sending.render(renderer, delivery.event, delivery.profile)
+            row = sending.render(renderer, delivery.event, delivery.profile, plan.fields if plan else None)
             batch = Batch(columns=renderer.columns, rows=[row], profile_name=delivery.profile.name,
                           idempotency_key=str(delivery.id), route_id=delivery.route_id,
                           allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]))
