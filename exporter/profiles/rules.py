@@ -202,7 +202,7 @@ def sample(cls, settings, mappings):
         return None, str(exc)
     if not renderer.columns:
         return None, "Add a field mapping to see what this profile sends."
-    row = renderer(catalog.sample_record())
+    row = renderer.masked(renderer(catalog.sample_record()))  # card data masked, following the mapping
     try:
         text = cls(settings).preview(renderer.columns, row)
     except Exception as exc:  # a plugin's preview must not break the page
@@ -241,7 +241,8 @@ def snapshot(profile):
     data["settings"] = audit.masked(settings, cls.secret_settings if cls else ())
     data["mappings"] = [{key: getattr(m, key) or "" for key in MAPPING_KEYS}
                         for m in sorted(profile.mappings, key=lambda m: m.position if m.position is not None else 1e9)]
-    data["reversal_of"] = profile.reversal_of.name if profile.reversal_of else None  # its name, not only its id
+    other = db.session.get(Profile, profile.reversal_of_id) if profile.reversal_of_id else None
+    data["reversal_of"] = other.name if other else None  # its name, not only its id
     data["routes"] = [{"customer_types": list(r.customer_types or []), "campaigns": list(r.campaigns or []),
                        "products": list(r.products or [])} for r in profile.routes]
     data[_SECRET_DIGESTS] = {k: hashlib.sha256(str(v).encode()).hexdigest() for k, v in settings.items()
