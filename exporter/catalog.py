@@ -71,14 +71,20 @@ FIELDS = (
     *(_f(f"sourceValue{i}", "string", f"Affiliate sub-id {i}", f"sub{i}") for i in range(1, 6)),
     *(_f(f"custom{i}", "string", f"Custom field {i}", f"value{i}") for i in range(1, 6)),
     _f("eventType", "string", "The customer type of the event (partial, new_sale, ...)", "partial"),
+    # A reversal's (a profile with "Reversal of"): the original sale's export, filled in when it is sent.
+    _f("original.captured_id", "string", "Reversals: the id the partner gave the original sale's export", "88213"),
+    _f("original.sent_at", "datetime", "Reversals: when the original sale's export was delivered (UTC)",
+       "2026-11-27 14:08:22"),
 )
+# A reversal may also map each value the original export sent: original.<its Export Name>.
+ORIGINAL = "original."
 
 BY_KEY = {f.key: f for f in FIELDS}
 SENSITIVE = frozenset(f.key for f in FIELDS if f.sensitive)
 
 
 def is_field(key):
-    return key in BY_KEY
+    return key in BY_KEY or (key.startswith(ORIGINAL) and len(key) > len(ORIGINAL))
 
 
 def sample_record():

@@ -23,7 +23,13 @@ from typing import Any, ClassVar, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from wtforms import BooleanField, Form, SelectChoice, SelectField, StringField, TextAreaField
-from wtforms.validators import Optional, ValidationError
+from wtforms.fields.core import UnboundField
+from wtforms.validators import Length, Optional, ValidationError
+
+# The body and answer toolkit is part of the contract too: any type may build bodies from the
+# pairs, judge answers by response rules and capture a value, as the Postback type does.
+from .body_templates import BODY_FORMATS, CONTENT_TYPES, BodyProblem, BodyTemplate, Flag, Number, TemplateProblem, build_body, check_template, check_xml_name, json_body, nested, typed, xml_body
+from .response_rules import EXTRACTING, KINDS, ResponseRules, Rule, RuleProblem, Verdict, default_reason, rule_or_none
 
 # The private-target guard is part of the contract: plugins import it from here. A type
 # connects only to the address resolve_target checked (PinnedAdapter / pinned_session for HTTP).
@@ -74,6 +80,11 @@ class Outcome:
     summary: str = ""
     # Anything else worth showing on the delivery page (file name, rows, bytes, checksum).
     details: dict[str, Any] = field(default_factory=dict)
+    # The partner refused this export for good (a rejection rule held): no retry, status rejected.
+    rejected: bool = False
+    # A value taken from the answer (the partner's lead or conversion id): kept on the delivery,
+    # named in the history message, and a reversal's original.captured_id.
+    captured: str = ""
 
 
 class ExportType:
@@ -115,6 +126,91 @@ class ExportType:
     def file_format(self, name=""):
         """How the type's file is written, from its FileSettings (see FileFormat.of)."""
         return FileFormat.of(self.settings, name)
+
+
+# --- settings fields for bodies and answers, for a type's settings_form to inherit --------------
+
+def _choices(items):
+    return [SelectChoice(value, label) for value, label in items]
+
+
+def _rule_check(kind_field):
+    def check(form, field):
+        try:
+            rule_or_none(form[kind_field].data, field.data)
+        except RuleProblem as exc:
+            raise ValidationError(str(exc))
+    return check
+
+
+def _template_check(form, field):
+    try:
+        check_template(field.data or "", form.template_content_type.data or "application/json")
+    except TemplateProblem as exc:
+        raise ValidationError(f"Body Template {exc}")
+
+
+def _root_check(form, field):
+    try:
+        check_xml_name(field.data or "lead")
+    except BodyProblem as exc:
+        raise ValidationError(str(exc))
+
+
+class ToolkitFields(Form):
+    """The toolkit's fields come after a type's own on its form: each subclass gets fresh copies
+    (WTForms orders fields by when they were made), in the toolkit's order."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        inherited = {}
+        for base in reversed(cls.__mro__[1:]):
+            if base.__module__ == __name__:
+                inherited.update({k: v for k, v in vars(base).items() if isinstance(v, UnboundField)})
+        for name, unbound in sorted(inherited.items(), key=lambda kv: kv[1].creation_counter):
+            if name not in vars(cls):
+                setattr(cls, name, unbound.field_class(*unbound.args, **unbound.kwargs))
+
+
+class BodyTemplateFields(ToolkitFields):
+    """What a body format needs besides the pairs: XML's root element, a full template."""
+    xml_root = StringField("XML Root Element", default="lead", validators=[Length(max=100), _root_check],
+                           description="For an XML body: the document's root element. Export Names such as "
+                                       "lead.contact.email nest, lead.@id is an attribute")
+    body_template = TextAreaField("Body Template", validators=[Length(max=20_000), _template_check],
+                                  description="For a template body (Jinja2 syntax, sandboxed): each mapped value is a "
+                                              "variable ({{ first_name }}, {{ lead.contact.email }}, "
+                                              "{{ values['first-name'] }}), escaped for the content type; "
+                                              "|json writes a whole JSON value")
+    template_content_type = SelectField("Template Content Type", choices=_choices(CONTENT_TYPES.items()),
+                                        default="application/json")
+
+
+class BodySettings(BodyTemplateFields):
+    """BodyTemplateFields and the choice of body format, for a type with no method of its own."""
+    body_format = SelectField("Body", choices=_choices(BODY_FORMATS.items()), default="json")
+
+
+class ResponseRuleSettings(ToolkitFields):
+    """Response rules and capture (response_rules.py): success, permanent rejection, the
+    partner's reason, and a value to keep. ResponseRules.from_settings(settings) reads them."""
+    success_rule = SelectField("Success Rule", choices=_choices(KINDS.items()), default="contains")
+    success_text = StringField("Success Text", validators=[Length(max=500), _rule_check("success_rule")],
+                               description='A 2xx answer succeeds only when this holds, e.g. SUCCESS, '
+                                           '$.status == "accepted", /response/status == "ok" (empty: any 2xx)')
+    reject_rule = SelectField("Rejection Rule", choices=_choices(KINDS.items()), default="contains")
+    reject_text = StringField("Rejection Text", validators=[Length(max=500), _rule_check("reject_rule")],
+                              description="When a 2xx or 4xx answer matches, the partner refused this export for "
+                                          "good: status rejected, never retried (e.g. duplicate)")
+    reason_rule = SelectField("Reason From", choices=_choices(EXTRACTING.items()), default="json")
+    reason_text = StringField("Reason", validators=[Length(max=500), _rule_check("reason_rule")],
+                              description="Where the partner says why, e.g. $.reason or err_msg=([^;]*) "
+                                          "(empty: reason, err_msg, message or error when there)")
+    capture_rule = SelectField("Capture From", choices=_choices(EXTRACTING.items()), default="json")
+    capture_text = StringField("Capture", validators=[Length(max=500), _rule_check("capture_rule")],
+                               description="A value to keep from a successful answer, e.g. $.lead_id: shown on the "
+                                           "delivery, in the history, and a reversal's original.captured_id")
+
 
 
 # --- files: CSV in a partner's dialect, compressed, encrypted ---------------------------------

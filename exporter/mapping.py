@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from . import catalog, security
+from .body_templates import as_flag, as_number
 
 FORMATS = {
     "": "As is",
@@ -20,7 +21,11 @@ FORMATS = {
     "upper": "UPPER CASE",
     "lower": "lower case",
     "sha256": "SHA-256 (hex)",
+    # Text everywhere (a query string, a CSV cell); a JSON number or boolean in a JSON body.
+    "number": "Number (a JSON number in JSON bodies)",
+    "boolean": "Boolean (true/false)",
 }
+TYPED_FORMATS = {"number": as_number, "boolean": as_flag}
 
 _NOT_DIGITS = re.compile(r"\D")
 _DATE_INPUTS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%m/%d/%Y")
@@ -75,6 +80,8 @@ def _parse_date(text):
 
 def apply_format(text, fmt, arg=""):
     """One value through one format; a value the format cannot read is left as it is."""
+    if fmt in TYPED_FORMATS:  # an empty one too: null or false in a JSON body
+        return TYPED_FORMATS[fmt](text)
     if not fmt or not text:
         return text
     if fmt == "digits":
@@ -208,7 +215,12 @@ def _generate(mappings, source, named=True):
         for i, m in enumerate(mappings):
             name = literal(m.export_name, f"_name{i}")
             if m.field == catalog.STATIC:
-                items.append(item(name, literal(m.static_value or m.default_value, f'_static{i}')))
+                static = m.static_value or m.default_value
+                if m.format in TYPED_FORMATS:  # a static number or boolean: typed once, here
+                    namespace[f"_static{i}"] = TYPED_FORMATS[m.format](static)
+                    items.append(item(name, f"_static{i}"))
+                else:
+                    items.append(item(name, literal(static, f'_static{i}')))
                 continue
             # a str as it is, an int by str() (no call of ours: ids and prices are most of the rest)
             text = (f"(v if (c := (v := {source(m.field, read)}).__class__) is str "
@@ -217,7 +229,11 @@ def _generate(mappings, source, named=True):
                 namespace[f"_format{i}"] = _formatter(m.format, m.format_arg)
                 text = f"_format{i}({text})"
             if m.default_value != "":
-                text = f"(t if (t := {text}) != '' else {literal(m.default_value, f'_default{i}')})"
+                default = literal(m.default_value, f"_default{i}")
+                if m.format in TYPED_FORMATS:  # the default is a number or boolean too
+                    default = namespace[f"_default{i}"] = TYPED_FORMATS[m.format](m.default_value)
+                    default = f"_default{i}"
+                text = f"(t if (t := {text}) != '' else {default})"
             items.append(item(name, text))
         return "[" + ", ".join(items) + "]"
 

@@ -117,6 +117,14 @@ class Profile(db.Model):
     window_time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     daily_cap: Mapped[int | None] = mapped_column(Integer)  # None: no cap
     over_cap: Mapped[str] = mapped_column(String(10), default="wait", server_default="wait")  # or "skip"
+    # "Reversal of": this profile sends the reversal of that profile's export of the same order
+    # when one of reversal_types ("refund,chargeback") arrives, with no route of its own needed.
+    reversal_of_id: Mapped[int | None] = mapped_column(ForeignKey("profiles.id", ondelete="SET NULL"))
+    reversal_types: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    # Duplicate suppression: never the same customer (by dedupe_by: email, phone or a catalog
+    # field) to this profile twice within dedupe_days; None: no suppression.
+    dedupe_days: Mapped[int | None] = mapped_column(Integer)
+    dedupe_by: Mapped[str] = mapped_column(String(60), default="email", server_default="email")
     created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTC, default=utcnow, onupdate=utcnow)
 
@@ -124,6 +132,7 @@ class Profile(db.Model):
         back_populates="profile", order_by="FieldMapping.position", cascade="all, delete-orphan")
     routes: Mapped[list["Route"]] = relationship(
         back_populates="profile", order_by="Route.id", cascade="all, delete-orphan")
+    reversal_of: Mapped["Profile | None"] = relationship(remote_side=[id])
 
 
 class FieldMapping(db.Model):
@@ -226,9 +235,12 @@ class Delivery(db.Model):
         UniqueConstraint("profile_id", "event_id", name="uq_delivery_profile_event"),
         UniqueConstraint("route_id", "file_date", name="uq_delivery_route_day"),
         Index("ix_deliveries_status_due", "status", "due_at"),
+        Index("ix_deliveries_profile_dedupe", "profile_id", "dedupe_key"),
     )
-    STATUSES = ("scheduled", "sending", "retrying", "delivered", "cancelled")
+    # rejected: the partner refused it for good (a response rule), so it is never retried.
+    STATUSES = ("scheduled", "sending", "retrying", "delivered", "rejected", "cancelled")
     WAITING = ("scheduled", "retrying")
+    FINISHED = ("delivered", "rejected", "cancelled")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
@@ -248,6 +260,10 @@ class Delivery(db.Model):
     details: Mapped[dict] = mapped_column(JSON, default=dict)  # file name, rows, bytes, checksum
     # Why a claim put it back to wait (its send window closed, its profile's daily cap reached).
     waiting_reason: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    # What the partner's answer gave back (its lead or conversion id: a capture rule).
+    captured_id: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    # Duplicate suppression: a digest of the customer's email, phone or chosen field, set when sent.
+    dedupe_key: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTC, default=utcnow, onupdate=utcnow)
 

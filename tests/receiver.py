@@ -1,4 +1,5 @@
 """A real HTTP receiver on loopback for tests: records every request, answers as scripted."""
+import json
 import socket
 import threading
 import time
@@ -34,6 +35,9 @@ class Receiver:
         self.requests: list[Received] = []
         self.script: list[Reply] = []
         self.default = Reply()
+        # A partner that decides from the request (e.g. a duplicate email): Received -> Reply,
+        # used when the script is empty.
+        self.answer = None
         self._lock = threading.Lock()
         # Requests being answered right now, overall and by Host, and the most ever at once.
         self.in_flight = 0
@@ -67,7 +71,12 @@ class Receiver:
                 with receiver._lock:
                     receiver.requests.append(Received(self.command, self.path, dict(self.headers), body,
                                                       self.requestline, list(self.headers.items())))
-                    reply = receiver.script.pop(0) if receiver.script else receiver.default
+                    if receiver.script:
+                        reply = receiver.script.pop(0)
+                    elif receiver.answer is not None:
+                        reply = receiver.answer(receiver.requests[-1])
+                    else:
+                        reply = receiver.default
                     receiver.requests[-1].reply = reply
                 host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
                 receiver._enter(host)
@@ -135,3 +144,25 @@ class Receiver:
                 return self.requests
             time.sleep(0.02)
         raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
+
+
+# --- answers as each kind of partner gives them -------------------------------------------------
+
+def tune(success=True, err_msg="", conversion_id="88213"):
+    """An affiliate network's text answer, TUNE-style: always 200, the verdict inside."""
+    if success:
+        return Reply(200, f"success=true; conversion_id={conversion_id}")
+    return Reply(200, f"success=false; err_msg={err_msg}")
+
+
+def json_lead(status="accepted", lead_id=88213, reason=""):
+    """A lead-distribution API's JSON answer (LeadConduit-like): 200 either way."""
+    body = {"status": status, **({"lead_id": lead_id} if status == "accepted" else {"reason": reason})}
+    return Reply(200, json.dumps(body), {"Content-Type": "application/json"})
+
+
+def xml_lead(status="ok", lead_id="77", error=""):
+    """A dialer's XML answer."""
+    inner = f'<lead id="{lead_id}"/>' if status == "ok" else f"<error>{error}</error>"
+    return Reply(200, f'<?xml version="1.0"?><response><status>{status}</status>{inner}</response>',
+                 {"Content-Type": "application/xml"})

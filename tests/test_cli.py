@@ -69,7 +69,7 @@ def test_profiles_export_then_import_round_trips(app, tmp_path):
     exported = runner.invoke(args=["profiles", "export"])
     assert exported.exit_code == 0
     data = json.loads(exported.output)
-    assert data["version"] == 1 and data["profiles"][0]["name"] == "Call center partials"
+    assert data["version"] == 2 and data["profiles"][0]["name"] == "Call center partials"
     assert data["profiles"][0]["mappings"][2] == {"export_name": "list_id", "field": "static", "static_value": "400"}
     assert data["profiles"][0]["routes"] == [{"customer_types": ["partial"], "campaigns": [259], "products": []}]
     data["profiles"][0]["delay_minutes"] = 7

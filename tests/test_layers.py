@@ -11,7 +11,7 @@ PACKAGE = pathlib.Path(__file__).parents[1] / "exporter"
 # (exporter/__init__.py) wires every part; the entry points that build an app when none is
 # given (cli, jobs) may call it, and nothing else may.
 FOUNDATION = {"config", "extensions", "models", "security", "audit", "export_types", "mapping", "catalog", "cards",
-              "windows"}
+              "windows", "body_templates", "response_rules"}
 LAYERS = [
     {"__main__"},
     {"cli"},
@@ -28,7 +28,8 @@ ENTRY_POINTS = {"cli", "jobs", "__main__"}
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
 # What every part stands on is one layer; its modules are told apart by name, so a circle
 # among them is caught like one inside a part.
-PURE = {"mapping", "catalog", "cards", "windows", "profiles.customer_types", "profiles.matching", "delivery.engine"}
+PURE = {"mapping", "catalog", "cards", "windows", "body_templates", "response_rules", "profiles.customer_types",
+        "profiles.matching", "delivery.engine"}
 
 
 def module_of(path, root=PACKAGE):

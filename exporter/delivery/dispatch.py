@@ -74,7 +74,7 @@ def _make_due(ids, held=None):
     # An event whose personal data was purged has nothing left to send.
     purged = db.exists().where(Event.id == Delivery.event_id, Event.purged_at.is_not(None))
     result = db.session.execute(
-        update(Delivery).where(Delivery.id.in_(ids), Delivery.status.in_((*Delivery.WAITING, "cancelled")),
+        update(Delivery).where(Delivery.id.in_(ids), Delivery.status.in_((*Delivery.WAITING, "rejected", "cancelled")),
                                ~purged)
         .values(status="retrying", due_at=due, cancel_reason="", waiting_reason=reason)
         .execution_options(synchronize_session=False))

@@ -16,7 +16,7 @@ from ..extensions import db
 from ..models import Event, Profile, utcnow
 from . import sending
 from .engine import Job
-from .record import cancel_purged, send_file
+from .record import before_send, cancel_purged, send_file
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,13 @@ def jobs_for(rows, claimed_at, app, profiles=None, counted=None):
     profiles, counted = profiles or profiles_of(rows), counted or {}
     event_ids = [r.event_id for r in rows if r.event_id is not None]
     events = {e.id: e for e in db.session.execute(
-        select(Event.id, Event.type, Event.order, Event.card_number, Event.customer_id, Event.purged_at)
+        select(Event.id, Event.type, Event.order, Event.card_number, Event.customer_id, Event.purged_at, Event.order_id)
         .where(Event.id.in_(event_ids)))} if event_ids else {}
     purged = {r.id for r in rows if r.event_id in events and events[r.event_id].purged_at is not None}
     if purged:
         cancel_purged([r for r in rows if r.id in purged], claimed_at, counted)
+    plans, cancelled = before_send([r for r in rows if r.id not in purged], profiles, events, claimed_at, counted)
+    purged |= cancelled  # left out like a purged one: finished here, not sent
     allow_private = bool(current_app.config["ALLOW_PRIVATE_TARGETS"])
     prepared = {}  # per profile: its type (when shared), secrets and renderer, made once a claim
     for row in rows:
@@ -93,9 +95,13 @@ def jobs_for(rows, claimed_at, app, profiles=None, counted=None):
         event = events.get(row.event_id)
         context = Sent(row.id, row.target, claimed_at, row.attempt_count, profile.id, profile.name, row.event_id,
                        event.customer_id if event else None, None, None, [], window, counted.get(row.id))
+        plan = plans.get(row.id)
+        if plan is not None and plan.action == "wait":  # a reversal whose original is still on its way
+            yield Job(row.id, row.target, partial(_failed, plan.message, context), context=context)
+            continue
         try:
             export_type, secrets_, renderer = prepared.get(profile.id) or _prepare(profile, prepared)
-            pairs = sending.render(renderer, event, profile)
+            pairs = sending.render(renderer, event, profile, plan.fields if plan else None)
             context.secrets = secrets_ + sending.sensitive_pairs(renderer, [pairs])
             batch = Batch(columns=renderer.columns, rows=[pairs], profile_name=profile.name,
                           idempotency_key=str(row.id), route_id=row.route_id, allow_private_targets=allow_private)

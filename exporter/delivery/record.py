@@ -12,7 +12,7 @@ from .. import security, windows
 from ..export_types import Batch, Outcome
 from ..extensions import db, writing
 from ..models import Attempt, Delivery, HistoryEntry, utcnow
-from . import admission, circuit, schedule, sending
+from . import admission, circuit, reversals, schedule, sending, suppression
 from .claim import DELIVERIES, circuits_changed
 from .heartbeat import worker_name
 
@@ -37,6 +37,56 @@ def cancel_purged(rows, claimed_at, counted, worker=None):
 
 
 
+def before_send(rows, profiles, events, claimed_at, counted, worker=None):
+    """Reversals and duplicate suppression, for claimed rows about to be rendered: the reversal
+    plans by row id (send with the original's fields, or wait for it), and the ids cancelled here
+    (never exported originals, duplicates), each with its history message."""
+    plans, cancels, keys, seen, now = {}, [], {}, {}, utcnow()
+    for row in rows:
+        event = events.get(row.event_id)
+        if row.file_date is not None or event is None:
+            continue
+        profile = profiles[row.profile_id]
+        if reversals.is_reversal(profile, event.type):
+            plan = plans[row.id] = reversals.plan(profile, event.order_id)
+            if plan.action == "cancel":
+                cancels.append((row, event, plan.message, plan.history))
+                continue
+        if profile.dedupe_days:
+            key = suppression.key_of(profile, event.order or {}, event.type)
+            prior = key and (seen.get((profile.id, key)) or suppression.earlier(profile, key, row.id, now))
+            if prior:
+                cancels.append((row, event, suppression.reason(profile, prior), suppression.history(profile)))
+                continue
+            if key:
+                seen[(profile.id, key)] = keys[row.id] = key
+    if cancels or keys or any(p.original_id for p in plans.values()):
+        _write_before_send(cancels, keys, plans, claimed_at, counted, worker or worker_name())
+    return plans, {row.id for row, *_ in cancels}
+
+
+def _write_before_send(cancels, keys, plans, claimed_at, counted, worker):
+    d = DELIVERIES.c
+    with writing():
+        for row, event, reason, message in cancels:  # the try is not counted, nor the cap's grant
+            cancelled = db.session.execute(DELIVERIES.update().where(
+                d.id == row.id, d.status == "sending", d.claimed_at == claimed_at, d.claimed_by == worker)
+                .values(status="cancelled", cancel_reason=reason[:255], claimed_at=None, claimed_by="",
+                        attempt_count=d.attempt_count - 1)).rowcount
+            if cancelled and event.customer_id:
+                db.session.add(HistoryEntry(customer_id=event.customer_id, event_id=event.id, delivery_id=row.id,
+                                            message=message))
+        admission.refund([(row.profile_id, counted[row.id]) for row, *_ in cancels if row.id in counted])
+        if keys:
+            db.session.execute(DELIVERIES.update().where(d.id == bindparam("b_id")).values(dedupe_key=bindparam("b_key")),
+                               [{"b_id": i, "b_key": k} for i, k in keys.items()])
+        for delivery_id, plan in plans.items():
+            delivery = db.session.get(Delivery, delivery_id) if plan.original_id else None
+            if delivery is not None and (delivery.details or {}).get("original_delivery") != plan.original_id:
+                delivery.details = {**(delivery.details or {}), "original_delivery": plan.original_id}
+        db.session.commit()
+
+
 def record_many(app, worker, sents):
     """Store finished sends in one transaction: every attempt; each delivery whose claim still
     holds delivered (with its history message) or retrying at its next time."""
@@ -46,12 +96,14 @@ def record_many(app, worker, sents):
             sending.attempt_values(s.outcome, s.secrets, delivery_id=s.delivery_id, number=s.attempt_count,
                                    started_at=s.started_at, profile_id=s.profile_id, is_test=False) for s in sents])
         held = _mark_delivered(worker, [s for s in sents if s.outcome.ok], now)
+        _keep_captured([s for s in sents if s.outcome.ok and s.outcome.captured and s.delivery_id in held])
+        rejected = _mark_rejected(worker, [s for s in sents if not s.outcome.ok and s.outcome.rejected])
         history = [dict(customer_id=s.customer_id, event_id=s.event_id, delivery_id=s.delivery_id, created_at=now,
-                        message=f"Export profile '{s.profile_name}' fired: {s.outcome.summary or 'delivered'}")
-                   for s in sents if s.delivery_id in held and s.customer_id]
+                        message=history_message(s.profile_name, s.outcome, s.secrets))
+                   for s in sents if (s.delivery_id in held or s.delivery_id in rejected) and s.customer_id]
         if history:
             db.session.execute(insert(HistoryEntry.__table__), history)
-        retries = _mark_retrying(worker, [s for s in sents if not s.outcome.ok], now)
+        retries = _mark_retrying(worker, [s for s in sents if not s.outcome.ok and not s.outcome.rejected], now)
         _merge_details(worker, [s for s in sents if s.outcome.details])
         retries |= _record_circuits([(s.host, s.outcome) for s in sents], now)
         db.session.commit()
@@ -98,6 +150,37 @@ def _delivered_statement():
                                       d.claimed_at == bindparam("claimed"), d.claimed_by == bindparam("worker"))
             .values(status="delivered", delivered_at=bindparam("now"), last_error="", claimed_at=None, claimed_by="")
             .returning(d.id))
+
+
+def history_message(profile_name, outcome, secrets_=()):
+    """The customer's history line for a send that ended: delivered (naming what the partner gave
+    back) or rejected for good (in the partner's words)."""
+    if outcome.ok:
+        summary = outcome.summary or "delivered"
+        if outcome.captured:
+            summary += f", partner id {outcome.captured}"
+        return security.redact(f"Export profile '{profile_name}' fired: {summary}", secrets_)
+    return security.redact(f"Export profile '{profile_name}' {outcome.error.splitlines()[0]}", secrets_)
+
+
+def _keep_captured(sents):
+    """What each delivered send's answer gave back (a capture rule), kept on its delivery."""
+    if sents:
+        db.session.execute(DELIVERIES.update().where(DELIVERIES.c.id == bindparam("b_id"))
+                           .values(captured_id=bindparam("b_captured")),
+                           [{"b_id": s.delivery_id, "b_captured": s.outcome.captured[:255]} for s in sents])
+
+
+def _mark_rejected(worker, sents):
+    """Refused for good by the partner (a rejection rule): finished, never retried. The ids held."""
+    d, held = DELIVERIES.c, set()
+    for s in sents:
+        error = security.redact(s.outcome.error, s.secrets)
+        held.update(db.session.scalars(
+            DELIVERIES.update().where(d.id == s.delivery_id, d.status == "sending", d.claimed_at == s.claimed_at,
+                                      d.claimed_by == worker)
+            .values(status="rejected", last_error=error, claimed_at=None, claimed_by="").returning(d.id)))
+    return held
 
 
 def _mark_retrying(worker, sents, now):
@@ -147,8 +230,15 @@ def send_claimed(delivery, claimed_at, worker=None):
         if delivery.file_date is not None:
             batch, sensitive = sending.daily_files().build_batch(delivery)
         else:
+            plans, cancelled = before_send([delivery], {delivery.profile_id: delivery.profile},
+                                           {delivery.event_id: delivery.event}, claimed_at, {}, worker)
+            if cancelled:
+                return False
+            plan = plans.get(delivery.id)
+            if plan is not None and plan.action == "wait":
+                raise LookupError(plan.message)
             renderer = sending.renderer_for(delivery.profile)
-            row = sending.render(renderer, delivery.event, delivery.profile)
+            row = sending.render(renderer, delivery.event, delivery.profile, plan.fields if plan else None)
             batch = Batch(columns=renderer.columns, rows=[row], profile_name=delivery.profile.name,
                           idempotency_key=str(delivery.id), route_id=delivery.route_id,
                           allow_private_targets=bool(current_app.config["ALLOW_PRIVATE_TARGETS"]))
@@ -174,7 +264,9 @@ def record(delivery, outcome, started, secrets_, claimed_at, worker=None):
         if outcome.details:
             values["details"] = {**(delivery.details or {}), **outcome.details}
         if outcome.ok:
-            values.update(status="delivered", delivered_at=now, last_error="")
+            values.update(status="delivered", delivered_at=now, last_error="", captured_id=(outcome.captured or "")[:255])
+        elif outcome.rejected:
+            values.update(status="rejected", last_error=security.redact(outcome.error, secrets_))
         else:
             due = now + schedule.timedelta_seconds(schedule.backoff_seconds(delivery.attempt_count, outcome.retry_after))
             values.update(status="retrying", last_error=security.redact(outcome.error or f"HTTP {outcome.status}", secrets_),
@@ -186,13 +278,13 @@ def record(delivery, outcome, started, secrets_, claimed_at, worker=None):
         probes = _record_circuits([(delivery.target, outcome)], now)
         if held:
             db.session.refresh(delivery)
-            if outcome.ok:
-                summary = outcome.summary or f"{delivery.profile.export_type} delivered"
-                write_history(delivery, f"Export profile '{delivery.profile.name}' fired: {summary}")
+            if outcome.ok or outcome.rejected:
+                outcome.summary = outcome.summary or f"{delivery.profile.export_type} delivered"
+                write_history(delivery, history_message(delivery.profile.name, outcome, secrets_))
         else:
             log.warning("delivery %s: claim lost while sending; attempt kept, status left to the newer claim", delivery.id)
         db.session.commit()
-    if held and not outcome.ok:
+    if held and not outcome.ok and not outcome.rejected:
         schedule.wake([delivery.due_at, *probes])
     return held
 

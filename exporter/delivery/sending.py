@@ -112,9 +112,12 @@ def renderer_for(profile):
     return mapping.renderer_for(profile, current_app.config["SECRET_KEY"])
 
 
-def render(renderer, event, profile):
-    """An event's row through a profile's renderer, straight from the order as stored."""
+def render(renderer, event, profile, extra=None):
+    """An event's row through a profile's renderer, straight from the order as stored; extra: more
+    fields for the mappings (a reversal's original.*)."""
     key, card, order = current_app.config["SECRET_KEY"], None, event.order or {}
+    if extra:
+        order = {**order, **extra}
     if event.card_number and profile.pci_documented:
         card = security.decrypt(key, event.card_number)
     if renderer.opens_order:

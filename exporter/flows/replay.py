@@ -110,6 +110,8 @@ def zone_name(profile):
 def route_types(profile):
     """The customer types of the profile's routes, in the catalog's order."""
     wanted = {t for route in profile.routes for t in (route.customer_types or ())}
+    if profile.reversal_of_id is not None:  # "Reversal of": its reversal types route it too
+        wanted |= set(filter(None, (profile.reversal_types or "").split(",")))
     return [slug for slug in customer_types.SLUGS if slug in wanted]
 
 
@@ -121,7 +123,8 @@ def check(profile, since, until, types=()):
         raise ReplayError("profile", f"export type {profile.export_type!r} of profile {profile.name!r} is not installed")
     offered = route_types(profile)
     if not offered:
-        raise ReplayError("profile", f"profile {profile.name!r} has no routes: add one in Profile Routing")
+        raise ReplayError("profile", f"profile {profile.name!r} has no routes: add one in Profile Routing "
+                                     "(or make it a reversal of another profile)")
     since, until = parse_date(since, "since"), parse_date(until, "until")
     for name, day in (("since", since), ("until", until)):
         if not FIRST_YEAR <= day.year <= LAST_YEAR:
@@ -190,8 +193,12 @@ def replay(profile, since, until, types=(), dry_run=False):
 def _rules(profile, types):
     """The profile's routes as matching rules, narrowed to the chosen customer types."""
     chosen = set(types)
-    return [matching.RouteRule(r.id, profile.id, frozenset(chosen.intersection(r.customer_types or ())),
-                               frozenset(r.campaigns or ()), frozenset(r.products or ())) for r in profile.routes]
+    rules = [matching.RouteRule(r.id, profile.id, frozenset(chosen.intersection(r.customer_types or ())),
+                                frozenset(r.campaigns or ()), frozenset(r.products or ())) for r in profile.routes]
+    if profile.reversal_of_id is not None:
+        reversal = matching.reversal_rule(profile.id, profile.reversal_types)
+        rules.append(matching.RouteRule(None, profile.id, reversal.customer_types & chosen))
+    return rules
 
 
 def _chunks(profile, since, until, types):

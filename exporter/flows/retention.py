@@ -33,7 +33,7 @@ PURGED = "[purged]"
 FORGOTTEN = "customer forgotten"  # the cancel reason of a forgotten customer's waiting deliveries
 DEFAULT_BATCH_SIZE = 1000
 MAX_DAYS = 36500  # a century: more is a typo, and the cutoff's date arithmetic overflows
-FINISHED = ("delivered", "cancelled")
+FINISHED = ("delivered", "rejected", "cancelled")
 PERSONAL_FIELDS = ("email", "first_name", "last_name", "phone")
 
 

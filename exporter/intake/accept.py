@@ -243,6 +243,9 @@ def _group_of(app):
 # The routes of active profiles, as this process last read them, by what they were read from.
 _ROUTES = (db.select(Route.id, Route.profile_id, Route.customer_types, Route.campaigns, Route.products,
                      Profile.updated_at).join(Profile).where(Profile.active.is_(True)).order_by(Route.id))
+# Active reversal profiles ("Reversal of"): routed by their reversal types, with no route of their own.
+_REVERSALS = (db.select(db.null().label("route_id"), Profile.id, Profile.reversal_types, Profile.updated_at)
+              .where(Profile.active.is_(True), Profile.reversal_of_id.is_not(None)).order_by(Profile.id))
 _routes_cache = weakref.WeakKeyDictionary()  # by engine: an app (a test's too) holds its own, not kept alive here
 
 
@@ -251,10 +254,12 @@ def _active_routes():
     profile's columns, made again only when a route or a profile changed (one light query a request)."""
     connection = db.session.connection()
     rows = tuple(tuple(r) for r in connection.execute(_ROUTES))  # Core rows: no ORM layer
+    rows += tuple(tuple(r) for r in connection.execute(_REVERSALS))
     engine = connection.engine
     cached = _routes_cache.get(engine)
     if cached is None or cached[0] != rows:
-        rules = [matching.RouteRule(r[0], r[1], frozenset(r[2] or ()), frozenset(r[3] or ()), frozenset(r[4] or ()))
+        rules = [matching.reversal_rule(r[1], r[2]) if r[0] is None else
+                 matching.RouteRule(r[0], r[1], frozenset(r[2] or ()), frozenset(r[3] or ()), frozenset(r[4] or ()))
                  for r in rows]
         profiles = {p.id: SimpleNamespace(**{c.key: getattr(p, c.key) for c in Profile.__table__.columns})
                     for p in db.session.scalars(db.select(Profile).where(Profile.id.in_({r[1] for r in rows})))}
@@ -502,6 +507,8 @@ def _route(event, rules, profiles, plans, db_time):
         cls, due_at_for, target = plan
         if cls is None:
             continue
+        if cls.schedule != PER_EVENT and rule.route_id is None:
+            continue  # a reversal is one request per event: a daily file has none
         if cls.schedule != PER_EVENT:  # it may hang a delivery on the profile: the session's own
             daily_files.add_row(db.session.get(Profile, profile.id), rule.route_id, event)
         elif profile.id not in delivered_profiles:

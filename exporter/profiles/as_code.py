@@ -9,11 +9,15 @@ from ..delivery import schedule
 from ..delivery.sending import URL_CREDENTIALS
 from ..extensions import db
 from ..models import FieldMapping, Profile, Route
-from .rules import (DELAY_MESSAGE, FLAGS, MAPPING_KEYS, MAPPING_MAX_LENGTHS, MAX_DELAY_MINUTES, NAME_MAX_LENGTH,
-                    SettingProblem, check_route, filled_settings_form, mapping_to_store, merge_secrets,
-                    protect_urls, record_change, sensitive_problem, settings_from_form, shown_static_value, snapshot)
+from .rules import (DEFAULT_REVERSAL_TYPES, DELAY_MESSAGE, FLAGS, MAPPING_KEYS, MAPPING_MAX_LENGTHS, MAX_DELAY_MINUTES,
+                    NAME_MAX_LENGTH, SettingProblem, check_route, dedupe_problem, filled_settings_form,
+                    mapping_to_store, merge_secrets, protect_urls, record_change, reversal_problem,
+                    sensitive_problem, settings_from_form, shown_static_value, snapshot)
 
-VERSION = 1
+# 2 (issue 24): reversal_of, reversal_types and duplicate_suppression. A version 1 file (none of
+# them) still imports: its profiles are no reversals and suppress nothing.
+VERSION = 2
+VERSIONS = (1, 2)
 
 
 class ImportProblem(ValueError):
@@ -35,6 +39,7 @@ def export_profile(profile, registry):
         "delay_minutes": profile.delay_minutes, "pci_documented": profile.pci_documented,
         "skip_converted_partials": profile.skip_converted_partials,
         **export_window(profile),
+        **export_partners(profile),
         "settings": {**{k: v for k, v in (profile.settings or {}).items() if k not in secret}, **masked},
         "mappings": [{k: shown_static_value(getattr(m, k)) if k == "static_value" else getattr(m, k)
                       for k in MAPPING_KEYS if getattr(m, k) or k in ("export_name", "field")}
@@ -52,6 +57,16 @@ def export_window(profile):
                   "from": windows.format_time(profile.window_start), "to": windows.format_time(profile.window_end)}
     return {"send_window": window, "time_zone": profile.window_time_zone or "UTC",
             "daily_cap": profile.daily_cap, "over_cap": profile.over_cap or "wait"}
+
+
+def export_partners(profile):
+    """Reversal of another profile (by name; null: none) and duplicate suppression (null: none)."""
+    dedupe = None
+    if profile.dedupe_days:
+        dedupe = {"days": profile.dedupe_days, "by": profile.dedupe_by or "email"}
+    return {"reversal_of": profile.reversal_of.name if profile.reversal_of else None,
+            "reversal_types": [t for t in (profile.reversal_types or "").split(",") if t],
+            "duplicate_suppression": dedupe}
 
 
 def export_all(registry=None):
@@ -83,7 +98,30 @@ def check_profile(data, registry):
     if problem:
         raise ImportProblem(name, "mappings", problem)
     profile["routes"] = _checked_routes(name, data.get("routes"))
+    profile.update(_checked_partners(name, data))
     return profile
+
+
+def _checked_partners(name, data):
+    """reversal_of (a profile's name, checked against the database and the file later),
+    reversal_types, duplicate_suppression ({"days": N, "by": "email"} or null)."""
+    reversal_of = data.get("reversal_of")
+    if reversal_of is not None and (not isinstance(reversal_of, str) or not reversal_of.strip()):
+        raise ImportProblem(name, "reversal_of", "must be a profile's name, or null")
+    types = data.get("reversal_types", list(DEFAULT_REVERSAL_TYPES) if reversal_of else [])
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        raise ImportProblem(name, "reversal_types", "must be a list of customer types")
+    dedupe = data.get("duplicate_suppression")
+    days, by = None, "email"
+    if dedupe is not None:
+        if not isinstance(dedupe, dict):
+            raise ImportProblem(name, "duplicate_suppression", 'must be {"days": 30, "by": "email"}, or null')
+        days, by = dedupe.get("days"), dedupe.get("by", "email")
+        problem = dedupe_problem(days, by)
+        if problem:
+            raise ImportProblem(name, f"duplicate_suppression.{problem[0]}", problem[1])
+    return {"reversal_of": reversal_of.strip() if reversal_of else None, "reversal_types": types,
+            "dedupe_days": days, "dedupe_by": by}
 
 
 def _allow_private_targets():
@@ -260,8 +298,9 @@ def _mappings_to_store(checked, stored, secret_key):
 
 def check_file(data, registry):
     """Each profile of the file as it will be stored; ImportProblem on the first thing wrong."""
-    if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("profiles"), list):
-        raise ImportProblem(None, "version", f"expected {{\"version\": {VERSION}, \"profiles\": [...]}}")
+    if not isinstance(data, dict) or data.get("version") not in VERSIONS or not isinstance(data.get("profiles"), list):
+        raise ImportProblem(None, "version", f"expected {{\"version\": {VERSION}, \"profiles\": [...]}} "
+                                             f"(versions {', '.join(map(str, VERSIONS))} import)")
     profiles, names = [], set()
     for i, item in enumerate(data["profiles"]):
         if not isinstance(item, dict):
@@ -271,7 +310,26 @@ def check_file(data, registry):
             raise ImportProblem(item["name"], "name", "appears twice in the file")
         names.add(profile["name"])
         profiles.append(profile)
+    for profile in profiles:
+        _check_reversal(profile, names, registry)
     return profiles
+
+
+class _Named:
+    def __init__(self, name):
+        self.name = name
+
+
+def _check_reversal(profile, names, registry):
+    """The profile a reversal names is in the file or stored already; the rest as the form checks."""
+    other = profile["reversal_of"]
+    if other is not None and other not in names and db.session.scalar(
+            db.select(Profile.id).where(Profile.name == other)) is None:
+        raise ImportProblem(profile["name"], "reversal_of", f"no profile named {other!r} (in the file or stored)")
+    problem = reversal_problem(profile["reversal_types"], _Named(other) if other else None, profile["name"],
+                               registry.get(profile["export_type"]))
+    if problem:
+        raise ImportProblem(profile["name"], problem[0], problem[1])
 
 
 def import_all(data, registry=None, secret_key=None):
@@ -283,8 +341,9 @@ def import_all(data, registry=None, secret_key=None):
     registry = registry or current_app.extensions["export_types"]
     secret_key = secret_key or current_app.config["SECRET_KEY"]
     created = updated = 0
-    due = []
-    for checked in check_file(data, registry):
+    due, changed = [], []
+    checked_profiles = check_file(data, registry)
+    for checked in checked_profiles:
         profile = db.session.scalar(db.select(Profile).where(Profile.name == checked["name"]))
         before = snapshot(profile) if profile is not None else None
         old_window = windows.of(profile) if profile is not None else None
@@ -296,6 +355,13 @@ def import_all(data, registry=None, secret_key=None):
             updated += 1
         _apply(profile, checked, registry.get(checked["export_type"]), secret_key)
         due += schedule.rewindow(profile, old_window)
+        changed.append((profile, before))
+    db.session.flush()  # every profile of the file has its id: a reversal may name any of them
+    by_name = {p.name: p for p, _ in changed}
+    for (profile, before), checked in zip(changed, checked_profiles):
+        other = checked["reversal_of"]
+        profile.reversal_of = by_name.get(other) or (db.session.scalar(
+            db.select(Profile).where(Profile.name == other)) if other else None)
         record_change("profile.import", profile, before,
                       "Created by the profiles JSON" if before is None else "Updated by the profiles JSON")
     db.session.commit()
@@ -322,3 +388,5 @@ def _apply(profile, checked, cls, secret_key):
         setattr(profile, column, checked[column])
     profile.mappings = [FieldMapping(position=i, **m) for i, m in enumerate(mappings)]
     profile.routes = [Route(**r) for r in checked["routes"]]
+    profile.reversal_types = ",".join(checked["reversal_types"]) if checked["reversal_of"] else ""
+    profile.dedupe_days, profile.dedupe_by = checked["dedupe_days"], checked["dedupe_by"]

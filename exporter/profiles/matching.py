@@ -26,3 +26,9 @@ def matching_routes(rules, event_type, campaign_id, product_ids):
     """The rules an event matches (intake never routes a test-card order)."""
     product_ids = frozenset(product_ids)
     return [r for r in rules if route_matches(r, event_type, campaign_id, product_ids)]
+
+
+def reversal_rule(profile_id, reversal_types):
+    """A reversal profile's rule ("Reversal of"): its reversal types ("refund,chargeback"), every
+    campaign and product; whether the order was exported is checked when it is sent."""
+    return RouteRule(None, profile_id, frozenset(t for t in (reversal_types or "").split(",") if t))

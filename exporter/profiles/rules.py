@@ -56,6 +56,51 @@ def check_route(route):
     return None
 
 
+# --- reversals and duplicate suppression (issue 24) ---------------------------------------------
+
+# The customer types a reversal profile may reverse (refund, chargeback, cancel), in that order.
+REVERSAL_TYPES = ("refund", "chargeback", "cancel")
+DEFAULT_REVERSAL_TYPES = ("refund", "chargeback")
+MAX_DEDUPE_DAYS = 365
+DEDUPE_MESSAGE = f"a whole number of days from 1 to {MAX_DEDUPE_DAYS}, or empty for no suppression"
+
+
+def dedupe_choices():
+    """What duplicate suppression may go by: email, phone, or a field of the catalog that is not
+    sensitive (a card number is never a key)."""
+    return [("email", "Email"), ("phone", "Phone")] + [
+        (f.key, f.key) for f in catalog.FIELDS
+        if not f.sensitive and not f.key.startswith(catalog.ORIGINAL) and f.key not in ("emailAddress", "phoneNumber")]
+
+
+def reversal_problem(types, reversal_of, profile_name, export_type_cls):
+    """(field, message) of what is wrong with a reversal setting, or None. reversal_of: the other
+    profile (None: not a reversal)."""
+    if reversal_of is None:
+        return None
+    if reversal_of.name == profile_name:
+        return "reversal_of", "a profile cannot be the reversal of itself"
+    if export_type_cls is not None and export_type_cls.schedule != "per_event":
+        return "reversal_of", "a reversal is one request per event: choose a per-event export type"
+    if not types:
+        return "reversal_types", f"choose what to reverse: {', '.join(REVERSAL_TYPES)}"
+    unknown = [t for t in types if t not in REVERSAL_TYPES]
+    if unknown:
+        return "reversal_types", f"{unknown[0]!r} cannot be reversed (choose among {', '.join(REVERSAL_TYPES)})"
+    return None
+
+
+def dedupe_problem(days, by):
+    """(field, message) of what is wrong with duplicate suppression, or None."""
+    if days is None:
+        return None
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_DEDUPE_DAYS:
+        return "days", DEDUPE_MESSAGE
+    if by not in dict(dedupe_choices()):
+        return "by", f"{by!r} is not email, phone or a field of the catalog that is not sensitive"
+    return None
+
+
 # --- a type's settings ------------------------------------------------------------------------
 
 def filled_settings_form(cls, settings):
@@ -230,7 +275,7 @@ def sample(cls, settings, mappings):
         return None, str(exc)
     if not renderer.columns:
         return None, "Add a field mapping to see what this profile sends."
-    row = renderer(catalog.sample_record())
+    row = renderer.masked(renderer(catalog.sample_record()))  # card data masked, following the mapping
     try:
         text = cls(settings).preview(renderer.columns, row)
     except Exception as exc:  # a plugin's preview must not break the page
@@ -274,6 +319,8 @@ def snapshot(profile):
     data["settings"] = audit.masked(settings, cls.secret_settings if cls else ())
     data["mappings"] = [{key: getattr(m, key) or "" for key in MAPPING_KEYS}
                         for m in sorted(profile.mappings, key=lambda m: m.position if m.position is not None else 1e9)]
+    other = db.session.get(Profile, profile.reversal_of_id) if profile.reversal_of_id else None
+    data["reversal_of"] = other.name if other else None  # its name, not only its id
     data["routes"] = [{"customer_types": list(r.customer_types or []), "campaigns": list(r.campaigns or []),
                        "products": list(r.products or [])} for r in profile.routes]
     data[_SECRET_DIGESTS] = {k: hashlib.sha256(str(v).encode()).hexdigest() for k, v in settings.items()

@@ -8,7 +8,7 @@ from wtforms.validators import Length
 
 from .. import catalog, mapping
 from ..extensions import db
-from ..models import FieldMapping
+from ..models import FieldMapping, Profile
 from ..profiles import rules as profiles
 from . import choices, not_found_unless, strip, whole_number
 
@@ -49,6 +49,15 @@ class MappingForm(FlaskForm):
             self.static_value.render_kw = {"placeholder": SECRET_PLACEHOLDER}
 
 
+def original_choices(profile):
+    """A reversal profile's Field may also be each value its original profile's export sent."""
+    original = db.session.get(Profile, profile.reversal_of_id) if profile.reversal_of_id else None
+    if original is None:
+        return []
+    names = dict.fromkeys(m.export_name for m in original.mappings)
+    return choices((f"{catalog.ORIGINAL}{name}", f"{catalog.ORIGINAL}{name} (sent by {original.name})") for name in names)
+
+
 def mapping_or_404(profile, mapping_id):
     m = db.session.get(FieldMapping, mapping_id)
     not_found_unless(m is not None and m.profile_id == profile.id)
@@ -59,7 +68,9 @@ def dialog(profile, form=None, mapping_id=None, open_=False):
     """What the edit page needs to draw the mapping dialog."""
     action = (url_for("mappings.edit", profile_id=profile.id, mapping_id=mapping_id) if mapping_id
               else url_for("mappings.add", profile_id=profile.id))
-    return {"mapping_form": form or MappingForm(formdata=None), "mapping_action": action,
+    form = form or MappingForm(formdata=None)
+    form.field.choices += original_choices(profile)
+    return {"mapping_form": form, "mapping_action": action,
             "editing": mapping_id, "dialog_open": open_, "formats_with_pattern": FORMATS_WITH_PATTERN,
             "secret_placeholder": SECRET_PLACEHOLDER}
 

@@ -93,6 +93,18 @@ class CapField(StringField):
         return self.raw_data[0] if self.raw_data else ("" if self.data is None else str(self.data))
 
 
+class DedupeDaysField(CapField):
+    """Duplicate suppression's days: a whole number from 1 to 365, or empty for none."""
+
+    def process_formdata(self, valuelist):
+        text = valuelist[0].strip() if valuelist else ""
+        self.data = None
+        if text:
+            if not re.fullmatch(r"[0-9]+", text) or not 1 <= int(text) <= profiles.MAX_DEDUPE_DAYS:
+                raise ValueError(profiles.DEDUPE_MESSAGE)
+            self.data = int(text)
+
+
 def time_zone_name(form, field):
     if len(field.data or "") > windows.MAX_ZONE_LENGTH:
         return  # Length says so
@@ -131,6 +143,46 @@ class WindowFields:
         return columns
 
 
+class PartnerFields:
+    """General Settings' Reversal Of and Duplicate Suppression (issue 24)."""
+    reversal_of_id = SelectField("Reversal of", coerce=lambda v: int(v) if v not in (None, "", "None") else None,
+                                 validate_choice=False,
+                                 description="Send the reversal of that profile's export of the same order when a "
+                                             "refund, chargeback or cancel arrives (no routes needed): map "
+                                             "original.captured_id, original.sent_at, original.<Export Name>")
+    reversal_types = DaysField("Reverse on", choices=choices((t, customer_types.label(t)) for t in profiles.REVERSAL_TYPES))
+    dedupe_days = DedupeDaysField("Do not send the same customer again within (days)",
+                           description="Empty: no duplicate suppression")
+    dedupe_by = SelectField("Same customer by", validate_choice=False, default="email")
+
+    def setup_partner_fields(self, profile_id):
+        others = db.session.execute(db.select(Profile.id, Profile.name).where(Profile.id != profile_id)
+                                    .order_by(Profile.name)).all()
+        self.reversal_of_id.choices = choices([("", "No (not a reversal)")] + [(str(i), n) for i, n in others])
+        self.dedupe_by.choices = choices(profiles.dedupe_choices())
+        if not self.reversal_types.data or self.reversal_types.data == list(windows.DAYS):
+            self.reversal_types.data = list(profiles.DEFAULT_REVERSAL_TYPES) if self.reversal_types.raw_data is None else []
+
+    def validate_partners(self, cls):
+        other = db.session.get(Profile, self.reversal_of_id.data) if self.reversal_of_id.data else None
+        if self.reversal_of_id.data and other is None:
+            self.reversal_of_id.errors.append("No such profile")
+            return False
+        problem = profiles.reversal_problem(self.reversal_types.data or [], other, self.name.data, cls)
+        if problem is None and self.dedupe_days.data is not None:
+            problem = profiles.dedupe_problem(self.dedupe_days.data, self.dedupe_by.data)
+            problem = problem and ("dedupe_" + problem[0], problem[1])
+        if problem:
+            self[problem[0] if problem[0] != "reversal_of" else "reversal_of_id"].errors.append(problem[1])
+        return problem is None
+
+    def partner_columns(self):
+        reversal = self.reversal_of_id.data
+        return {"reversal_of_id": reversal,
+                "reversal_types": ",".join(self.reversal_types.data or []) if reversal else "",
+                "dedupe_days": self.dedupe_days.data, "dedupe_by": self.dedupe_by.data or "email"}
+
+
 class NewProfileForm(FlaskForm):
     name = StringField("Profile Name", filters=[strip], validators=[
         DataRequired("Profile Name is required"), Length(max=profiles.NAME_MAX_LENGTH), unique_profile_name])
@@ -142,7 +194,7 @@ class NewProfileForm(FlaskForm):
         self.export_type.choices = choices(dispatch.registry().choices())
 
 
-class GeneralForm(WindowFields, NewProfileForm):
+class GeneralForm(PartnerFields, WindowFields, NewProfileForm):
     """General Settings without the type's own fields (those are the type's settings_form)."""
     delay_minutes = MinutesField("Export Delay (minutes)", default=0,
                                  description="How long after the event the export is sent.")
@@ -155,10 +207,12 @@ class GeneralForm(WindowFields, NewProfileForm):
     def __init__(self, *args, mappings=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.mappings = mappings
+        self.setup_partner_fields(kwargs.get("profile_id"))
 
     def validate(self, extra_validators=None):
         valid = super().validate(extra_validators)
-        return self.validate_window() and valid
+        valid = self.validate_window() and valid
+        return self.validate_partners(dispatch.registry().get(self.export_type.data)) and valid
 
     def validate_pci_documented(self, field):
         problem = None if field.data else profiles.sensitive_problem(self.mappings, False)
@@ -336,7 +390,7 @@ def edit(profile_id):
     profile.pci_documented = general.pci_documented.data
     profile.active = general.active.data
     profile.skip_converted_partials = general.skip_converted_partials.data
-    for column, value in general.window_columns().items():
+    for column, value in {**general.window_columns(), **general.partner_columns()}.items():
         setattr(profile, column, value)
     due = schedule.rewindow(profile, old_window)  # "applies at once, to deliveries already waiting too"
     profiles.record_change("profile.update", profile, before, "General Settings saved")

@@ -40,7 +40,9 @@ def test_the_manual_documents_every_part_of_the_contract():
                  "`send(self, batch: Batch) -> Outcome`", "`preview(self", "`test_connection(self", "`describe(self",
                  "`columns:", "`rows:", "`profile_name:", "`idempotency_key:", "`route_id:", "`file_date:",
                  "`is_test:", "`allow_private_targets:", "`ok:", "`method: str`", "`request_headers:", "`status:",
-                 "`response_headers:", "`elapsed_ms:", "`error:", "`retry_after:", "`summary:", "`details:"):
+                 "`response_headers:", "`elapsed_ms:", "`error:", "`retry_after:", "`summary:", "`details:",
+                 "`rejected:", "`captured:", "build_body(", "BodyTemplate(", "ResponseRules(", "BodyTemplateFields",
+                 "ResponseRuleSettings"):
         assert name in manual, f"{name} is not documented"
 
 

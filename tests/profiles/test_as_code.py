@@ -191,3 +191,45 @@ def test_an_import_that_removes_the_window_moves_deliveries_waiting_for_it(app, 
     imported(profile_data(send_window=None))
     db.session.expire_all()
     assert db.session.scalars(db.select(Delivery.due_at)).one() <= utcnow()  # due at once, not at 6 hours on
+
+
+# --- version 2 (issue 24): reversals and duplicate suppression ---------------------------------
+
+def test_a_version_1_file_still_imports_and_export_writes_version_2(app):
+    from exporter.profiles import as_code
+    as_code.import_all({"version": 1, "profiles": [profile_data()]})
+    exported = as_code.export_all()
+    assert exported["version"] == 2
+    assert exported["profiles"][0]["reversal_of"] is None
+    assert exported["profiles"][0]["duplicate_suppression"] is None
+
+
+def test_reversal_and_duplicate_suppression_round_trip_through_the_json(app):
+    from exporter.profiles import as_code
+    data = {"version": 2, "profiles": [
+        profile_data(name="Reversals", routes=[], reversal_of="Sales", reversal_types=["refund"],
+                     duplicate_suppression={"days": 30, "by": "phone"}),
+        profile_data(name="Sales")]}  # named before it appears in the file
+    as_code.import_all(data)
+    exported = {p["name"]: p for p in as_code.export_all()["profiles"]}
+    assert exported["Reversals"]["reversal_of"] == "Sales"
+    assert exported["Reversals"]["reversal_types"] == ["refund"]
+    assert exported["Reversals"]["duplicate_suppression"] == {"days": 30, "by": "phone"}
+    assert as_code.import_all(as_code.export_all()) == (0, 2)
+
+
+@pytest.mark.parametrize("overrides, field, message", [
+    ({"reversal_of": "Nobody"}, "reversal_of", "no profile named 'Nobody'"),
+    ({"reversal_of": "Bad"}, "reversal_of", "cannot be the reversal of itself"),
+    ({"reversal_of": "Sales", "reversal_types": ["partial"]}, "reversal_types", "'partial' cannot be reversed"),
+    ({"reversal_of": "Sales", "reversal_types": []}, "reversal_types", "choose what to reverse"),
+    ({"duplicate_suppression": {"days": 0}}, "duplicate_suppression.days", "from 1 to 365"),
+    ({"duplicate_suppression": {"days": 5, "by": "cardNumber"}}, "duplicate_suppression.by", "not sensitive"),
+    ({"duplicate_suppression": 30}, "duplicate_suppression", "must be"),
+])
+def test_bad_reversal_or_suppression_names_the_field_and_changes_nothing(app, overrides, field, message):
+    from exporter.profiles import as_code
+    with pytest.raises(as_code.ImportProblem) as exc:
+        as_code.import_all({"version": 2, "profiles": [profile_data(name="Sales"), profile_data(name="Bad", **overrides)]})
+    assert exc.value.field == field and message in exc.value.message
+    assert db.session.scalar(db.select(db.func.count()).select_from(Profile)) == 0

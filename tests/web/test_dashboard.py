@@ -65,7 +65,7 @@ def test_dashboard_needs_a_login(client, app):
 
 def test_empty_dashboard(logged_in):
     html = logged_in.get("/").get_data(as_text=True)
-    assert counts(html) == {"scheduled": 0, "sending": 0, "retrying": 0, "delivered": 0, "cancelled": 0}
+    assert counts(html) == {"scheduled": 0, "sending": 0, "retrying": 0, "delivered": 0, "rejected": 0, "cancelled": 0}
     assert "No delivery is waiting: everything due has been sent." in html
     assert "No endpoint is failing." in html
     assert html.count('<g class="bar"') == 24
@@ -74,7 +74,7 @@ def test_empty_dashboard(logged_in):
 
 def test_counts_by_status_link_to_the_filtered_list(logged_in, busy):
     html = logged_in.get("/").get_data(as_text=True)
-    assert counts(html) == {"scheduled": 1, "sending": 0, "retrying": 2, "delivered": 1, "cancelled": 1}
+    assert counts(html) == {"scheduled": 1, "sending": 0, "retrying": 2, "delivered": 1, "rejected": 0, "cancelled": 1}
     assert 'href="/deliveries/?status=retrying"' in html
 
 

@@ -204,7 +204,7 @@ def test_upload_creates_and_updates_by_name(logged_in):
      "profile &#39;Bad&#39;: settings.url: Postback URL must be an http:// or https:// URL"),
     ({"version": 1, "profiles": [profile_data(name="Bad", delay_minutes=-1)]},
      "profile &#39;Bad&#39;: delay_minutes: Export Delay is a whole number of minutes, 0 or more"),
-    ({"version": 2, "profiles": []}, "version"),
+    ({"version": 3, "profiles": []}, "version"),
     (b"{not json", "Not a JSON file"),
     # A value of the wrong JSON type is named as a wrong value is (no "Not the profiles JSON").
     ({"version": 1, "profiles": [profile_data(name="Bad", settings="x")]},

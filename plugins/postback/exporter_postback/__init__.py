@@ -1,12 +1,13 @@
 """The Postback export type: one HTTP request per event, the mapped pairs as parameters.
 
 GET puts the pairs in the query string (the model's way), POST form-encodes them, POST
-JSON sends them as one object in mapping order. A mapping whose Export Name starts with
-`header:` becomes a request header instead. Redirects are never followed: a 3xx is a
-failure, retried like any other, with the Location in the attempt log.
+JSON sends them as one object in mapping order; nested JSON, XML and a full template are
+the contract's body toolkit. A mapping whose Export Name starts with `header:` becomes a
+request header instead. Redirects are never followed: a 3xx is a failure, retried like any
+other, with the Location in the attempt log. The answer is judged by the toolkit's response
+rules (success, permanent rejection, the partner's reason) and a value may be captured.
 """
 import http.cookiejar
-import json
 import math
 import re
 import threading
@@ -18,15 +19,19 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
 from requests.structures import CaseInsensitiveDict
-from wtforms import Form, IntegerField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField, URLField
-from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
+from wtforms import IntegerField, PasswordField, SelectChoice, SelectField, TextAreaField, URLField
+from wtforms.validators import DataRequired, NumberRange, Optional, ValidationError
 
-from exporter.export_types import PER_EVENT, ExportType, Outcome, TargetRefused, parse_target, pinned_session
+from exporter.export_types import PER_EVENT, BodyTemplateFields, ExportType, Outcome, ResponseRules, ResponseRuleSettings, TargetRefused, build_body, parse_target, pinned_session
 
 from . import errors, signing
 
 METHODS = [SelectChoice("GET", "GET (query string)"), SelectChoice("POST", "POST (form-encoded)"),
-           SelectChoice("POST_JSON", "POST (JSON)")]
+           SelectChoice("POST_JSON", "POST (JSON)"), SelectChoice("POST_NESTED_JSON", "POST (nested JSON)"),
+           SelectChoice("POST_XML", "POST (XML)"), SelectChoice("POST_TEMPLATE", "POST (template)")]
+# Each POST method's body format in the toolkit (exporter.body_templates.build_body).
+BODY_FORMATS = {"POST": "form", "POST_JSON": "json", "POST_NESTED_JSON": "nested_json", "POST_XML": "xml",
+                "POST_TEMPLATE": "template"}
 DEFAULT_TIMEOUT = 15
 HEADER_PREFIX = "header:"
 USER_AGENT = "Exporter/0.1"
@@ -101,16 +106,13 @@ def signing_secret(form, field):
         raise ValidationError(str(exc))
 
 
-class PostbackSettings(Form):
+class PostbackSettings(BodyTemplateFields, ResponseRuleSettings):
     url = URLField("Postback URL", validators=[DataRequired("Postback URL is required"), http_url],
                    description="e.g. https://postingmydata.com/partials.php")
     method = SelectField("Method", choices=METHODS, default="GET")
     timeout = IntegerField("Timeout (seconds)", default=DEFAULT_TIMEOUT,
                            validators=[Optional(), NumberRange(1, 120, "between 1 and 120 seconds")],
                            description="To connect, and for each read of the answer (blank: 15)")
-    success_text = StringField("Success Text", validators=[Optional(), Length(max=200)],
-                               description="When set, a 2xx answer whose body does not contain this text "
-                                           "is a failure and is retried (e.g. SUCCESS)")
     headers = TextAreaField("Extra Headers", validators=[header_lines],
                             description="Sent with every request: one 'Name: value' per line. Stored encrypted "
                                         "and never shown again, like a password: type them all again to change them.")
@@ -216,6 +218,13 @@ class PostbackType(ExportType):
     def describe(self):
         return self.settings.get("url", "")
 
+    @property
+    def rules(self):
+        """The response rules, read once per instance (per profile version)."""
+        if getattr(self, "_rules", None) is None:
+            self._rules = ResponseRules.from_settings(self.settings)
+        return self._rules
+
     def preview(self, columns, row):
         req = self.build_request(row, "preview")
         lines = [f"{req.method} {req.url}"] + [f"{k}: {v}" for k, v in req.logged_headers().items()]
@@ -231,12 +240,16 @@ class PostbackType(ExportType):
         url, body = self.settings.get("url", ""), b""
         if self.method == "GET":
             url = with_query(url, params)
-        elif self.method == "POST_JSON":
-            body = json.dumps(dict(params), ensure_ascii=False).encode()
-            headers.setdefault("Content-Type", "application/json")
-        else:
+        elif self.method == "POST":
             body = urlencode(params).encode()
             headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        else:  # a body format of the toolkit; BodyProblem (a ValueError) names the Export Name or line
+            text, content_type = build_body(BODY_FORMATS.get(self.method, "json"), params,
+                                            xml_root=self.settings.get("xml_root") or "lead",
+                                            template=self.settings.get("body_template") or "",
+                                            content_type=self.settings.get("template_content_type") or "application/json")
+            body = text.encode()
+            headers.setdefault("Content-Type", content_type)
         headers["Idempotency-Key"] = idempotency_key
         secret = self.settings.get("signing_secret")
         if secret:
@@ -266,7 +279,7 @@ class PostbackType(ExportType):
         except requests.RequestException as exc:
             outcome.error = errors.explained(exc, req.url, self.timeout)
         else:
-            judge(outcome, status, headers, body, self.settings.get("success_text") or "")
+            judge(outcome, status, headers, body, self.rules)
         outcome.elapsed_ms = int((time.monotonic() - started) * 1000)
         return outcome
 
@@ -296,19 +309,21 @@ def decode(raw, response):
         return raw.decode("utf-8", "replace")
 
 
-def judge(outcome, status, headers, body, success_text):
-    """A 2xx (containing the Success Text, when set) is delivered; anything else is retried."""
+def judge(outcome, status, headers, body, rules):
+    """A 2xx that satisfies the success rule is delivered (with what the capture rule takes); an
+    answer the rejection rule matches is rejected for good; anything else is retried."""
     outcome.status, outcome.response_headers, outcome.response_body = status, dict(headers), body[:2000]
     if 300 <= status < 400:
         outcome.error = f"HTTP {status}: redirect to {headers.get('Location', '(no Location)')} (not followed)"
-    elif not 200 <= status < 300:
-        outcome.error = f"HTTP {status}"
-    elif success_text and success_text not in body:
-        outcome.error = f"response does not contain the Success Text {success_text!r}"
     else:
-        outcome.ok = True
-        outcome.summary = f"postback delivered (HTTP {status})"
-        return outcome
+        verdict = rules.judge(status, body)
+        if verdict.ok:
+            outcome.ok, outcome.captured = True, verdict.captured
+            outcome.summary = f"postback delivered (HTTP {status})"
+            return outcome
+        outcome.error, outcome.rejected = verdict.error, verdict.rejected
+        if verdict.rejected:
+            return outcome
     outcome.retry_after = retry_after(headers.get("Retry-After"))
     return outcome
 
