@@ -97,6 +97,15 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A batch migration on SQLite copies a table and drops the old one; with foreign keys
+            # on, that DROP deletes the rows of every table that cascades from it (a profile's
+            # mappings and routes). Off for the migration (outside any transaction, or SQLite
+            # ignores it), checked and back on after.
+            connection.commit()
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # SQLAlchemy's own transaction, so that alembic begins and commits its own
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -105,6 +114,12 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
+            if problems:
+                raise RuntimeError(f"the migration left rows that break a foreign key: {problems[:5]}")
 
 
 if context.is_offline_mode():
