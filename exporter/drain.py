@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from functools import partial
 
 from flask import current_app
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import any_, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import selectinload
 
 from . import admission, circuit, daily_files, schedule, security, sending, windows, workers
 from .engine import Engine, Job
 from .export_types import Batch, Outcome
 from .extensions import db, writing
-from .models import Attempt, Delivery, Event, HistoryEntry, Profile, utcnow
+from .models import WAITING_SQL, Attempt, Delivery, Event, HistoryEntry, Profile, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -138,17 +138,23 @@ def claim_batch(limit, per_host=None, busy_hosts=(), worker=None, now=None, only
 
 @functools.cache
 def _claim_statement(dialect, per_host, busy, only):
-    """The claim, built once per shape with bound values: a claim runs many times a second."""
+    """The claim, built once per shape with bound values: a claim runs many times a second.
+
+    Its plan must not depend on the statistics (on a big table they may predate any backlog):
+    the waiting rows are found through the partial index on waiting rows, named by its own
+    literal predicate; on PostgreSQL the ids are picked once, locked once, and the update goes
+    by primary key (`id = ANY(ARRAY(...))`: each subquery runs once, never per row)."""
     d = DELIVERIES.c
-    due = [d.status.in_(Delivery.WAITING), d.due_at <= bindparam("now")]
+    waiting = text(WAITING_SQL)  # literal, not bound: the partial index ix_deliveries_waiting matches it
+    due = [waiting, d.due_at <= bindparam("now")]
     wanted = list(due)
     if busy:
         wanted.append(d.target.not_in(bindparam("busy", expanding=True)))
     if only:
         wanted.append(d.target.in_(bindparam("only", expanding=True)))
     if per_host:
-        # Rank only the oldest few due rows (the index on status and due time finds them), not the
-        # whole backlog: a host that fills them fills its slots too, and is left out of the next claim.
+        # Rank only the oldest few due rows (the partial index finds them), not the whole
+        # backlog: a host that fills them fills its slots too, and is left out of the next claim.
         oldest = (select(d.id, d.due_at, d.target).where(*wanted).order_by(d.due_at, d.id)
                   .limit(bindparam("scan")).subquery())
         rank = func.row_number().over(partition_by=oldest.c.target, order_by=(oldest.c.due_at, oldest.c.id))
@@ -159,8 +165,16 @@ def _claim_statement(dialect, per_host, busy, only):
         picked = select(d.id).where(*wanted).order_by(d.due_at, d.id)
     picked = picked.limit(bindparam("limit"))
     if dialect == "postgresql":  # workers never wait on each other's rows
-        picked = select(d.id).where(d.id.in_(picked)).with_for_update(skip_locked=True)
-    return (DELIVERIES.update().where(d.id.in_(picked), *due)
+        # Still waiting and due (FOR UPDATE re-checks a row another claim changed meanwhile),
+        # written so that no index matches it: the rows are found by primary key, never by a
+        # scan of every waiting row that a stale estimate of one row would choose.
+        still = [text("(deliveries.status || '') IN ('scheduled', 'retrying')"), d.due_at <= bindparam("now")]
+        locked = (select(d.id).where(d.id == any_(func.array(picked.scalar_subquery())), *still)
+                  .with_for_update(skip_locked=True))
+        chosen = [d.id == any_(func.array(locked.scalar_subquery())), *still]
+    else:
+        chosen = [d.id.in_(picked), *due]
+    return (DELIVERIES.update().where(*chosen)
             .values(status="sending", claimed_at=bindparam("now"), claimed_by=bindparam("worker"),
                     attempt_count=d.attempt_count + 1, waiting_reason="")
             .returning(d.id, d.profile_id, d.event_id, d.route_id, d.file_date, d.target, d.attempt_count))
