@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from flask import current_app
-from sqlalchemy import any_, bindparam, func, insert, select, text, update
+from sqlalchemy import any_, bindparam, case, func, insert, select, text, update
 from sqlalchemy.orm import selectinload
 
 from . import admission, circuit, daily_files, schedule, security, sending, windows, workers
@@ -181,7 +181,9 @@ def _claim_statement(dialect, per_host, busy, only):
 
 
 def give_back(jobs, worker=None):
-    """Claims taken but never started go back to waiting, due now, the try not counted."""
+    """Claims taken but never started go back to waiting, due now, the try not counted: a
+    delivery never tried is `scheduled` again (a stopping worker's give-back is no failure),
+    one that had failed before is still `retrying`."""
     by_claim = defaultdict(list)
     for job in jobs:
         by_claim[job.context.claimed_at].append(job.delivery_id)
@@ -191,8 +193,8 @@ def give_back(jobs, worker=None):
             db.session.execute(DELIVERIES.update().where(
                 d.id.in_(ids), d.status == "sending", d.claimed_at == claimed_at,
                 d.claimed_by == (worker or worker_name()))
-                .values(status="retrying", due_at=utcnow(), claimed_at=None, claimed_by="",
-                        attempt_count=d.attempt_count - 1))
+                .values(status=case((d.attempt_count > 1, "retrying"), else_="scheduled"), due_at=utcnow(),
+                        claimed_at=None, claimed_by="", attempt_count=d.attempt_count - 1))
         admission.refund([(job.context.profile_id, job.context.counted) for job in jobs if job.context.counted])
         db.session.commit()
 
