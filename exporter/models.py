@@ -211,6 +211,11 @@ class Delivery(db.Model):
         # A sale's conversion check goes from the order's partial events to their deliveries
         # (the unique constraint leads with profile_id, so it cannot).
         Index("ix_deliveries_event", "event_id"),
+        # The Deliveries list's keyset pages under a filter: newest first within a status, a
+        # profile or a host (keyset.py), however rare the rows that match.
+        Index("ix_deliveries_status_id", "status", "id"),
+        Index("ix_deliveries_profile_id_id", "profile_id", "id"),
+        Index("ix_deliveries_target_id", "target", "id"),
     )
     STATUSES = ("scheduled", "sending", "retrying", "delivered", "cancelled")
     WAITING = ("scheduled", "retrying")
@@ -246,6 +251,8 @@ class Delivery(db.Model):
 class Attempt(db.Model):
     """One try at a delivery: exactly what was sent and what came back, sensitive values masked."""
     __tablename__ = "attempts"
+    # The dashboard's attempts per hour reads the last day only.
+    __table_args__ = (Index("ix_attempts_started_at", "started_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
     profile_id: Mapped[int | None] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
