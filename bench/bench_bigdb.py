@@ -19,8 +19,10 @@ import json
 import os
 import time
 import uuid
+from datetime import datetime, timezone
 
-import bench_intake
+from sqlalchemy import MetaData, Table
+
 import bigdb
 import harness
 
@@ -59,6 +61,21 @@ def dispatch(instance, receiver, n):
 
 
 # --- intake -----------------------------------------------------------------------------------------
+
+def executemany(instance, n):
+    """bench_intake.executemany's baseline (n new events' rows, one executemany, one transaction;
+    rows/s), its rows left in place: deleting events from the big database checks each one's
+    history entries, whose event_id has no index (a scan of 1.25 M rows per event)."""
+    table = Table("events", MetaData(), autoload_with=instance.engine)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    rows = [{"event_key": f"bare-{RUN}-" + e["id"], "type": e["type"], "occurred_at": now, "received_at": now,
+             "customer_id": None, "order_id": e["order"]["orderId"], "campaign_id": e["order"]["campaignId"],
+             "order": e["order"], "card_number": None, "is_test": False} for e in harness.round_events(n)]
+    started = time.perf_counter()
+    with instance.engine.begin() as conn:
+        conn.execute(table.insert(), rows)
+    return n / (time.perf_counter() - started)
+
 
 def check_stored(instance, events):
     keys = [e["id"] for e in events]
@@ -107,7 +124,9 @@ def main():
     parser.add_argument("--single", type=int, default=2000, help="events a round, one per POST")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rows", default="dispatch,bodies,single", help="which rows, of dispatch, bodies, single")
     args = parser.parse_args()
+    wanted = set(args.rows.split(","))
     big_url = os.environ.get("EXPORTER_BENCH_BIGDB_URL")
     if not big_url or not os.environ.get("EXPORTER_BENCH_DATABASE_URL", "").startswith("postgres"):
         parser.error("set EXPORTER_BENCH_BIGDB_URL and EXPORTER_BENCH_DATABASE_URL (two PostgreSQL databases)")
@@ -123,35 +142,12 @@ def main():
         empty.import_profiles(bigdb.crm_profiles(receiver))
         urls = {db: (db.start_web(), db.start_web("bare")) for db in (big, empty)}
         rows = {}
-
-        print(f"dispatch, one worker, fast receiver, a backlog of {args.backlog:,} partials a round")
-        dispatch(big, receiver, 500), dispatch(empty, receiver, 500)  # warm-up
-        rows["dispatch"] = interleave(args.rounds, {
-            "big": printed("big database", lambda: dispatch(big, receiver, args.backlog), "deliveries/s"),
-            "empty": printed("empty database", lambda: dispatch(empty, receiver, args.backlog), "deliveries/s")})
-
-        n = args.batches * 1000
-        print(f"intake, 1,000-event bodies of the mix, {args.batches} a round")
-        for db in (big, empty):  # warm-up
-            bodies_posts(db, 1000, True), bench_intake.executemany(db, 1000)
-        sides = {}
-        for name, db in (("big", big), ("empty", empty)):
-            sides[f"{name}, mix"] = printed(f"{name}, mix", lambda db=db: bodies_posts(db, n, True), "events/s")
-            sides[f"{name}, no sales"] = printed(f"{name}, no sales", lambda db=db: bodies_posts(db, n, False),
-                                                 "events/s")
-            sides[f"{name}, executemany"] = printed(f"{name}, executemany",
-                                                    lambda db=db: bench_intake.executemany(db, n), "rows/s")
-        rows["bodies"] = interleave(args.rounds, sides)
-
-        print(f"intake, one event of the mix per POST, {args.clients} clients, {args.single} a round")
-        for db in (big, empty):  # warm-up
-            single_posts(db, urls[db][0], 200, args.clients), single_posts(db, urls[db][1], 200, args.clients, False)
-        rows["single"] = interleave(args.rounds, {
-            "big": printed("big, mix", lambda: single_posts(big, urls[big][0], args.single, args.clients), "events/s"),
-            "empty": printed("empty, mix", lambda: single_posts(empty, urls[empty][0], args.single, args.clients),
-                             "events/s"),
-            "bare": printed("bare endpoint", lambda: single_posts(empty, urls[empty][1], args.single, args.clients,
-                                                                   False), "events/s")})
+        if "dispatch" in wanted:
+            rows["dispatch"] = dispatch_rows(big, empty, receiver, args)
+        if "bodies" in wanted:
+            rows["bodies"] = bodies_rows(big, empty, args)
+        if "single" in wanted:
+            rows["single"] = single_rows(big, empty, urls, args)
         size = big.scalar("SELECT count(*) FROM deliveries")
         cancel_waiting(big)
     finally:
@@ -159,23 +155,63 @@ def main():
             if db:
                 db.close()
         receiver.close()
-
     print(f"big database: {size:,} deliveries")
-    b, s = rows["bodies"], rows["single"]
-    harness.row("intake, one event per POST, mix, big against empty", s["big"], s["empty"], "events/s", ("big", "empty"))
-    harness.row("intake, one event per POST, mix, empty against the bare endpoint", s["empty"], s["bare"], "events/s",
-                ("mix", "bare"))
-    harness.row("intake, one event per POST, mix, big against the bare endpoint", s["big"], s["bare"], "events/s",
-                ("big", "bare"))
-    for name in ("empty", "big"):
-        harness.row(f"intake, 1,000-event bodies on the {name} database, mix against no sales",
-                    b[f"{name}, mix"], b[f"{name}, no sales"], "events/s", ("mix", "no sales"))
-        harness.row(f"intake, 1,000-event bodies on the {name} database, mix against executemany",
-                    b[f"{name}, mix"], b[f"{name}, executemany"], "events/s", ("mix", "executemany"))
-    harness.row("intake, 1,000-event bodies of the mix, big against empty", b["big, mix"], b["empty, mix"], "events/s",
-                ("big", "empty"))
-    harness.row("dispatch, one worker, fast receiver, big against empty", rows["dispatch"]["big"],
-                rows["dispatch"]["empty"], "deliveries/s", ("big", "empty"))  # the key row, last
+    summary(rows)
+
+
+def dispatch_rows(big, empty, receiver, args):
+    print(f"dispatch, one worker, fast receiver, a backlog of {args.backlog:,} partials a round")
+    dispatch(big, receiver, 500), dispatch(empty, receiver, 500)  # warm-up
+    return interleave(args.rounds, {
+        "big": printed("big database", lambda: dispatch(big, receiver, args.backlog), "deliveries/s"),
+        "empty": printed("empty database", lambda: dispatch(empty, receiver, args.backlog), "deliveries/s")})
+
+
+def bodies_rows(big, empty, args):
+    n = args.batches * 1000
+    print(f"intake, 1,000-event bodies of the mix, {args.batches} a round")
+    for db in (big, empty):  # warm-up
+        bodies_posts(db, 1000, True), executemany(db, 1000)
+    sides = {}
+    for name, db in (("big", big), ("empty", empty)):
+        sides[f"{name}, mix"] = printed(f"{name}, mix", lambda db=db: bodies_posts(db, n, True), "events/s")
+        sides[f"{name}, no sales"] = printed(f"{name}, no sales", lambda db=db: bodies_posts(db, n, False), "events/s")
+        sides[f"{name}, executemany"] = printed(f"{name}, executemany", lambda db=db: executemany(db, n), "rows/s")
+    return interleave(args.rounds, sides)
+
+
+def single_rows(big, empty, urls, args):
+    print(f"intake, one event of the mix per POST, {args.clients} clients, {args.single} a round")
+    for db in (big, empty):  # warm-up
+        single_posts(db, urls[db][0], 200, args.clients), single_posts(db, urls[db][1], 200, args.clients, False)
+    return interleave(args.rounds, {
+        "big": printed("big, mix", lambda: single_posts(big, urls[big][0], args.single, args.clients), "events/s"),
+        "empty": printed("empty, mix", lambda: single_posts(empty, urls[empty][0], args.single, args.clients),
+                         "events/s"),
+        "bare": printed("bare endpoint", lambda: single_posts(empty, urls[empty][1], args.single, args.clients, False),
+                        "events/s")})
+
+
+def summary(rows):
+    if "single" in rows:
+        s = rows["single"]
+        harness.row("intake, one event per POST, mix, big against empty", s["big"], s["empty"], "events/s",
+                    ("big", "empty"))
+        for name in ("empty", "big"):
+            harness.row(f"intake, one event per POST, mix on the {name} database, against the bare endpoint",
+                        s[name], s["bare"], "events/s", ("mix", "bare"))
+    if "bodies" in rows:
+        b = rows["bodies"]
+        for name in ("empty", "big"):
+            harness.row(f"intake, 1,000-event bodies on the {name} database, mix against no sales",
+                        b[f"{name}, mix"], b[f"{name}, no sales"], "events/s", ("mix", "no sales"))
+            harness.row(f"intake, 1,000-event bodies on the {name} database, mix against executemany",
+                        b[f"{name}, mix"], b[f"{name}, executemany"], "events/s", ("mix", "executemany"))
+        harness.row("intake, 1,000-event bodies of the mix, big against empty", b["big, mix"], b["empty, mix"],
+                    "events/s", ("big", "empty"))
+    if "dispatch" in rows:
+        harness.row("dispatch, one worker, fast receiver, big against empty", rows["dispatch"]["big"],
+                    rows["dispatch"]["empty"], "deliveries/s", ("big", "empty"))  # the key row, last
 
 
 if __name__ == "__main__":
