@@ -18,6 +18,7 @@ import bigdb
 import harness
 
 EMAIL, PASSWORD = "bench@example.com", "bench-password-22"
+METRICS_TOKEN = "bench-metrics-22"
 
 
 def login(instance):
@@ -63,7 +64,8 @@ def pages(instance):
 
 def fetch(instance, path):
     started = time.perf_counter()
-    answer = instance.session.get(instance.web_url + path, timeout=120)
+    headers = {"Authorization": f"Bearer {METRICS_TOKEN}"} if path == "/metrics" else {}
+    answer = instance.session.get(instance.web_url + path, headers=headers, timeout=120)
     seconds = time.perf_counter() - started
     if answer.status_code != 200:
         raise AssertionError(f"{path} answered {answer.status_code}")
@@ -86,10 +88,11 @@ def main():
         bigdb.build(big, receiver, args.deliveries, args.sample)
         empty = harness.Instance()
         empty.import_profiles(bigdb.crm_profiles(receiver))
-        empty.post({"events": bigdb.crm_bodies(100)[0]})
         for db in (big, empty):
+            db.env["EXPORTER_METRICS_TOKEN"] = METRICS_TOKEN
             db.start_web()
             login(db)
+        empty.post({"events": bigdb.crm_bodies(100)[0]})
         size = big.scalar("SELECT count(*) FROM deliveries")
         results = []
         for (name, path), (_, empty_path) in zip(pages(big), pages(empty)):

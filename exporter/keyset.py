@@ -53,3 +53,50 @@ def capped_count(query, id_column):
     """How many rows the query matches, counting no further than COUNT_CAP + 1."""
     limited = query.order_by(None).with_only_columns(id_column).limit(COUNT_CAP + 1)
     return db.session.scalar(select(func.count()).select_from(limited.subquery()))
+
+
+@dataclass
+class CappedPagination:
+    """Numbered pages (OFFSET) whose count stops at COUNT_CAP: for short lists such as a search's
+    matches, where the page numbers are kept, but a search that matches most of a million rows
+    must not count them all. Reads like Flask-SQLAlchemy's Pagination in the templates."""
+    items: list
+    page: int
+    per_page: int
+    total: int
+    capped: bool
+
+    @property
+    def pages(self):
+        return max(1, -(-min(self.total, COUNT_CAP) // self.per_page))
+
+    @property
+    def has_prev(self):
+        return self.page > 1
+
+    @property
+    def has_next(self):
+        return self.page * self.per_page < self.total
+
+    @property
+    def prev_num(self):
+        return self.page - 1 if self.has_prev else None
+
+    @property
+    def next_num(self):
+        return self.page + 1 if self.has_next else None
+
+    @property
+    def pages_text(self):
+        return f"{self.pages:,}+" if self.capped else f"{self.pages:,}"
+
+    @property
+    def total_text(self):
+        return f"{COUNT_CAP:,}+" if self.capped else f"{self.total:,}"
+
+
+def numbered_page(query, id_column, page=1, per_page=50):
+    """Page `page` of the query's rows (in its own order), with a capped count."""
+    items = list(db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)).unique())
+    total = capped_count(query, id_column)
+    return CappedPagination(items, page, per_page, total, total > COUNT_CAP)

@@ -7,7 +7,7 @@ from sqlalchemy import func, literal_column
 from wtforms import Form, SearchField
 from wtforms.validators import Length
 
-from .. import customer_types, retention
+from .. import customer_types, keyset, retention
 from ..extensions import db
 from ..models import Campaign, Customer, Delivery, Event, HistoryEntry
 from . import admin_blueprint, page_field
@@ -57,8 +57,8 @@ def index():
     form = SearchForm(request.args)
     if not form.validate():
         return render_template("customers/index.html", form=form, customers=None), 400
-    customers = db.paginate(search_query(form.q.data or ""), page=form.page.data or 1, per_page=PER_PAGE,
-                            error_out=False)
+    customers = keyset.numbered_page(search_query(form.q.data or ""), Customer.id, page=form.page.data or 1,
+                                     per_page=PER_PAGE)
     return render_template("customers/index.html", form=form, customers=customers)
 
 
