@@ -20,7 +20,7 @@ LAYERS = [
     {"workers"},
     {"daily_files", "circuit", "admission"},
     {"sending", "schedule", "audit", "kept_copies"},
-    {"mapping", "matching", "models", "engine"},
+    {"mapping", "matching", "models", "engine", "keyset"},
     {"extensions", "export_types"},
     {"customer_types", "queue", "security", "config", "supervisor", "windows", "intake_sql"},
     {"catalog"},
