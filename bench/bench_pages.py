@@ -40,6 +40,8 @@ def pages(instance):
     profile = one("SELECT id FROM profiles WHERE name = 'Call center A'") or 1
     customer = one("SELECT id FROM customers ORDER BY id LIMIT 1 OFFSET 100") or 1
     email = (one(f"SELECT email FROM customers WHERE id = {customer}") or "c1@example.com").split("@")[0][-6:]
+    phone = one(f"SELECT phone FROM customers WHERE id = {customer}") or "5552013344"
+    name = one(f"SELECT first_name || ' ' || last_name FROM customers WHERE id = {customer}") or "Jane Doe"
     order = one("SELECT order_id FROM events WHERE order_id IS NOT NULL ORDER BY id LIMIT 1 OFFSET 100") or 1
     month = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 30 * 86400))
     return [("Deliveries, newest page", "/deliveries/"),
@@ -53,8 +55,8 @@ def pages(instance):
             ("Deliveries, since 30 days ago", f"/deliveries/?since={month}"),
             ("Customers, newest", "/customers/"),
             ("Customers, search by email", f"/customers/?q={email}"),
-            ("Customers, search by phone", "/customers/?q=5552013344"),
-            ("Customers, search by name", "/customers/?q=Jane"),
+            ("Customers, search by phone", f"/customers/?q={phone}"),
+            ("Customers, search by name", f"/customers/?q={name}"),
             ("Customers, search by order id", f"/customers/?q={order}"),
             ("a customer", f"/customers/{customer}"),
             ("Dashboard", "/"),

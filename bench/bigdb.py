@@ -6,7 +6,8 @@ Built in two steps, so that setup takes minutes, not hours:
   1. through the product: a sample of the CRM's mix (crm_bodies) posted to the intake in
      1,000-event bodies, then delivered by a real `exporter worker` to a fast receiver;
   2. by SQL: that sample copied with INSERT ... SELECT (new ids, keys, orders, customers, dates
-     spread over `--days`) until deliveries reach `--deliveries`, then VACUUM ANALYZE, with
+     spread over `--days`, ids growing with the dates as in production) until deliveries reach
+     `--deliveries`, then VACUUM ANALYZE, with
      nothing waiting: the statistics say no delivery waits, as they do on a quiet production day.
 
 A database built once is kept: `Instance(database_url=..., keep=True)` reuses it, and build()
@@ -65,10 +66,19 @@ def crm_bodies(n, sales=True, body=1000, tag="m"):
     return bodies
 
 
+FIRST = ("Jane", "John", "Maria", "Ahmed", "Li", "Olga", "Pedro", "Aisha", "Tom", "Yuki", "Sara", "Ivan")
+LAST = ("Doe", "Smith", "Garcia", "Khan", "Wang", "Petrova", "Silva", "Okafor", "Brown", "Sato", "Cohen")
+
+
 def _event(key, kind, order_id):
+    """An event of the order; its customer (two orders each) has a name, email and phone of
+    their own, as a CRM's customers do, so that a search finds few of them."""
     made = harness.event(key, order_id, campaign_id=1 + order_id % PARTIAL_CAMPAIGNS)
     made["type"] = kind
-    made["order"]["customerId"] = order_id // 2  # two orders a customer
+    customer = order_id // 2
+    made["order"].update(customerId=customer, firstName=FIRST[customer % len(FIRST)],
+                         lastName=LAST[customer // len(FIRST) % len(LAST)], emailAddress=f"c{customer}@example.com",
+                         phoneNumber=f"555{customer % 10_000_000:07d}")
     return made
 
 
@@ -78,7 +88,8 @@ def _event(key, kind, order_id):
 # MAX_* the sample's largest ids); every other column is copied as it is.
 COPIES = {
     "customers": {"id": "id + k * {customers}", "crm_customer_id": "crm_customer_id + k * 1000000000000",
-                  "email": "'k' || k || email", "created_at": "created_at - s"},
+                  "email": "'k' || k || email", "phone": "'5' || lpad(k::text, 2, '0') || substr(phone, 4)",
+                  "created_at": "created_at - s"},
     "events": {"id": "id + k * {events}", "event_key": "event_key || '-c' || k",
                "occurred_at": "occurred_at - s", "received_at": "received_at - s",
                "customer_id": "customer_id + k * {customers}", "order_id": "order_id + k * 1000000000000"},
@@ -125,6 +136,7 @@ def quoted(column):
 def multiply(instance, copies, days):
     """`copies` copies of every table's rows, each shifted further back, spread over `days`."""
     largest = {t: instance.scalar(f"SELECT coalesce(max(id), 0) FROM {t}") for t in COPIES}
+    step = days * 86400 / copies  # seconds between copies: the last copy is today's, the sample the oldest
     with instance.engine.begin() as conn:
         for table, changed in COPIES.items():
             started = time.monotonic()
@@ -134,10 +146,15 @@ def multiply(instance, copies, days):
             values = [changed[c].format(**largest) if c in changed else quoted(c) for c in columns]
             conn.exec_driver_sql(
                 f"INSERT INTO {table} ({', '.join(map(quoted, columns))}) SELECT {', '.join(values)} "
-                f"FROM (SELECT *, make_interval(secs => k * {days * 86400 / copies}) AS s "
+                f"FROM (SELECT *, make_interval(secs => ({copies} - k) * {step}) AS s "
                 f"FROM {table}, generate_series(1, {copies}) AS k WHERE id <= {largest[table]}) AS sample")
             conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                  f"(SELECT max(id) FROM {table}))")
+            # Ids grow with time, as in production (a list newest first by id is newest first by
+            # date): the sample, which has the smallest ids, goes furthest back.
+            times = [c for c, expression in changed.items() if expression.endswith(" - s")]
+            conn.exec_driver_sql(f"UPDATE {table} SET " + ", ".join(
+                f"{c} = {c} - make_interval(secs => {copies * step})" for c in times) + f" WHERE id <= {largest[table]}")
             print(f"  {table}: copied {copies} times in {time.monotonic() - started:.0f} s")
 
 
