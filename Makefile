@@ -46,10 +46,13 @@ faults: $(STAMP)
 	$(BIN)/pytest tests/reliability -m reliability -s -q $(PYTEST_ARGS)
 
 # Each bench prints its figures and ends with its ratio; the mapping and daily-file ones run when present.
+# With EXPORTER_BENCH_BIGDB_URL (and EXPORTER_BENCH_DATABASE_URL) set to PostgreSQL databases of
+# their own, the big-database benches run too (bench/bigdb.py builds it once, in minutes).
 BENCHES := dispatch workers intake latency delay mapping daily_file
+BIGDB_BENCHES := bigdb pages
 
 bench: $(STAMP)
-	@set -e; for name in $(BENCHES); do \
+	@set -e; for name in $(BENCHES) $(if $(EXPORTER_BENCH_BIGDB_URL),$(BIGDB_BENCHES)); do \
 		if [ -f bench/bench_$$name.py ]; then \
 			echo "== bench/bench_$$name.py"; started=$$(date +%s); $(BIN)/python bench/bench_$$name.py; \
 			echo "($$(( $$(date +%s) - started )) s)"; echo; fi; done

@@ -224,7 +224,9 @@ def engine_url(url):
 class Instance:
     """A fresh Exporter: folder, database, Redis, token; web server and workers on demand."""
 
-    def __init__(self, sqlite=False, host_concurrency=4):
+    def __init__(self, sqlite=False, host_concurrency=4, database_url=None, keep=False):
+        """database_url: that database instead of EXPORTER_BENCH_DATABASE_URL; keep: it is not
+        wiped (a big database built once, bigdb.py), only migrated."""
         self.folder = tempfile.mkdtemp(prefix="exporter-bench-")
         self.redis = None
         redis_url = os.environ.get("EXPORTER_BENCH_REDIS_URL")
@@ -233,10 +235,10 @@ class Instance:
 
             self.redis = EmbeddedRedis().start()
             redis_url = self.redis.url
-        database_url = None if sqlite else os.environ.get("EXPORTER_BENCH_DATABASE_URL")
+        database_url = database_url or (None if sqlite else os.environ.get("EXPORTER_BENCH_DATABASE_URL"))
         database_url = database_url or f"sqlite:///{self.folder}/exporter.sqlite"
         self.engine = create_engine(engine_url(database_url))
-        if not database_url.startswith("sqlite"):
+        if not database_url.startswith("sqlite") and not keep:
             with self.engine.begin() as conn:  # a bench database starts empty
                 conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
         self.database = "SQLite" if database_url.startswith("sqlite") else "PostgreSQL"

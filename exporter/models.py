@@ -3,6 +3,7 @@ import secrets
 from datetime import datetime, timezone
 
 from flask_login import UserMixin
+from sqlalchemy import text
 from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -228,6 +229,9 @@ class Event(db.Model):
     customer: Mapped[Customer | None] = relationship()
 
 
+WAITING_SQL = "status IN ('scheduled', 'retrying')"  # Delivery.WAITING as SQL, for the partial index
+
+
 class Delivery(db.Model):
     """One export to send: an event for a per-event type, a day's file for a route of a file type."""
     __tablename__ = "deliveries"
@@ -236,6 +240,19 @@ class Delivery(db.Model):
         UniqueConstraint("route_id", "file_date", name="uq_delivery_route_day"),
         Index("ix_deliveries_status_due", "status", "due_at"),
         Index("ix_deliveries_profile_dedupe", "profile_id", "dedupe_key"),
+        # The claim's index: only waiting rows, in the order a claim takes them. Small whatever
+        # the history, and chosen whatever the statistics say (the claim names the same literal
+        # predicate, never bound values, so a generic plan can use it too).
+        Index("ix_deliveries_waiting", "due_at", "id", sqlite_where=text(WAITING_SQL),
+              postgresql_where=text(WAITING_SQL)),
+        # A sale's conversion check goes from the order's partial events to their deliveries
+        # (the unique constraint leads with profile_id, so it cannot).
+        Index("ix_deliveries_event", "event_id"),
+        # The Deliveries list's keyset pages under a filter: newest first within a status, a
+        # profile or a host (keyset.py), however rare the rows that match.
+        Index("ix_deliveries_status_id", "status", "id"),
+        Index("ix_deliveries_profile_id_id", "profile_id", "id"),
+        Index("ix_deliveries_target_id", "target", "id"),
     )
     # rejected: the partner refused it for good (a response rule), so it is never retried.
     STATUSES = ("scheduled", "sending", "retrying", "delivered", "rejected", "cancelled")
@@ -277,6 +294,8 @@ class Delivery(db.Model):
 class Attempt(db.Model):
     """One try at a delivery: exactly what was sent and what came back, sensitive values masked."""
     __tablename__ = "attempts"
+    # The dashboard's attempts per hour reads the last day only.
+    __table_args__ = (Index("ix_attempts_started_at", "started_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
     profile_id: Mapped[int | None] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))

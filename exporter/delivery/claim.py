@@ -10,10 +10,10 @@ import logging
 import time
 from collections import Counter, defaultdict
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import any_, bindparam, case, func, select, text
 
 from ..extensions import db, writing
-from ..models import Delivery, utcnow
+from ..models import WAITING_SQL, Delivery, utcnow
 from . import admission, circuit, workers
 from .heartbeat import worker_name
 
@@ -37,17 +37,23 @@ def claim_batch(limit, per_host=None, busy_hosts=(), worker=None, now=None, only
 
 @functools.cache
 def _claim_statement(dialect, per_host, busy, only):
-    """The claim, built once per shape with bound values: a claim runs many times a second."""
+    """The claim, built once per shape with bound values: a claim runs many times a second.
+
+    Its plan must not depend on the statistics (on a big table they may predate any backlog):
+    the waiting rows are found through the partial index on waiting rows, named by its own
+    literal predicate; on PostgreSQL the ids are picked once, locked once, and the update goes
+    by primary key (`id = ANY(ARRAY(...))`: each subquery runs once, never per row)."""
     d = DELIVERIES.c
-    due = [d.status.in_(Delivery.WAITING), d.due_at <= bindparam("now")]
+    waiting = text(WAITING_SQL)  # literal, not bound: the partial index ix_deliveries_waiting matches it
+    due = [waiting, d.due_at <= bindparam("now")]
     wanted = list(due)
     if busy:
         wanted.append(d.target.not_in(bindparam("busy", expanding=True)))
     if only:
         wanted.append(d.target.in_(bindparam("only", expanding=True)))
     if per_host:
-        # Rank only the oldest few due rows (the index on status and due time finds them), not the
-        # whole backlog: a host that fills them fills its slots too, and is left out of the next claim.
+        # Rank only the oldest few due rows (the partial index finds them), not the whole
+        # backlog: a host that fills them fills its slots too, and is left out of the next claim.
         oldest = (select(d.id, d.due_at, d.target).where(*wanted).order_by(d.due_at, d.id)
                   .limit(bindparam("scan")).subquery())
         rank = func.row_number().over(partition_by=oldest.c.target, order_by=(oldest.c.due_at, oldest.c.id))
@@ -58,15 +64,25 @@ def _claim_statement(dialect, per_host, busy, only):
         picked = select(d.id).where(*wanted).order_by(d.due_at, d.id)
     picked = picked.limit(bindparam("limit"))
     if dialect == "postgresql":  # workers never wait on each other's rows
-        picked = select(d.id).where(d.id.in_(picked)).with_for_update(skip_locked=True)
-    return (DELIVERIES.update().where(d.id.in_(picked), *due)
+        # Still waiting and due (FOR UPDATE re-checks a row another claim changed meanwhile),
+        # written so that no index matches it: the rows are found by primary key, never by a
+        # scan of every waiting row that a stale estimate of one row would choose.
+        still = [text("(deliveries.status || '') IN ('scheduled', 'retrying')"), d.due_at <= bindparam("now")]
+        locked = (select(d.id).where(d.id == any_(func.array(picked.scalar_subquery())), *still)
+                  .with_for_update(skip_locked=True))
+        chosen = [d.id == any_(func.array(locked.scalar_subquery())), *still]
+    else:
+        chosen = [d.id.in_(picked), *due]
+    return (DELIVERIES.update().where(*chosen)
             .values(status="sending", claimed_at=bindparam("now"), claimed_by=bindparam("worker"),
                     attempt_count=d.attempt_count + 1, waiting_reason="")
             .returning(d.id, d.profile_id, d.event_id, d.route_id, d.file_date, d.target, d.attempt_count))
 
 
 def give_back(jobs, worker=None):
-    """Claims taken but never started go back to waiting, due now, the try not counted."""
+    """Claims taken but never started go back to waiting, due now, the try not counted: a
+    delivery never tried is `scheduled` again (a stopping worker's give-back is no failure),
+    one that had failed before is still `retrying`."""
     by_claim = defaultdict(list)
     for job in jobs:
         by_claim[job.context.claimed_at].append(job.delivery_id)
@@ -76,8 +92,8 @@ def give_back(jobs, worker=None):
             db.session.execute(DELIVERIES.update().where(
                 d.id.in_(ids), d.status == "sending", d.claimed_at == claimed_at,
                 d.claimed_by == (worker or worker_name()))
-                .values(status="retrying", due_at=utcnow(), claimed_at=None, claimed_by="",
-                        attempt_count=d.attempt_count - 1))
+                .values(status=case((d.attempt_count > 1, "retrying"), else_="scheduled"), due_at=utcnow(),
+                        claimed_at=None, claimed_by="", attempt_count=d.attempt_count - 1))
         admission.refund([(job.context.profile_id, job.context.counted) for job in jobs if job.context.counted])
         db.session.commit()
 

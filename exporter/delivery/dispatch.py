@@ -8,12 +8,12 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from . import admission, record, schedule, workers
 from .. import audit
 from ..extensions import db
-from ..models import Delivery, Event, Profile, utcnow
+from ..models import Delivery, Event, HistoryEntry, Profile, utcnow
 from .schedule import backoff_seconds, enqueue  # noqa: F401  (the screens' and tests' names)
 from .sending import (URL_CREDENTIALS, attempt_from, export_type_for, plain_settings, registry,  # noqa: F401
                       renderer_for, secret_names, sensitive_pairs, target_host, url_settings)
@@ -116,17 +116,73 @@ def cancel(delivery, reason):
 def cancel_converted(customer_id, order_id, before_event_id=None):
     """A sale for the same order or customer cancels its waiting partials ("converted"): those
     of events stored before the sale's (before_event_id), when given."""
-    owner = [Event.customer_id == customer_id] if customer_id else []
-    if order_id is not None:
-        owner.append(Event.order_id == order_id)
-    if not owner:
+    return cancel_converted_many([(customer_id, order_id, before_event_id)])
+
+
+def cancel_converted_many(sales):
+    """Each sale (customer id, order id, its event id or None) cancels the waiting partials of its
+    customer or order stored before it, as cancel_converted does, for a whole body at once: two
+    reads (the partial events by customer and order, then their deliveries by event), one
+    conditional update, one insert of history messages, however many sales. No commit."""
+    latest = {"customer": {}, "order": {}}  # the last sale of each, by event id (None: any partial)
+    for customer_id, order_id, sale_id in sales:
+        for kind, key in (("customer", customer_id), ("order", order_id)):
+            if key is not None and (kind == "order" or key):
+                seen = latest[kind].get(key, 0)
+                latest[kind][key] = None if sale_id is None or seen is None else max(seen, sale_id)
+    if not latest["customer"] and not latest["order"]:
         return 0
-    query = (db.select(Delivery).join(Event, Delivery.event_id == Event.id).join(Profile)
-             .where(Delivery.status.in_(Delivery.WAITING), Event.type == "partial",
-                    Profile.skip_converted_partials.is_(True), db.or_(*owner)))
-    if before_event_id is not None:
-        query = query.where(Event.id < before_event_id)
-    return sum(cancel_waiting(d, "converted") for d in db.session.scalars(query).all())
+    owner = []
+    if latest["customer"]:
+        owner.append(Event.customer_id.in_(list(latest["customer"])))
+    if latest["order"]:
+        owner.append(Event.order_id.in_(list(latest["order"])))
+    # Two steps, each with a plan that holds whatever the statistics say: the partials of those
+    # customers and orders (their indexes), then their waiting deliveries by event id. The status
+    # is written so that no index matches it: a scan of every waiting delivery is what a stale
+    # estimate of "few wait" would choose (the conditional update below checks it again).
+    partials = [e for e in db.session.execute(
+        db.select(Event.id.label("event_id"), Event.customer_id, Event.order_id)
+        .where(db.or_(*owner), Event.type == "partial")).all() if _before_a_sale(e, latest)]
+    if not partials:
+        return 0
+    candidates = db.session.execute(
+        db.select(Delivery.id, Delivery.event_id).join(Profile, Delivery.profile_id == Profile.id)
+        .where(Delivery.event_id.in_([e.event_id for e in partials]), (Delivery.status + "").in_(Delivery.WAITING),
+               Profile.skip_converted_partials.is_(True))).all()
+    ids = [c.id for c in candidates]
+    if not ids:
+        return 0
+    cancelled = db.session.execute(
+        update(Delivery).where(Delivery.id.in_(ids), (Delivery.status + "").in_(Delivery.WAITING))  # by primary key
+        .values(status="cancelled", cancel_reason="converted")
+        .returning(Delivery.id, Delivery.event_id, Delivery.profile_id)
+        .execution_options(synchronize_session=False)).all()
+    customers = {e.event_id: e.customer_id for e in partials}
+    _write_cancel_history(cancelled, {c.id: customers[c.event_id] for c in candidates}, "converted")
+    return len(cancelled)
+
+
+def _before_a_sale(candidate, latest):
+    """Whether a sale of the partial's customer or order was stored after it."""
+    for kind, key in (("customer", candidate.customer_id), ("order", candidate.order_id)):
+        if key in latest[kind]:
+            last = latest[kind][key]
+            if last is None or candidate.event_id < last:
+                return True
+    return False
+
+
+def _write_cancel_history(cancelled, customers, reason):
+    """The customers' history messages of cancelled per-event deliveries, in one insert."""
+    names = dict(db.session.execute(db.select(Profile.id, Profile.name)
+                                    .where(Profile.id.in_({r.profile_id for r in cancelled}))).all())
+    now = utcnow()
+    rows = [dict(customer_id=customers[r.id], event_id=r.event_id, delivery_id=r.id, created_at=now,
+                 message=f"Export profile '{names[r.profile_id]}' cancelled: {reason}")
+            for r in cancelled if customers.get(r.id)]
+    if rows:
+        db.session.execute(insert(HistoryEntry.__table__), rows)
 
 
 # --- the sweeper --------------------------------------------------------------------------------

@@ -330,8 +330,8 @@ def _store(bodies):
         _statement(conn, "deliveries").run(conn, [row for row, _ in deliveries], now)
     if history:
         _statement(conn, "history").run(conn, history, now)
-    for sale in conversions:  # partials stored before the sale, this body's too, are converted
-        dispatch.cancel_converted(sale.customer_id, sale.order_id, before_event_id=sale.id)
+    if conversions:  # partials stored before a sale, this body's too, are converted: one read for all
+        dispatch.cancel_converted_many([(sale.customer_id, sale.order_id, sale.id) for sale in conversions])
     db.session.commit()
     return counts, {due_at for _, due_at in deliveries}
 

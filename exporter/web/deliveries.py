@@ -2,17 +2,17 @@
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func
 from sqlalchemy.orm import joinedload, selectinload
-from wtforms import DateField, Form, SearchField, SelectChoice, SelectField
-from wtforms.validators import AnyOf, Length, Optional
+from wtforms import DateField, Form, IntegerField, SearchField, SelectChoice, SelectField
+from wtforms.validators import AnyOf, Length, NumberRange, Optional
 
+from .. import windows
+from . import keyset
 from ..profiles import customer_types
 from ..delivery import dispatch
-from .. import windows
 from ..extensions import db
 from ..models import Delivery, Event, Profile, utcnow
-from . import DateRangeChecks, admin_blueprint, page_field
+from . import DateRangeChecks, admin_blueprint
 
 bp = admin_blueprint(Blueprint("deliveries", __name__, url_prefix="/deliveries"))
 
@@ -31,7 +31,9 @@ class FilterForm(DateRangeChecks, Form):
                        description="e.g. postingmydata.com")
     since = DateField("From", validators=[Optional()], format="%Y-%m-%d")
     until = DateField("To", validators=[Optional()], format="%Y-%m-%d", description="Created on these days (UTC)")
-    page = page_field()
+    # Keyset pages (keyset.py): the rows older than `before`, or newer than `after` (ids).
+    before = IntegerField("Older than", validators=[Optional(), NumberRange(1, 2**63 - 1, "is a delivery's id")])
+    after = IntegerField("Newer than", validators=[Optional(), NumberRange(0, 2**63 - 1, "is a delivery's id")])
 
     def __init__(self, formdata, profiles):
         super().__init__(formdata)
@@ -59,8 +61,10 @@ def _filtered(form):
         query = query.where(Delivery.profile_id == int(form.profile.data))
     if form.customer_type.data:
         query = query.where(Delivery.event.has(Event.type == form.customer_type.data))
-    if (form.host.data or "").strip():
-        query = query.where(func.lower(Delivery.target).contains(form.host.data.strip().lower(), autoescape=True))
+    if (form.host.data or "").strip():  # a host's name or its start: the index on (target, id) finds it
+        host = form.host.data.strip().lower()
+        query = query.where(Delivery.target.startswith(host, autoescape=True), Delivery.target >= host,
+                            Delivery.target < host + "\U0010ffff")
     return query.where(*form.within_days(Delivery.created_at))
 
 
@@ -71,7 +75,8 @@ def index():
     if not form.validate():
         return render_template("deliveries/index.html", form=form, deliveries=None, profile=None,
                                type_label=customer_types.label), 400
-    deliveries = db.paginate(_filtered(form), page=form.page.data or 1, per_page=PER_PAGE, error_out=False)
+    deliveries = keyset.page(_filtered(form), Delivery.id, before=form.before.data, after=form.after.data,
+                             per_page=PER_PAGE)
     profile = db.session.get(Profile, int(form.profile.data)) if form.profile.data else None
     retrying = 0
     if profile:

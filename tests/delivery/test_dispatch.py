@@ -136,6 +136,29 @@ def test_a_partial_that_converts_is_cancelled_before_it_fires(app, post_events, 
     assert messages == ["Export profile 'Call center partials' cancelled: converted"]
 
 
+def test_a_body_of_sales_converts_only_the_partials_of_their_orders_and_customers_stored_before_them(app, post_events):
+    make_profile(delay_minutes=60)
+
+    def partial(key, customer, order):
+        return event(key, customerId=customer, orderId=order, emailAddress=f"c{customer}@example.com")
+
+    def sale(key, customer, order, type="new_sale"):
+        return event(key, type=type, customerId=customer, orderId=order, emailAddress=f"c{customer}@example.com")
+
+    post_events(partial("earlier", 1, 10))  # a body before: its partial converts too
+    post_events({"events": [
+        partial("same-order", 2, 20), partial("same-customer", 3, 30), partial("untouched", 4, 40),
+        sale("sale-20", 99, 20), sale("upsell-3", 3, 31, type="upsell"), sale("sale-10", 1, 11),
+        partial("after-the-sale", 3, 32),  # the customer's next lead, after the sale: it waits
+        sale("refund-4", 4, 40, type="refund")]})  # a refund converts nothing
+    states = {d.event.event_key: (d.status, d.cancel_reason) for d in db.session.scalars(db.select(Delivery))}
+    assert states == {"earlier": ("cancelled", "converted"), "same-order": ("cancelled", "converted"),
+                      "same-customer": ("cancelled", "converted"), "untouched": ("scheduled", ""),
+                      "after-the-sale": ("scheduled", "")}
+    messages = [h.message for h in db.session.scalars(db.select(HistoryEntry))]
+    assert messages == ["Export profile 'Call center partials' cancelled: converted"] * 3
+
+
 def test_partials_that_convert_are_kept_when_the_profile_says_so(app, post_events):
     make_profile(delay_minutes=60, skip_converted_partials=False)
     post_events(event("partial-1", occurred_at="2030-01-01T00:00:00Z"))

@@ -275,10 +275,13 @@ def test_a_drain_whose_hosts_are_all_busy_waits_instead_of_claiming_at_each_fini
     assert len(claims) <= 12 + seconds / 0.05, f"{len(claims)} claims in {seconds:.1f} s for 200 sends"
 
 
-def test_a_stopping_worker_gives_back_what_it_has_not_started(app, post_events, receiver):
+def test_a_stopping_worker_gives_back_what_it_has_not_started_as_scheduled_not_failed(app, post_events, receiver):
     receiver.default = Reply(200, delay=0.5)
     make_profile(url=receiver.url + "/p")
     post_events(events(12))
+    failed_before = db.session.scalars(db.select(Delivery).order_by(Delivery.id.desc())).first()
+    failed_before.status, failed_before.attempt_count, failed_before.last_error = "retrying", 1, "HTTP 500"
+    db.session.commit()
     app.config["HOST_CONCURRENCY"] = 2
     drain.stopping.clear()
     engine = drain.engine_for(app)
@@ -287,10 +290,14 @@ def test_a_stopping_worker_gives_back_what_it_has_not_started(app, post_events, 
         engine.submit(job)
     given_back = engine.take_waiting()
     claim.give_back(given_back)
-    assert len(given_back) == 10 and statuses()["retrying"] == 10
+    # Given back is not failed: never tried, a delivery is scheduled again, its try not counted;
+    # the one that had failed before is still retrying, with its one try and its error.
+    assert len(given_back) == 10 and statuses() == {"scheduled": 9, "retrying": 1, "sending": 2}
     assert drain.stop_engine(timeout=10)  # the two in flight finish and are recorded
-    assert statuses() == {"retrying": 10, "delivered": 2}
-    assert db.session.scalars(db.select(Delivery).where(Delivery.status == "retrying")).first().attempt_count == 0
+    assert statuses() == {"scheduled": 9, "retrying": 1, "delivered": 2}
+    assert {d.attempt_count for d in db.session.scalars(db.select(Delivery).where(Delivery.status == "scheduled"))} == {0}
+    db.session.refresh(failed_before)
+    assert (failed_before.status, failed_before.attempt_count, failed_before.last_error) == ("retrying", 1, "HTTP 500")
 
 
 def test_old_deliver_jobs_still_drain(app, post_events, receiver, run_jobs):

@@ -94,10 +94,10 @@ def test_list_filters_by_status_and_by_profile(logged_in, two_profiles):
     ("status=lost", "Choose a status from the list"),
     ("profile=999", "No such profile"),
     ("profile=abc", "No such profile"),
-    ("page=abc", "Page is a whole number, like 2"),
-    ("page=0", "Page starts at 1"),
-    ("page=99999999999999999999", "Page is at most 1000000"),
-    ("page=1000001", "Page is at most 1000000"),
+    ("before=abc", "Not a valid integer value"),
+    ("before=²", "Not a valid integer value"),
+    ("before=0", "Older than: is a delivery&#39;s id"),
+    ("after=99999999999999999999", "Newer than: is a delivery&#39;s id"),
 ])
 def test_bad_filters_get_an_error_beside_the_field(logged_in, query, message):
     response = logged_in.get("/deliveries/?" + query)
@@ -107,16 +107,19 @@ def test_bad_filters_get_an_error_beside_the_field(logged_in, query, message):
     assert listed_ids(html) == []  # no list that pretends to be filtered
 
 
-def test_list_is_paginated_fifty_a_page(logged_in, post_events):
+def test_list_pages_newer_and_older_by_id_fifty_at_a_time(logged_in, post_events):
     make_profile(delay_minutes=3600)  # scheduled an hour out: nothing is sent
     post_events({"events": [event(f"evt-{i}", occurred_at=now_iso()) for i in range(51)]})
     first = logged_in.get("/deliveries/").get_data(as_text=True)
     assert listed_ids(first) == list(range(51, 1, -1))
-    assert "Page 1 of 2 (51 in all)" in first and 'rel="next" href="/deliveries/?page=2"' in first
-    second = logged_in.get("/deliveries/?page=2&status=scheduled").get_data(as_text=True)
-    assert listed_ids(second) == [1]
-    assert 'href="/deliveries/?page=1&amp;status=scheduled"' in second
-    assert listed_ids(logged_in.get("/deliveries/?page=3").get_data(as_text=True)) == []
+    assert "51 in all, newest first" in first and 'rel="next" href="/deliveries/?before=2"' in first
+    assert 'rel="prev"' not in first
+    older = logged_in.get("/deliveries/?before=2&status=scheduled").get_data(as_text=True)
+    assert listed_ids(older) == [1] and 'rel="next"' not in older
+    assert 'rel="prev" href="/deliveries/?status=scheduled&amp;after=1"' in older  # the filters kept
+    newer = logged_in.get("/deliveries/?after=1&status=scheduled").get_data(as_text=True)
+    assert listed_ids(newer) == list(range(51, 1, -1)) and 'rel="prev"' not in newer
+    assert listed_ids(logged_in.get("/deliveries/?before=1").get_data(as_text=True)) == []
 
 
 def test_delivery_page_shows_the_event_and_every_attempt(logged_in, app, post_events, receiver, run_jobs):
