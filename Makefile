@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test faults bench install browser axe clean
+.PHONY: run test faults bench install browser gpg axe clean
 
 install: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml plugins/postback/pyproject.toml plugins/ftp/pyproject.t
 	$(BIN)/pip install -q -e ".[dev]" -e plugins/postback -e plugins/ftp -e plugins/s3
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) gpg
 	$(BIN)/exporter run
 
 # The screen tests drive Debian's chromium: installed here when missing and we may (apt and
@@ -27,6 +27,14 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		  || echo "could not install chromium: the screen tests will be skipped"; fi
 
+# Daily files encrypted to a partner's PGP key use Debian's gnupg (python-gnupg drives gpg):
+# installed here when missing and we may, as chromium is.
+gpg:
+	@if ! command -v gpg >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's gnupg for PGP-encrypted daily files"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnupg >/dev/null) \
+		  || echo "could not install gnupg: PGP encryption of daily files will not work"; fi
+
 # axe-core (npm registry) for the screen tests' accessibility check; pinned by tests/e2e/node/package-lock.json.
 AXE := tests/e2e/node/node_modules/axe-core/axe.min.js
 
@@ -37,7 +45,7 @@ $(AXE): tests/e2e/node/package.json
 	  || echo "could not install axe-core: the accessibility tests will be skipped"; \
 	else echo "npm not found: the accessibility tests will be skipped"; fi
 
-test: $(STAMP) browser axe
+test: $(STAMP) browser gpg axe
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The fault suite (tests/reliability): real processes killed, Redis restarted empty, database

@@ -3,6 +3,9 @@
 Part of the plugin contract's toolkit (exporter.export_types re-exports it): nested JSON from
 dotted and indexed Export Names, XML with a root element and @attributes, or a full Jinja2
 template in a sandbox whose output size and render time are bounded. Plain Python: no Flask.
+
+Over 400 lines: three builders (nested JSON, XML, a sandboxed Jinja2 template) share the
+Export Name paths, typed values and the limits; each is short.
 """
 import json
 import math

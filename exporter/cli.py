@@ -1,4 +1,7 @@
-"""The `exporter` command: run, worker, cron, create-admin, create-token, profiles, files, purge."""
+"""The `exporter` command: run, worker, cron, create-admin, create-token, profiles, files, purge.
+
+Over 400 lines: one thin command a subcommand each, whose work lives in the parts; what is
+long here is help text and the first-start messages."""
 import functools
 import gc
 import getpass

@@ -2,6 +2,9 @@
 
 A plugin imports only this module (and WTForms). The built-in types in plugins/ register
 through the `exporter.export_types` entry-point group exactly as a third party's would.
+
+Over 400 lines: the contract is one module by design (its path never moves, and plugins import
+only it): the classes, the registry, and the file toolkit every file type shares.
 """
 import contextlib
 import csv

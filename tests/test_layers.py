@@ -189,3 +189,13 @@ def test_the_migrations_have_one_head():
         revisions.add(values["revision"])
         parents.add(values.get("down_revision"))
     assert len(revisions - parents) == 1
+
+
+def test_a_module_over_400_lines_says_why_at_its_top():
+    long = []
+    for path in sources():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        doc = ast.get_docstring(ast.parse("\n".join(lines))) or ""
+        if len(lines) > 400 and "Over 400 lines" not in doc:
+            long.append(f"{path.relative_to(PACKAGE)}: {len(lines)} lines")
+    assert long == []

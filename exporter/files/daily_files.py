@@ -13,6 +13,9 @@ customer's history; a re-run of the day sends it, and each file sent recounts wh
 
 The core reads these settings of a daily-file type: `send_at` (HH:MM), `time_zone` (an
 IANA name) and `header_row` (the copy kept for download follows it).
+
+Over 400 lines: a day's file is one flow (rows, the day in the profile's zone, the tick, the
+streamed batch, history per customer, re-run), and its day arithmetic is shared by all of it.
 """
 import contextlib
 import json

@@ -2,6 +2,9 @@
 
 web/intake.py is only HTTP; this is the flow. Nothing is stored unless every event in
 the body is valid.
+
+Over 400 lines: the body's models (pydantic) and the store (group commit, one statement per
+table) are one contract with the CRM; sql.py holds the SQL, tokens.py the tokens.
 """
 import functools
 import json

@@ -1,6 +1,10 @@
 """Export Profiles: the list with Profile Routing beside it, profiles JSON download and upload,
 and the profile edit page (General Settings, the live preview). Field Mappings are the
-mappings blueprint's, Profile Routing the routing blueprint's; the rules are exporter.profiles'."""
+mappings blueprint's, Profile Routing the routing blueprint's; the rules are exporter.profiles'.
+
+Over 400 lines: the edit page's one form spans General Settings, the type's own settings and
+the live preview, which must read the page's unsaved values exactly as a save would.
+"""
 import json
 import re
 
