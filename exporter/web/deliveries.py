@@ -3,7 +3,7 @@
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import joinedload, selectinload
-from wtforms import DateField, Form, IntegerField, SearchField, SelectChoice, SelectField
+from wtforms import DateField, Form, SearchField, SelectChoice, SelectField
 from wtforms.validators import AnyOf, Length, NumberRange, Optional
 
 from .. import windows
@@ -12,7 +12,7 @@ from ..profiles import customer_types
 from ..delivery import dispatch
 from ..extensions import db
 from ..models import Delivery, Event, Profile, utcnow
-from . import DateRangeChecks, admin_blueprint
+from . import DateRangeChecks, WholeNumberField, admin_blueprint
 
 bp = admin_blueprint(Blueprint("deliveries", __name__, url_prefix="/deliveries"))
 
@@ -32,8 +32,9 @@ class FilterForm(DateRangeChecks, Form):
     since = DateField("From", validators=[Optional()], format="%Y-%m-%d")
     until = DateField("To", validators=[Optional()], format="%Y-%m-%d", description="Created on these days (UTC)")
     # Keyset pages (keyset.py): the rows older than `before`, or newer than `after` (ids).
-    before = IntegerField("Older than", validators=[Optional(), NumberRange(1, 2**63 - 1, "is a delivery's id")])
-    after = IntegerField("Newer than", validators=[Optional(), NumberRange(0, 2**63 - 1, "is a delivery's id")])
+    # ASCII digits only, as every whole number a request carries (web.whole_number).
+    before = WholeNumberField("Older than", validators=[Optional(), NumberRange(1, 2**63 - 1, "is a delivery's id")])
+    after = WholeNumberField("Newer than", validators=[Optional(), NumberRange(0, 2**63 - 1, "is a delivery's id")])
 
     def __init__(self, formdata, profiles):
         super().__init__(formdata)

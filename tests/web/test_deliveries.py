@@ -94,10 +94,11 @@ def test_list_filters_by_status_and_by_profile(logged_in, two_profiles):
     ("status=lost", "Choose a status from the list"),
     ("profile=999", "No such profile"),
     ("profile=abc", "No such profile"),
-    ("before=abc", "Not a valid integer value"),
-    ("before=²", "Not a valid integer value"),
+    ("before=abc", "Older than is a whole number, like 2"),
+    ("before=²", "Older than is a whole number, like 2"),
+    ("before=٣", "Older than is a whole number, like 2"),
     ("before=0", "Older than: is a delivery&#39;s id"),
-    ("after=99999999999999999999", "Newer than: is a delivery&#39;s id"),
+    ("after=99999999999999999999", "Newer than is a whole number, like 2"),
 ])
 def test_bad_filters_get_an_error_beside_the_field(logged_in, query, message):
     response = logged_in.get("/deliveries/?" + query)

@@ -311,11 +311,12 @@ def test_a_number_in_a_query_or_form_that_is_not_ascii_digits_is_never_a_500(app
     profile = make_profile()
     history = logged_in.get(f"/audit/profiles/{profile.id}", query_string={"page": number})
     assert history.status_code == 200 and "Call center partials" in history.get_data(as_text=True)
-    for url in ("/audit/", "/deliveries/", "/customers/"):
-        page = logged_in.get(url, query_string={"page": number})
+    for url, name, label in (("/audit/", "page", "Page"), ("/deliveries/", "before", "Older than"),
+                             ("/deliveries/", "after", "Newer than"), ("/customers/", "page", "Page")):
+        page = logged_in.get(url, query_string={name: number})
         assert page.status_code in (200, 400), url
         if number != " 2":
-            assert page.status_code == 400 and '<span class="error">Page: ' in page.get_data(as_text=True), url
+            assert page.status_code == 400 and f'<span class="error">{label}: ' in page.get_data(as_text=True), url
     preview = logged_in.post(f"/profiles/{profile.id}/preview", data={
         "name": profile.name, "export_type": "postback", "delay_minutes": "0", "settings-url": "https://example.com/p",
         "settings-method": "GET", "editing": number, "export_name": "x", "field": "firstName"})
