@@ -234,13 +234,13 @@ def worker_command(burst):
 @with_appcontext
 @migrated(only_check=True)
 def cron_command():
-    """The cron scheduler: the sweeper and the daily-file tick; the retention purge daily."""
+    """The cron scheduler: the sweeper, the daily-file tick and the alerts; the retention purge daily."""
     from . import jobs
     from .delivery import queue
 
     url, name, level = _redis_url(), current_app.config["QUEUE_NAME"], current_app.config["LOG_LEVEL"]
     interval = int(current_app.config["SWEEP_INTERVAL_SECONDS"])
-    queue.keep_running(lambda: queue.run_cron(url, [jobs.sweep, jobs.daily_files_tick], name, interval=interval,
+    queue.keep_running(lambda: queue.run_cron(url, [jobs.sweep, jobs.daily_files_tick, jobs.alerts_tick], name, interval=interval,
                                               logging_level=level, daily=[jobs.purge]),
                        "cron", once=True)
 
