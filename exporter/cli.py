@@ -386,7 +386,7 @@ def files_send(profile_name, day, send_here):
     except daily_files.RerunError as exc:
         raise click.BadParameter(str(exc), param_hint=f"--{exc.field}")
     for delivery in busy:
-        click.echo(f"route {delivery.route_id}: being sent by a worker right now; left alone")
+        click.echo(f"{_file(delivery)}: being sent by a worker right now; left alone")
     if not send_here:
         for delivery in queued:
             _queue(delivery)
@@ -398,10 +398,10 @@ def _queue(delivery):
     from .delivery import schedule
 
     if not schedule.enqueue(delivery):
-        click.echo(f"route {delivery.route_id}: due now (delivery {delivery.id}), but no worker queue was "
+        click.echo(f"{_file(delivery)}: due now (delivery {delivery.id}), but no worker queue was "
                    f"reached: the sweeper of `exporter run` or `exporter cron` will queue it")
     else:
-        click.echo(f"route {delivery.route_id}: queued for the workers (delivery {delivery.id})")
+        click.echo(f"{_file(delivery)}: queued for the workers (delivery {delivery.id})")
 
 
 def _send_here(delivery):
@@ -411,24 +411,32 @@ def _send_here(delivery):
     drain.send_one(delivery.id)
     db.session.refresh(delivery)
     if delivery.status == "delivered":
-        click.echo(f"route {delivery.route_id}: {_file_summary(delivery)}")
+        click.echo(f"{_file(delivery)}: {_file_summary(delivery)}")
         return True
     if delivery.status in delivery.WAITING and delivery.waiting_reason:  # the send window is closed
         reason = delivery.waiting_reason.removeprefix("Waiting for the send window: ")
-        click.echo(f"route {delivery.route_id}: not sent: waits for the send window: {reason} "
+        click.echo(f"{_file(delivery)}: not sent: waits for the send window: {reason} "
                    f"(delivery {delivery.id}, sent by the workers then)", err=True)
         return False
     attempt = delivery.attempts[-1] if delivery.attempts else None
     error = attempt.error if attempt else "not sent"
-    click.echo(f"route {delivery.route_id}: failed: {error} (retried by the workers)", err=True)
+    click.echo(f"{_file(delivery)}: failed: {error} (retried by the workers)", err=True)
     return False
+
+
+def _file(delivery):
+    from .files import daily_files
+
+    words = daily_files.file_words(delivery)
+    return words[0].upper() + words[1:]
 
 
 def _file_summary(delivery):
     details = delivery.details or {}
     if details.get("uploaded") is False:
         return f"{details.get('file_name')}: no rows, not uploaded (Send Empty Files is off)"
-    return (f"{details.get('file_name')} uploaded: {details.get('rows')} rows, {details.get('bytes')} bytes, "
+    rows = details.get("rows")
+    return (f"{details.get('file_name')} uploaded: {rows} {'row' if rows == 1 else 'rows'}, {details.get('bytes')} bytes, "
             f"sha256 {details.get('sha256')} (delivery {delivery.id})")
 
 

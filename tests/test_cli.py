@@ -164,13 +164,13 @@ def test_profiles_replay_dry_run_counts_then_replay_sends_once(app, post_events)
     rng = ["--since", yesterday, "--until", date.today().isoformat()]
     result = _replay(app, "Call center partials", *rng, "--dry-run")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("Dry run, nothing created: 3 event(s) match; 0 already exported;")
+    assert result.output.startswith("Dry run, nothing created: 3 events match; 3 will be sent.")
     assert "3 will be sent." in result.output
     assert db.session.scalar(db.select(db.func.count()).select_from(Delivery)) == 0
     result = _replay(app, "Call center partials", *rng, "--customer-type", "partial")
     assert result.exit_code == 0, result.output
-    assert "3 delivery(ies) created." in result.output
-    assert "0 delivery(ies) created." in _replay(app, "Call center partials", *rng).output  # never twice
+    assert "3 deliveries created." in result.output
+    assert "0 deliveries created." in _replay(app, "Call center partials", *rng).output  # never twice
     entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "profile.replay")).first()
     assert (entry.actor, entry.via) == (f"cli:{getpass.getuser()}", "cli")
 

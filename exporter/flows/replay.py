@@ -72,18 +72,28 @@ class Result:
         return self.matched - self.already - self.converted - self.purged
 
     def summary(self):
-        """One line for the screen, the CLI and the audit log."""
-        what = "file row(s)" if self.daily_file else "delivery(ies)"
-        counts = (f"{self.matched} event(s) match; {self.already} already exported; "
-                  f"{self.converted} converted partial(s) skipped; "
-                  f"{self.purged} purged: their data is gone, not sent; {self.test_orders} test-card order(s) never sent")
+        """One line for the screen, the CLI and the audit log; counts of nothing left out."""
+        what = ("file row", "file rows") if self.daily_file else ("delivery", "deliveries")
+        parts = [f"{count(self.matched, 'event matches', 'events match')}"]
+        left_out = [(self.already, "already sent or queued for this profile"),
+                    (self.converted, count(self.converted, "converted partial", "converted partials", bare=True) + " skipped"),
+                    (self.purged, "purged: their data is gone, not sent"),
+                    (self.test_orders, count(self.test_orders, "test-card order", "test-card orders", bare=True)
+                     + " never sent")]
+        parts += [f"{n} {words}" for n, words in left_out if n]
         if self.dry_run:
-            return f"{counts}; {self.to_send} will be sent."
-        line = f"{counts}; {self.created} {what} created."
+            return "; ".join(parts) + f"; {self.to_send} will be sent."
+        line = "; ".join(parts) + f"; {count(self.created, *what)} created."
         if self.late_days:
             line += (" The files of " + ", ".join(d.isoformat() for d in self.late_days) +
                      " were already made: re-run those days to send them.")
         return line
+
+
+def count(n, one, many, bare=False):
+    """'1 event', '2 events' (bare: the noun alone, for a count said before it)."""
+    noun = one if n == 1 else many
+    return noun if bare else f"{n} {noun}"
 
 
 def parse_date(text, field):

@@ -141,6 +141,11 @@ def _error_filters(app):
     def error_words(text):
         return (text or "").split("\n", 1)[0]
 
+    @app.template_filter("plural")
+    def plural(n, one, many):
+        """{{ n|plural("event", "events") }}: "1 event", "2 events"."""
+        return f"{n} {one if n == 1 else many}"
+
     @app.template_filter("error_detail")
     def error_detail(text):
         parts = (text or "").split("\n", 1)

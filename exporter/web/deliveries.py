@@ -140,8 +140,9 @@ def retry(delivery_id):
     delivery = db.get_or_404(Delivery, delivery_id)
     if dispatch.retry_now(delivery):
         held = delivery.waiting_reason and delivery.due_at > utcnow()
+        again = " again" if delivery.attempt_count else ""
         flash(f"Delivery #{delivery.id} " + (f"{dispatch.waits(delivery.waiting_reason)}." if held
-                                              else "will be sent again now."), "success")
+                                              else f"will be sent{again} now."), "success")
     else:
         flash(f"Delivery #{delivery.id} is {delivery.status}: {_why_not_retried(delivery.status)}", "error")
     return redirect(url_for(".show", delivery_id=delivery.id))

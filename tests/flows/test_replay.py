@@ -144,7 +144,7 @@ def test_every_replay_is_audited(app, post_events):
     first = entries[0]
     assert (first.target_type, first.target_id, first.profile_id) == ("profile", profile.id, profile.id)
     assert first.after["since"] == WEEK_AGO.isoformat() and first.after["customer_types"] == ["partial"]
-    assert "2 delivery(ies) created" in first.summary
+    assert "2 deliveries created" in first.summary
 
 
 def test_a_daily_file_replay_makes_rows_of_each_days_file(app, post_events, ftp_server, run_jobs):

@@ -235,5 +235,5 @@ def test_a_daily_file_re_run_is_in_the_log(logged_in):
     assert response.status_code == 302
     e = entry(action="file.rerun")
     assert (e.actor, e.target_name, e.summary) == ("admin@example.com", "Nightly",
-                                                   "Re-run of the file of 2026-01-05: 1 file(s) queued")
+                                                   "Re-run of the file of 2026-01-05: 1 file queued")
     assert e.after["date"] == "2026-01-05" and len(e.after["deliveries"]) == 1
