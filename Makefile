@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml plugins/postback/pyproject.toml plugins/ftp/pyproject.t
 	$(BIN)/pip install -q -e ".[dev]" -e plugins/postback -e plugins/ftp
 	touch $(STAMP)
 
+# `make run PORT=8080` (and HOST=0.0.0.0 to listen beyond this machine).
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
 run: $(STAMP)
-	$(BIN)/exporter run
+	$(BIN)/exporter run --host $(HOST) --port $(PORT)
 
 # The screen tests drive Debian's chromium: installed here when missing and we may (apt and
 # root). Otherwise they are skipped, and pytest's last line says how to enable them.

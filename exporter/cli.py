@@ -11,15 +11,38 @@ import sys
 
 import click
 from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import ScriptInfo, with_appcontext
 
 from . import create_app
 
 
-@click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=False,
-             help="Exporter: export CRM order events to third parties.")
+class ExporterGroup(click.Group):
+    """Exporter's own commands and help: not Flask's (no --app, --debug, --env-file, db or limiter).
+    A command loads the app when it runs (with_appcontext reads the ScriptInfo put here)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        extra.setdefault("obj", ScriptInfo(create_app=create_app, set_debug_flag=False))
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("exporter")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown"
+
+
+@click.group(cls=ExporterGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Each command has its own --help. Docs: README.md and docs/ in the project.")
+@click.version_option(_version(), "--version", prog_name="Exporter", message="%(prog)s %(version)s")
 def main():
-    pass
+    """Exporter: export CRM order events to third parties.
+
+    `exporter run` starts everything on one machine (web UI, worker, cron); in production run
+    the web server, `exporter worker` and `exporter cron` apart. Settings come from
+    EXPORTER_* variables and instance/config.py."""
 
 
 def init_app(app):
@@ -31,9 +54,11 @@ def init_app(app):
 # --- processes -----------------------------------------------------------------------------
 
 def _upgrade_db():
+    """Migrate when the database is behind; an up-to-date one is not touched (and Alembic says nothing)."""
     from flask_migrate import upgrade
 
-    upgrade(directory=current_app.extensions["migrate"].directory)
+    if _pending_migrations():
+        upgrade(directory=current_app.extensions["migrate"].directory)
 
 
 def _pending_migrations():
@@ -296,10 +321,12 @@ def profiles_group():
 
 
 @profiles_group.command("export")
-@click.option("-o", "--output", type=click.File("w"), default="-")
+@click.option("-o", "--output", type=click.File("w"), default="-", help="Write to this file instead of printing.")
 @with_appcontext
 @migrated()
 def profiles_export(output):
+    """Print every profile as the profiles JSON (mappings, routes, settings; secrets as ****),
+    or write it to a file with -o."""
     from .profiles import as_code as profiles_io
 
     json.dump(profiles_io.export_all(), output, indent=2)
@@ -312,6 +339,10 @@ def profiles_export(output):
 @migrated()
 @audited
 def profiles_import(file):
+    """Create or update profiles by name from a profiles JSON FILE (as `profiles export` writes it).
+
+    The whole file is checked first: one bad profile imports nothing. A secret given as ****
+    keeps the one stored."""
     from .profiles import as_code as profiles_io
 
     try:

@@ -257,3 +257,33 @@ def test_purge_refuses_a_huge_retention_setting(app):
     app.config["RETENTION_DAYS"] = 999_999_999
     result = app.test_cli_runner().invoke(args=["purge"])
     assert result.exit_code == 2 and "RETENTION_DAYS" in result.output and "at most 36500" in result.output
+
+
+def _installed_exporter(*args, instance=None):
+    """The `exporter` script the virtualenv installed, as a user runs it."""
+    env = {**os.environ, "EXPORTER_INSTANCE_PATH": str(instance)} if instance else None
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "exporter"), *args], capture_output=True,
+                          text=True, env=env, timeout=60)
+
+
+def test_help_is_exporters_own_with_its_version():
+    from importlib.metadata import version
+
+    result = _installed_exporter("--help")
+    assert result.returncode == 0 and result.stdout.startswith("Usage: exporter [OPTIONS] COMMAND")
+    for flask_own in ("--env-file", "--app", "--debug", "python-dotenv", "Flask", " db ", " limiter "):
+        assert flask_own not in result.stdout
+    for command in ("run", "worker", "cron", "migrate", "create-admin", "create-token", "profiles", "files", "purge"):
+        assert f"\n  {command} " in result.stdout
+    assert _installed_exporter("--version").stdout == f"Exporter {version('exporter')}\n"
+    for sub in ("export", "import"):
+        text = _installed_exporter("profiles", sub, "--help").stdout
+        assert "profiles JSON" in text
+
+
+def test_migrate_says_nothing_from_alembic_on_a_migrated_database(tmp_path):
+    first = _installed_exporter("migrate", instance=tmp_path)
+    assert first.returncode == 0 and "Running upgrade" in first.stderr
+    assert "(issue" not in first.stderr  # migrations are named for users, not for our tracker
+    again = _installed_exporter("migrate", instance=tmp_path)
+    assert (again.returncode, again.stdout, again.stderr) == (0, "database is up to date\n", "")
