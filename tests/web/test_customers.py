@@ -288,3 +288,20 @@ def test_forget_deletes_the_kept_copies_of_the_daily_files_that_carried_the_cust
     run_jobs(until=all_delivered)
     again = logged_in.get(f"/files/deliveries/{jane_file.id}/download")
     assert again.status_code == 200 and b"John" in again.data and b"Jane" not in again.data
+
+
+def test_a_waiting_or_failing_export_shows_in_the_history_until_it_ends(logged_in, post_events, receiver, run_jobs):
+    from ..receiver import Reply
+
+    make_profile(url=receiver.url + "/partials.php")
+    receiver.script = [Reply(503, "busy")]
+    post_events(event())
+    customer = db.session.scalars(db.select(Customer)).one()
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    html = unescape(logged_in.get(f"/customers/{customer.id}").get_data(as_text=True))
+    assert "Nothing in this customer's history yet." not in html
+    assert re.search(r"Export profile 'Call center partials':\s+waiting, to be sent at the time shown", html)
+    run_jobs(until=lambda: len(receiver.requests) == 1 and db.session.get(Delivery, delivery.id).status == "retrying")
+    html = unescape(logged_in.get(f"/customers/{customer.id}").get_data(as_text=True))
+    assert re.search(r"Export profile 'Call center partials':\s+failed 1 time, tried again at the time shown: HTTP 503", html)
+    assert f'<tr class="unfinished" data-delivery-id="{delivery.id}">' in html

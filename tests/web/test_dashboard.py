@@ -84,8 +84,8 @@ def test_chart_shows_delivered_and_failed_attempts_this_hour(logged_in, busy):
     hours = {a.started_at.strftime("%H:00") for a in attempts}  # one hour, unless the test straddles two
     assert [sum(n) for n in zip(*(bar(html, h) for h in hours))] == [1, 2]
     assert "1 delivered and 2 failed attempts in 24 hours." in html
-    assert re.search(r'<rect class="delivered" x="[\d.]+" y="[\d.]+" width="22" height="53.3"', html)  # 1/3 of 160
-    assert re.search(r'<rect class="failed" x="[\d.]+" y="10.0" width="22" height="106.7"', html)  # 2/3, on top
+    assert re.search(r'<rect class="delivered" x="[\d.]+" y="[\d.]+" width="36" height="53.3"', html)  # 1/3 of 160
+    assert re.search(r'<rect class="failed" x="[\d.]+" y="10.0" width="36" height="106.7"', html)  # 2/3, on top
 
 
 def test_failing_endpoints_show_the_target_with_count_and_last_error(logged_in, busy):
