@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test faults bench install browser axe clean
+.PHONY: run test faults bench install browser axe clean screenshots
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ $(AXE): tests/e2e/node/package.json
 
 test: $(STAMP) browser axe
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The README's screenshots, taken by the screen test that keeps them current (tests/e2e/test_readme_screenshots.py).
+screenshots: $(STAMP) browser
+	EXPORTER_README_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/e2e/test_readme_screenshots.py
 
 # The fault suite (tests/reliability): real processes killed, Redis restarted empty, database
 # connections cut, a flapping partner. Set EXPORTER_TEST_DATABASE_URL for PostgreSQL (CI does).
