@@ -123,8 +123,8 @@ def route_types(profile):
     return [slug for slug in customer_types.SLUGS if slug in wanted]
 
 
-def check(profile, since, until, types=()):
-    """The replay's inputs, checked: (since, until, customer types); ReplayError otherwise."""
+def _check_profile(profile):
+    """An active profile of an installed type, with routes: the customer types they offer."""
     if not profile.active:
         raise ReplayError("profile", f"profile {profile.name!r} is not Active: past events go only to an active profile")
     if sending.registry().get(profile.export_type) is None:
@@ -132,6 +132,12 @@ def check(profile, since, until, types=()):
     offered = route_types(profile)
     if not offered:
         raise ReplayError("profile", f"profile {profile.name!r} has no routes: add one in Profile Routing")
+    return offered
+
+
+def check(profile, since, until, types=()):
+    """The replay's inputs, checked: (since, until, customer types); ReplayError otherwise."""
+    offered = _check_profile(profile)
     since, until = parse_date(since, "since"), parse_date(until, "until")
     for name, day in (("since", since), ("until", until)):
         if not FIRST_YEAR <= day.year <= LAST_YEAR:
@@ -195,6 +201,60 @@ def replay(profile, since, until, types=(), dry_run=False):
     return result
 
 
+# --- one event ----------------------------------------------------------------------------------
+
+def replay_event(profile, event_id):
+    """Send one stored event to a profile (a delivery's or a customer's page): the rules of a
+    replay (routes that match it, never twice, never a test-card order, a purged event or a
+    converted partial the profile skips), audited. Returns (made, words)."""
+    offered = _check_profile(profile)
+    rules = _rules(profile, offered)
+    row = db.session.execute(select(*_columns(profile), Event.order, Event.event_key)
+                             .where(Event.id == event_id)).one_or_none()
+    if row is None:
+        raise ReplayError("event", "there is no such event")
+    matched = matching.matching_routes(rules, row.type, row.campaign_id, _product_ids(row))
+    if not matched:
+        raise ReplayError("event", f"the routes of profile {profile.name!r} do not take this event "
+                                   f"({customer_types.label(row.type)}, campaign {row.campaign_id})")
+    day = daily_files.local_day(profile, row.occurred_at)
+    result = Result(profile.name, day, day, [row.type], daily_file=daily_files.is_daily_file(profile), dry_run=False)
+    with writing():
+        try:
+            fresh = _count([(row, matched)], result)
+            due_times = _make(profile, fresh, result) if fresh else set()
+            words = _one_event_words(profile, row, result)
+            if result.created:
+                audit.record("profile.replay_event", "profile", profile.id, profile.name, profile_id=profile.id,
+                             summary=f"Event {row.event_key} sent to this profile (Send this event)",
+                             after={"event": row.event_key, "event_id": row.id, "day": day.isoformat()})
+            db.session.commit()
+        except BaseException:
+            db.session.rollback()
+            raise
+    if due_times:
+        schedule.wake(due_times)
+    return bool(result.created), words
+
+
+def _one_event_words(profile, row, result):
+    if result.created:
+        late = result.daily_file and _late_days(profile, result)
+        into = (f"a row of its daily file of {result.since.isoformat()}" + (" (already sent: re-run that day)"
+                                                                            if late else "")
+                if result.daily_file else "a delivery, sent after its Export Delay")
+        return f"Event {row.event_key} goes to {profile.name!r}: {into}."
+    if result.test_orders:
+        why = "it is a test-card order: never sent"
+    elif result.already:
+        why = "it was already sent or queued for this profile: never twice"
+    elif result.purged:
+        why = "its personal data was purged: not sent"
+    else:
+        why = "a partial whose customer or order converted since, and the profile skips those"
+    return f"Event {row.event_key} not sent to {profile.name!r}: {why}."
+
+
 # --- reading the range ------------------------------------------------------------------------
 
 def _rules(profile, types):
@@ -218,8 +278,7 @@ def _reader(profile, since, until, types):
     rules = _rules(profile, types)
     by_products = any(rule.products for rule in rules)
     start, end = daily_files.day_bounds(profile, since)[0], daily_files.day_bounds(profile, until)[1]
-    columns = [Event.id, Event.type, Event.campaign_id, Event.customer_id, Event.occurred_at, Event.is_test,
-               Event.purged_at, _exported(profile).label("exported"), _converted(profile).label("converted")]
+    columns = _columns(profile)
     if by_products:
         columns.append(Event.order)
     in_range = (Event.occurred_at >= start, Event.occurred_at < end, Event.type.in_(types))
@@ -233,6 +292,11 @@ def _reader(profile, since, until, types):
         return chunk, (rows[-1].id if len(rows) == CHUNK else None)
 
     return read
+
+
+def _columns(profile):
+    return [Event.id, Event.type, Event.campaign_id, Event.customer_id, Event.occurred_at, Event.is_test,
+            Event.purged_at, _exported(profile).label("exported"), _converted(profile).label("converted")]
 
 
 def _product_ids(row):

@@ -129,3 +129,43 @@ def test_purged_events_are_shown_apart_and_not_sent(logged_in, app, post_events)
     response = post(logged_in, profile, "send")
     assert "1 purged: their data is gone, not sent" in logged_in.get(response.headers["Location"]).get_data(as_text=True)
     assert deliveries() == 2
+
+
+# --- Send this event to a profile ---------------------------------------------------------------
+
+def test_a_delivery_page_sends_its_event_to_another_profile_once(logged_in, post_events):
+    from exporter.models import Delivery, Event
+
+    first = make_profile()
+    other = make_profile(name="Second partner")
+    post_events(event("one"))  # both profiles take it: two deliveries
+    db.session.execute(db.delete(Delivery).where(Delivery.profile_id == other.id))  # as if made before it existed
+    db.session.commit()
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    page = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
+    assert 'id="send-this-event"' in page and f'<option value="{other.id}">Second partner</option>' in page
+    stored = db.session.scalars(db.select(Event)).one()
+    back = f"/deliveries/{delivery.id}"
+    response = logged_in.post(f"/profiles/events/{stored.id}/send", data={"profile_id": other.id, "back": back})
+    assert response.status_code == 302 and response.headers["Location"] == back
+    page = logged_in.get(back).get_data(as_text=True)
+    assert "Event one goes to &#39;Second partner&#39;: a delivery, sent after its Export Delay." in page
+    again = logged_in.post(f"/profiles/events/{stored.id}/send", data={"profile_id": other.id, "back": back},
+                           follow_redirects=True).get_data(as_text=True)
+    assert "already sent or queued for this profile: never twice" in again
+    assert db.session.scalar(db.select(db.func.count()).select_from(Delivery).where(
+        Delivery.profile_id == other.id)) == 1
+    assert first.id != other.id
+
+
+def test_send_this_event_refuses_in_words_and_goes_back_only_inside_the_site(logged_in, post_events):
+    from exporter.models import Event
+
+    make_profile()
+    post_events(event("one"))
+    stored = db.session.scalars(db.select(Event)).one()
+    response = logged_in.post(f"/profiles/events/{stored.id}/send", data={"profile_id": "", "back": "//evil.example/x"})
+    assert response.headers["Location"] == f"/customers/{stored.customer_id}"
+    page = logged_in.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Choose a profile to send this event to." in page
+    assert logged_in.post("/profiles/events/999/send", data={"profile_id": "1"}).status_code == 404
