@@ -290,7 +290,7 @@ def test_edit_a_mapping_prefilled_then_saved(logged_in):
     assert '<dialog id="mapping-dialog" open ' in page
     assert f'action="/profiles/{profile.id}/mappings/{target.id}"' in page
     assert 'name="export_name" type="text" value="order_date"' in page
-    assert '<option selected value="orderDate">orderDate</option>' in page
+    assert '<option selected value="orderDate">orderDate: When the order was placed (CRM time)</option>' in page
     response = logged_in.post(f"/profiles/{profile.id}/mappings/{target.id}", data={
         "export_name": "order_day", "field": "orderDate", "format": "date", "format_arg": "%m/%d/%Y"})
     assert response.status_code == 302
