@@ -498,5 +498,4 @@ def purge_command(dry_run, days, batch_size):
     with audit.acting_as(cli_user(), "cli"):
         counts = retention.purge(utcnow(), days, batch_size=batch_size, dry_run=dry_run)
     verb = "would purge" if dry_run else "purged"
-    click.echo(f"{verb} personal data older than {days} days: {counts.events} events, {counts.attempts} attempts, "
-               f"{counts.customers} customers, {counts.files} kept file copies")
+    click.echo(f"{verb} personal data older than {days} days: {counts.words()}")

@@ -221,13 +221,13 @@ def test_purge_dry_run_prints_counts_and_changes_nothing(app, post_events):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["purge", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert result.output == "would purge personal data older than 90 days: 1 events, 0 attempts, 1 customers, 0 kept file copies\n"
+    assert result.output == "would purge personal data older than 90 days: 1 event, 0 attempts, 1 customer, 0 kept file copies\n"
     db.session.refresh(old)
     assert old.purged_at is None and old.order["firstName"] == "Jane"
 
     result = runner.invoke(args=["purge", "--days", "5"])  # both go when 5 days are kept
     assert result.exit_code == 0, result.output
-    assert result.output == "purged personal data older than 5 days: 2 events, 0 attempts, 1 customers, 0 kept file copies\n"
+    assert result.output == "purged personal data older than 5 days: 2 events, 0 attempts, 1 customer, 0 kept file copies\n"
     db.session.refresh(old)
     assert old.purged_at is not None and "firstName" not in old.order
 

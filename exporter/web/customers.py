@@ -100,9 +100,10 @@ def forget(customer_id):
     except retention.ForgetRefused as exc:
         flash(str(exc), "error")
         return redirect(url_for(".forget", customer_id=customer.id))
-    flash(f"Customer #{customer.id} forgotten: personal data of {counts['events']} events erased, "
-          f"{counts['cancelled_deliveries']} waiting deliveries cancelled, "
-          f"{counts['kept_files_deleted']} kept daily-file copies deleted.", "success")
+    n = retention.n
+    flash(f"Customer #{customer.id} forgotten: personal data of {n(counts['events'], 'event')} erased, "
+          f"{n(counts['cancelled_deliveries'], 'waiting delivery', 'waiting deliveries')} cancelled, "
+          f"{n(counts['kept_files_deleted'], 'kept daily-file copy', 'kept daily-file copies')} deleted.", "success")
     return redirect(url_for(".show", customer_id=customer.id))
 
 
