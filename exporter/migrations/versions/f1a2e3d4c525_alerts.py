@@ -1,6 +1,6 @@
 """Alerts: the SMTP and webhook settings, the admins who opt in, and the incidents told
 
-Revision ID: c7d8e9f0a1b2
+Revision ID: f1a2e3d4c525
 Revises: e4d5f6a7b8c9
 Create Date: 2026-12-06 09:00:00
 
@@ -8,7 +8,7 @@ Create Date: 2026-12-06 09:00:00
 from alembic import op
 import sqlalchemy as sa
 
-revision = "c7d8e9f0a1b2"
+revision = "f1a2e3d4c525"
 down_revision = "e4d5f6a7b8c9"
 branch_labels = None
 depends_on = None
