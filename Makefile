@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test faults bench install browser gpg axe clean
+.PHONY: run test faults bench install browser gpg axe clean screenshots
 
 install: $(STAMP)
 
@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml plugins/postback/pyproject.toml plugins/ftp/pyproject.t
 	$(BIN)/pip install -q -e ".[dev]" -e plugins/postback -e plugins/ftp -e plugins/s3
 	touch $(STAMP)
 
+# `make run PORT=8080` (and HOST=0.0.0.0 to listen beyond this machine).
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
 run: $(STAMP) gpg
-	$(BIN)/exporter run
+	$(BIN)/exporter run --host $(HOST) --port $(PORT)
 
 # The screen tests drive Debian's chromium: installed here when missing and we may (apt and
 # root). Otherwise they are skipped, and pytest's last line says how to enable them.
@@ -47,6 +51,10 @@ $(AXE): tests/e2e/node/package.json
 
 test: $(STAMP) browser gpg axe
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The README's screenshots, taken by the screen test that keeps them current (tests/e2e/test_readme_screenshots.py).
+screenshots: $(STAMP) browser
+	EXPORTER_README_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/e2e/test_readme_screenshots.py
 
 # The fault suite (tests/reliability): real processes killed, Redis restarted empty, database
 # connections cut, a flapping partner. Set EXPORTER_TEST_DATABASE_URL for PostgreSQL (CI does).

@@ -14,15 +14,39 @@ import sys
 
 import click
 from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import ScriptInfo, with_appcontext
 
 from . import create_app
 from .config import PRIVATE_UMASK
 
 
-@click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=False,
-             help="Exporter: export CRM order events to third parties.")
+class ExporterGroup(click.Group):
+    """Exporter's own commands and help: not Flask's (no --app, --debug, --env-file, db or limiter).
+    A command loads the app when it runs (with_appcontext reads the ScriptInfo put here)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        extra.setdefault("obj", ScriptInfo(create_app=create_app, set_debug_flag=False))
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("exporter")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown"
+
+
+@click.group(cls=ExporterGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Each command has its own --help. Docs: README.md and docs/ in the project.")
+@click.version_option(_version(), "--version", prog_name="Exporter", message="%(prog)s %(version)s")
 def main():
+    """Exporter: export CRM order events to third parties.
+
+    `exporter run` starts everything on one machine (web UI, worker, cron); in production run
+    the web server, `exporter worker` and `exporter cron` apart. Settings come from
+    EXPORTER_* variables and instance/config.py."""
     os.umask(PRIVATE_UMASK)  # every command's files are its user's alone (create_app sets it too)
 
 
@@ -35,9 +59,11 @@ def init_app(app):
 # --- processes -----------------------------------------------------------------------------
 
 def _upgrade_db():
+    """Migrate when the database is behind; an up-to-date one is not touched (and Alembic says nothing)."""
     from flask_migrate import upgrade
 
-    upgrade(directory=current_app.extensions["migrate"].directory)
+    if _pending_migrations():
+        upgrade(directory=current_app.extensions["migrate"].directory)
 
 
 def _pending_migrations():
@@ -238,13 +264,13 @@ def worker_command(burst):
 @with_appcontext
 @migrated(only_check=True)
 def cron_command():
-    """The cron scheduler: the sweeper and the daily-file tick; the retention purge daily."""
+    """The cron scheduler: the sweeper, the daily-file tick and the alerts; the retention purge daily."""
     from . import jobs
     from .delivery import queue
 
     url, name, level = _redis_url(), current_app.config["QUEUE_NAME"], current_app.config["LOG_LEVEL"]
     interval = int(current_app.config["SWEEP_INTERVAL_SECONDS"])
-    queue.keep_running(lambda: queue.run_cron(url, [jobs.sweep, jobs.daily_files_tick], name, interval=interval,
+    queue.keep_running(lambda: queue.run_cron(url, [jobs.sweep, jobs.daily_files_tick, jobs.alerts_tick], name, interval=interval,
                                               logging_level=level, daily=[jobs.purge]),
                        "cron", once=True)
 
@@ -300,10 +326,12 @@ def profiles_group():
 
 
 @profiles_group.command("export")
-@click.option("-o", "--output", type=click.File("w"), default="-")
+@click.option("-o", "--output", type=click.File("w"), default="-", help="Write to this file instead of printing.")
 @with_appcontext
 @migrated()
 def profiles_export(output):
+    """Print every profile as the profiles JSON (mappings, routes, settings; secrets as ****),
+    or write it to a file with -o."""
     from .profiles import as_code as profiles_io
 
     json.dump(profiles_io.export_all(), output, indent=2)
@@ -316,6 +344,10 @@ def profiles_export(output):
 @migrated()
 @audited
 def profiles_import(file):
+    """Create or update profiles by name from a profiles JSON FILE (as `profiles export` writes it).
+
+    The whole file is checked first: one bad profile imports nothing. A secret given as ****
+    keeps the one stored."""
     from .profiles import as_code as profiles_io
 
     try:
@@ -390,7 +422,7 @@ def files_send(profile_name, day, send_here):
     except daily_files.RerunError as exc:
         raise click.BadParameter(str(exc), param_hint=f"--{exc.field}")
     for delivery in busy:
-        click.echo(f"route {delivery.route_id}: being sent by a worker right now; left alone")
+        click.echo(f"{_file(delivery)}: being sent by a worker right now; left alone")
     if not send_here:
         for delivery in queued:
             _queue(delivery)
@@ -402,10 +434,10 @@ def _queue(delivery):
     from .delivery import schedule
 
     if not schedule.enqueue(delivery):
-        click.echo(f"route {delivery.route_id}: due now (delivery {delivery.id}), but no worker queue was "
+        click.echo(f"{_file(delivery)}: due now (delivery {delivery.id}), but no worker queue was "
                    f"reached: the sweeper of `exporter run` or `exporter cron` will queue it")
     else:
-        click.echo(f"route {delivery.route_id}: queued for the workers (delivery {delivery.id})")
+        click.echo(f"{_file(delivery)}: queued for the workers (delivery {delivery.id})")
 
 
 def _send_here(delivery):
@@ -415,24 +447,32 @@ def _send_here(delivery):
     drain.send_one(delivery.id)
     db.session.refresh(delivery)
     if delivery.status == "delivered":
-        click.echo(f"route {delivery.route_id}: {_file_summary(delivery)}")
+        click.echo(f"{_file(delivery)}: {_file_summary(delivery)}")
         return True
     if delivery.status in delivery.WAITING and delivery.waiting_reason:  # the send window is closed
         reason = delivery.waiting_reason.removeprefix("Waiting for the send window: ")
-        click.echo(f"route {delivery.route_id}: not sent: waits for the send window: {reason} "
+        click.echo(f"{_file(delivery)}: not sent: waits for the send window: {reason} "
                    f"(delivery {delivery.id}, sent by the workers then)", err=True)
         return False
     attempt = delivery.attempts[-1] if delivery.attempts else None
     error = attempt.error if attempt else "not sent"
-    click.echo(f"route {delivery.route_id}: failed: {error} (retried by the workers)", err=True)
+    click.echo(f"{_file(delivery)}: failed: {error} (retried by the workers)", err=True)
     return False
+
+
+def _file(delivery):
+    from .files import daily_files
+
+    words = daily_files.file_words(delivery)
+    return words[0].upper() + words[1:]
 
 
 def _file_summary(delivery):
     details = delivery.details or {}
     if details.get("uploaded") is False:
         return f"{details.get('file_name')}: no rows, not uploaded (Send Empty Files is off)"
-    return (f"{details.get('file_name')} uploaded: {details.get('rows')} rows, {details.get('bytes')} bytes, "
+    rows = details.get("rows")
+    return (f"{details.get('file_name')} uploaded: {rows} {'row' if rows == 1 else 'rows'}, {details.get('bytes')} bytes, "
             f"sha256 {details.get('sha256')} (delivery {delivery.id})")
 
 
@@ -463,5 +503,4 @@ def purge_command(dry_run, days, batch_size):
     with audit.acting_as(cli_user(), "cli"):
         counts = retention.purge(utcnow(), days, batch_size=batch_size, dry_run=dry_run)
     verb = "would purge" if dry_run else "purged"
-    click.echo(f"{verb} personal data older than {days} days: {counts.events} events, {counts.attempts} attempts, "
-               f"{counts.customers} customers, {counts.files} kept file copies")
+    click.echo(f"{verb} personal data older than {days} days: {counts.words()}")

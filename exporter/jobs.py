@@ -52,6 +52,14 @@ def daily_files_tick():
         return daily_files.tick()
 
 
+def alerts_tick():
+    """Tell the admins who opt in of what needs them (a host down, a daily file failed, no worker)."""
+    with app_context() as app:
+        from .ops import alerts
+
+        return alerts.tick(app.config)
+
+
 def purge():
     """The daily retention purge: RETENTION_DAYS of personal data kept, older erased (0: kept forever)."""
     with app_context() as app:

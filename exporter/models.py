@@ -407,3 +407,46 @@ class AuditEntry(db.Model):
     summary: Mapped[str] = mapped_column(Text, default="")
     before: Mapped[dict | None] = mapped_column(JSON)
     after: Mapped[dict | None] = mapped_column(JSON)
+
+
+class AlertSettings(db.Model):
+    """The Alerts page's settings (one row): how to reach the admins who opt in, and when to."""
+    __tablename__ = "alert_settings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    smtp_host: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    smtp_port: Mapped[int] = mapped_column(Integer, default=587, server_default="587")
+    smtp_security: Mapped[str] = mapped_column(String(10), default="starttls", server_default="starttls")
+    smtp_username: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    smtp_password: Mapped[str] = mapped_column(Text, default="", server_default="")  # encrypted ("enc:...")
+    mail_from: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    webhook_url: Mapped[str] = mapped_column(Text, default="", server_default="")  # Slack-compatible
+    host_down_minutes: Mapped[int] = mapped_column(Integer, default=15, server_default="15")
+    no_worker_minutes: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
+    updated_at: Mapped[datetime] = mapped_column(UTC, default=utcnow, onupdate=utcnow)
+
+
+class AlertRecipient(db.Model):
+    """An admin who opted in to alert emails."""
+    __tablename__ = "alert_recipients"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    since: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+
+    user: Mapped[User] = relationship()
+
+
+class AlertIncident(db.Model):
+    """One incident of an alert's condition (a host down, a daily file failed, no worker): told
+    once when it has held its grace time, and once when it ends. open_key is the condition's key
+    while the incident is open and NULL after: unique, so two crons open it once."""
+    __tablename__ = "alert_incidents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), index=True)  # e.g. "host_down:api.partner.com"
+    open_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    title: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)  # when the condition began
+    ended_at: Mapped[datetime | None] = mapped_column(UTC)
+    told_at: Mapped[datetime | None] = mapped_column(UTC)  # the "started" message
+    told_end_at: Mapped[datetime | None] = mapped_column(UTC)  # the "ended" message
+    last_error: Mapped[str] = mapped_column(Text, default="", server_default="")  # a message that failed

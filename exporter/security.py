@@ -304,7 +304,9 @@ def resolve_target(host, port=None, allow_private=False):
     if literal is not None:  # nothing to resolve: a name lookup per send would cost more than the send
         problem = None if allow_private else address_problem(literal)
         if problem:
-            raise TargetRefused(f"{host} is {literal}, a private address ({problem}); {ALLOW_HINT}")
+            same = host.strip("[]") == literal  # "127.0.0.1 is 127.0.0.1" says nothing
+            what = "a private address" if same else f"{literal}, a private address"
+            raise TargetRefused(f"{host} is {what} ({problem}); {ALLOW_HINT}")
         return [literal]
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -6,7 +6,9 @@ whose day is the day it opens. Times in and out are naive UTC, as the database k
 the zone's offsets (DST) come from zoneinfo, so a window opens at 08:00 local on either side
 of a clock change.
 """
+import functools
 import re
+import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -53,6 +55,12 @@ def format_time(minutes):
 
 MAX_ZONE_LENGTH = 64  # the profile's column
 ZONE_LENGTH_MESSAGE = f"Time Zone is at most {MAX_ZONE_LENGTH} characters"
+
+
+@functools.cache
+def zone_names():
+    """Every IANA zone name zoneinfo knows, sorted: the Time Zone fields' list to search."""
+    return sorted(name for name in zoneinfo.available_timezones() if "/" in name or name == "UTC")
 
 
 def zone(name):

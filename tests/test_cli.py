@@ -165,13 +165,13 @@ def test_profiles_replay_dry_run_counts_then_replay_sends_once(app, post_events)
     rng = ["--since", yesterday, "--until", today.isoformat()]
     result = _replay(app, "Call center partials", *rng, "--dry-run")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("Dry run, nothing created: 3 event(s) match; 0 already exported;")
+    assert result.output.startswith("Dry run, nothing created: 3 events match; 3 will be sent.")
     assert "3 will be sent." in result.output
     assert db.session.scalar(db.select(db.func.count()).select_from(Delivery)) == 0
     result = _replay(app, "Call center partials", *rng, "--customer-type", "partial")
     assert result.exit_code == 0, result.output
-    assert "3 delivery(ies) created." in result.output
-    assert "0 delivery(ies) created." in _replay(app, "Call center partials", *rng).output  # never twice
+    assert "3 deliveries created." in result.output
+    assert "0 deliveries created." in _replay(app, "Call center partials", *rng).output  # never twice
     entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "profile.replay")).first()
     assert (entry.actor, entry.via) == (f"cli:{getpass.getuser()}", "cli")
 
@@ -222,13 +222,13 @@ def test_purge_dry_run_prints_counts_and_changes_nothing(app, post_events):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["purge", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert result.output == "would purge personal data older than 90 days: 1 events, 0 attempts, 1 customers, 0 kept file copies\n"
+    assert result.output == "would purge personal data older than 90 days: 1 event, 0 attempts, 1 customer, 0 kept file copies\n"
     db.session.refresh(old)
     assert old.purged_at is None and old.order["firstName"] == "Jane"
 
     result = runner.invoke(args=["purge", "--days", "5"])  # both go when 5 days are kept
     assert result.exit_code == 0, result.output
-    assert result.output == "purged personal data older than 5 days: 2 events, 0 attempts, 1 customers, 0 kept file copies\n"
+    assert result.output == "purged personal data older than 5 days: 2 events, 0 attempts, 1 customer, 0 kept file copies\n"
     db.session.refresh(old)
     assert old.purged_at is not None and "firstName" not in old.order
 
@@ -258,3 +258,33 @@ def test_purge_refuses_a_huge_retention_setting(app):
     app.config["RETENTION_DAYS"] = 999_999_999
     result = app.test_cli_runner().invoke(args=["purge"])
     assert result.exit_code == 2 and "RETENTION_DAYS" in result.output and "at most 36500" in result.output
+
+
+def _installed_exporter(*args, instance=None):
+    """The `exporter` script the virtualenv installed, as a user runs it."""
+    env = {**os.environ, "EXPORTER_INSTANCE_PATH": str(instance)} if instance else None
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "exporter"), *args], capture_output=True,
+                          text=True, env=env, timeout=60)
+
+
+def test_help_is_exporters_own_with_its_version():
+    from importlib.metadata import version
+
+    result = _installed_exporter("--help")
+    assert result.returncode == 0 and result.stdout.startswith("Usage: exporter [OPTIONS] COMMAND")
+    for flask_own in ("--env-file", "--app", "--debug", "python-dotenv", "Flask", " db ", " limiter "):
+        assert flask_own not in result.stdout
+    for command in ("run", "worker", "cron", "migrate", "create-admin", "create-token", "profiles", "files", "purge"):
+        assert f"\n  {command} " in result.stdout
+    assert _installed_exporter("--version").stdout == f"Exporter {version('exporter')}\n"
+    for sub in ("export", "import"):
+        text = _installed_exporter("profiles", sub, "--help").stdout
+        assert "profiles JSON" in text
+
+
+def test_migrate_says_nothing_from_alembic_on_a_migrated_database(tmp_path):
+    first = _installed_exporter("migrate", instance=tmp_path)
+    assert first.returncode == 0 and "Running upgrade" in first.stderr
+    assert "(issue" not in first.stderr  # migrations are named for users, not for our tracker
+    again = _installed_exporter("migrate", instance=tmp_path)
+    assert (again.returncode, again.stdout, again.stderr) == (0, "database is up to date\n", "")

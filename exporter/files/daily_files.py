@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import audit, mapping, security
 from ..delivery import schedule, sending
+from ..profiles import customer_types
 from ..export_types import DAILY_FILE, DEFAULT_SEND_AT, Batch
 from ..extensions import db
 from .kept_copies import KEPT_COPY_GONE, FileRows, KeptCopy, delete_kept_copies, forget_kept_copies, kept_copy_ids, kept_copy_path
@@ -61,6 +62,25 @@ class RerunError(ValueError):
 
 def _without_late_rows(delivery):
     return {k: v for k, v in (delivery.details or {}).items() if k != "late_rows"}
+
+
+def route_words(route):
+    """A route as its Profile Routing reads: "Partial, Decline; campaign 259; all products"."""
+    if route is None:
+        return "a deleted route"
+    types = ", ".join(customer_types.label(t) for t in route.customer_types or ()) or "no customer type"
+
+    def ids(values, one, many):
+        if not values:
+            return f"all {many}"
+        return f"{one if len(values) == 1 else many} " + ", ".join(str(v) for v in values)
+
+    return f"{types}; {ids(route.campaigns, 'campaign', 'campaigns')}; {ids(route.products, 'product', 'products')}"
+
+
+def file_words(delivery):
+    """A day's file as commands and pages name it: "the 2026-12-05 file for Partial; all campaigns; all products"."""
+    return f"the {delivery.file_date.isoformat()} file for {route_words(delivery.route)}"
 
 
 def is_daily_file(profile):
@@ -309,8 +329,8 @@ def rerun(profile, day, enqueue=True, now=None):
                                     f"({profile.export_type})")
     today = local_now(profile, now).date()
     if day >= today:
-        raise RerunError("date", f"{day.isoformat()} is not a past day in {zone_of(profile).key} "
-                                 f"(today there is {today.isoformat()})")
+        raise RerunError("date", f"{day.isoformat()} is not over yet in {zone_of(profile).key} (today is "
+                                 f"{today.isoformat()} there): a day's file can be sent once the day has ended")
     if not profile.routes:
         raise RerunError("profile", f"profile {profile.name!r} has no routes: add one in Profile Routing")
     queued, busy, due = [], [], utcnow()
@@ -329,7 +349,7 @@ def rerun(profile, day, enqueue=True, now=None):
             queued.append(delivery)
     db.session.flush()
     audit.record("file.rerun", "profile", profile.id, profile.name, profile_id=profile.id,
-                 summary=f"Re-run of the file of {day.isoformat()}: {len(queued)} file(s) queued",
+                 summary=f"Re-run of the file of {day.isoformat()}: {len(queued)} {'file' if len(queued) == 1 else 'files'} queued",
                  after={"date": day.isoformat(), "deliveries": [d.id for d in queued],
                         "left_alone": [d.id for d in busy]})
     db.session.commit()

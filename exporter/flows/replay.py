@@ -72,18 +72,28 @@ class Result:
         return self.matched - self.already - self.converted - self.purged
 
     def summary(self):
-        """One line for the screen, the CLI and the audit log."""
-        what = "file row(s)" if self.daily_file else "delivery(ies)"
-        counts = (f"{self.matched} event(s) match; {self.already} already exported; "
-                  f"{self.converted} converted partial(s) skipped; "
-                  f"{self.purged} purged: their data is gone, not sent; {self.test_orders} test-card order(s) never sent")
+        """One line for the screen, the CLI and the audit log; counts of nothing left out."""
+        what = ("file row", "file rows") if self.daily_file else ("delivery", "deliveries")
+        parts = [f"{count(self.matched, 'event matches', 'events match')}"]
+        left_out = [(self.already, "already sent or queued for this profile"),
+                    (self.converted, count(self.converted, "converted partial", "converted partials", bare=True) + " skipped"),
+                    (self.purged, "purged: their data is gone, not sent"),
+                    (self.test_orders, count(self.test_orders, "test-card order", "test-card orders", bare=True)
+                     + " never sent")]
+        parts += [f"{n} {words}" for n, words in left_out if n]
         if self.dry_run:
-            return f"{counts}; {self.to_send} will be sent."
-        line = f"{counts}; {self.created} {what} created."
+            return "; ".join(parts) + f"; {self.to_send} will be sent."
+        line = "; ".join(parts) + f"; {count(self.created, *what)} created."
         if self.late_days:
             line += (" The files of " + ", ".join(d.isoformat() for d in self.late_days) +
                      " were already made: re-run those days to send them.")
         return line
+
+
+def count(n, one, many, bare=False):
+    """'1 event', '2 events' (bare: the noun alone, for a count said before it)."""
+    noun = one if n == 1 else many
+    return noun if bare else f"{n} {noun}"
 
 
 def parse_date(text, field):
@@ -115,8 +125,8 @@ def route_types(profile):
     return [slug for slug in customer_types.SLUGS if slug in wanted]
 
 
-def check(profile, since, until, types=()):
-    """The replay's inputs, checked: (since, until, customer types); ReplayError otherwise."""
+def _check_profile(profile):
+    """An active profile of an installed type, with routes: the customer types they offer."""
     if not profile.active:
         raise ReplayError("profile", f"profile {profile.name!r} is not Active: past events go only to an active profile")
     if sending.registry().get(profile.export_type) is None:
@@ -125,6 +135,12 @@ def check(profile, since, until, types=()):
     if not offered:
         raise ReplayError("profile", f"profile {profile.name!r} has no routes: add one in Profile Routing "
                                      "(or make it a reversal of another profile)")
+    return offered
+
+
+def check(profile, since, until, types=()):
+    """The replay's inputs, checked: (since, until, customer types); ReplayError otherwise."""
+    offered = _check_profile(profile)
     since, until = parse_date(since, "since"), parse_date(until, "until")
     for name, day in (("since", since), ("until", until)):
         if not FIRST_YEAR <= day.year <= LAST_YEAR:
@@ -188,6 +204,60 @@ def replay(profile, since, until, types=(), dry_run=False):
     return result
 
 
+# --- one event ----------------------------------------------------------------------------------
+
+def replay_event(profile, event_id):
+    """Send one stored event to a profile (a delivery's or a customer's page): the rules of a
+    replay (routes that match it, never twice, never a test-card order, a purged event or a
+    converted partial the profile skips), audited. Returns (made, words)."""
+    offered = _check_profile(profile)
+    rules = _rules(profile, offered)
+    row = db.session.execute(select(*_columns(profile), Event.order, Event.event_key)
+                             .where(Event.id == event_id)).one_or_none()
+    if row is None:
+        raise ReplayError("event", "there is no such event")
+    matched = matching.matching_routes(rules, row.type, row.campaign_id, _product_ids(row))
+    if not matched:
+        raise ReplayError("event", f"the routes of profile {profile.name!r} do not take this event "
+                                   f"({customer_types.label(row.type)}, campaign {row.campaign_id})")
+    day = daily_files.local_day(profile, row.occurred_at)
+    result = Result(profile.name, day, day, [row.type], daily_file=daily_files.is_daily_file(profile), dry_run=False)
+    with writing():
+        try:
+            fresh = _count([(row, matched)], result)
+            due_times = _make(profile, fresh, result) if fresh else set()
+            words = _one_event_words(profile, row, result)
+            if result.created:
+                audit.record("profile.replay_event", "profile", profile.id, profile.name, profile_id=profile.id,
+                             summary=f"Event {row.event_key} sent to this profile (Send this event)",
+                             after={"event": row.event_key, "event_id": row.id, "day": day.isoformat()})
+            db.session.commit()
+        except BaseException:
+            db.session.rollback()
+            raise
+    if due_times:
+        schedule.wake(due_times)
+    return bool(result.created), words
+
+
+def _one_event_words(profile, row, result):
+    if result.created:
+        late = result.daily_file and _late_days(profile, result)
+        into = (f"a row of its daily file of {result.since.isoformat()}" + (" (already sent: re-run that day)"
+                                                                            if late else "")
+                if result.daily_file else "a delivery, sent after its Export Delay")
+        return f"Event {row.event_key} goes to {profile.name!r}: {into}."
+    if result.test_orders:
+        why = "it is a test-card order: never sent"
+    elif result.already:
+        why = "it was already sent or queued for this profile: never twice"
+    elif result.purged:
+        why = "its personal data was purged: not sent"
+    else:
+        why = "a partial whose customer or order converted since, and the profile skips those"
+    return f"Event {row.event_key} not sent to {profile.name!r}: {why}."
+
+
 # --- reading the range ------------------------------------------------------------------------
 
 def _rules(profile, types):
@@ -215,8 +285,7 @@ def _reader(profile, since, until, types):
     rules = _rules(profile, types)
     by_products = any(rule.products for rule in rules)
     start, end = daily_files.day_bounds(profile, since)[0], daily_files.day_bounds(profile, until)[1]
-    columns = [Event.id, Event.type, Event.campaign_id, Event.customer_id, Event.occurred_at, Event.is_test,
-               Event.purged_at, _exported(profile).label("exported"), _converted(profile).label("converted")]
+    columns = _columns(profile)
     if by_products:
         columns.append(Event.order)
     in_range = (Event.occurred_at >= start, Event.occurred_at < end, Event.type.in_(types))
@@ -230,6 +299,11 @@ def _reader(profile, since, until, types):
         return chunk, (rows[-1].id if len(rows) == CHUNK else None)
 
     return read
+
+
+def _columns(profile):
+    return [Event.id, Event.type, Event.campaign_id, Event.customer_id, Event.occurred_at, Event.is_test,
+            Event.purged_at, _exported(profile).label("exported"), _converted(profile).label("converted")]
 
 
 def _product_ids(row):

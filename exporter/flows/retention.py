@@ -44,6 +44,15 @@ class Counts:
     customers: int = 0
     files: int = 0  # kept copies of daily files
 
+    def words(self):
+        return (f"{n(self.events, 'event')}, {n(self.attempts, 'attempt')}, {n(self.customers, 'customer')}, "
+                f"{n(self.files, 'kept file copy', 'kept file copies')}")
+
+
+def n(count, one, many=None):
+    """'1 event', '2 events': a count and its noun."""
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
 
 class ForgetRefused(Exception):
     """The customer cannot be forgotten right now (a delivery of theirs is being sent)."""
@@ -141,8 +150,7 @@ def purge(now, days, batch_size=DEFAULT_BATCH_SIZE, dry_run=False):
                            batch_size)
     counts = Counts(events, attempts, len(per_customer), files)
     audit.record("retention.purge", "retention", summary=(
-        f"Personal data older than {days} days purged: {counts.events} events, {counts.attempts} attempts, "
-        f"{counts.customers} customers, {counts.files} kept file copies"), after=asdict(counts))
+        f"Personal data older than {days} days purged: {counts.words()}"), after=asdict(counts))
     db.session.commit()
     truncate_wal()  # the erased values leave SQLite's WAL now, not at its next checkpoint
     return counts
@@ -285,11 +293,13 @@ def _forget(customer, by, now):
                                          forgotten_at=now))
     customer.crm_customer_id, customer.forgotten_at, customer.forgotten_by = None, now, by
     db.session.add(HistoryEntry(customer_id=customer.id, created_at=now, message=(
-        f"Forgotten on request: personal data of {len(rows)} events erased, "
-        f"{cancelled} waiting deliveries cancelled, {len(copies)} kept daily-file copies deleted")))
+        f"Forgotten on request: personal data of {n(len(rows), 'event')} erased, "
+        f"{n(cancelled, 'waiting delivery', 'waiting deliveries')} cancelled, "
+        f"{n(len(copies), 'kept daily-file copy', 'kept daily-file copies')} deleted")))
     audit.record("customer.forget", "customer", customer.id, f"customer {customer.id}", summary=(
-        f"Customer {customer.id} forgotten: personal data of {len(rows)} events and {attempts} attempts "
-        f"erased, {cancelled} waiting deliveries cancelled, {len(copies)} kept daily-file copies deleted"),
+        f"Customer {customer.id} forgotten: personal data of {n(len(rows), 'event')} and {n(attempts, 'attempt')} "
+        f"erased, {n(cancelled, 'waiting delivery', 'waiting deliveries')} cancelled, "
+        f"{n(len(copies), 'kept daily-file copy', 'kept daily-file copies')} deleted"),
         after=counts)
     return counts, [d.id for d in copies]
 

@@ -1,4 +1,5 @@
 import logging
+import re
 from logging.config import fileConfig
 
 from flask import current_app
@@ -13,6 +14,21 @@ config = context.config
 # This line sets up loggers basically.
 fileConfig(config.config_file_name)
 logger = logging.getLogger('alembic.env')
+
+
+class _UsersWords(logging.Filter):
+    """A migration's name as users read it in "Running upgrade ...": without our tracker's
+    "(issue N, point M)", whatever a new migration's docstring says."""
+
+    ISSUE = re.compile(r" ?\(issue \d+[^)]*\)")
+
+    def filter(self, record):
+        if record.args:
+            record.args = tuple(self.ISSUE.sub("", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+logging.getLogger('alembic.runtime.migration').addFilter(_UsersWords())
 
 
 def get_engine():

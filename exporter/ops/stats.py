@@ -4,7 +4,7 @@ beyond the db."""
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import case, func
 
 from ..export_types import PgpKeyError, pgp_key_info
 from ..extensions import db
@@ -30,7 +30,7 @@ class HourBar:
 @dataclass
 class Waiting:
     delivery: Delivery
-    since: datetime  # when it first became due
+    since: datetime  # when it first became due (its first attempt, for a retrying one)
     waited: timedelta
 
 
@@ -87,11 +87,13 @@ def attempts_per_hour(now=None, hours=HOURS):
 def oldest_waiting(now=None):
     """The waiting delivery that has been due the longest, or None.
 
-    A retrying delivery has been due since its first attempt; a scheduled one since its
-    due time. A scheduled delivery not yet due is not waiting on anything.
+    A retrying delivery has waited since its first attempt; a scheduled one since its due time,
+    or since it was made when that is later (an event that occurred a day before it reached us
+    has not waited a day). A scheduled delivery not yet due is not waiting on anything.
     """
     now = now or utcnow()
-    since = func.coalesce(func.min(Attempt.started_at), Delivery.due_at)
+    became_due = case((Delivery.due_at > Delivery.created_at, Delivery.due_at), else_=Delivery.created_at)
+    since = func.coalesce(func.min(Attempt.started_at), became_due)
     row = db.session.execute(
         db.select(Delivery, since.label("since"))
         .outerjoin(Attempt, Attempt.delivery_id == Delivery.id)

@@ -273,14 +273,18 @@ def sample(cls, settings, mappings):
         renderer = mapping.compile(mappings)
     except mapping.MappingError as exc:
         return None, str(exc)
-    if not renderer.columns:
-        return None, "Add a field mapping to see what this profile sends."
     row = renderer.masked(renderer(catalog.sample_record()))  # card data masked, following the mapping
     try:
         text = cls(settings).preview(renderer.columns, row)
     except Exception as exc:  # a plugin's preview must not break the page
+        if not renderer.columns:
+            return None, NO_MAPPING
         return None, f"The {cls.label} type could not make a preview: {exc}"
-    return masked(text, cls, settings), None
+    # No mapping yet: what the settings alone send (the URL typed), and what is missing.
+    return masked(text, cls, settings), None if renderer.columns else NO_MAPPING
+
+
+NO_MAPPING = "Add a field mapping to see the fields this profile sends."
 
 
 def _shown(m, key):

@@ -31,6 +31,34 @@
     if (pattern && form.elements.format) pattern.hidden = patterns.indexOf(form.elements.format.value) < 0;
   }
 
+  /* Search in the Field list: options whose key or description hold every word typed stay; the
+     first of them is chosen when the chosen one is filtered out. */
+  var search = document.getElementById("field_search");
+  if (search && form && form.elements.field) {
+    var select = form.elements.field;
+    var count = document.getElementById("field-search-count");
+    document.getElementById("field-field_search").hidden = false;
+    search.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") event.preventDefault();  // Enter picks, it does not save the dialog
+    });
+    search.addEventListener("input", function () {
+      var words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
+      var shown = 0, first = null;
+      Array.prototype.forEach.call(select.options, function (option) {
+        var text = (option.value + " " + option.text).toLowerCase();
+        var keep = words.every(function (word) { return text.indexOf(word) >= 0; });
+        option.hidden = !keep;
+        option.disabled = !keep;
+        if (keep) { shown += 1; if (!first) first = option; }
+      });
+      if (first && select.selectedOptions[0] && select.selectedOptions[0].hidden) {
+        select.value = first.value;
+        select.dispatchEvent(new Event("change", {bubbles: true}));
+      }
+      count.textContent = words.length ? (shown === 1 ? "1 field matches" : shown + " fields match") : "";
+    });
+  }
+
   var preview = document.getElementById("preview");
   var problem = document.getElementById("preview-problem");
 
@@ -73,6 +101,7 @@
       link.addEventListener("click", function (event) {
         event.preventDefault();
         var values = link.dataset.values ? JSON.parse(link.dataset.values) : {};
+        if (search) { search.value = ""; search.dispatchEvent(new Event("input")); }  // every field again
         FIELDS.forEach(function (name) {
           var input = form.elements[name];
           if (!input) return;

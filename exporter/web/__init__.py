@@ -160,6 +160,11 @@ def _error_filters(app):
     def error_words(text):
         return (text or "").split("\n", 1)[0]
 
+    @app.template_filter("plural")
+    def plural(n, one, many):
+        """{{ n|plural("event", "events") }}: "1 event", "2 events"."""
+        return f"{n} {one if n == 1 else many}"
+
     @app.template_filter("error_detail")
     def error_detail(text):
         parts = (text or "").split("\n", 1)
@@ -174,10 +179,10 @@ def register_blueprints(app):
     _errors(app)
     _favicon(app)
     _error_filters(app)
-    from . import admins, audit, auth, catalog, customers, dashboard, deliveries, export_types, files, intake, mappings, profile_tools, profiles, replay, routing, tokens
+    from . import admins, alerts, audit, auth, catalog, customers, dashboard, deliveries, export_types, files, intake, mappings, profile_tools, profiles, replay, routing, tokens
 
     for module in (auth, dashboard, profiles, mappings, profile_tools, routing, catalog, deliveries, files, customers,
-                   tokens, export_types, audit, admins, intake, replay):
+                   tokens, export_types, audit, admins, alerts, intake, replay):
         app.register_blueprint(module.bp)
     from . import health  # /healthz and /metrics: no login
 

@@ -7,7 +7,8 @@ from flask import Blueprint, render_template, request
 from wtforms import DateField, Form, SearchField, SelectChoice, SelectField
 from wtforms.validators import AnyOf, Length, Optional
 
-from .. import audit
+from .. import audit, windows
+from ..delivery import dispatch
 from ..extensions import db
 from ..models import AuditEntry, Profile
 from . import MAX_PAGE, DateRangeChecks, admin_blueprint, not_found_unless, page_field, whole_number
@@ -81,9 +82,8 @@ def index():
 @bp.route("/<int:entry_id>")
 def show(entry_id):
     entry = db.get_or_404(AuditEntry, entry_id)
-    changed = audit.changes(entry.before, entry.after)
-    keys = list(dict.fromkeys([*(entry.before or {}), *(entry.after or {})]))
-    return render_template("audit/show.html", entry=entry, keys=keys, changed=changed, shown=shown,
+    rows = as_shown(entry)
+    return render_template("audit/show.html", entry=entry, rows=rows, changed=[r for r in rows if r.changed],
                            profile=_profile_now(entry.profile_id))
 
 
@@ -125,3 +125,104 @@ def shown(value):
     if isinstance(value, str):
         return value
     return json.dumps(value, indent=1, ensure_ascii=False, sort_keys=False)
+
+
+# --- before and after as the screens show them ------------------------------------------------
+#
+# A profile's snapshot keeps its columns' names and stored values (window_start 480, "POST_JSON");
+# the screens say "From 08:00" and "POST (JSON)". Entries keep what was stored; these read them.
+
+PROFILE_LABELS = {"name": "Profile Name", "export_type": "Export Type", "active": "Active",
+                  "delay_minutes": "Export Delay (minutes)", "pci_documented": "PCI Documentation",
+                  "skip_converted_partials": "Skip partials that convert", "window_days": "Days",
+                  "window_start": "From", "window_end": "To", "window_time_zone": "Time Zone",
+                  "daily_cap": "Daily Cap", "over_cap": "Over the cap", "mappings": "Field Mappings",
+                  "routes": "Profile Routing", "created_at": "Created", "updated_at": "Updated"}
+
+
+WORDED = ("profile", "alerts")  # entries whose before and after read in the screens' words
+
+
+class Row:
+    def __init__(self, key, label, before, after, changed):
+        self.key, self.label, self.before, self.after, self.changed = key, label, before, after, changed
+
+
+def as_shown(entry):
+    """Rows (key, label, before, after, changed) in the screens' words; a profile's type settings
+    one row each, labelled and valued as its settings form shows them."""
+    before, after = _flat(entry, entry.before), _flat(entry, entry.after)
+    rows = []
+    for key in dict.fromkeys([*before, *after]):
+        label, old = before.get(key, (None, None))
+        label_after, new = after.get(key, (None, None))
+        rows.append(Row(key, label or label_after, old if entry.before is not None else None,
+                        new if entry.after is not None else None, old != new))
+    return rows
+
+
+@bp.app_template_global("audit_change_words")
+def change_words(entry, most=3):
+    """'Export Delay (minutes) 0 → 5; From — → 08:00' for the list's What; "" when none is short."""
+    if entry.before is None or entry.after is None or entry.target_type not in WORDED:
+        return ""
+    changed = [r for r in as_shown(entry) if r.changed and "\n" not in (r.before or "") + (r.after or "")]
+    words = [f"{r.label} {r.before or '—'} → {r.after or '—'}" for r in changed[:most]]
+    if len(changed) > most:
+        words.append(f"and {len(changed) - most} more")
+    return "; ".join(words)
+
+
+def _flat(entry, snapshot):
+    """{key: (label, shown value)} of a snapshot; a profile's settings opened up, one key each."""
+    if not snapshot:
+        return {}
+    if entry.target_type != "profile":
+        return {key: (key, shown(value)) for key, value in snapshot.items()}
+    flat = {}
+    for key, value in snapshot.items():
+        if key == "settings" and isinstance(value, dict):
+            labels, values = _settings_words(snapshot.get("export_type"))
+            for name, setting in value.items():
+                flat[f"settings.{name}"] = (labels.get(name, name), values(name, setting))
+        elif key != "export_type" or value:
+            flat[key] = (PROFILE_LABELS.get(key, key), _profile_value(key, value))
+    return flat
+
+
+def _profile_value(key, value):
+    if key in ("window_start", "window_end"):
+        return windows.format_time(value) if value is not None else ""
+    if key == "window_days":
+        days = value.split(",") if value else []
+        return "every day" if not days or set(days) == set(windows.DAYS) else ", ".join(
+            windows.DAY_LABELS.get(d, d) for d in days)
+    if key == "daily_cap":
+        return "no cap" if value is None else str(value)
+    if key == "over_cap":
+        return windows.OVER_CAP.get(value, value)
+    if key == "export_type":
+        cls = dispatch.registry().get(value)
+        return cls.label if cls else value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return shown(value)
+
+
+def _settings_words(type_key):
+    """The labels of a type's settings form, and how a stored value reads (a choice's label)."""
+    cls = dispatch.registry().get(type_key)
+    if cls is None:
+        return {}, lambda name, value: shown(value)
+    form = cls.settings_form()
+    labels = {f.short_name: f.label.text for f in form}
+    choice_labels = {f.short_name: {str(getattr(c, "value", c[0] if isinstance(c, tuple) else c)):
+                                    getattr(c, "label", c[1] if isinstance(c, tuple) else c) for c in f.choices}
+                     for f in form if getattr(f, "choices", None)}
+
+    def value_words(name, value):
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return choice_labels.get(name, {}).get(str(value), shown(value))
+
+    return labels, value_words

@@ -1,9 +1,11 @@
 """Customers: search, a customer's events and history, and Forget this customer."""
 import re
 
+from sqlalchemy.orm import joinedload
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, literal_column
+from sqlalchemy.orm import joinedload
 from wtforms import Form, SearchField
 from wtforms.validators import Length
 
@@ -77,7 +79,16 @@ def show(customer_id):
         .where(HistoryEntry.customer_id == customer.id)
         .order_by(HistoryEntry.created_at.desc(), HistoryEntry.id.desc())).all()
     return render_template("customers/show.html", customer=customer, events=events, campaigns=campaigns,
-                           history=history, type_label=customer_types.label)
+                           history=history, unfinished=_unfinished(customer), type_label=customer_types.label)
+
+
+def _unfinished(customer):
+    """The customer's exports not done yet (waiting, failing and retrying, being sent): they have no
+    history message until they end, and the history says so first."""
+    return db.session.scalars(
+        db.select(Delivery).join(Event, Delivery.event_id == Event.id)
+        .where(Event.customer_id == customer.id, Delivery.status.in_((*Delivery.WAITING, "sending")))
+        .options(joinedload(Delivery.profile)).order_by(Delivery.due_at, Delivery.id)).all()
 
 
 # One rule for both methods: an id past 64 bits is then a 404 for either (two rules make it a 405).
@@ -96,9 +107,10 @@ def forget(customer_id):
     except retention.ForgetRefused as exc:
         flash(str(exc), "error")
         return redirect(url_for(".forget", customer_id=customer.id))
-    flash(f"Customer #{customer.id} forgotten: personal data of {counts['events']} events erased, "
-          f"{counts['cancelled_deliveries']} waiting deliveries cancelled, "
-          f"{counts['kept_files_deleted']} kept daily-file copies deleted.", "success")
+    n = retention.n
+    flash(f"Customer #{customer.id} forgotten: personal data of {n(counts['events'], 'event')} erased, "
+          f"{n(counts['cancelled_deliveries'], 'waiting delivery', 'waiting deliveries')} cancelled, "
+          f"{n(counts['kept_files_deleted'], 'kept daily-file copy', 'kept daily-file copies')} deleted.", "success")
     return redirect(url_for(".show", customer_id=customer.id))
 
 

@@ -1,6 +1,10 @@
 """Deliveries: the list by status and profile, and a delivery's page with every attempt."""
 
-from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+import csv
+import io
+import re
+
+from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 from sqlalchemy.orm import joinedload, selectinload
 from wtforms import DateField, Form, SearchField, SelectChoice, SelectField
@@ -10,6 +14,8 @@ from .. import windows
 from . import keyset
 from ..profiles import customer_types
 from ..delivery import dispatch
+from .. import security
+from ..export_types import neutralised
 from ..extensions import db
 from ..models import Delivery, Event, Profile, utcnow
 from . import DateRangeChecks, WholeNumberField, admin_blueprint
@@ -87,6 +93,66 @@ def index():
                            retrying=retrying, type_label=customer_types.label)
 
 
+# --- the filtered list as CSV, for a partner ---------------------------------------------------
+
+CSV_COLUMNS = ("Delivery", "Profile", "Status", "Customer Type / File date", "CRM event id", "Order id",
+               "Customer", "Email", "Attempts", "Created (UTC)", "Due (UTC)", "Delivered (UTC)", "Host", "Last error")
+CSV_BATCH = 1000
+
+
+@bp.route("/export.csv")
+def csv_download():
+    """The list as its filters select it, every page, as CSV: card numbers masked wherever they
+    appear, and no cell a spreadsheet would run as a formula."""
+    profiles = db.session.scalars(db.select(Profile).order_by(Profile.name)).all()
+    form = FilterForm(request.args, profiles)
+    if not form.validate():
+        problems = "; ".join(f"{form[name].label.text}: {errors[0]}" for name, errors in form.errors.items())
+        return Response(f"Not a valid filter: {problems}\n", status=400, mimetype="text/plain")
+    query = _filtered(form).execution_options(yield_per=CSV_BATCH)
+    name = f"deliveries-{utcnow():%Y%m%d-%H%M}.csv"
+    return Response(stream_with_context(_csv_lines(query)), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _csv_lines(query):
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for delivery in db.session.scalars(query):
+        writer.writerow([neutralised(masked_cards(value)) for value in _csv_row(delivery)])
+        if out.tell() > 64 * 1024:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
+
+
+def _csv_row(d):
+    event = d.event
+    customer = event.customer if event else None
+    return (d.id, d.profile.name, d.status,
+            customer_types.label(event.type) if event else (d.file_date.isoformat() if d.file_date else ""),
+            event.event_key if event else "", event.order_id if event and event.order_id is not None else "",
+            customer.name if customer else "", customer.email if customer else "", d.attempt_count,
+            _time(d.created_at), _time(d.due_at), _time(d.delivered_at), d.target, (d.last_error or "").split("\n")[0])
+
+
+def _time(value):
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+CARD_IN_TEXT = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
+
+
+def masked_cards(value):
+    """Text with every card number in it (13 to 19 digits passing Luhn, spaced or not) masked."""
+    if not isinstance(value, str) or len(value) < 13:
+        return value
+    return CARD_IN_TEXT.sub(lambda m: security.mask_card(m.group()) if security.card_digits(m.group()) else m.group(),
+                            value)
+
+
 # How long after it fell due a waiting delivery counts as "being sent again now" (a worker
 # picks it up within seconds); past it, Retry now is offered again.
 SENDING_SOON_SECONDS = 60
@@ -146,8 +212,9 @@ def retry(delivery_id):
     delivery = db.get_or_404(Delivery, delivery_id)
     if dispatch.retry_now(delivery):
         held = delivery.waiting_reason and delivery.due_at > utcnow()
+        again = " again" if delivery.attempt_count else ""
         flash(f"Delivery #{delivery.id} " + (f"{dispatch.waits(delivery.waiting_reason)}." if held
-                                              else "will be sent again now."), "success")
+                                              else f"will be sent{again} now."), "success")
     else:
         flash(f"Delivery #{delivery.id} is {delivery.status}: {_why_not_retried(delivery.status)}", "error")
     return redirect(url_for(".show", delivery_id=delivery.id))

@@ -28,6 +28,10 @@ def profile_page(profile):
         return url_for("profiles.index", profile=profile.id)
 
 
+def _files(n):
+    return f"{n} {'file' if n == 1 else 'files'}"
+
+
 @bp.route("/profiles/<int:profile_id>/rerun", methods=["GET", "POST"])
 def rerun(profile_id):
     profile = db.get_or_404(Profile, profile_id)
@@ -39,10 +43,10 @@ def rerun(profile_id):
             errors = form.date.errors if exc.field == "date" else form.form_errors
             errors.append(str(exc))
         else:
-            names = ", ".join(f"route {d.route_id}" for d in queued) or "none"
-            message = f"Re-run of {form.date.data.strip()} queued: {len(queued)} file(s) ({names})."
+            names = "; ".join(f"for {daily_files.route_words(d.route)}" for d in queued)
+            message = f"Re-run of {form.date.data.strip()} queued: {_files(len(queued))}{f' ({names})' if names else ''}."
             if busy:
-                message += f" {len(busy)} file(s) are being sent right now and were left alone."
+                message += f" {_files(len(busy))} {'is' if len(busy) == 1 else 'are'} being sent right now and left alone."
             flash(message, "success")
             return redirect(profile_page(profile))
     status = 400 if form.is_submitted() else 200

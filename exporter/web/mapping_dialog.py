@@ -34,9 +34,10 @@ class MappingForm(FlaskForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # The key and what it holds, so the dialog's search finds "phone" or "card" either way.
         self.field.choices = choices(
-            [(f.key, f"{f.key} (sensitive)" if f.sensitive else f.key) for f in catalog.FIELDS]
-            + [(catalog.STATIC, "Static")])
+            [(f.key, f"{f.key}: {f.description}" + (" (sensitive)" if f.sensitive else "")) for f in catalog.FIELDS]
+            + [(catalog.STATIC, "Static: a fixed value you type")])
         self.format.choices = choices(mapping.FORMATS.items())
 
     def mapping_data(self):

@@ -20,6 +20,7 @@ from .. import audit, catalog, mapping, security, windows
 from ..profiles import customer_types, rules as profiles, as_code as profiles_io
 from ..delivery import dispatch, schedule
 from ..files import daily_files
+from ..export_types import DAILY_FILE
 from ..extensions import db
 from ..models import Campaign, Product, Profile
 from . import admin_blueprint, choices, mapping_dialog, not_found_unless, strip
@@ -121,12 +122,14 @@ def time_zone_name(form, field):
 class WindowFields:
     """General Settings' Send Window and Daily Cap (issue 12)."""
     window_days = DaysField("Days", choices=choices(windows.DAY_LABELS.items()))
-    window_start = TimeOfDayField("From", description="HH:MM; empty From and To: any time")
-    window_end = TimeOfDayField("To", description="HH:MM; at or before From: the window ends the next day")
+    window_start = TimeOfDayField("From", description="HH:MM, e.g. 08:00; empty From and To: any time")
+    window_end = TimeOfDayField("To", description="HH:MM, e.g. 20:00; at or before From: ends the next day")
     window_time_zone = StringField("Time Zone", default="UTC", filters=[strip], validators=[
         Length(max=windows.MAX_ZONE_LENGTH, message=windows.ZONE_LENGTH_MESSAGE), time_zone_name],
-                                   description="The window's and the daily cap's, e.g. America/New_York")
-    daily_cap = CapField("Daily Cap", description="At most this many exports a day; empty: no cap")
+                                   description="The window's and the daily cap's: type to search, e.g. New_York")
+    daily_cap = CapField("Daily Cap", description=(
+        "At most this many exports a day of the Time Zone; empty: no cap. It counts from when it is set: "
+        "exports sent earlier that day do not count."))
     over_cap = SelectField("Over the cap", choices=choices(windows.OVER_CAP.items()), default="wait")
 
     def validate_window(self):
@@ -363,7 +366,8 @@ def render_edit(profile, general=None, settings_form=None, dialog=None, status=2
                        if (profile.settings or {}).get(k) and profile.export_type == cls.key},
         **dialog,
         field_labels={f.key: f for f in catalog.FIELDS}, formats=mapping.FORMATS,
-        preview=text, preview_problem=problem, next_files=daily_files.next_files(profile)), status
+        preview=text, preview_problem=problem, next_files=daily_files.next_files(profile),
+        time_zones=windows.zone_names()), status
 
 
 @bp.route("/<int:profile_id>", methods=["GET", "POST"])
@@ -385,6 +389,7 @@ def edit(profile_id):
     settings_form = cls.settings_form(formdata=request.form, prefix="settings-") if cls else None
     settings_ok = settings_form is not None and validate_settings(settings_form, cls, stored, type_changed)
     if not (general_ok and settings_ok):
+        flash("General Settings not saved: see the errors below.", "error")
         return render_edit(profile, general=general, settings_form=settings_form, status=422)
     before, old_window = profiles.snapshot(profile), windows.of(profile)
     profile.settings = settings_to_store(cls, settings_form, stored, type_changed)
@@ -396,6 +401,8 @@ def edit(profile_id):
     profile.skip_converted_partials = general.skip_converted_partials.data
     for column, value in {**general.window_columns(), **general.partner_columns()}.items():
         setattr(profile, column, value)
+    if cls.schedule == DAILY_FILE and profile.settings.get("time_zone"):
+        profile.window_time_zone = profile.settings["time_zone"]  # one Time Zone on the page: the file's
     due = schedule.rewindow(profile, old_window)  # "applies at once, to deliveries already waiting too"
     profiles.record_change("profile.update", profile, before, "General Settings saved")
     db.session.commit()

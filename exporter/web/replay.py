@@ -3,13 +3,13 @@ types; Count shows what would be sent, Send makes the deliveries. The rules are 
 (the CLI's `exporter profiles replay` calls the same function)."""
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
-from wtforms import SelectMultipleField, StringField
+from wtforms import HiddenField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired
 
 from ..profiles import customer_types
 from ..flows import replay
 from ..extensions import db
-from ..models import Profile
+from ..models import Event, Profile
 from . import admin_blueprint, choices, strip
 
 bp = admin_blueprint(Blueprint("replay", __name__, url_prefix="/profiles"))
@@ -66,3 +66,45 @@ def form(profile_id):
     return render_template("replay/form.html", form=form, profile=profile, counted=counted,
                            offered=replay.route_types(profile), max_days=replay.MAX_DAYS,
                            zone=replay.zone_name(profile)), status
+
+
+# --- Send this event to a profile ---------------------------------------------------------------
+
+class SendEventForm(FlaskForm):
+    profile_id = SelectField("Send this event to", validate_choice=False)
+    back = HiddenField()
+
+
+@bp.app_template_global()
+def send_event_form():
+    """The form a delivery's and a customer's page show beside an event: the active profiles."""
+    form = SendEventForm()
+    profiles = db.session.scalars(db.select(Profile).where(Profile.active.is_(True)).order_by(Profile.name)).all()
+    form.profile_id.choices = choices((str(p.id), p.name) for p in profiles)
+    return form
+
+
+def _back(form):
+    """Back to the page the form was on (a path of this site only), else the event's customer."""
+    back = form.back.data or ""
+    return back if back.startswith("/") and not back.startswith("//") and "\\" not in back else None
+
+
+@bp.route("/events/<int:event_id>/send", methods=["POST"])
+def send_event(event_id):
+    """Send one stored event to a profile: the never-twice rule of Send past events."""
+    event = db.get_or_404(Event, event_id)
+    form = SendEventForm()
+    back = _back(form) or (url_for("customers.show", customer_id=event.customer_id) if event.customer_id
+                           else url_for("deliveries.index"))
+    profile = db.session.get(Profile, int(form.profile_id.data)) if (form.profile_id.data or "").isdigit() else None
+    if profile is None:
+        flash("Choose a profile to send this event to.", "error")
+        return redirect(back)
+    try:
+        made, words = replay.replay_event(profile, event.id)
+    except replay.ReplayError as exc:
+        flash(f"Event {event.event_key} not sent: {exc}.", "error")
+        return redirect(back)
+    flash(words, "success" if made else "error")
+    return redirect(back)

@@ -183,7 +183,7 @@ def _render_campaigns(campaign_form=None, product_form=None, status=200):
         product_form=product_form or NamedIdForm("Product", formdata=None)), status
 
 
-@bp.route("/campaigns")
+@bp.route("/campaigns", strict_slashes=False)  # /campaigns/ too, as /profiles and /profiles/ both answer
 def campaigns():
     return _render_campaigns()
 

@@ -71,7 +71,7 @@ def a_busy_day(app, post_events, receiver, run_jobs):
         "customer-forget": f"/customers/{customer.id}/forget", "tokens": "/tokens/",
         "export-types": "/export-types/", "replay": f"/profiles/{good.id}/replay",
         "audit": "/audit/", "audit-entry": f"/audit/{entry.id}", "profile-history": f"/audit/profiles/{good.id}",
-        "admins": "/admins/",
+        "admins": "/admins/", "alerts": "/alerts/",
     }
 
 

@@ -38,7 +38,7 @@ def test_who_changed_this_profile_and_what_it_sends(admin_page, live_server):
     rows.first.locator("text=Before / after").click()
     changed = page.locator("#before-after tr.changed")
     expect(changed).to_have_count(1)
-    expect(changed.locator("th")).to_contain_text("delay_minutes")
+    expect(changed.locator("th")).to_contain_text("Export Delay (minutes)")
     expect(changed.locator("td pre")).to_have_text(["0", "15"])
 
     page.click("text=History of this profile")

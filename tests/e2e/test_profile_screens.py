@@ -232,6 +232,8 @@ def test_the_mapping_dialog_works_with_the_keyboard_alone(admin_page, live_serve
     expect(dialog.locator("input[name=export_name]")).to_be_focused()
     page.keyboard.type("list_id")
     page.keyboard.press("Tab")
+    expect(dialog.locator("#field_search")).to_be_focused()  # the Field list's search, then the list
+    page.keyboard.press("Tab")
     expect(dialog.locator("select[name=field]")).to_be_focused()
     dialog.locator("select[name=field]").select_option("static")  # a select's value, as arrow keys would
     page.keyboard.press("Tab")
@@ -246,3 +248,29 @@ def test_the_mapping_dialog_works_with_the_keyboard_alone(admin_page, live_serve
     page.keyboard.type("400")
     page.keyboard.press("Enter")  # Enter submits the form
     expect(page.locator(".flash.success")).to_have_text("Mapping 'list_id' added.")
+
+
+def test_the_mapping_dialogs_fields_can_be_searched(admin_page, live_server):
+    from ..factories import make_profile
+
+    profile = make_profile(mappings=[])
+    page = admin_page
+    page.goto(f"{live_server}/profiles/{profile.id}")
+    page.click("#add-mapping")
+    dialog = page.locator("#mapping-dialog")
+    expect(dialog.locator("label[for=field_search]")).to_have_text("Search the 57 fields")
+    dialog.locator("#field_search").fill("phone")
+    expect(dialog.locator("#field-search-count")).to_contain_text("match")
+    visible = dialog.locator("select[name=field] option:not([hidden])")
+    keys = visible.evaluate_all("options => options.map(o => o.value)")
+    assert "phoneNumber" in keys and "firstName" not in keys and len(keys) < 10
+    assert dialog.locator("select[name=field]").input_value() == keys[0]  # the first match is chosen
+    dialog.locator("#field_search").fill("shipping postal")  # every word, in the key or what it holds
+    keys = visible.evaluate_all("options => options.map(o => o.value)")
+    assert keys == ["shipPostalCode"]
+    dialog.locator("#field_search").press("Enter")  # picks, does not save the dialog
+    expect(dialog).to_be_visible()
+    dialog.locator("input[name=export_name]").fill("zip")
+    dialog.locator("button[type=submit]").click()
+    expect(page.locator(".flash.success")).to_have_text("Mapping 'zip' added.")
+    expect(page.locator("#field-mappings tr").filter(has_text="zip")).to_contain_text("shipPostalCode")

@@ -227,8 +227,11 @@ def test_the_rerun_command_rebuilds_and_resends_a_past_day(app, post_events, ftp
     result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat(), "--now")
     assert result.exit_code == 0, result.output
     partials, declines = profile.routes
-    assert f"route {partials.id}: {file_name(profile, partials)} uploaded: 1 rows" in result.output
-    assert f"route {declines.id}: {file_name(profile, declines)}: no rows, not uploaded" in result.output
+    day = DAY.isoformat()
+    assert (f"The {day} file for Partial; campaign 259; all products: {file_name(profile, partials)} uploaded: "
+            "1 row," in result.output)
+    assert (f"The {day} file for Decline; all campaigns; all products: {file_name(profile, declines)}: no rows, "
+            "not uploaded") in result.output
     assert ftp_server.files()[file_name(profile, partials)].count(b"\r\n") == 2
 
     post_events(event("late", occurred_at=at(DAY, 9), firstName="Late"))  # arrived after the file went
@@ -279,9 +282,10 @@ def test_the_rerun_command_queues_for_the_workers_by_default(app, post_events, f
     post_events(event("e1", occurred_at=at(DAY, 8)))
     result = files_send(app, "--profile", "Daily partials", "--date", DAY.isoformat())
     assert result.exit_code == 0, result.output
-    ids = [(d.route_id, d.id) for d in deliveries()]
-    assert result.output.splitlines() == [f"route {route}: queued for the workers (delivery {delivery})"
-                                          for route, delivery in ids]
+    assert result.output.splitlines() == [
+        f"The {DAY.isoformat()} file for {words}: queued for the workers (delivery {d.id})"
+        for words, d in zip(("Partial; campaign 259; all products", "Decline; all campaigns; all products"),
+                            deliveries())]
     assert ftp_server.files() == {} and [d.attempts for d in deliveries()] == [[], []]
     run_jobs(until=all_delivered)
     assert list(ftp_server.files()) == [file_name(profile, profile.routes[0])]
@@ -329,7 +333,7 @@ def test_the_rerun_command_now_waits_for_a_closed_send_window(app, post_events, 
     (["--profile", "Nobody", "--date", DAY.isoformat()], "Invalid value for --profile: no profile named 'Nobody'"),
     (["--profile", "Daily partials", "--date", "27/11/2026"], "Invalid value for --date: '27/11/2026' is not a date"),
     (["--profile", "Daily partials", "--date", "2026-02-30"], "Invalid value for --date: '2026-02-30' is not a date"),
-    (["--profile", "Daily partials", "--date", "2999-01-01"], "Invalid value for --date: 2999-01-01 is not a past day"),
+    (["--profile", "Daily partials", "--date", "2999-01-01"], "Invalid value for --date: 2999-01-01 is not over yet in UTC (today is"),
     (["--profile", "Call center partials", "--date", DAY.isoformat()],
      "Invalid value for --profile: profile 'Call center partials' is not a daily-file export type (postback)"),
     (["--profile", "Daily partials"], "Missing option '--date'"),

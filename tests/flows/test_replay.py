@@ -7,7 +7,7 @@ import pytest
 
 from exporter.flows import replay
 from exporter.extensions import db
-from exporter.models import AuditEntry, Customer, Delivery, FileRow, HistoryEntry, Profile
+from exporter.models import AuditEntry, Customer, Delivery, Event, FileRow, HistoryEntry, Profile
 
 from ..factories import event, make_profile
 from ..plugins.conftest import ftp_server  # noqa: F401 - a fixture
@@ -144,7 +144,7 @@ def test_every_replay_is_audited(app, post_events):
     first = entries[0]
     assert (first.target_type, first.target_id, first.profile_id) == ("profile", profile.id, profile.id)
     assert first.after["since"] == WEEK_AGO.isoformat() and first.after["customer_types"] == ["partial"]
-    assert "2 delivery(ies) created" in first.summary
+    assert "2 deliveries created" in first.summary
 
 
 def test_a_daily_file_replay_makes_rows_of_each_days_file(app, post_events, ftp_server, run_jobs):
@@ -317,3 +317,37 @@ def test_a_daily_file_row_another_replay_made_meanwhile_is_left_alone(app, post_
     monkeypatch.setattr(replay, "_make", make)
     again = replay.replay(profile, DAY, DAY)
     assert (again.already, again.created) == (3, 0)
+
+
+# --- one event (Send this event to a profile) ---------------------------------------------------
+
+def test_one_event_goes_to_a_profile_once_and_is_sent(app, post_events, receiver, run_jobs):
+    post_events(event("one", occurred_at=days_ago(2)))  # no profile yet: nothing made
+    stored = db.session.scalars(db.select(Event)).one()
+    profile = make_profile(url=receiver.url + "/p")
+    made, words = replay.replay_event(profile, stored.id)
+    assert made and words == "Event one goes to 'Call center partials': a delivery, sent after its Export Delay."
+    made, words = replay.replay_event(profile, stored.id)  # never twice
+    assert not made and words.endswith("it was already sent or queued for this profile: never twice.")
+    assert len(deliveries(profile)) == 1
+    run_jobs(until=lambda: deliveries(profile)[0].status == "delivered")
+    assert len(receiver.requests) == 1
+    entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "profile.replay_event")).one()
+    assert entry.after["event"] == "one"
+
+
+@pytest.mark.parametrize("order, fields, why", [
+    ({"isTestCard": True}, {}, "it is a test-card order: never sent"),
+    ({}, {"active": False}, "is not Active"),
+    ({"campaignId": 999}, {}, "do not take this event (Partial, campaign 999)"),
+])
+def test_one_event_is_refused_in_words(app, post_events, order, fields, why):
+    post_events(event("one", occurred_at=days_ago(2), **order))
+    stored = db.session.scalars(db.select(Event)).one()
+    profile = make_profile(**fields)
+    try:
+        made, words = replay.replay_event(profile, stored.id)
+    except replay.ReplayError as exc:
+        made, words = False, str(exc)
+    assert not made and why in words
+    assert deliveries(profile) == []

@@ -309,7 +309,7 @@ def test_the_purge_deletes_kept_copies_of_daily_files_older_than_the_cutoff(app,
     assert download.status_code == 410 and "older than" in download.get_data(as_text=True)
     entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "retention.purge")
                                .order_by(AuditEntry.id.desc())).first()
-    assert entry.after["files"] == 1 and "1 kept file copies" in entry.summary
+    assert entry.after["files"] == 1 and "1 kept file copy" in entry.summary
 
 
 # --- what SQLite keeps in its files (issue 21, point 7) ------------------------------------------

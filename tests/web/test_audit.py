@@ -25,9 +25,30 @@ def rows(response):
     table = re.search(r'<table class="audit-entries">(.*?)</table>', html, re.S).group(1)
     found = []
     for row in re.findall(r'<tr data-id="\d+">(.*?)</tr>', table, re.S):
+        row = re.sub(r'<br><small class="changes">.*?</small>', "", row, flags=re.S)  # changes(): apart
         cells = [unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
         found.append(tuple(cells[1:6]) if len(cells) == 7 else tuple(cells[1:4]) + ("", cells[4]))
     return found
+
+
+def changes(response):
+    """What each row of the list says changed, under its summary."""
+    return [unescape(words) for words in re.findall(r'<small class="changes">(.*?)</small>', text(response))]
+
+
+def test_before_and_after_read_as_the_form_shows_them(logged_in):
+    profile = make_profile()
+    data = {**general(profile, window_start="08:00", window_end="20:00", window_days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"]),
+            "settings-method": "POST_JSON"}
+    assert logged_in.post(f"/profiles/{profile.id}", data=data).status_code == 302
+    assert changes(logged_in.get("/audit/"))[0] == "Method GET (query string) → POST (JSON); From — → 08:00; To — → 20:00"
+    page = text(logged_in.get(f"/audit/{entry(action='profile.update').id}"))
+    for key, label, old, new in (("window_start", "From", "", "08:00"), ("settings.method", "Method",
+                                                                          "GET (query string)", "POST (JSON)")):
+        row = re.search(rf'<tr class="changed" data-key="{key}">(.*?)</tr>', page, re.S).group(1)
+        assert row.strip().startswith(f'<th scope="row">{label} <span class="changed-mark">')
+        assert re.findall(r"<pre>(.*?)</pre>", row) == [old, new]
+    assert "480" not in page and "POST_JSON" not in page
 
 
 def entry(**where):
@@ -52,6 +73,7 @@ def test_a_change_by_the_form_shows_who_and_what_changed(logged_in):
     assert response.status_code == 302
     assert rows(logged_in.get("/audit/"))[0] == (
         "admin@example.com", "web form", "profile.update", "Call center partials", "General Settings saved")
+    assert changes(logged_in.get("/audit/"))[0] == "Export Delay (minutes) 0 → 15"
     e = entry(action="profile.update")
     page = text(logged_in.get(f"/audit/{e.id}"))
     changed = re.findall(r'<tr class="changed" data-key="([^"]+)">', page)
@@ -236,7 +258,7 @@ def test_a_daily_file_re_run_is_in_the_log(logged_in):
     assert response.status_code == 302
     e = entry(action="file.rerun")
     assert (e.actor, e.target_name, e.summary) == ("admin@example.com", "Nightly",
-                                                   "Re-run of the file of 2026-01-05: 1 file(s) queued")
+                                                   "Re-run of the file of 2026-01-05: 1 file queued")
     assert e.after["date"] == "2026-01-05" and len(e.after["deliveries"]) == 1
 
 

@@ -172,14 +172,14 @@ def test_forget_erases_personal_data_and_keeps_deliveries_as_counts(logged_in, j
     response = logged_in.post(f"/customers/{jane.id}/forget")
     assert response.status_code == 302 and response.headers["Location"] == f"/customers/{jane.id}"
     page = unescape(logged_in.get(f"/customers/{jane.id}").get_data(as_text=True))
-    assert f"Customer #{jane.id} forgotten: personal data of 1 events erased, 1 waiting deliveries cancelled, 0 kept daily-file copies deleted." in page
+    assert f"Customer #{jane.id} forgotten: personal data of 1 event erased, 1 waiting delivery cancelled, 0 kept daily-file copies deleted." in page
     assert re.search(r"Forgotten on <time[^>]*>[\d\- :]+</time> UTC by admin@example.com", page)
     assert f"<h1>Customer #{jane.id}</h1>" in page and "Forget this customer</a>" not in page
     for personal in ("Jane", "Doe", "jane@example.com", "5552013344", "55821"):
         assert personal not in page
     assert "<code>evt-1001</code>" in page and "104233" in page and "data purged on" in page
     history = re.search(r'<table id="history">(.*?)</table>', page, re.S).group(1)
-    assert "Forgotten on request: personal data of 1 events erased, 1 waiting deliveries cancelled" in history
+    assert "Forgotten on request: personal data of 1 event erased, 1 waiting delivery cancelled" in history
     assert "Export profile 'Mailer' fired: sent to [purged]" in history  # a message quoting her, erased
     assert "Export profile 'Call center partials' fired: postback delivered (HTTP 200)" in history
 
@@ -285,7 +285,7 @@ def test_forget_deletes_the_kept_copies_of_the_daily_files_that_carried_the_cust
     assert "the copies kept for download of the daily files that carried their events" in confirm
 
     response = logged_in.post(f"/customers/{jane.id}/forget")
-    assert "1 kept daily-file copies deleted." in logged_in.get(response.headers["Location"]).get_data(as_text=True)
+    assert "1 kept daily-file copy deleted." in logged_in.get(response.headers["Location"]).get_data(as_text=True)
     download = logged_in.get(f"/files/deliveries/{jane_file.id}/download")
     assert download.status_code == 410
     assert f"was deleted on {utcnow():%Y-%m-%d}: it held a forgotten customer's data" in unescape(
@@ -300,3 +300,20 @@ def test_forget_deletes_the_kept_copies_of_the_daily_files_that_carried_the_cust
     run_jobs(until=all_delivered)
     again = logged_in.get(f"/files/deliveries/{jane_file.id}/download")
     assert again.status_code == 200 and b"John" in again.data and b"Jane" not in again.data
+
+
+def test_a_waiting_or_failing_export_shows_in_the_history_until_it_ends(logged_in, post_events, receiver, run_jobs):
+    from ..receiver import Reply
+
+    make_profile(url=receiver.url + "/partials.php")
+    receiver.script = [Reply(503, "busy")]
+    post_events(event())
+    customer = db.session.scalars(db.select(Customer)).one()
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    html = unescape(logged_in.get(f"/customers/{customer.id}").get_data(as_text=True))
+    assert "Nothing in this customer's history yet." not in html
+    assert re.search(r"Export profile 'Call center partials':\s+waiting, to be sent at the time shown", html)
+    run_jobs(until=lambda: len(receiver.requests) == 1 and db.session.get(Delivery, delivery.id).status == "retrying")
+    html = unescape(logged_in.get(f"/customers/{customer.id}").get_data(as_text=True))
+    assert re.search(r"Export profile 'Call center partials':\s+failed 1 time, tried again at the time shown: HTTP 503", html)
+    assert f'<tr class="unfinished" data-delivery-id="{delivery.id}">' in html

@@ -178,9 +178,9 @@ def test_retry_now_sends_a_scheduled_delivery_at_once(logged_in, post_events, re
     post_events(event(occurred_at=now_iso()))
     delivery = deliveries()[0]
     page = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
-    assert "Retry now" in page and "Not tried yet." in page
+    assert "Send now" in page and "Retry now" not in page and "Not tried yet." in page  # never tried: not a retry
     response = logged_in.post(f"/deliveries/{delivery.id}/retry", follow_redirects=True)
-    assert f"Delivery #{delivery.id} will be sent again now." in response.get_data(as_text=True)
+    assert f"Delivery #{delivery.id} will be sent now." in response.get_data(as_text=True)
     run_jobs(until=lambda: deliveries()[0].status == "delivered")
     assert len(receiver.requests) == 1
     history = db.session.scalars(db.select(HistoryEntry)).one()
@@ -203,7 +203,7 @@ def test_cancel_writes_the_reason_into_history_and_nothing_is_sent(logged_in, po
     time.sleep(1.2)  # past the delivery's due time: its job runs and must not send
     run_jobs()
     assert receiver.requests == []
-    assert ">Cancel<" not in html and "Retry now" in html
+    assert ">Cancel<" not in html and "Send now" in html
 
 
 def test_retry_now_revives_a_cancelled_delivery(logged_in, post_events, receiver, run_jobs):

@@ -37,7 +37,7 @@ def test_rerun_from_the_profile_page_sends_the_day_again(logged_in, app, post_ev
     assert "/profiles/" in response.headers["Location"]  # back to the profile
     page = logged_in.get(response.headers["Location"]).get_data(as_text=True)
     route = profile.routes[0]
-    assert f"Re-run of {DAY.isoformat()} queued: 1 file(s) (route {route.id})." in page
+    assert f"Re-run of {DAY.isoformat()} queued: 1 file (for Partial; campaign 259; all products)." in page
     run_jobs(until=all_delivered)
     assert ftp_server.files()[file_name(profile, route)].splitlines()[1].startswith(b"Jane,")
 
@@ -52,7 +52,7 @@ def test_rerun_from_the_profile_page_sends_the_day_again(logged_in, app, post_ev
 @pytest.mark.parametrize("value,message", [
     ("", "Date is required"),
     ("27/11/2026", "&#39;27/11/2026&#39; is not a date as YYYY-MM-DD"),
-    ("2999-01-01", "2999-01-01 is not a past day in UTC"),
+    ("2999-01-01", "2999-01-01 is not over yet in UTC"),
 ])
 def test_a_bad_rerun_date_is_named_beside_the_field(logged_in, app, ftp_server, value, message):
     profile = ftp_profile(ftp_server)
@@ -127,7 +127,8 @@ def test_rerun_leaves_a_file_being_sent_alone(logged_in, app, ftp_server):
     db.session.commit()
     response = rerun(logged_in, profile, DAY.isoformat())
     page = logged_in.get(response.headers["Location"]).get_data(as_text=True)
-    assert f"queued: 1 file(s) (route {profile.routes[1].id}). 1 file(s) are being sent right now" in page
+    assert ("queued: 1 file (for Decline; all campaigns; all products). 1 file is being sent right now and left alone."
+            in page)
     assert [d.status for d in deliveries()] == ["sending", "scheduled"]
 
 
@@ -184,7 +185,7 @@ def test_a_day_past_the_catch_up_shows_its_late_events_on_a_cancelled_delivery(l
     page = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
     assert "1 event of this day is in no file sent: re-run the day to send it." in page
     assert f"not made on schedule: {old.isoformat()} is older than the 7-day catch-up" in page
-    assert "Retry now" in page  # sends the day's file, as a re-run does
+    assert "Send now" in page  # sends the day's file, as a re-run does
 
 
 @pytest.mark.parametrize("compression,suffix", [("gzip", ".csv.gz"), ("zip", ".zip")])

@@ -290,7 +290,7 @@ def test_edit_a_mapping_prefilled_then_saved(logged_in):
     assert '<dialog id="mapping-dialog" open ' in page
     assert f'action="/profiles/{profile.id}/mappings/{target.id}"' in page
     assert 'name="export_name" type="text" value="order_date"' in page
-    assert '<option selected value="orderDate">orderDate</option>' in page
+    assert '<option selected value="orderDate">orderDate: When the order was placed (CRM time)</option>' in page
     response = logged_in.post(f"/profiles/{profile.id}/mappings/{target.id}", data={
         "export_name": "order_day", "field": "orderDate", "format": "date", "format_arg": "%m/%d/%Y"})
     assert response.status_code == 302
@@ -372,7 +372,8 @@ def test_preview_json_is_the_exact_postback_url(logged_in):
 def test_preview_follows_every_mapping_change(logged_in):
     profile = make_profile(mappings=[])
     data = logged_in.get(f"/profiles/{profile.id}/preview").get_json()
-    assert data["preview"] is None and "Add a field mapping" in data["problem"]
+    assert data["preview"].startswith("GET https://postingmydata.com/partials.php\n")  # the URL alone
+    assert "Add a field mapping" in data["problem"]
     logged_in.post(f"/profiles/{profile.id}/mappings", data={"export_name": "first_name", "field": "firstName"})
     assert "partials.php?first_name=Jane" in logged_in.get(f"/profiles/{profile.id}/preview").get_json()["preview"]
     page = text(logged_in.get(f"/profiles/{profile.id}"))
@@ -432,3 +433,12 @@ def test_live_preview_renders_the_unsaved_form_and_stores_nothing(logged_in):
     unknown = logged_in.post(f"/profiles/{profile.id}/preview", data={**form, "export_type": "telex"}).get_json()
     assert unknown["problem"] == "Export type 'telex' is not installed."
     assert profiles_io.export_all() == before
+
+
+def test_the_preview_shows_the_typed_url_before_any_mapping_exists(logged_in):
+    profile = make_profile(mappings=[])
+    form = {"name": profile.name, "export_type": "postback", "delay_minutes": "0",
+            "settings-url": "https://dialer.example.com/leads", "settings-method": "GET"}
+    answer = logged_in.post(f"/profiles/{profile.id}/preview", data=form).get_json()
+    assert answer["preview"].startswith("GET https://dialer.example.com/leads")
+    assert answer["problem"] == "Add a field mapping to see the fields this profile sends."

@@ -1,4 +1,6 @@
 """General Settings' Send Window and Daily Cap (issue 12): saved as given, errors beside the fields."""
+import re
+
 import pytest
 
 from exporter.extensions import db
@@ -99,3 +101,54 @@ def test_removing_or_widening_the_window_moves_deliveries_already_waiting_for_it
     occurred = delayed.event.occurred_at
     assert delayed.due_at == occurred + timedelta(hours=2)  # no window now; its Export Delay still holds
     assert now_due.due_at <= utcnow()  # the wider window is open now: due at once
+
+
+def test_the_send_window_reads_as_a_form_not_as_values(logged_in):
+    """No placeholder that looks like a set window; the Time Zone is a list to search; the cap says
+    it counts from when it is set; a viewer with no window reads 'None'."""
+    from exporter.windows import zone_names
+
+    profile = make_profile()
+    html = logged_in.get(f"/profiles/{profile.id}").get_data(as_text=True)
+    assert 'placeholder="08:00"' not in html and 'placeholder="20:00"' not in html
+    assert 'list="time-zones"' in html and '<option value="America/New_York">' in html
+    assert "America/New_York" in zone_names() and "UTC" in zone_names()
+    assert "It counts from when it is set: exports sent earlier that day do not count." in html
+    assert '<ul class="days"' in html and '<fieldset id="send-window" class="type-settings">' in html
+
+
+def test_a_daily_file_profile_shows_one_time_zone_and_no_export_delay(logged_in):
+    profile = make_profile(name="Nightly", export_type="ftp", mappings=[{"export_name": "email", "field": "emailAddress"}],
+                           settings={"protocol": "sftp", "host": "files.example.com", "username": "p",
+                                     "time_zone": "Europe/Paris"})
+    html = logged_in.get(f"/profiles/{profile.id}").get_data(as_text=True)
+    assert len(re.findall(r'<label for="[^"]*time_zone">Time Zone</label>', html)) == 1
+    assert 'id="delay_minutes"' not in html and "no Export Delay applies" in html
+    assert 'id="daily_cap"' not in html
+
+
+def test_saving_a_daily_file_keeps_its_hidden_settings_and_takes_its_time_zone(logged_in):
+    profile = make_profile(name="Nightly", export_type="ftp", delay_minutes=5,
+                           mappings=[{"export_name": "email", "field": "emailAddress"}],
+                           settings={"protocol": "sftp", "host": "files.example.com", "username": "p",
+                                     "time_zone": "Europe/Paris"})
+    html = logged_in.get(f"/profiles/{profile.id}").get_data(as_text=True)
+    form = dict(re.findall(r'<input[^>]*type="hidden" name="(delay_minutes|window_time_zone|daily_cap|over_cap)" '
+                           r'value="([^"]*)"', html))
+    assert form == {"delay_minutes": "5", "window_time_zone": "UTC", "daily_cap": "", "over_cap": "wait"}
+    data = {**general(profile), **form, "settings-protocol": "sftp", "settings-host": "files.example.com",
+            "settings-username": "p", "settings-time_zone": "America/Chicago", "settings-send_at": "01:00",
+            "settings-file_name": "{profile}_{date}.csv", "settings-remote_dir": "/"}
+    assert logged_in.post(f"/profiles/{profile.id}", data=data).status_code == 302
+    db.session.expire_all()
+    profile = db.session.get(Profile, profile.id)
+    assert (profile.delay_minutes, profile.window_time_zone, profile.daily_cap) == (5, "America/Chicago", None)
+
+
+def test_a_failed_save_says_so_at_the_top(logged_in):
+    profile = make_profile()
+    response = logged_in.post(f"/profiles/{profile.id}", data=general(profile, delay_minutes="-5"))
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert html.index('<div class="flash error">General Settings not saved: see the errors below.</div>') < html.index(
+        'id="general-settings"')

@@ -68,15 +68,15 @@ def test_count_shows_what_send_then_creates_and_nothing_before(logged_in, app, p
     response = post(logged_in, profile, "count", customer_types=["partial"])
     assert response.status_code == 200
     page = response.get_data(as_text=True)
-    assert "<strong>2</strong> event(s) match; <strong>0</strong>\n    already exported; <strong>2</strong> will be sent." in page
-    assert "Send 2 event(s)" in page and deliveries() == 0
+    assert "<strong>2</strong> events match;\n    <strong>2</strong> will be sent." in page
+    assert "Send 2 events" in page and deliveries() == 0
     response = post(logged_in, profile, "send", customer_types=["partial"])
     assert response.status_code == 302 and response.headers["Location"].endswith(f"/profiles/{profile.id}")
     assert deliveries() == 2
     flashed = logged_in.get(response.headers["Location"]).get_data(as_text=True)
-    assert "2 delivery(ies) created." in flashed
+    assert "2 deliveries created." in flashed
     page = post(logged_in, profile, "count").get_data(as_text=True)
-    assert "<strong>3</strong> event(s) match; <strong>2</strong>\n    already exported; <strong>1</strong> will be sent." in page
+    assert "<strong>3</strong> events match;\n    <strong>2</strong> already sent or queued for this profile; <strong>1</strong> will be sent." in page
     entry = db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == "profile.replay")).one()
     assert entry.after["customer_types"] == ["partial"] and entry.after["created"] == 2
 
@@ -111,10 +111,10 @@ def test_a_daily_file_profile_says_what_a_replay_does(logged_in, app, post_event
     post_events(event("e1", occurred_at=at(DAY, 8)))
     profile = ftp_profile(ftp_server)
     page = post(logged_in, profile, "count", since=DAY.isoformat(), customer_types=["partial"]).get_data(as_text=True)
-    assert "the events become rows of their day's file" in page and "Send 1 event(s)" in page
+    assert "the events become rows of their day's file" in page and "Send 1 event" in page
     response = post(logged_in, profile, "send", since=DAY.isoformat(), customer_types=["partial"])
     assert response.status_code == 302
-    assert "1 file row(s) created." in logged_in.get(response.headers["Location"]).get_data(as_text=True)
+    assert "1 file row created." in logged_in.get(response.headers["Location"]).get_data(as_text=True)
 
 
 def test_purged_events_are_shown_apart_and_not_sent(logged_in, app, post_events):
@@ -125,7 +125,47 @@ def test_purged_events_are_shown_apart_and_not_sent(logged_in, app, post_events)
     retention.forget(db.session.scalar(db.select(Customer).where(Customer.crm_customer_id == 1)), by="admin")
     profile = two_type_profile()
     page = post(logged_in, profile, "count").get_data(as_text=True)
-    assert "<strong>1</strong> purged: their data is gone, not sent" in page and "Send 2 event(s)" in page
+    assert "<strong>1</strong> purged: their data is gone, not sent" in page and "Send 2 events" in page
     response = post(logged_in, profile, "send")
     assert "1 purged: their data is gone, not sent" in logged_in.get(response.headers["Location"]).get_data(as_text=True)
     assert deliveries() == 2
+
+
+# --- Send this event to a profile ---------------------------------------------------------------
+
+def test_a_delivery_page_sends_its_event_to_another_profile_once(logged_in, post_events):
+    from exporter.models import Delivery, Event
+
+    first = make_profile()
+    other = make_profile(name="Second partner")
+    post_events(event("one"))  # both profiles take it: two deliveries
+    db.session.execute(db.delete(Delivery).where(Delivery.profile_id == other.id))  # as if made before it existed
+    db.session.commit()
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    page = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
+    assert 'id="send-this-event"' in page and f'<option value="{other.id}">Second partner</option>' in page
+    stored = db.session.scalars(db.select(Event)).one()
+    back = f"/deliveries/{delivery.id}"
+    response = logged_in.post(f"/profiles/events/{stored.id}/send", data={"profile_id": other.id, "back": back})
+    assert response.status_code == 302 and response.headers["Location"] == back
+    page = logged_in.get(back).get_data(as_text=True)
+    assert "Event one goes to &#39;Second partner&#39;: a delivery, sent after its Export Delay." in page
+    again = logged_in.post(f"/profiles/events/{stored.id}/send", data={"profile_id": other.id, "back": back},
+                           follow_redirects=True).get_data(as_text=True)
+    assert "already sent or queued for this profile: never twice" in again
+    assert db.session.scalar(db.select(db.func.count()).select_from(Delivery).where(
+        Delivery.profile_id == other.id)) == 1
+    assert first.id != other.id
+
+
+def test_send_this_event_refuses_in_words_and_goes_back_only_inside_the_site(logged_in, post_events):
+    from exporter.models import Event
+
+    make_profile()
+    post_events(event("one"))
+    stored = db.session.scalars(db.select(Event)).one()
+    response = logged_in.post(f"/profiles/events/{stored.id}/send", data={"profile_id": "", "back": "//evil.example/x"})
+    assert response.headers["Location"] == f"/customers/{stored.customer_id}"
+    page = logged_in.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Choose a profile to send this event to." in page
+    assert logged_in.post("/profiles/events/999/send", data={"profile_id": "1"}).status_code == 404

@@ -44,3 +44,18 @@ def test_a_confirm_text_with_an_apostrophe_is_an_attribute_not_script(app, admin
             '{% from "_macros.html" import post_button %}'
             "{{ post_button('/x', 'Delete', confirm=\"Delete profile 'Joe's leads'?\") }}")
     assert 'data-confirm="Delete profile &#39;Joe&#39;s leads&#39;?"' in html and "onclick" not in html
+
+
+def test_campaigns_answers_with_or_without_the_slash_and_a_delivery_links_back(logged_in, post_events):
+    from exporter.extensions import db
+    from exporter.models import Delivery
+
+    from ..factories import event, make_profile
+
+    for url in ("/campaigns", "/campaigns/"):
+        assert logged_in.get(url).status_code == 200
+    make_profile()
+    post_events(event())
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    html = logged_in.get(f"/deliveries/{delivery.id}").get_data(as_text=True)
+    assert '<p class="crumbs"><a href="/deliveries/">&lsaquo; Deliveries</a></p>' in html

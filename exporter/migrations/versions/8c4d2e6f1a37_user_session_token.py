@@ -1,4 +1,4 @@
-"""Users carry a session token: logout and a password change end every session (issue 9)
+"""Users carry a session token: logout and a password change end every session
 
 Revision ID: 8c4d2e6f1a37
 Revises: 8d4e0f2a3b51

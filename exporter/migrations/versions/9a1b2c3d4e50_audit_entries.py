@@ -1,4 +1,4 @@
-"""The audit log (issue 12)
+"""The audit log
 
 Revision ID: 9a1b2c3d4e50
 Revises: 8c4d2e6f1a37

@@ -1,4 +1,4 @@
-"""Send windows and daily caps per profile (issue 12): the profile's window and cap, the
+"""Send windows and daily caps per profile: the profile's window and cap, the
 per-day send counts, and why a delivery waits
 
 Revision ID: b1a2c3d4e5f6

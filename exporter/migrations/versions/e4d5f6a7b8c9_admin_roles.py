@@ -1,4 +1,4 @@
-"""Several admins: roles (admin, viewer), disabled users, one-time set-password links (issue 12)
+"""Several admins: roles (admin, viewer), disabled users, one-time set-password links
 
 Revision ID: e4d5f6a7b8c9
 Revises: b1a2c3d4e5f6

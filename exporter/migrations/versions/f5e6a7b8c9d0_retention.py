@@ -1,4 +1,4 @@
-"""Retention and "Forget this customer" (issue 12): purged_at on events and attempts, forgotten_at/by on customers
+"""Retention and "Forget this customer": purged_at on events and attempts, forgotten_at/by on customers
 
 Revision ID: f5e6a7b8c9d0
 Revises: 9a1b2c3d4e50
