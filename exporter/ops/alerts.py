@@ -1,6 +1,6 @@
 """Alerts: tell the admins who opt in (email) and a chat channel (a Slack-compatible webhook)
 when something needs a person: a partner host down N minutes, a daily file that failed, no
-worker alive for N minutes.
+worker alive for N minutes, a partner's PGP key that expires within 30 days.
 
 A condition is found by a check, one small function in CHECKS (`@alert_check`): it returns the
 conditions that hold now, each with a key ("host_down:api.partner.com"). `tick()` (cron, every
@@ -10,12 +10,11 @@ its grace time is forgotten untold. Two crons tell it once: the open incident's 
 and each message is claimed with a conditional UPDATE before it is sent. A message that could
 not be sent on any channel is tried again at the next tick.
 
-Adding a condition (e.g. a PGP key about to expire, once the daily files have keys):
+Adding a condition is one function, as pgp_keys_expiring below:
 
-    @alert_check("pgp_expiry", "A PGP key is about to expire")
-    def pgp_keys_expiring(context):
-        return [Condition(f"pgp_expiry:{key.id}", f"The PGP key of {key.profile} expires on {key.expires}")
-                for key in keys_expiring_within(context.now, days=14)]
+    @alert_check("kind", "What it is")
+    def find_them(context):
+        return [Condition("kind:" + key, "One line for the subject", "The details") for key in ...]
 
 No Flask here: the caller passes the app's config.
 """
@@ -30,6 +29,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit, security
+from . import stats
 from ..extensions import db, writing
 from ..models import AlertIncident, AlertRecipient, AlertSettings, Delivery, Host, ROLE_ADMIN, User, Worker, utcnow
 
@@ -108,6 +108,18 @@ def no_live_worker(context):
     return [Condition("no_worker", "No worker is alive: nothing is sent",
                       f"No `exporter worker` has sent a heartbeat ({seen}). Deliveries wait; none is lost. "
                       "Start a worker (`exporter run` restarts its own).", since=last_seen)]
+
+
+@alert_check("pgp_expiry", "A PGP key is about to expire")
+def pgp_keys_expiring(context):
+    """A partner's PGP Public Key that expires within the dashboard's 30 days (or has): one incident
+    per profile and key, ended when the key is replaced."""
+    return [Condition(f"pgp_expiry:{k.profile.id}:{k.fingerprint}",
+                      f"The PGP key of {k.profile.name} " + (f"expires on {k.expires:%Y-%m-%d}" if k.days_left > 0
+                                                           else f"expired on {k.expires:%Y-%m-%d}"),
+                      f"Key {k.fingerprint}. Its daily files cannot be encrypted once it has expired: paste the "
+                      "partner's new key in the profile's General Settings.")
+            for k in stats.expiring_pgp_keys(context.now)]
 
 
 def _count(n, one, many=None):

@@ -169,3 +169,25 @@ def test_a_new_check_is_one_function(configured, smtp, monkeypatch):
         return [alerts.Condition("pgp_expiry:7", "The PGP key of Nightly file expires in 10 days")]
 
     assert alerts.tick(configured)[0][0] == "The PGP key of Nightly file expires in 10 days"
+
+
+def test_a_pgp_key_that_expires_within_30_days_is_told_once_and_when_it_is_replaced(configured, smtp):
+    from ..pgp import Partner
+
+    soon, later = Partner(expires_in_days=10, name="Soon"), Partner(name="Later")
+    try:
+        profile = make_profile(name="Nightly file", export_type="ftp", settings={
+            "host": "ftp.example.com", "username": "u", "file_name": "{date}.csv.pgp", "pgp_key": later.public_key})
+        assert alerts.tick(configured) == []  # a key good for a year is no incident
+        profile.settings = {**profile.settings, "pgp_key": soon.public_key}
+        db.session.commit()
+        sent = alerts.tick(configured)
+        assert sent[0][0].startswith("The PGP key of Nightly file expires on ")
+        assert soon.fingerprint in smtp.wait_for(1)[0][1].get_content()
+        assert alerts.tick(configured) == []  # told once, not at every tick
+        profile.settings = {**profile.settings, "pgp_key": later.public_key}
+        db.session.commit()
+        assert alerts.tick(configured)[0][0].startswith("Resolved: The PGP key of Nightly file")
+    finally:
+        soon.close()
+        later.close()
