@@ -21,6 +21,9 @@ SQLite under the process's writer lock, taken per chunk): a range of 100,000 eve
 in memory, nor blocks the intake for its whole length. A replay stopped half-way keeps the chunks
 it committed; run again, it makes the rest (what was made counts as already exported). Its audit
 entry is written at the end, with the totals.
+
+Over 400 lines: Send past events and Send this event share one set of rules (routes, never
+twice, test cards, purged events, converted partials, daily files' rows), which read best together.
 """
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta

@@ -1,5 +1,5 @@
 """Partners beyond the GET postback: rejected deliveries, captured ids, reversals, duplicate
-suppression (issue 24)
+suppression
 
 Revision ID: 2f6b1c9d4e70
 Revises: d8e9f0a1b2c3

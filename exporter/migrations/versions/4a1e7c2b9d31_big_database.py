@@ -1,4 +1,4 @@
-"""A big database (issue 22): the claim's partial index on waiting deliveries, deliveries by
+"""A big database: the claim's partial index on waiting deliveries, deliveries by
 event for the conversion check, and autovacuum settings that re-analyze deliveries for a backlog
 
 Revision ID: 4a1e7c2b9d31

@@ -1,4 +1,4 @@
-"""Pages at a million rows (issue 22): indexes for the Deliveries list's keyset pages under a
+"""Pages at a million rows: indexes for the Deliveries list's keyset pages under a
 status, profile or host filter, and attempts by start time for the dashboard's last day
 
 Revision ID: 5b2f8d3c0e42

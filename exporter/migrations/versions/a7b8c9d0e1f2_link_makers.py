@@ -1,4 +1,4 @@
-"""Set-password links name the admin who made them: disabling or demoting that admin ends them (issue 21)
+"""Set-password links name the admin who made them: disabling or demoting that admin ends them
 
 Revision ID: a7b8c9d0e1f2
 Revises: e4d5f6a7b8c9

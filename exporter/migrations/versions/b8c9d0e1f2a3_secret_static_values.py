@@ -1,4 +1,4 @@
-"""Credentials in Static mappings and Postback URLs are stored encrypted (issue 21)
+"""Credentials in Static mappings and Postback URLs are stored encrypted
 
 A header: mapping's Static Value, or one whose Export Name is credential-like, becomes Fernet
 ciphertext ("enc:..."); a URL setting with userinfo or credential-like query values is stored

@@ -1,4 +1,4 @@
-"""Event ids scoped per intake token (issue 21, point 3): events.intake_token_id, and the unique
+"""Event ids scoped per intake token: events.intake_token_id, and the unique
 event_key becomes unique (event_key, intake_token_id)
 
 Revision ID: c7d8e9f0a1b2

@@ -1,4 +1,4 @@
-"""Customers search at a million rows (issue 22): pg_trgm trigram indexes for the contains-searches
+"""Customers search at a million rows: pg_trgm trigram indexes for the contains-searches
 on name, email and phone, on PostgreSQL when the extension is available (else the search scans,
 as on SQLite)
 

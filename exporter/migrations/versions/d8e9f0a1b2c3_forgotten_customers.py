@@ -1,4 +1,4 @@
-"""A forgotten customer's CRM id remembered without personal data (issue 21, point 3)
+"""A forgotten customer's CRM id remembered without personal data
 
 Revision ID: d8e9f0a1b2c3
 Revises: c7d8e9f0a1b2
