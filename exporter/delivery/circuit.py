@@ -3,7 +3,12 @@ is down its deliveries wait and one probe goes out per backoff step; a probe tha
 closes the circuit and the host's backlog flows again, within the per-host limit.
 
 Only failures that say the host itself is in trouble count: no answer at all (refused, timed
-out, unreachable), a 5xx or a 429. A 4xx about one delivery's data does not.
+out, unreachable) or a 5xx. A 4xx about one delivery's data does not, and neither does a 429: it
+asks to slow down (its Retry-After is honoured by the retry), it does not say the host is down.
+
+While a host is down only its probes' results move its next probe: a send already in flight
+when the circuit opened (it started before the host went down) is recorded, and its failure
+is the host's last error, but it is no failed probe and does not push the next probe back.
 """
 import functools
 from datetime import timedelta
@@ -17,7 +22,7 @@ from ..models import Host, utcnow
 
 
 def host_failure(outcome):
-    return not outcome.ok and (outcome.status is None or outcome.status >= 500 or outcome.status == 429)
+    return not outcome.ok and (outcome.status is None or outcome.status >= 500)
 
 
 def probe_seconds(probes, base, cap):
@@ -53,16 +58,16 @@ def take_probe(host, wait_seconds, now=None):
 
 def record(results, threshold, base, cap, now=None):
     """Update the circuits after a batch of sends: results is {host: (successes, host failures,
-    last error)}. Returns when to wake a drain: each probe this opened or moved, None (now) when a
-    host came back. No commit."""
+    last error, when the last failed send started)}. Returns when to wake a drain: each probe
+    this opened or moved, None (now) when a host came back. No commit."""
     now = now or utcnow()
-    up = [host for host, (ok, failed, _) in results.items() if ok and host]
+    up = [host for host, (ok, *_) in results.items() if ok and host]
     probes = set()
     if up:
         closed = db.session.scalars(_reset_statement(), {"up": up}).all()
         if closed:
             probes.add(None)  # a host is back: its backlog is due, wake a drain now
-    for host, (ok, failed, error) in results.items():
+    for host, (ok, failed, error, last_started) in results.items():
         if ok or not failed or not host:
             continue
         _ensure(host)
@@ -72,12 +77,20 @@ def record(results, threshold, base, cap, now=None):
         if row.down_since is None and row.failures >= threshold:
             row.down_since, row.probes = now, 0
             row.probe_at = now + timedelta(seconds=probe_seconds(0, base, cap))
-        elif row.down_since is not None:  # a probe failed: wait longer
+        elif row.down_since is not None and _a_probe(last_started, row.down_since):  # it failed: wait longer
             row.probes += 1
             row.probe_at = now + timedelta(seconds=probe_seconds(row.probes, base, cap))
         if row.down_since is not None:
             probes.add(row.probe_at)
     return probes
+
+
+def _a_probe(started, down_since):
+    """A send to a down host that started once it was down: only a probe is claimed for it then.
+    One that started before was in flight when the circuit opened."""
+    if started is None or down_since is None:
+        return True
+    return started.replace(tzinfo=None) >= down_since.replace(tzinfo=None)
 
 
 @functools.cache

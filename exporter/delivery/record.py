@@ -105,7 +105,7 @@ def record_many(app, worker, sents):
             db.session.execute(insert(HistoryEntry.__table__), history)
         retries = _mark_retrying(worker, [s for s in sents if not s.outcome.ok and not s.outcome.rejected], now)
         _merge_details(worker, [s for s in sents if s.outcome.details])
-        retries |= _record_circuits([(s.host, s.outcome) for s in sents], now)
+        retries |= _record_circuits([(s.host, s.outcome, s.started_at) for s in sents], now)
         db.session.commit()
         lost = [s.delivery_id for s in sents if s.outcome.ok and s.delivery_id not in held]
         if lost:
@@ -118,13 +118,14 @@ def _record_circuits(sends, now=None):
     """Each host's successes and failures in this batch, for its circuit; the probe times to wake at."""
     cfg = current_app.config
     results = {}
-    for host, outcome in sends:
-        ok, failed, error = results.get(host, (0, 0, ""))
+    for host, outcome, started in sends:
+        ok, failed, error, last_started = results.get(host, (0, 0, "", None))
         if outcome.ok:
             ok += 1
         elif circuit.host_failure(outcome):
             failed, error = failed + 1, outcome.error or f"HTTP {outcome.status}"
-        results[host] = (ok, failed, error)
+            last_started = max(filter(None, (last_started, started)), default=None)
+        results[host] = (ok, failed, error, last_started)
     changed = circuit.record(results, int(cfg["CIRCUIT_FAILURES"]), cfg["CIRCUIT_PROBE_SECONDS"],
                              cfg["RETRY_MAX_SECONDS"], now)
     if changed:  # a host went down or came back: this worker's next claim reads the circuits again
@@ -275,7 +276,7 @@ def record(delivery, outcome, started, secrets_, claimed_at, worker=None):
             update(Delivery).where(Delivery.id == delivery.id, Delivery.status == "sending",
                                    Delivery.claimed_at == claimed_at, Delivery.claimed_by == (worker or worker_name()))
             .values(**values).execution_options(synchronize_session=False)).rowcount == 1
-        probes = _record_circuits([(delivery.target, outcome)], now)
+        probes = _record_circuits([(delivery.target, outcome, started)], now)
         if held:
             db.session.refresh(delivery)
             if outcome.ok or outcome.rejected:
