@@ -2,8 +2,8 @@
 down hosts. No web parts: the health blueprint and the dashboard both call these.
 
 Each check answers from its own source: the database (SELECT 1), Redis (PING), RQ's worker
-registry for the app's queue (a worker counts while its key lives, i.e. until its heartbeat
-expires), RQ's cron scheduler registry (a CronScheduler counts while it has sent a heartbeat
+registry for the app's queue and the workers table (a worker counts while RQ lists it and its
+heartbeat in the table is fresh: a dead one is seen within WORKER_STALE_SECONDS), RQ's cron scheduler registry (a CronScheduler counts while it has sent a heartbeat
 in the last two minutes), and the deliveries table (how long the oldest due delivery has
 waited). Errors are named by their type only: a message could carry a URL or a password.
 """
@@ -18,7 +18,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from sqlalchemy import func, select, text
 
 from .. import audit
-from ..delivery import schedule
+from ..delivery import schedule, workers
 from ..extensions import db
 from ..models import Delivery, Host, utcnow
 
@@ -81,9 +81,14 @@ def check_redis(connection):
         return _failed(exc, "Redis did not answer")
 
 
-def live_workers(connection, queue_name):
-    """How many RQ workers listen on the queue now (one Redis call)."""
-    return int(connection.eval(_LIVE_WORKERS, 1, WORKERS_BY_QUEUE_KEY % queue_name))
+def live_workers(connection, queue_name, now=None):
+    """How many workers are alive: registered with RQ on the queue (one Redis call) and beating in
+    the workers table within WORKER_STALE_SECONDS. RQ keeps a SIGKILLed worker registered for
+    minutes, until its key expires; its heartbeat goes stale in seconds."""
+    registered = int(connection.eval(_LIVE_WORKERS, 1, WORKERS_BY_QUEUE_KEY % queue_name))
+    if not registered:
+        return 0
+    return min(registered, len(workers.alive(float(current_app.config["WORKER_STALE_SECONDS"]), now)))
 
 
 def live_cron_schedulers(connection, now=None):

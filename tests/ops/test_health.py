@@ -22,10 +22,14 @@ def connection(app):
 
 
 def live_worker(app, name=None):
-    """A real RQ worker's registration on the app's queue, as `exporter worker` makes it."""
+    """A real RQ worker's registration on the app's queue and its heartbeat in the workers table,
+    as `exporter worker` makes them."""
+    from exporter.delivery import workers
+
     worker = SimpleWorker([queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"])],
                           connection=queue.connect(app.config["REDIS_URL"]), name=name)
     worker.register_birth()
+    workers.beat(worker.name)
     return worker
 
 
@@ -45,6 +49,21 @@ def test_workers_count_while_registered_and_not_after(app, connection):
     connection.delete(two.key)  # a SIGKILLed worker, once its heartbeat key expired
     assert health.live_workers(connection, app.config["QUEUE_NAME"]) == 0
     assert not health.check_workers(connection, app.config["QUEUE_NAME"]).ok
+
+
+def test_a_worker_whose_heartbeat_is_stale_is_dead_though_rq_still_lists_it(app, client, connection):
+    """Issue 23: every worker SIGKILLed, /healthz answered 200 for minutes, while RQ kept their
+    registrations; the heartbeat table knew within WORKER_STALE_SECONDS."""
+    from exporter.models import Worker
+
+    worker, cron = live_worker(app), live_cron(app)
+    assert client.get("/healthz").status_code == 200
+    db.session.get(Worker, worker.name).seen_at = utcnow() - timedelta(seconds=app.config["WORKER_STALE_SECONDS"] + 1)
+    db.session.commit()  # it stopped beating: killed, its RQ key still alive
+    assert health.live_workers(connection, app.config["QUEUE_NAME"]) == 0
+    answer = client.get("/healthz")
+    assert answer.status_code == 503 and answer.json["checks"]["workers"]["alive"] == 0
+    assert "no worker is alive" in answer.json["checks"]["workers"]["error"]
 
 
 def test_a_cron_scheduler_counts_while_its_heartbeat_is_recent(app, connection):
