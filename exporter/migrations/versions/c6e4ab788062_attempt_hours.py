@@ -1,4 +1,5 @@
-"""Attempt hours: /metrics' roll-up of the attempts of each closed hour
+"""Attempt hours: /metrics' roll-up of the attempts of each closed hour; the retention purge's
+indexes: unfinished deliveries by event, file rows by event
 
 Revision ID: c6e4ab788062
 Revises: f1a2e3d4c525
@@ -13,6 +14,7 @@ down_revision = "f1a2e3d4c525"
 branch_labels = None
 depends_on = None
 
+UNFINISHED_SQL = "status NOT IN ('delivered', 'rejected', 'cancelled')"
 BUCKETS_MS = (25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 
 
@@ -28,7 +30,12 @@ def upgrade():
         *[sa.Column(f"le_{bound}", sa.BigInteger(), nullable=False) for bound in BUCKETS_MS],
         sa.PrimaryKeyConstraint("hour", "export_type", "ok"),
     )
+    op.create_index("ix_deliveries_unfinished_event", "deliveries", ["event_id"],
+                    sqlite_where=sa.text(UNFINISHED_SQL), postgresql_where=sa.text(UNFINISHED_SQL))
+    op.create_index("ix_file_rows_event", "file_rows", ["event_id"])
 
 
 def downgrade():
+    op.drop_index("ix_file_rows_event", table_name="file_rows")
+    op.drop_index("ix_deliveries_unfinished_event", table_name="deliveries")
     op.drop_table("attempt_hours")
