@@ -79,6 +79,8 @@ def main():
     parser.add_argument("--deliveries", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=20_000)
     parser.add_argument("--times", type=int, default=7)
+    parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="measure only the pages whose name contains NAME (repeatable), e.g. --only Dashboard")
     args = parser.parse_args()
     big_url = os.environ.get("EXPORTER_BENCH_BIGDB_URL")
     if not big_url or not os.environ.get("EXPORTER_BENCH_DATABASE_URL", "").startswith("postgres"):
@@ -98,6 +100,8 @@ def main():
         size = big.scalar("SELECT count(*) FROM deliveries")
         results = []
         for (name, path), (_, empty_path) in zip(pages(big), pages(empty)):
+            if args.only and not any(word.lower() in name.lower() for word in args.only):
+                continue
             fetch(big, path), fetch(empty, empty_path)  # warm-up
             times = {"big": [], "empty": []}
             for _ in range(args.times):

@@ -1,25 +1,31 @@
 """The Prometheus figures /metrics serves, read from the database at scrape time.
 
 A custom collector, not counters kept in memory: several web and worker processes on several
-machines share one database, so the database is the only place every send is counted. Each
-scrape runs a few GROUP BY queries: deliveries by status, one pass over the attempts for the
-counts by outcome and export type and the latency histogram, the due backlog and the hosts.
-The attempt counters are totals over the attempts table: deleting a profile (whose attempts
-go with it) lowers them, which Prometheus reads as a counter reset.
+machines share one database, so the database is the only place every send is counted.
+
+At a million attempts a pass over them all took 1.4 s a scrape, so the attempt counters and the
+latency histogram are the hourly roll-ups of attempt_hours (each closed hour folded once, by the
+first scrape after it closed ROLLUP_LAG ago) plus the attempts since the last folded hour, read
+through ix_attempts_started_at. The roll-ups outlive the attempts: a purge or a deleted profile no
+longer lowers the counters. Deliveries by status are stats.status_counts (exact up to its cap,
+PostgreSQL's estimate above it, as the metric's help says).
 """
-from datetime import timezone
+from datetime import timedelta, timezone
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
-from . import health
+from . import health, stats
 from ..extensions import db
-from ..models import Attempt, Delivery, Profile
+from ..models import LATENCY_BUCKETS_MS, Attempt, AttemptHour, Profile, utcnow
 
-# Upper bounds of the send latency buckets, in milliseconds (attempts record elapsed_ms).
-LATENCY_BUCKETS_MS = (25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+# An hour is folded once it closed this long ago: longer than any send takes between its start
+# (the attempt's started_at) and its record, so no attempt arrives in an hour already folded.
+ROLLUP_LAG = timedelta(hours=1)
+_FIGURES = ["attempts", "timed", "sum_ms", *(f"le_{bound}" for bound in LATENCY_BUCKETS_MS)]
 
 
 def _timestamp(naive_utc):
@@ -38,22 +44,17 @@ class DatabaseCollector:
         yield from self._processes()
 
     def _deliveries(self):
-        family = GaugeMetricFamily("exporter_deliveries", "Deliveries by status.", labels=["status"])
-        found = dict(db.session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
-        for status in Delivery.STATUSES:
-            family.add_metric([status], found.get(status, 0))
+        family = GaugeMetricFamily(
+            "exporter_deliveries",
+            f"Deliveries by status (exact up to {stats.COUNT_CAP}, above it PostgreSQL's estimate).",
+            labels=["status"])
+        for status, count in stats.status_counts().items():
+            family.add_metric([status], count.n)
         return family
 
     def _attempts(self):
-        """Attempts (test sends left out) by outcome and export type, and their latency, in one pass."""
-        export_type = func.coalesce(Profile.export_type, "unknown")
-        buckets = [func.sum(case((Attempt.elapsed_ms <= bound, 1), else_=0)) for bound in LATENCY_BUCKETS_MS]
-        rows = db.session.execute(
-            select(export_type, Attempt.ok, func.count(), func.count(Attempt.elapsed_ms),
-                   func.coalesce(func.sum(Attempt.elapsed_ms), 0), *buckets)
-            .outerjoin(Profile, Attempt.profile_id == Profile.id)
-            .where(Attempt.is_test.is_(False))
-            .group_by(export_type, Attempt.ok)).all()
+        """Attempts (test sends left out) by outcome and export type, and their latency."""
+        rows = attempt_totals()
         attempts = CounterMetricFamily("exporter_attempts", "Send attempts by outcome and export type.",
                                        labels=["outcome", "export_type"])
         latency = {}  # export type: [timed, sum_ms, bucket counts...]
@@ -101,6 +102,57 @@ class DatabaseCollector:
             yield GaugeMetricFamily("exporter_workers_alive", "RQ workers listening on the queue.", value=counts[0])
             yield GaugeMetricFamily("exporter_cron_schedulers_alive", "Cron schedulers with a recent heartbeat.",
                                     value=counts[1])
+
+
+def _attempt_figures(where, by_hour=False):
+    """Attempts (test sends left out) by export type and outcome (and hour): _FIGURES each."""
+    export_type = func.coalesce(Profile.export_type, "unknown")
+    hour = stats.hour_of(Attempt.started_at)
+    figures = [func.count(), func.count(Attempt.elapsed_ms), func.coalesce(func.sum(Attempt.elapsed_ms), 0),
+               *(func.sum(case((Attempt.elapsed_ms <= bound, 1), else_=0)) for bound in LATENCY_BUCKETS_MS)]
+    keys = [hour, export_type, Attempt.ok] if by_hour else [export_type, Attempt.ok]
+    return db.session.execute(
+        select(*keys, *figures).outerjoin(Profile, Attempt.profile_id == Profile.id)
+        .where(Attempt.is_test.is_(False), *where).group_by(*keys)).all()
+
+
+def fold_closed_hours(now=None):
+    """Roll the attempts of each hour that closed ROLLUP_LAG ago, and is not rolled yet, into
+    attempt_hours. Returns where the roll-ups end: the attempts from then on are not in them."""
+    until = ((now or utcnow()) - ROLLUP_LAG).replace(minute=0, second=0, microsecond=0)
+    last = db.session.scalar(select(func.max(AttemptHour.hour)))
+    start = last + timedelta(hours=1) if last is not None else None
+    if start is not None and start >= until:
+        return start
+    where = [Attempt.started_at < until] + ([Attempt.started_at >= start] if start is not None else [])
+    rows = [dict(zip(["hour", "export_type", "ok", *_FIGURES], row)) for row in _attempt_figures(where, by_hour=True)]
+    for row in rows:
+        row["hour"] = stats.as_datetime(row["hour"])
+        row.update({key: int(row[key] or 0) for key in _FIGURES})
+    if rows:
+        try:
+            db.session.execute(insert(AttemptHour), rows)
+            db.session.commit()
+        except IntegrityError:  # another scrape folded the same hours first: theirs count
+            db.session.rollback()
+    last = db.session.scalar(select(func.max(AttemptHour.hour)))
+    return last + timedelta(hours=1) if last is not None else None
+
+
+def attempt_totals(now=None):
+    """[(export type, ok, attempts, timed, sum_ms, le_25, ..., le_30000)]: the roll-ups' sums plus
+    the attempts since the last rolled hour."""
+    since = fold_closed_hours(now)
+    totals = {}
+    rolled = db.session.execute(
+        select(AttemptHour.export_type, AttemptHour.ok, *(func.sum(getattr(AttemptHour, key)) for key in _FIGURES))
+        .group_by(AttemptHour.export_type, AttemptHour.ok)).all()
+    live = _attempt_figures([Attempt.started_at >= since] if since is not None else [])
+    for kind, ok, *figures in [*rolled, *live]:
+        total = totals.setdefault((kind, bool(ok)), [0] * len(_FIGURES))
+        for i, value in enumerate(figures):
+            total[i] += int(value or 0)
+    return [(kind, ok, *figures) for (kind, ok), figures in sorted(totals.items())]
 
 
 def render(redis_url, queue_name):

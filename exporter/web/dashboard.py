@@ -28,7 +28,7 @@ def duration(delta):
 def index():
     now = utcnow()
     bars = stats.attempts_per_hour(now)
-    return render_template("dashboard/index.html", counts=stats.status_counts(), bars=bars,
+    return render_template("dashboard/index.html", counts=stats.status_counts(), count_cap=stats.COUNT_CAP, bars=bars,
                            peak=max([b.total for b in bars] + [1]), waiting=stats.oldest_waiting(now),
                            failing=stats.failing_endpoints(), duration=duration, now=now,
                            expiring_keys=stats.expiring_pgp_keys(now), pgp_warning_days=stats.PGP_WARNING_DAYS,

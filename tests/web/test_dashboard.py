@@ -78,6 +78,22 @@ def test_counts_by_status_link_to_the_filtered_list(logged_in, busy):
     assert 'href="/deliveries/?status=retrying"' in html
 
 
+def test_a_status_past_the_count_cap_shows_postgresqls_estimate_marked_as_one(logged_in, busy, monkeypatch):
+    """At a million deliveries the delivered are not counted one by one (issue 22): above the cap
+    PostgreSQL's estimate is shown as "about N"; a status under the cap keeps its exact count.
+    SQLite counts them all."""
+    monkeypatch.setattr(stats, "COUNT_CAP", 1)  # the busy fixture's two retrying are past it
+    html = logged_in.get("/").get_data(as_text=True)
+    if db.engine.dialect.name == "postgresql":
+        about = re.search(r"<b title=\"PostgreSQL's estimate[^\"]*\">about ([\d,]+)</b><span class=\"badge \w+\">retrying",
+                          html)
+        assert about and int(about.group(1).replace(",", "")) >= 2
+        assert {k: v for k, v in counts(html).items() if k != "retrying"} == {
+            "scheduled": 1, "sending": 0, "delivered": 1, "rejected": 0, "cancelled": 1}
+    else:
+        assert counts(html)["retrying"] == 2 and "about" not in html.split('id="status-counts"')[1].split("</section>")[0]
+
+
 def test_chart_shows_delivered_and_failed_attempts_this_hour(logged_in, busy):
     html = logged_in.get("/").get_data(as_text=True)
     attempts = db.session.scalars(db.select(Attempt)).all()

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import create_app
 from exporter.extensions import db
-from exporter.models import Attempt, Host, utcnow
+from exporter.models import Attempt, AttemptHour, Host, utcnow
 
 from ..factories import event, make_profile
 from ..ops.test_health import due_delivery, live_cron, live_worker
@@ -136,6 +136,35 @@ def test_metrics_count_real_sends_by_outcome_type_and_latency(client, app, post_
     assert found[("exporter_hosts_down", ())] == 0
     assert found[("exporter_redis_up", ())] == 1 and found[("exporter_workers_alive", ())] == 1
     assert found[("exporter_cron_schedulers_alive", ())] == 0
+
+
+def test_metrics_roll_closed_hours_up_once_and_keep_counting_them_after_a_purge(client, app):
+    """/metrics reads the hourly roll-ups of the hours closed over an hour ago, plus the attempts
+    since (issue 22: a scrape totalled a million attempts, 1.4 s). Scrapes agree with each other,
+    and deleting the old attempts (a purge, a deleted profile) no longer lowers the counters."""
+    app.config["METRICS_TOKEN"] = TOKEN
+    profile = make_profile()
+    now = utcnow()
+    for hours_ago, ok, elapsed in [(30, True, 40), (30, True, None), (3, False, 2000), (0, True, 10)]:
+        db.session.add(Attempt(profile_id=profile.id, ok=ok, elapsed_ms=elapsed, started_at=now - timedelta(hours=hours_ago)))
+    db.session.add(Attempt(profile_id=profile.id, is_test=True, ok=True, started_at=now - timedelta(hours=3)))
+    db.session.commit()
+
+    def scrape():
+        found = samples(client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).get_data(as_text=True))
+        return {key[0] + str(dict(key[1]).get("outcome", dict(key[1]).get("le", ""))): value
+                for key, value in found.items() if key[0].startswith(("exporter_attempts", "exporter_send_latency"))}
+
+    first = scrape()
+    assert first["exporter_attempts_totalok"] == 3 and first["exporter_attempts_totalfailed"] == 1
+    assert first["exporter_send_latency_seconds_count"] == 3  # one attempt has no elapsed time
+    assert first["exporter_send_latency_seconds_bucket0.05"] == 2 and first["exporter_send_latency_seconds_sum"] == 2.05
+    assert db.session.scalar(db.select(db.func.count()).select_from(AttemptHour)) == 2  # 30 h and 3 h ago
+    assert scrape() == first
+
+    db.session.execute(db.delete(Attempt).where(Attempt.started_at < now - timedelta(hours=2)))
+    db.session.commit()
+    assert scrape() == first
 
 
 def test_metrics_list_down_hosts(client, app):
