@@ -29,6 +29,20 @@ class ExporterGroup(click.Group):
         return super().make_context(info_name, args, parent=parent, **extra)
 
 
+def serves_no_pages(command):
+    """The command builds the app without the web (create_app(web=False)): it loads only what it
+    uses. Above @with_appcontext; an app already loaded (a test's runner) is used as it is."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        info = click.get_current_context().ensure_object(ScriptInfo)
+        if info.create_app is create_app:
+            info.create_app = functools.partial(create_app, web=False)
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
 def _version():
     from importlib.metadata import PackageNotFoundError, version
 
@@ -405,6 +419,7 @@ def files_group():
 @click.option("--now", "send_here", is_flag=True,
               help="Send here and wait, instead of queueing for the workers: only when no worker runs "
                    "(no job timeout applies; see docs/operations.md).")
+@serves_no_pages
 @with_appcontext
 @migrated()
 @audited
