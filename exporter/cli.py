@@ -82,6 +82,9 @@ def _upgrade_db():
 
 def _pending_migrations():
     """True when the database is behind the code's migrations (a fresh database is)."""
+    heads = _code_heads()
+    if heads and heads == _database_heads():
+        return False  # up to date, seen without loading Alembic (some 120 modules, 10 MB)
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
@@ -91,6 +94,46 @@ def _pending_migrations():
     with db.engine.connect() as connection:
         current = set(MigrationContext.configure(connection).get_current_heads())
     return current != set(script.get_heads())
+
+
+_SETTING = r"^{}\s*(?::[^=\n]*)?=\s*(.+)$"
+
+
+def _code_heads():
+    """The code's migration heads, read from each file's `revision` and `down_revision` lines (the
+    revisions no other one follows), or None when a file says them otherwise: then Alembic decides."""
+    import ast
+    import re
+
+    versions = os.path.join(os.path.dirname(__file__), "migrations", "versions")
+    revisions, followed = set(), set()
+    for name in os.listdir(versions):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(versions, name), encoding="utf-8") as f:
+            text = f.read()
+        found = [re.search(_SETTING.format(key), text, re.M) for key in ("revision", "down_revision")]
+        try:
+            revision, down = (ast.literal_eval(m.group(1).strip()) for m in found)
+        except (AttributeError, ValueError, SyntaxError):
+            return None
+        revisions.add(revision)
+        followed.update((down,) if isinstance(down, str) else down or ())
+    return revisions - followed
+
+
+def _database_heads():
+    """The revisions alembic_version holds, or None when it cannot be read (no table yet)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from .extensions import db
+
+    try:
+        with db.engine.connect() as connection:
+            return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except DBAPIError:
+        return None
 
 
 def command_name():

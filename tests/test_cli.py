@@ -314,3 +314,17 @@ def test_files_send_loads_no_web_pages_nor_the_login_limiter(tmp_path):
                             "from exporter import create_app; create_app()")], env=env, capture_output=True,
                            text=True, timeout=120)
     assert "exporter.web.profiles" in pages.stdout and "flask_limiter" in pages.stdout
+
+
+def test_the_migration_check_without_alembic_reads_the_heads_alembic_reads(app):
+    """`exporter files send` and the other commands see an up-to-date database without loading Alembic:
+    the heads read from the migration files are Alembic's own."""
+    from alembic.script import ScriptDirectory
+
+    from exporter import cli
+
+    script = ScriptDirectory.from_config(app.extensions["migrate"].migrate.get_config())
+    assert cli._code_heads() == set(script.get_heads())
+    with app.app_context():
+        assert cli._database_heads() == set(script.get_heads())  # the test database is migrated
+        assert not cli._pending_migrations()
