@@ -293,14 +293,15 @@ def test_migrate_says_nothing_from_alembic_on_a_migrated_database(tmp_path):
 # Run `exporter files send` in a process of its own and print, at its exit, the modules it loaded of these.
 _LOADED_AT_EXIT = """import atexit, sys
 atexit.register(lambda: print("loaded:", sorted({m.split('.')[0] if not m.startswith('exporter.') else m
-    for m in sys.modules if m.startswith(('exporter.web', 'flask_limiter', 'limits'))})))
+    for m in sys.modules if m.startswith(('exporter.web', 'flask_limiter', 'limits', 'alembic', 'redis', 'rq'))})))
 from exporter.cli import main
 main(sys.argv[1:], prog_name="exporter")
 """
 
 
-def test_files_send_loads_no_web_pages_nor_the_login_limiter(tmp_path):
-    """A command that sends one file loads only what it uses (issue 26): the app without its blueprints."""
+def test_files_send_loads_only_what_it_uses(tmp_path):
+    """A command that sends one file loads only what it uses (issue 26): the app without its blueprints
+    nor the login limiter, no Alembic for a migrated database, no Redis client for a file sent here."""
     assert _exporter(tmp_path, "migrate").returncode == 0
     env = {**os.environ, "EXPORTER_INSTANCE_PATH": str(tmp_path),
            "EXPORTER_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.sqlite'}"}
