@@ -6,8 +6,11 @@ from flask import Flask
 from . import config as config_module
 
 
-def create_app(test_config=None):
-    """The app factory: config, extensions, blueprints, CLI, export types."""
+def create_app(test_config=None, web=True):
+    """The app factory: config, extensions, blueprints, CLI, export types.
+
+    web=False: no blueprints (pages, forms, the limiter, /metrics), for a command that serves no
+    request and wants to load only what it uses (`exporter files send`)."""
     # EXPORTER_INSTANCE_PATH moves config, SQLite file and secret key out of ./instance.
     os.umask(config_module.PRIVATE_UMASK)  # before anything is created: the instance folder too
     app = Flask(__name__, instance_relative_config=True, instance_path=os.environ.get("EXPORTER_INSTANCE_PATH"))
@@ -35,9 +38,10 @@ def create_app(test_config=None):
 
     app.extensions["daily_files"] = daily_files
 
-    from .web import register_blueprints
+    if web:
+        from .web import register_blueprints
 
-    register_blueprints(app)
+        register_blueprints(app)
 
     from . import cli
 

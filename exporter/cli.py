@@ -29,6 +29,20 @@ class ExporterGroup(click.Group):
         return super().make_context(info_name, args, parent=parent, **extra)
 
 
+def serves_no_pages(command):
+    """The command builds the app without the web (create_app(web=False)): it loads only what it
+    uses. Above @with_appcontext; an app already loaded (a test's runner) is used as it is."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        info = click.get_current_context().ensure_object(ScriptInfo)
+        if info.create_app is create_app:
+            info.create_app = functools.partial(create_app, web=False)
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
 def _version():
     from importlib.metadata import PackageNotFoundError, version
 
@@ -68,6 +82,9 @@ def _upgrade_db():
 
 def _pending_migrations():
     """True when the database is behind the code's migrations (a fresh database is)."""
+    heads = _code_heads()
+    if heads and heads == _database_heads():
+        return False  # up to date, seen without loading Alembic (some 120 modules, 10 MB)
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
@@ -77,6 +94,46 @@ def _pending_migrations():
     with db.engine.connect() as connection:
         current = set(MigrationContext.configure(connection).get_current_heads())
     return current != set(script.get_heads())
+
+
+_SETTING = r"^{}\s*(?::[^=\n]*)?=\s*(.+)$"
+
+
+def _code_heads():
+    """The code's migration heads, read from each file's `revision` and `down_revision` lines (the
+    revisions no other one follows), or None when a file says them otherwise: then Alembic decides."""
+    import ast
+    import re
+
+    versions = os.path.join(os.path.dirname(__file__), "migrations", "versions")
+    revisions, followed = set(), set()
+    for name in os.listdir(versions):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(versions, name), encoding="utf-8") as f:
+            text = f.read()
+        found = [re.search(_SETTING.format(key), text, re.M) for key in ("revision", "down_revision")]
+        try:
+            revision, down = (ast.literal_eval(m.group(1).strip()) for m in found)
+        except (AttributeError, ValueError, SyntaxError):
+            return None
+        revisions.add(revision)
+        followed.update((down,) if isinstance(down, str) else down or ())
+    return revisions - followed
+
+
+def _database_heads():
+    """The revisions alembic_version holds, or None when it cannot be read (no table yet)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from .extensions import db
+
+    try:
+        with db.engine.connect() as connection:
+            return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except DBAPIError:
+        return None
 
 
 def command_name():
@@ -405,6 +462,7 @@ def files_group():
 @click.option("--now", "send_here", is_flag=True,
               help="Send here and wait, instead of queueing for the workers: only when no worker runs "
                    "(no job timeout applies; see docs/operations.md).")
+@serves_no_pages
 @with_appcontext
 @migrated()
 @audited

@@ -9,8 +9,6 @@ except ImportError:  # not on Windows: there one process's threads take turns, t
     fcntl = None
 
 import click
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -61,8 +59,20 @@ csrf = CSRFProtect()
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message_category = "info"
-# Login throttling; its storage is the app's Redis (RATELIMIT_STORAGE_URI, set from REDIS_URL).
-limiter = Limiter(key_func=get_remote_address, key_prefix="exporter")
+
+
+def __getattr__(name):
+    """`limiter`, made on first use: login throttling, for the web only. Flask-Limiter (and its
+    `limits`, some 60 modules) is not loaded by a command that serves no page."""
+    if name != "limiter":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from flask_limiter import Limiter
+    from flask_limiter.util import get_remote_address
+
+    global limiter
+    # Login throttling; its storage is the app's Redis (RATELIMIT_STORAGE_URI, set from REDIS_URL).
+    limiter = Limiter(key_func=get_remote_address, key_prefix="exporter")
+    return limiter
 
 
 @event.listens_for(Engine, "connect")

@@ -288,3 +288,44 @@ def test_migrate_says_nothing_from_alembic_on_a_migrated_database(tmp_path):
     assert "(issue" not in first.stderr  # migrations are named for users, not for our tracker
     again = _installed_exporter("migrate", instance=tmp_path)
     assert (again.returncode, again.stdout, again.stderr) == (0, "database is up to date\n", "")
+
+
+# Run `exporter files send` in a process of its own and print, at its exit, the modules it loaded of these.
+_LOADED_AT_EXIT = """import atexit, sys
+atexit.register(lambda: print("loaded:", sorted({m.split('.')[0] if not m.startswith('exporter.') else m
+    for m in sys.modules if m.startswith(('exporter.web', 'flask_limiter', 'limits', 'alembic', 'redis', 'rq'))})))
+from exporter.cli import main
+main(sys.argv[1:], prog_name="exporter")
+"""
+
+
+def test_files_send_loads_only_what_it_uses(tmp_path):
+    """A command that sends one file loads only what it uses (issue 26): the app without its blueprints
+    nor the login limiter, no Alembic for a migrated database, no Redis client for a file sent here."""
+    assert _exporter(tmp_path, "migrate").returncode == 0
+    env = {**os.environ, "EXPORTER_INSTANCE_PATH": str(tmp_path),
+           "EXPORTER_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.sqlite'}"}
+    env.pop("EXPORTER_REDIS_URL", None)
+    result = subprocess.run([sys.executable, "-c", _LOADED_AT_EXIT, "files", "send", "--profile", "Nobody",
+                             "--date", "2020-01-01", "--now"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "no profile named 'Nobody'" in result.stderr  # the app was loaded
+    assert result.stdout.strip().splitlines()[-1] == "loaded: []"
+    # The same hook on a command that serves pages sees them: the check above can fail.
+    pages = subprocess.run([sys.executable, "-c", _LOADED_AT_EXIT.replace("main(sys.argv[1:], prog_name=\"exporter\")",
+                            "from exporter import create_app; create_app()")], env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert "exporter.web.profiles" in pages.stdout and "flask_limiter" in pages.stdout
+
+
+def test_the_migration_check_without_alembic_reads_the_heads_alembic_reads(app):
+    """`exporter files send` and the other commands see an up-to-date database without loading Alembic:
+    the heads read from the migration files are Alembic's own."""
+    from alembic.script import ScriptDirectory
+
+    from exporter import cli
+
+    script = ScriptDirectory.from_config(app.extensions["migrate"].migrate.get_config())
+    assert cli._code_heads() == set(script.get_heads())
+    with app.app_context():
+        assert cli._database_heads() == set(script.get_heads())  # the test database is migrated
+        assert not cli._pending_migrations()

@@ -16,9 +16,8 @@ import time
 from datetime import datetime, timezone
 from urllib.parse import urlsplit, urlunsplit
 
-from redis import Redis
-from rq import Queue, SimpleWorker
-from rq.exceptions import StopRequested
+# redis and rq (some 85 modules, 8 MB) are imported where they are used: a command that sends a
+# file here and now (`exporter files send --now`) reaches this module but never Redis.
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +32,17 @@ MAINTENANCE_INTERVAL_SECONDS = 30
 _connections = {}
 
 
-def connect(url) -> Redis:
+def connect(url) -> "Redis":
+    from redis import Redis
+
     if url not in _connections:
         _connections[url] = Redis.from_url(url)
     return _connections[url]
 
 
-def get_queue(url, name=DEFAULT_QUEUE_NAME) -> Queue:
+def get_queue(url, name=DEFAULT_QUEUE_NAME) -> "Queue":
+    from rq import Queue
+
     return Queue(name, connection=connect(url))
 
 
@@ -69,6 +72,8 @@ def wake(connection, name, times, job_timeout=None):
     won = [second for second, is_new in zip(seconds, new) if is_new]
     if not won:
         return
+    from rq import Queue
+
     queue = Queue(name, connection=connection)
     options = {"result_ttl": 0, "failure_ttl": 86400}
     if job_timeout:
@@ -91,6 +96,8 @@ def ack_wake(connection, name):
 def run_worker(url, name=DEFAULT_QUEUE_NAME, burst=False, on_stop=None, logging_level="INFO"):
     """A worker that runs jobs in its own process (no fork per job) with RQ's scheduler, which
     moves due enqueue_at wake-ups onto the queue. on_stop() runs when a stop is requested."""
+    from rq import SimpleWorker
+
     queue = get_queue(url, name)
 
     class ExporterWorker(SimpleWorker):
@@ -108,6 +115,8 @@ def keep_running(run, what, stopped=lambda: False, once=False):
     """Run `run()` again, with backoff, whenever it fails or ends unasked (Redis or the database
     went away and RQ gave up): a worker and cron exit only on a signal. once=True: an ordinary
     return is the end (cron's after a signal, a burst worker's)."""
+    from rq.exceptions import StopRequested
+
     wait = 1.0
     try:
         while True:
@@ -212,6 +221,8 @@ class EmbeddedRedis:
              "--appendonly", "no", "--dir", self.directory],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)  # Ctrl-C reaches the worker and cron, not the Redis they still need
+        from redis import Redis
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

@@ -489,3 +489,34 @@ def test_rows_stream_in_batches_in_time_order_with_cards_only_when_documented(ap
     db.session.commit()
     rows = list(daily_files.rendered_rows(profile, route.id, DAY, renderer, yield_per=2))
     assert [dict(r)["card"] for r in rows] == [""] * 5
+
+
+def test_files_send_now_with_gzip_and_pgp_loads_only_what_it_uses(app, app_config, post_events, ftp_server,
+                                                                    tmp_path):
+    """Issue 26: `exporter files send --now`, as a user runs it (a process of its own), sends a gzip + PGP
+    file that gpg and gzip read back, and loads no web page, login limiter, Alembic or Redis client."""
+    import gzip
+    import subprocess
+    import sys
+
+    from ..pgp import Partner
+    from ..test_cli import _LOADED_AT_EXIT
+
+    partner = Partner()
+    try:
+        profile = ftp_profile(ftp_server, compression="gzip", pgp_key=partner.public_key,
+                              file_name="{profile}_{route}_{date:%Y%m%d}.csv.gz.pgp")
+        post_events(event("first", occurred_at=at(DAY, 8), firstName="First"))
+        env = {**os.environ, "EXPORTER_INSTANCE_PATH": str(tmp_path), "EXPORTER_SECRET_KEY": app_config["SECRET_KEY"],
+               "EXPORTER_DATABASE_URL": app_config["DATABASE_URL"], "EXPORTER_REDIS_URL": app_config["REDIS_URL"],
+               "EXPORTER_FILES_DIR": app_config["FILES_DIR"], "EXPORTER_ALLOW_PRIVATE_TARGETS": "true"}
+        result = subprocess.run([sys.executable, "-c", _LOADED_AT_EXIT, "files", "send", "--profile", profile.name,
+                                 "--date", DAY.isoformat(), "--now"], env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "uploaded: 1 row," in result.stdout
+        assert result.stdout.strip().splitlines()[-1] == "loaded: []"
+        sent = ftp_server.files()[f"daily-partials_{profile.routes[0].id}_{DAY:%Y%m%d}.csv.gz.pgp"]
+        assert gzip.decompress(partner.decrypt(sent)).splitlines()[1].startswith(b"First,")
+    finally:
+        partner.close()
