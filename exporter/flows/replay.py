@@ -25,6 +25,7 @@ entry is written at the end, with the totals.
 Over 400 lines: Send past events and Send this event share one set of rules (routes, never
 twice, test cards, purged events, converted partials, daily files' rows), which read best together.
 """
+import contextlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -178,33 +179,36 @@ def replay(profile, since, until, types=(), dry_run=False):
     due_times = set()
     read, after = _reader(profile, since, until, types), 0
     while after is not None:
-        with writing():  # per chunk: the intake writes between two chunks (SQLite's one writer)
-            try:
-                chunk, after = read(after)
-                fresh = _count(chunk, result)
-                if fresh:
-                    due_times |= _make(profile, fresh, result)
-                db.session.commit()
-            except BaseException:
-                db.session.rollback()
-                raise
-    with writing():  # SQLite: this process's writers take turns (see extensions.writing)
+        with _transaction():  # per chunk: the intake writes between two chunks (SQLite's one writer)
+            chunk, after = read(after)
+            fresh = _count(chunk, result)
+            if fresh:
+                due_times |= _make(profile, fresh, result)
+    with _transaction():
+        result.late_days = _late_days(profile, result) if result.daily_file else []
+        audit.record("profile.replay", "profile", profile.id, profile.name, profile_id=profile.id,
+                     summary=f"Send past events {since.isoformat()} to {until.isoformat()}: {result.summary()}",
+                     after={"since": since.isoformat(), "until": until.isoformat(), "customer_types": types,
+                            "matched": result.matched, "already_exported": result.already,
+                            "converted_skipped": result.converted, "purged": result.purged,
+                            "test_orders": result.test_orders,
+                            "created": result.created})
+    if due_times:
+        schedule.wake(due_times)
+    return result
+
+
+@contextlib.contextmanager
+def _transaction():
+    """A write transaction of the replay: SQLite's writers take turns (extensions.writing), and it
+    is committed, or rolled back on any error."""
+    with writing():
         try:
-            result.late_days = _late_days(profile, result) if result.daily_file else []
-            audit.record("profile.replay", "profile", profile.id, profile.name, profile_id=profile.id,
-                         summary=f"Send past events {since.isoformat()} to {until.isoformat()}: {result.summary()}",
-                         after={"since": since.isoformat(), "until": until.isoformat(), "customer_types": types,
-                                "matched": result.matched, "already_exported": result.already,
-                                "converted_skipped": result.converted, "purged": result.purged,
-                                "test_orders": result.test_orders,
-                                "created": result.created})
+            yield
             db.session.commit()
         except BaseException:
             db.session.rollback()
             raise
-    if due_times:
-        schedule.wake(due_times)
-    return result
 
 
 # --- one event ----------------------------------------------------------------------------------
@@ -225,19 +229,14 @@ def replay_event(profile, event_id):
                                    f"({customer_types.label(row.type)}, campaign {row.campaign_id})")
     day = daily_files.local_day(profile, row.occurred_at)
     result = Result(profile.name, day, day, [row.type], daily_file=daily_files.is_daily_file(profile), dry_run=False)
-    with writing():
-        try:
-            fresh = _count([(row, matched)], result)
-            due_times = _make(profile, fresh, result) if fresh else set()
-            words = _one_event_words(profile, row, result)
-            if result.created:
-                audit.record("profile.replay_event", "profile", profile.id, profile.name, profile_id=profile.id,
-                             summary=f"Event {row.event_key} sent to this profile (Send this event)",
-                             after={"event": row.event_key, "event_id": row.id, "day": day.isoformat()})
-            db.session.commit()
-        except BaseException:
-            db.session.rollback()
-            raise
+    with _transaction():
+        fresh = _count([(row, matched)], result)
+        due_times = _make(profile, fresh, result) if fresh else set()
+        words = _one_event_words(profile, row, result)
+        if result.created:
+            audit.record("profile.replay_event", "profile", profile.id, profile.name, profile_id=profile.id,
+                         summary=f"Event {row.event_key} sent to this profile (Send this event)",
+                         after={"event": row.event_key, "event_id": row.id, "day": day.isoformat()})
     if due_times:
         schedule.wake(due_times)
     return bool(result.created), words
