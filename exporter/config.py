@@ -40,7 +40,11 @@ class Defaults:
     SWEEP_INTERVAL_SECONDS = 60
     TEST_CARD_NUMBERS = ["4111111111111111", "4242424242424242", "1444444444444440"]
     # Sends in flight to one host from one worker (N workers: up to N times this per host); 0: no limit.
+    # A host's own limits (the dashboard's Host limits) hold across all workers instead.
     HOST_CONCURRENCY = 4
+    # Sends in flight to one host across all workers while it is slowed down (a 429) and has no
+    # limit of its own set: halved from this; 0: unlimited hosts are not slowed.
+    HOST_MAX_IN_FLIGHT = 4
     # A host whose sends fail this many times in a row is down: one probe per backoff step
     # (CIRCUIT_PROBE_SECONDS doubling, capped at RETRY_MAX_SECONDS) until one succeeds.
     CIRCUIT_FAILURES = 5

@@ -395,6 +395,11 @@ class Host(db.Model):
     probes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # failed probes in a row
     last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
     updated_at: Mapped[datetime | None] = mapped_column(UTC, default=utcnow, onupdate=utcnow)
+    # The partner's limits, shared by every worker (delivery/limits.py): sends at once, and
+    # rate_limit sends per rate_per seconds (1 or 60). None: no limit of that kind.
+    max_in_flight: Mapped[int | None] = mapped_column(Integer)
+    rate_limit: Mapped[int | None] = mapped_column(Integer)
+    rate_per: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class Worker(db.Model):
@@ -404,6 +409,8 @@ class Worker(db.Model):
     name: Mapped[str] = mapped_column(String(120), primary_key=True)  # "hostname:pid"
     started_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
     seen_at: Mapped[datetime] = mapped_column(UTC, default=utcnow)
+    # Since when this worker limits hosts on its own, Redis not answering (None: shared limits).
+    limits_own_since: Mapped[datetime | None] = mapped_column(UTC)
 
 
 class SendCount(db.Model):

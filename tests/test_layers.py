@@ -29,7 +29,7 @@ RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
 # What every part stands on is one layer; its modules are told apart by name, so a circle
 # among them is caught like one inside a part.
 PURE = {"mapping", "catalog", "cards", "windows", "body_templates", "response_rules", "profiles.customer_types",
-        "profiles.matching", "delivery.engine"}
+        "profiles.matching", "delivery.engine", "delivery.limits"}
 
 
 def module_of(path, root=PACKAGE):

@@ -9,6 +9,7 @@ import functools
 import logging
 import time
 from collections import Counter, defaultdict
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import any_, bindparam, case, func, select, text
 
@@ -79,23 +80,35 @@ def _claim_statement(dialect, per_host, busy, only):
             .returning(d.id, d.profile_id, d.event_id, d.route_id, d.file_date, d.target, d.attempt_count))
 
 
+LIMITED = {"retry-after": "Waiting: {host} asked to wait (Retry-After)",
+           "rate": "Waiting: {host}'s rate limit", "in flight": "Waiting: {host}'s limit of sends at once"}
+
+
 def give_back(jobs, worker=None):
-    """Claims taken but never started go back to waiting, due now, the try not counted: a
-    delivery never tried is `scheduled` again (a stopping worker's give-back is no failure),
-    one that had failed before is still `retrying`."""
+    """Claims taken but never started go back to waiting, the try not counted: a delivery never
+    tried is `scheduled` again (a stopping worker's give-back is no failure), one that had failed
+    before is still `retrying`. Due now, or when its host's limits let it go (job.not_before),
+    with a waiting reason that says which limit."""
     by_claim = defaultdict(list)
     for job in jobs:
-        by_claim[job.context.claimed_at].append(job.delivery_id)
+        by_claim[job.context.claimed_at, job.not_before, job.limited and job.host].append(job)
     d = DELIVERIES.c
+    now, later = utcnow(), set()
     with writing():
-        for claimed_at, ids in by_claim.items():
+        for (claimed_at, not_before, host), group in by_claim.items():
+            due = max(now, datetime.fromtimestamp(not_before, timezone.utc).replace(tzinfo=None)) if not_before else now
+            if due > now:  # a drain is woken then, on the second (one wake-up for a second's many)
+                later.add(due.replace(microsecond=0) + timedelta(seconds=1))
+            reason = LIMITED.get(group[0].limited, "Waiting: {host}'s limits").format(host=host) if host else ""
             db.session.execute(DELIVERIES.update().where(
-                d.id.in_(ids), d.status == "sending", d.claimed_at == claimed_at,
+                d.id.in_([job.delivery_id for job in group]), d.status == "sending", d.claimed_at == claimed_at,
                 d.claimed_by == (worker or worker_name()))
-                .values(status=case((d.attempt_count > 1, "retrying"), else_="scheduled"), due_at=utcnow(),
-                        claimed_at=None, claimed_by="", attempt_count=d.attempt_count - 1))
+                .values(status=case((d.attempt_count > 1, "retrying"), else_="scheduled"), due_at=due,
+                        claimed_at=None, claimed_by="", attempt_count=d.attempt_count - 1,
+                        waiting_reason=reason[:255]))
         admission.refund([(job.context.profile_id, job.context.counted) for job in jobs if job.context.counted])
         db.session.commit()
+    return later
 
 
 

@@ -15,10 +15,12 @@ import time
 from functools import partial
 
 from flask import current_app
+from redis import Redis
+from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Delivery, utcnow
-from . import admission, circuit, claim, schedule
+from ..models import Delivery, Host, utcnow
+from . import admission, circuit, claim, limits, schedule
 from .engine import Engine
 from .heartbeat import Heartbeat, worker_name
 from .prepare import jobs_for, profiles_of
@@ -45,15 +47,61 @@ def engine_for(app):
             _engine = None
         if _engine is None:
             cfg = app.config
+            shared = _limits(cfg)
             engine = Engine(partial(record_many, app, worker_name()), host_concurrency=cfg["HOST_CONCURRENCY"],
-                            threads=cfg["SEND_THREADS"], host_failed=_host_failed, hold_after=cfg["CIRCUIT_FAILURES"])
-            engine.heartbeat = Heartbeat(app, worker_name(), float(cfg["HEARTBEAT_SECONDS"]))
+                            threads=cfg["SEND_THREADS"], host_failed=_host_failed, hold_after=cfg["CIRCUIT_FAILURES"],
+                            limits=shared, slowed=_slowed, give_back=partial(_give_back, app))
+            engine.heartbeat = Heartbeat(app, worker_name(), float(cfg["HEARTBEAT_SECONDS"]),
+                                         lambda: shared.fallback_since)
+            _limits_read[0] = 0.0
             _engine = (app, engine)
         return _engine[1]
 
 
 def _host_failed(sent):
     return circuit.host_failure(sent.outcome)
+
+
+def _limits(cfg):
+    """The host limits every worker shares, through the app's Redis (a connection of their own
+    with short timeouts: a hung Redis must not hold sends long); in memory without one."""
+    if not cfg.get("REDIS_URL"):
+        return limits.LocalLimits(cfg["HOST_MAX_IN_FLIGHT"])
+    connection = Redis.from_url(cfg["REDIS_URL"], socket_timeout=1, socket_connect_timeout=1)
+    return limits.SharedLimits(connection, cfg["HOST_MAX_IN_FLIGHT"], float(cfg["SEND_TIMEOUT_SECONDS"]) + 15)
+
+
+def _slowed(sent):
+    """A partner that asks to slow down: a 429, or a 503 that says when to come back."""
+    outcome = getattr(sent, "outcome", None)
+    if outcome is None or outcome.status not in (429, 503):
+        return None
+    retry_after = schedule.seconds(outcome.retry_after)
+    if outcome.status == 503 and retry_after is None:
+        return None  # an outage: the circuit's business
+    after = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
+    return retry_after, f"HTTP {outcome.status}{after} at {utcnow():%H:%M:%S} UTC"
+
+
+def _give_back(app, jobs):
+    with app.app_context():
+        later = claim.give_back(jobs)
+        schedule.wake([None, *later])
+
+
+_limits_read = [0.0]
+LIMITS_READ_SECONDS = 5  # an admin's change of a host's limits reaches each worker this fast
+
+
+def _read_limits(engine):
+    """Each host's limits from the hosts table, a few times a minute."""
+    if time.monotonic() - _limits_read[0] < LIMITS_READ_SECONDS:
+        return
+    _limits_read[0] = time.monotonic()
+    rows = db.session.execute(select(Host.name, Host.max_in_flight, Host.rate_limit, Host.rate_per).where(
+        (Host.max_in_flight.is_not(None)) | (Host.rate_limit.is_not(None)))).all()
+    engine.limits.configure({name: limits.HostLimit(in_flight or 0, rate or 0, per or 1)
+                             for name, in_flight, rate, per in rows})
 
 
 def wait_idle(timeout=None):
@@ -84,14 +132,17 @@ def drain():
     engine = engine_for(app)
     schedule.ack_wake()
     claim.release_dead_claims(cfg)
+    _read_limits(engine)
     deadline = time.monotonic() + float(cfg["DRAIN_SECONDS"])
     # Jobs waiting behind their host's slots go back well before the sweeper would think their
     # claims lost (and another claim would send them again).
     patience = float(cfg["CLAIM_TIMEOUT_SECONDS"]) / 2
     claimed = 0
     while not stopping.is_set() and time.monotonic() < deadline:
+        _read_limits(engine)
         if taken := engine.take_back(patience):
-            claim.give_back(taken)
+            if later := claim.give_back(taken):  # held back by their hosts' limits: a drain when they may go
+                schedule.wake(later)
         room, busy = engine.room()
         if room <= 0:
             engine.wait_for_room(0.05)
@@ -111,9 +162,9 @@ def drain():
         for job in jobs_for(rows, claimed_at, app, profiles, counted):
             engine.submit(job)
         claimed += len(rows)
-    claim.give_back(engine.take_waiting())
+    later = claim.give_back(engine.take_waiting())
     if not stopping.is_set():
-        schedule.wake()
+        schedule.wake([None, *later])
     return {"claimed": claimed, "out_of_time": True}
 
 

@@ -1,5 +1,7 @@
 """A worker's sending machinery: a pool of sender threads, at most HOST_CONCURRENCY sends in
-flight per host, and a recorder thread that writes finished sends to the database in bulk.
+flight per host from this worker (or the host's own limit), the limits every worker shares
+(limits.py: each send asks for a lease first), and a recorder thread that writes finished sends
+to the database in bulk.
 
 Plain threads and queues, no Flask and no database: the drain (drain.py) claims and renders
 deliveries, hands them here, and gives the recorder the function that stores results. The
@@ -8,6 +10,7 @@ engine outlives each drain job, so sends in flight go on while the worker takes 
 import logging
 import queue
 import threading
+import random
 import time
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +27,10 @@ PER_HOST_CLAIM = 64  # jobs of one host a claim takes at most (more when HOST_CO
 # enough waiting that its slots stay busy while the next claim waits its turn on the database
 # (with 2 per slot, two workers on ten 50 ms hosts sent 1.6 times one worker's rate; with 4, 1.8).
 IN_HAND_PER_SLOT = 4
+# A send its host's shared limits hold back waits on its sender thread this long at most; a
+# longer wait (a Retry-After, a slow rate) gives it back to the database, due when it may go.
+LIMIT_WAIT_SECONDS = 2.0
+LEASE_POLL_SECONDS = 0.01  # how often a send waiting for a lease of a busy host asks again
 
 
 @dataclass
@@ -36,12 +43,20 @@ class Job:
     context: Any = None
     started: float = field(default=0.0)
     handed: float = field(default=0.0)  # monotonic time it was handed to the engine
+    not_before: float | None = None  # held back by its host's limits: due again then (epoch seconds)
+    limited: str = ""  # why: "rate", "in flight", "retry-after"
 
 
 class Engine:
     def __init__(self, record: Callable[[list], None], host_concurrency=4, threads=DEFAULT_SEND_THREADS,
-                 host_failed: Callable[[Any], bool] = None, hold_after=0):
+                 host_failed: Callable[[Any], bool] = None, hold_after=0, limits=None,
+                 slowed: Callable[[Any], tuple | None] = None, give_back: Callable[[list], None] = None):
         self.host_concurrency = int(host_concurrency or 0)  # 0: no per-host limit
+        # The limits shared by every worker (limits.SharedLimits), and what says a result asks the
+        # host to be slowed down: (retry after seconds or None, why) or None.
+        self.limits, self._slowed = limits, slowed
+        self._give_back = give_back  # where jobs not started go when the engine stops
+        self._acquiring = 0  # sends waiting on their thread for their host's limits
         self.threads = max(int(threads), 1)
         # After `hold_after` sends in a row to one host fail (`host_failed(result)`), its waiting
         # jobs are not started: they go back to the drain, which gives their claims back.
@@ -72,10 +87,8 @@ class Engine:
         goes to the other hosts at once, as a slow host must never keep them waiting."""
         with self._lock:
             total = self.threads * 2 - sum(self._in_flight.values()) - sum(len(q) for q in self._waiting.values())
-            busy = set()
-            if self.host_concurrency:
-                busy = {host for host in set(self._in_flight) | set(self._waiting)
-                        if self._in_hand(host) >= self._enough()}
+            busy = {host for host in set(self._in_flight) | set(self._waiting)
+                    if self._cap(host) and self._in_hand(host) >= self._enough(host)}
             if total < self.threads // 2 and not busy:
                 total = 0  # no claim for the room a send or two left: wait for a claim's worth
             return max(total, 0), busy
@@ -93,15 +106,17 @@ class Engine:
                 raise RuntimeError("the engine is stopping")
             self._unrecorded += 1
             job.handed = time.monotonic()
-            if self.host_concurrency and self._in_flight[job.host] >= self.host_concurrency:
+            cap = self._cap(job.host)
+            if cap and self._in_flight[job.host] >= cap:
                 self._waiting[job.host].append(job)
                 return
             self._start(job)
 
     def waiting(self):
-        """Jobs claimed but not started: waiting for a slot of their host, or held."""
+        """Jobs claimed but not started: waiting for a slot of their host, for their host's
+        limits, or held."""
         with self._lock:
-            return sum(len(q) for q in self._waiting.values()) + len(self._held)
+            return sum(len(q) for q in self._waiting.values()) + len(self._held) + self._acquiring
 
     def take_waiting(self):
         """Remove and return every job not started (to give their claims back)."""
@@ -135,23 +150,30 @@ class Engine:
         deadline = time.monotonic() + timeout
         with self._room:
             while (left := deadline - time.monotonic()) > 0:
-                if self._stopping or any(self._in_hand(host) < self._enough() for host in busy):
+                if self._stopping or any(self._in_hand(host) < self._enough(host) for host in busy):
                     return
                 self._room.wait(left)
 
     def _in_hand(self, host):  # with the lock held
         return self._in_flight.get(host, 0) + len(self._waiting.get(host, ()))
 
-    def _enough(self):
+    def _enough(self, host):
         """Jobs of one host in hand that make it busy: IN_HAND_PER_SLOT a slot, and never more than
         the room a host can fill before the room is offered in batches (few threads)."""
-        return min(IN_HAND_PER_SLOT * self.host_concurrency, self.threads * 2 - self.threads // 2)
+        return min(IN_HAND_PER_SLOT * self._cap(host), self.threads * 2 - self.threads // 2)
+
+    def _cap(self, host):
+        """Sends in flight to the host from this worker: its own limit when it has one (no more
+        can go anyway, and a generous one is not cut to the default), else HOST_CONCURRENCY."""
+        if self.limits is not None:
+            return self.limits.setting(host).in_flight or self.host_concurrency
+        return self.host_concurrency
 
     def idle(self, timeout=None):
         """Wait until every job handed in is sent and recorded; True when it is."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._room:
-            while self._unrecorded:
+            while self._unrecorded > len(self._held):  # held jobs wait for the drain to give them back
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -163,6 +185,8 @@ class Engine:
         with self._lock:
             self._stopping = True
         done = self.idle(timeout)
+        if (left := self.take_waiting()) and self._give_back:
+            self._give_back(left)
         self._pool.shutdown(wait=done, cancel_futures=not done)
         self._results.put(None)
         self._recorder.join(5)
@@ -175,12 +199,17 @@ class Engine:
         self._pool.submit(self._run, job)
 
     def _run(self, job):
+        lease = self._lease(job) if self.limits is not None else None
+        if lease is False:
+            return self._hold_limited(job)
         job.started = time.time()
         try:
             result = job.send()
         except BaseException:  # sends catch their own failures; this is a last guard: the claim expires
             log.exception("delivery %s: the send failed outside its handler", job.delivery_id)
             result = None
+        if self.limits is not None:
+            self._after_send(job, lease, result)
         with self._lock:
             self._in_flight[job.host] -= 1
             if not self._in_flight[job.host]:
@@ -198,6 +227,52 @@ class Engine:
             self._recorded(1)
         else:
             self._results.put(result)
+
+    def _lease(self, job):
+        """Wait on this thread for the host's shared limits to let the send go: its lease, or
+        False when the wait would be long (the job is then given back, due when it may go)."""
+        deadline = time.monotonic() + LIMIT_WAIT_SECONDS
+        grant = self.limits.acquire(job.host)
+        if grant.ok:
+            return grant.lease
+        with self._lock:
+            self._acquiring += 1  # the drain waits for it, then for it to be held (_hold_limited)
+        while True:
+            wait = grant.wait or LEASE_POLL_SECONDS * (0.5 + random.random())
+            if self._stopping or time.monotonic() + wait > deadline:
+                job.not_before, job.limited = time.time() + max(grant.wait, LEASE_POLL_SECONDS), grant.why
+                return False
+            time.sleep(wait)
+            grant = self.limits.acquire(job.host)
+            if grant.ok:
+                with self._lock:
+                    self._acquiring -= 1
+                return grant.lease
+
+    def _after_send(self, job, lease, result):
+        """A host that asked to slow down is slowed for every worker before the lease goes back,
+        so no send takes the lease in between."""
+        try:
+            slowed = self._slowed(result) if (self._slowed and result is not None) else None
+            if slowed:
+                self.limits.slow_down(job.host, slowed[0], job.started, slowed[1])
+        finally:
+            self.limits.release(job.host, lease)
+
+    def _hold_limited(self, job):
+        """A send its host's limits hold back for long: it and the host's waiting jobs go back
+        to the drain, which gives their claims back due at the time the limits name. No try is
+        counted and nothing is failed: a limited send is not a failed one."""
+        with self._lock:
+            self._acquiring -= 1
+            self._in_flight[job.host] -= 1
+            if not self._in_flight[job.host]:
+                del self._in_flight[job.host]
+            held = [job, *self._waiting.pop(job.host, ())]
+            for other in held[1:]:
+                other.not_before, other.limited = job.not_before, job.limited
+            self._held.extend(held)
+            self._room.notify_all()
 
     def _holding(self, host, result):  # with the lock held
         """Count the host's failures in a row; True when its waiting jobs are to be held."""

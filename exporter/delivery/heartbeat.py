@@ -23,9 +23,10 @@ def worker_name():
 class Heartbeat(threading.Thread):
     """This worker's heartbeat in the database, every few seconds while its engine lives."""
 
-    def __init__(self, app, name, every):
+    def __init__(self, app, name, every, own_limits_since=lambda: None):
         super().__init__(name="exporter-heartbeat", daemon=True)
         self.app, self.worker, self.every = app, name, every
+        self.own_limits_since = own_limits_since  # epoch seconds this worker limits hosts alone (Redis away)
         self.done = threading.Event()
         self._beat()
         self.start()
@@ -33,7 +34,7 @@ class Heartbeat(threading.Thread):
     def _beat(self):
         try:
             with self.app.app_context(), writing():
-                workers.beat(self.worker)
+                workers.beat(self.worker, self.own_limits_since())
         except Exception:  # the database is away for a moment: the next beat tries again
             log.exception("could not write the heartbeat")
 

@@ -80,13 +80,14 @@ def backoff_seconds(attempt_count, retry_after=None):
     """30 s doubling per failed try, capped at an hour (both configurable), with ±20 % jitter."""
     cfg = current_app.config
     base, cap = float(cfg["RETRY_BASE_SECONDS"]), float(cfg["RETRY_MAX_SECONDS"])
-    if _seconds(retry_after) is not None:  # a plugin's odd value (nan, "soon") falls back to backoff
-        return min(max(_seconds(retry_after), 0.0), cap)
+    if seconds(retry_after) is not None:  # a plugin's odd value (nan, "soon") falls back to backoff
+        return min(max(seconds(retry_after), 0.0), cap)
     delay = min(cap, base * 2 ** max(attempt_count - 1, 0))
     return min(cap, delay * random.uniform(0.8, 1.2))
 
 
-def _seconds(value):
+def seconds(value):
+    """A Retry-After or setting as finite seconds, None when it is not one."""
     try:
         seconds = float(value)
     except (TypeError, ValueError):

@@ -6,7 +6,7 @@ its claims go back to waiting at once, not after CLAIM_TIMEOUT_SECONDS. A claim 
 claimant never beat (`exporter files send --now`) waits out the claim timeout. A released
 claim's grant goes back to its daily cap: the delivery is counted again when it is claimed again.
 """
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import or_, select, update
 
@@ -16,12 +16,14 @@ from ..extensions import db
 from ..models import Delivery, Profile, Worker, utcnow
 
 
-def beat(name):
-    """This worker is alive (made on its first beat)."""
+def beat(name, own_limits_since=None):
+    """This worker is alive (made on its first beat), and since when it limits hosts on its own
+    (epoch seconds; None while the limits are shared through Redis)."""
     now = utcnow()
-    if db.session.execute(update(Worker).where(Worker.name == name).values(seen_at=now)
+    own = datetime.fromtimestamp(own_limits_since, timezone.utc).replace(tzinfo=None) if own_limits_since else None
+    if db.session.execute(update(Worker).where(Worker.name == name).values(seen_at=now, limits_own_since=own)
                           .execution_options(synchronize_session=False)).rowcount == 0:
-        db.session.add(Worker(name=name, started_at=now, seen_at=now))
+        db.session.add(Worker(name=name, started_at=now, seen_at=now, limits_own_since=own))
     db.session.commit()
 
 

@@ -179,10 +179,10 @@ def register_blueprints(app):
     _errors(app)
     _favicon(app)
     _error_filters(app)
-    from . import admins, alerts, audit, auth, catalog, customers, dashboard, deliveries, export_types, files, intake, mappings, profile_tools, profiles, replay, routing, tokens
+    from . import admins, alerts, audit, auth, catalog, customers, dashboard, deliveries, export_types, files, hosts, intake, mappings, profile_tools, profiles, replay, routing, tokens
 
     for module in (auth, dashboard, profiles, mappings, profile_tools, routing, catalog, deliveries, files, customers,
-                   tokens, export_types, audit, admins, alerts, intake, replay):
+                   tokens, export_types, audit, admins, alerts, hosts, intake, replay):
         app.register_blueprint(module.bp)
     from . import health  # /healthz and /metrics: no login
 

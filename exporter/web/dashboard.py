@@ -2,7 +2,7 @@
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from ..ops import health, stats
+from ..ops import health, host_limits, stats
 from ..models import utcnow
 from . import admin_blueprint
 
@@ -40,9 +40,11 @@ def _processes():
     cfg = current_app.config
     connection = health.redis_client(cfg["REDIS_URL"]) if cfg.get("REDIS_URL") else None
     redis_ok = health.check_redis(connection).ok
+    slowed = [row for row in host_limits.overview()[0] if row.state and row.state.factor < 1] if redis_ok else []
     return {"workers": health.check_workers(connection, cfg["QUEUE_NAME"]) if redis_ok else None,
             "scheduler": health.check_scheduler(connection) if redis_ok else None,
-            "hosts_down": health.down_hosts()}
+            "hosts_down": health.down_hosts(), "hosts_slowed": slowed,
+            "on_their_own": host_limits.workers_on_their_own()}
 
 
 @bp.route("/hosts/probe", methods=["POST"])
