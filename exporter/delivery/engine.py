@@ -30,7 +30,7 @@ IN_HAND_PER_SLOT = 4
 # A send its host's shared limits hold back waits on its sender thread this long at most; a
 # longer wait (a Retry-After, a slow rate) gives it back to the database, due when it may go.
 LIMIT_WAIT_SECONDS = 2.0
-LEASE_POLL_SECONDS = 0.01  # how often a send waiting for a lease of a busy host asks again
+LEASE_POLL_SECONDS = 0.01  # how long a send waits for its host's limits when they say nothing of it
 
 
 @dataclass
@@ -57,6 +57,9 @@ class Engine:
         self.limits, self._slowed = limits, slowed
         self._give_back = give_back  # where jobs not started go when the engine stops
         self._acquiring = 0  # sends waiting on their thread for their host's limits
+        # Hosts a send of this worker waits on the limits of: one waits, the others are not
+        # started (several waiting for one freed lease cost a Redis round trip each per lease).
+        self._contended = set()
         self.threads = max(int(threads), 1)
         # After `hold_after` sends in a row to one host fail (`host_failed(result)`), its waiting
         # jobs are not started: they go back to the drain, which gives their claims back.
@@ -107,7 +110,7 @@ class Engine:
             self._unrecorded += 1
             job.handed = time.monotonic()
             cap = self._cap(job.host)
-            if cap and self._in_flight[job.host] >= cap:
+            if (cap and self._in_flight[job.host] >= cap) or job.host in self._contended:
                 self._waiting[job.host].append(job)
                 return
             self._start(job)
@@ -218,15 +221,19 @@ class Engine:
             waiting = self._waiting.get(job.host)
             if waiting and hold:
                 self._held.extend(self._waiting.pop(job.host))
-            elif waiting:
-                self._start(waiting.popleft())
-                if not waiting:
-                    del self._waiting[job.host]
+            elif waiting and job.host not in self._contended:
+                self._start_next(job.host)
             self._room.notify_all()
         if result is None:
             self._recorded(1)
         else:
             self._results.put(result)
+
+    def _start_next(self, host):  # with the lock held
+        waiting = self._waiting[host]
+        self._start(waiting.popleft())
+        if not waiting:
+            del self._waiting[host]
 
     def _lease(self, job):
         """Wait on this thread for the host's shared limits to let the send go: its lease, or
@@ -237,16 +244,24 @@ class Engine:
             return grant.lease
         with self._lock:
             self._acquiring += 1  # the drain waits for it, then for it to be held (_hold_limited)
+            self._contended.add(job.host)
         while True:
-            wait = grant.wait or LEASE_POLL_SECONDS * (0.5 + random.random())
-            if self._stopping or time.monotonic() + wait > deadline:
+            left = deadline - time.monotonic()
+            if self._stopping or left <= 0 or grant.wait > left:
                 job.not_before, job.limited = time.time() + max(grant.wait, LEASE_POLL_SECONDS), grant.why
                 return False
-            time.sleep(wait)
+            if grant.why == "in flight":  # until a send to the host ends, on any worker
+                self.limits.wait_for_lease(job.host, left)
+            else:
+                time.sleep(grant.wait or LEASE_POLL_SECONDS * (0.5 + random.random()))
             grant = self.limits.acquire(job.host)
             if grant.ok:
                 with self._lock:
                     self._acquiring -= 1
+                    self._contended.discard(job.host)
+                    cap = self._cap(job.host)
+                    if self._waiting.get(job.host) and not (cap and self._in_flight[job.host] >= cap):
+                        self._start_next(job.host)  # it waits for the next lease in turn
                 return grant.lease
 
     def _after_send(self, job, lease, result):
@@ -265,6 +280,7 @@ class Engine:
         counted and nothing is failed: a limited send is not a failed one."""
         with self._lock:
             self._acquiring -= 1
+            self._contended.discard(job.host)
             self._in_flight[job.host] -= 1
             if not self._in_flight[job.host]:
                 del self._in_flight[job.host]

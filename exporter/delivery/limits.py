@@ -134,6 +134,17 @@ return factor * 1000000
 """
 
 
+# KEYS: leases zset, free list. ARGV: lease, ttl ms. A freed lease wakes one worker waiting for one.
+_RELEASE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('LPUSH', KEYS[2], 1)
+  redis.call('LTRIM', KEYS[2], 0, 15)
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
+end
+return 1
+"""
+
+
 class SharedLimits:
     """The limits of every host, kept in Redis for all workers; LocalLimits while it is away."""
 
@@ -147,6 +158,7 @@ class SharedLimits:
         self._settings = {}
         self._acquire = connection.register_script(_ACQUIRE)
         self._slow_down = connection.register_script(_SLOW_DOWN)
+        self._release = connection.register_script(_RELEASE)
 
     def configure(self, settings):
         """{host: HostLimit} for the hosts that have limits set; the others have none."""
@@ -177,8 +189,18 @@ class SharedLimits:
         if lease.startswith("local:"):
             return self.local.release(host, lease)
         try:
-            self.redis.zrem(KEY + host + ":leases", lease)
+            self._release(keys=[KEY + host + ":leases", KEY + host + ":free"], args=[lease, self.lease_ms])
         except Exception as exc:  # the lease expires on its own
+            self._lost(exc)
+
+    def wait_for_lease(self, host, timeout):
+        """Wait until some worker frees a lease of the host, or timeout seconds (at most 0.5: the
+        connection's own timeout is 1 s): a blocking pop, not a poll, so waiting costs no CPU."""
+        if self.fallback_since is not None:
+            return self.local.wait_for_lease(host, timeout)
+        try:
+            self.redis.blpop([KEY + host + ":free"], timeout=max(min(timeout, 0.5), 0.01))
+        except Exception as exc:
             self._lost(exc)
 
     def slow_down(self, host, retry_after, started, reason):
@@ -225,6 +247,7 @@ class LocalLimits:
         self._settings = {}
         self._lock = threading.Lock()
         self._leases = {}  # host: set of leases
+        self._freed = threading.Condition(self._lock)
         self._state = {}  # host: [factor, changed, halved, blocked, tat, reason]
         self.fallback_since = None
 
@@ -256,6 +279,11 @@ class LocalLimits:
     def release(self, host, lease):
         with self._lock:
             self._leases.get(host, set()).discard(lease)
+            self._freed.notify_all()
+
+    def wait_for_lease(self, host, timeout):
+        with self._freed:
+            self._freed.wait(timeout)
 
     def slow_down(self, host, retry_after, started, reason):
         now = time.time()

@@ -1,6 +1,7 @@
 """The limits every worker shares through Redis (exporter/delivery/limits.py): leases that expire,
 a rate that holds in any second, a slow-down every worker sees, and each worker on its own when
 Redis does not answer. Two SharedLimits on one Redis stand for two workers."""
+import threading
 import time
 
 import pytest
@@ -135,3 +136,13 @@ def test_without_redis_each_worker_limits_on_its_own_and_says_so(connection):
     assert not gone.acquire(HOST).ok  # still limited, by this worker alone
     gone.release(HOST, first.lease)
     assert gone.acquire(HOST).ok
+
+
+def test_a_worker_waiting_for_a_lease_wakes_as_soon_as_another_frees_one(connection):
+    a, b = workers(connection, in_flight=1)
+    lease = a.acquire(HOST).lease
+    threading.Timer(0.2, a.release, (HOST, lease)).start()
+    started = time.monotonic()
+    b.wait_for_lease(HOST, 0.5)
+    assert 0.15 < time.monotonic() - started < 0.45  # woken by the release, not by its timeout
+    assert b.acquire(HOST).ok
