@@ -15,7 +15,6 @@ import time
 from functools import partial
 
 from flask import current_app
-from redis import Redis
 from sqlalchemy import select
 
 from ..extensions import db
@@ -67,6 +66,8 @@ def _limits(cfg):
     with short timeouts: a hung Redis must not hold sends long); in memory without one."""
     if not cfg.get("REDIS_URL"):
         return limits.LocalLimits(cfg["HOST_MAX_IN_FLIGHT"])
+    from redis import Redis  # here: `files send --now` sends on its own, with no Redis client loaded
+
     connection = Redis.from_url(cfg["REDIS_URL"], socket_timeout=1, socket_connect_timeout=1)
     return limits.SharedLimits(connection, cfg["HOST_MAX_IN_FLIGHT"], float(cfg["SEND_TIMEOUT_SECONDS"]) + 15)
 

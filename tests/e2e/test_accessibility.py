@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exporter.extensions import db
-from exporter.models import AuditEntry, Customer, Delivery
+from exporter.models import AuditEntry, Customer, Delivery, Host
 
 from .. import chromium
 from ..factories import event, make_profile
@@ -62,6 +62,9 @@ def a_busy_day(app, post_events, receiver, run_jobs):
     customer = db.session.scalars(db.select(Customer)).one()
     route = good.routes[0]
     entry = db.session.scalars(db.select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+    db.session.add(Host(name="dialer.example.com", failures=0, probes=0, last_error="", max_in_flight=3,
+                        rate_limit=10, rate_per=1))
+    db.session.commit()
     return {
         "dashboard": "/", "profiles": "/profiles/", "profile": f"/profiles/{good.id}",
         "mapping-dialog": f"/profiles/{good.id}?mapping=new", "route": f"/profiles/{good.id}/routes/{route.id}",
@@ -71,7 +74,7 @@ def a_busy_day(app, post_events, receiver, run_jobs):
         "customer-forget": f"/customers/{customer.id}/forget", "tokens": "/tokens/",
         "export-types": "/export-types/", "replay": f"/profiles/{good.id}/replay",
         "audit": "/audit/", "audit-entry": f"/audit/{entry.id}", "profile-history": f"/audit/profiles/{good.id}",
-        "admins": "/admins/", "alerts": "/alerts/",
+        "admins": "/admins/", "alerts": "/alerts/", "hosts": "/hosts/",
     }
 
 
