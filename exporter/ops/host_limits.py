@@ -32,6 +32,17 @@ class HostRow:
         return datetime.fromtimestamp(self.state.blocked_until, timezone.utc).replace(tzinfo=None)
 
     @property
+    def allowed_now(self):
+        """What the halved allowance lets through now: '5 a second, 2 at once'."""
+        factor, parts = self.state.factor if self.state else 1.0, []
+        if self.rate_limit:
+            rate = self.rate_limit * factor
+            parts.append(f"{rate:.3g} a {'second' if self.rate_per == 1 else 'minute'}")
+        if self.max_in_flight:
+            parts.append(f"{max(1, int(self.max_in_flight * factor))} at once")
+        return ", ".join(parts)
+
+    @property
     def rate_text(self):
         return f"{self.rate_limit} a {'second' if self.rate_per == 1 else 'minute'}" if self.rate_limit else ""
 

@@ -106,3 +106,13 @@ def test_a_killed_workers_claim_gives_its_grant_back_to_the_daily_cap(app, app_c
 def _statuses():
     db.session.expire_all()
     return sorted(db.session.scalars(db.select(Delivery.status)))
+
+
+def test_a_heartbeat_says_since_when_the_worker_limits_hosts_on_its_own(app):
+    lost_redis_at = time.time() - 90
+    workers.beat("box:1", lost_redis_at)
+    row = db.session.get(Worker, "box:1")
+    assert abs((utcnow() - row.limits_own_since).total_seconds() - 90) < 5
+    workers.beat("box:1", None)  # Redis answers again: the limits are shared again
+    db.session.refresh(row)
+    assert row.limits_own_since is None
