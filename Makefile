@@ -64,7 +64,7 @@ faults: $(STAMP)
 # Each bench prints its figures and ends with its ratio; the mapping and daily-file ones run when present.
 # With EXPORTER_BENCH_BIGDB_URL (and EXPORTER_BENCH_DATABASE_URL) set to PostgreSQL databases of
 # their own, the big-database benches run too (bench/bigdb.py builds it once, in minutes).
-BENCHES := dispatch workers intake latency delay mapping daily_file
+BENCHES := dispatch workers limits intake latency delay mapping daily_file
 BIGDB_BENCHES := bigdb pages
 
 bench: $(STAMP)
