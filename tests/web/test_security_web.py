@@ -338,7 +338,12 @@ def test_the_server_refuses_a_body_over_the_intake_limit_before_reading_it(app):
             answer = sock.recv(200)
         assert answer.startswith(b"HTTP/1.1 413")
     finally:
-        server.close()
+        # Closed by its own loop thread, then joined: closed from this thread, its loop could go on
+        # with file descriptors the next test's subprocess reused (a Popen then read a stranger's
+        # byte as its child's exec error and waited forever).
+        server.trigger.pull_trigger(server.close)
+        thread.join(5)
+        server.task_dispatcher.shutdown()
 
 
 # --- 13. the embedded Redis ---------------------------------------------------------------------
