@@ -13,6 +13,10 @@ their waiting deliveries cancelled so nothing personal goes out afterwards, and 
 the daily files that carried their events deleted (the partner has the file; our copy goes).
 
 No Flask here: the `exporter purge` command, the daily cron job and the customer page call these.
+
+Over 400 lines: the purge and forget erase the same things by the same helpers, and the purge
+writes set-based on PostgreSQL (a statement per batch and table, where executemany wrote a row
+at a time) beside SQLite's executemany: one module keeps both ways next to each other.
 """
 import functools
 import re
