@@ -12,7 +12,7 @@ from sqlalchemy import insert, update
 
 from . import admission, record, schedule, workers
 from .. import audit
-from ..extensions import db
+from ..extensions import among, db
 from ..models import Delivery, Event, HistoryEntry, Profile, utcnow
 from .schedule import backoff_seconds, enqueue  # noqa: F401  (the screens' and tests' names)
 from .sending import (URL_CREDENTIALS, attempt_from, export_type_for, plain_settings, registry,  # noqa: F401
@@ -134,9 +134,9 @@ def cancel_converted_many(sales):
         return 0
     owner = []
     if latest["customer"]:
-        owner.append(Event.customer_id.in_(list(latest["customer"])))
+        owner.append(among(Event.customer_id, latest["customer"]))
     if latest["order"]:
-        owner.append(Event.order_id.in_(list(latest["order"])))
+        owner.append(among(Event.order_id, latest["order"]))
     # Two steps, each with a plan that holds whatever the statistics say: the partials of those
     # customers and orders (their indexes), then their waiting deliveries by event id. The status
     # is written so that no index matches it: a scan of every waiting delivery is what a stale
@@ -147,19 +147,21 @@ def cancel_converted_many(sales):
     if not partials:
         return 0
     candidates = db.session.execute(
-        db.select(Delivery.id, Delivery.event_id).join(Profile, Delivery.profile_id == Profile.id)
-        .where(Delivery.event_id.in_([e.event_id for e in partials]), (Delivery.status + "").in_(Delivery.WAITING),
+        db.select(Delivery.id, Delivery.event_id, Profile.id.label("profile_id"), Profile.name)
+        .join(Profile, Delivery.profile_id == Profile.id)
+        .where(among(Delivery.event_id, [e.event_id for e in partials]), (Delivery.status + "").in_(Delivery.WAITING),
                Profile.skip_converted_partials.is_(True))).all()
     ids = [c.id for c in candidates]
     if not ids:
         return 0
     cancelled = db.session.execute(
-        update(Delivery).where(Delivery.id.in_(ids), (Delivery.status + "").in_(Delivery.WAITING))  # by primary key
+        update(Delivery).where(among(Delivery.id, ids), (Delivery.status + "").in_(Delivery.WAITING))  # by primary key
         .values(status="cancelled", cancel_reason="converted")
         .returning(Delivery.id, Delivery.event_id, Delivery.profile_id)
         .execution_options(synchronize_session=False)).all()
     customers = {e.event_id: e.customer_id for e in partials}
-    _write_cancel_history(cancelled, {c.id: customers[c.event_id] for c in candidates}, "converted")
+    _write_cancel_history(cancelled, {c.id: customers[c.event_id] for c in candidates}, "converted",
+                          {c.profile_id: c.name for c in candidates})
     return len(cancelled)
 
 
@@ -173,10 +175,9 @@ def _before_a_sale(candidate, latest):
     return False
 
 
-def _write_cancel_history(cancelled, customers, reason):
-    """The customers' history messages of cancelled per-event deliveries, in one insert."""
-    names = dict(db.session.execute(db.select(Profile.id, Profile.name)
-                                    .where(Profile.id.in_({r.profile_id for r in cancelled}))).all())
+def _write_cancel_history(cancelled, customers, reason, names):
+    """The customers' history messages of cancelled per-event deliveries, in one insert; names:
+    the profiles' names by id (read with the deliveries: no statement more)."""
     now = utcnow()
     rows = [dict(customer_id=customers[r.id], event_id=r.event_id, delivery_id=r.id, created_at=now,
                  message=f"Export profile '{names[r.profile_id]}' cancelled: {reason}")

@@ -67,12 +67,24 @@ class Insert:
             return
         connection.exec_driver_sql(self._sql(1), [row + suffix for row in rows])
 
-    def returning(self, connection, rows, now):
+    def returning(self, connection, rows, now, first=()):
         """Insert rows with multi-row VALUES (PostgreSQL: one statement over arrays; RETURNING
-        in the tail); the rows it returns."""
+        in the tail); the rows it returns. first: (Insert, rows) pairs to insert before these,
+        whose rows nothing here refers to; on PostgreSQL in the same statement (WITH ... AS
+        (INSERT ...)), one round trip for all."""
         suffix = self.defaults(now)
         if self.arrays_sql:
-            return connection.exec_driver_sql(self.arrays_sql, self._arrays(rows, suffix)).fetchall()
+            first = [(statement, part) for statement, part in first if part]
+            sql = self.arrays_sql
+            params = self._arrays(rows, suffix)
+            if first:
+                sql = "WITH " + ", ".join(f"first_{n} AS ({statement.arrays_sql})"
+                                          for n, (statement, _) in enumerate(first)) + " " + sql
+                params = sum((statement._arrays(part, statement.defaults(now)) for statement, part in first), ()) + params
+            return connection.exec_driver_sql(sql, params).fetchall()
+        for statement, part in first:
+            if part:
+                statement.run(connection, part, now)
         found = []
         for start in range(0, len(rows), ROWS_PER_STATEMENT):
             part = rows[start:start + ROWS_PER_STATEMENT]
