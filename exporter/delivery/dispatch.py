@@ -121,8 +121,8 @@ def cancel_converted(customer_id, order_id, before_event_id=None):
 
 def cancel_converted_many(sales):
     """Each sale (customer id, order id, its event id or None) cancels the waiting partials of its
-    customer or order stored before it, as cancel_converted does, for a whole body at once: two
-    reads (the partial events by customer and order, then their deliveries by event), one
+    customer or order stored before it, as cancel_converted does, for a whole body at once: one
+    read (the partial events by customer and order, then their deliveries by event), one
     conditional update, one insert of history messages, however many sales. No commit."""
     latest = {"customer": {}, "order": {}}  # the last sale of each, by event id (None: any partial)
     for customer_id, order_id, sale_id in sales:
@@ -137,20 +137,19 @@ def cancel_converted_many(sales):
         owner.append(among(Event.customer_id, latest["customer"]))
     if latest["order"]:
         owner.append(among(Event.order_id, latest["order"]))
-    # Two steps, each with a plan that holds whatever the statistics say: the partials of those
-    # customers and orders (their indexes), then their waiting deliveries by event id. The status
-    # is written so that no index matches it: a scan of every waiting delivery is what a stale
-    # estimate of "few wait" would choose (the conditional update below checks it again).
-    partials = [e for e in db.session.execute(
-        db.select(Event.id.label("event_id"), Event.customer_id, Event.order_id)
-        .where(db.or_(*owner), Event.type == "partial")).all() if _before_a_sale(e, latest)]
-    if not partials:
-        return 0
-    candidates = db.session.execute(
-        db.select(Delivery.id, Delivery.event_id, Profile.id.label("profile_id"), Profile.name)
-        .join(Profile, Delivery.profile_id == Profile.id)
-        .where(among(Delivery.event_id, [e.event_id for e in partials]), (Delivery.status + "").in_(Delivery.WAITING),
-               Profile.skip_converted_partials.is_(True))).all()
+    # One statement in two steps, each with a plan that holds whatever the statistics say: the
+    # partials of those customers and orders (their indexes; MATERIALIZED: computed first, as
+    # such), then their waiting deliveries by event id. The status is written so that no index
+    # matches it: a scan of every waiting delivery is what a stale estimate of "few wait" would
+    # choose (the conditional update below checks it again).
+    partials = (db.select(Event.id, Event.customer_id, Event.order_id)
+                .where(db.or_(*owner), Event.type == "partial").cte("partials").prefix_with("MATERIALIZED"))
+    candidates = [c for c in db.session.execute(
+        db.select(Delivery.id, Delivery.event_id, partials.c.customer_id, partials.c.order_id,
+                  Profile.id.label("profile_id"), Profile.name)
+        .join(partials, Delivery.event_id == partials.c.id).join(Profile, Delivery.profile_id == Profile.id)
+        .where((Delivery.status + "").in_(Delivery.WAITING), Profile.skip_converted_partials.is_(True))).all()
+        if _before_a_sale(c, latest)]
     ids = [c.id for c in candidates]
     if not ids:
         return 0
@@ -159,8 +158,7 @@ def cancel_converted_many(sales):
         .values(status="cancelled", cancel_reason="converted")
         .returning(Delivery.id, Delivery.event_id, Delivery.profile_id)
         .execution_options(synchronize_session=False)).all()
-    customers = {e.event_id: e.customer_id for e in partials}
-    _write_cancel_history(cancelled, {c.id: customers[c.event_id] for c in candidates}, "converted",
+    _write_cancel_history(cancelled, {c.id: c.customer_id for c in candidates}, "converted",
                           {c.profile_id: c.name for c in candidates})
     return len(cancelled)
 
