@@ -42,10 +42,12 @@ class Insert:
         self.tail = tail
         self._defaults = tuple(_default(column) for column in self.defaulted)
         self._takes_now = any(value is NOW for value in self._defaults)
-        # PostgreSQL: the rows as one array a column, whatever their number (see _arrays)
+        # PostgreSQL: the rows as one array a given column, whatever their number (see _arrays);
+        # the defaulted columns' values, the same for every row, one parameter each
         self.arrays_sql = None if name != "postgresql" else (
-            f"INSERT INTO {table.name} ({', '.join(_quoted(n) for n in names)}) SELECT * FROM unnest("
-            + ", ".join(f"%b::{_pg_type(table.c[n].type)}[]" for n in names) + ")" + tail)
+            f"INSERT INTO {table.name} ({', '.join(_quoted(n) for n in names)}) SELECT given.*"
+            + "".join(f", %s::{_pg_type(c.type)}" for c in self.defaulted) + " FROM unnest("
+            + ", ".join(f"%b::{_pg_type(table.c[n].type)}[]" for n in columns) + ") AS given" + tail)
 
     def _cast(self, marker, type_):
         return f"CAST({marker} AS JSON)" if isinstance(type_, JSON) and not self.sqlite else marker
@@ -94,11 +96,12 @@ class Insert:
 
     @staticmethod
     def _arrays(rows, suffix):
-        """The rows as a list a column, for INSERT ... SELECT * FROM unnest(array, ...): a
-        statement of one parameter a column, where a multi-row VALUES has one a value (11,000
-        for 1,000 events), which psycopg parses in Python at each execution, and executemany
-        runs a statement a row: on PostgreSQL those were half of a 1,000-event body's time."""
-        return tuple(list(column) for column in zip(*(row + suffix for row in rows)))
+        """The defaulted columns' values, then the rows as a list a column, for INSERT ... SELECT
+        given.*, defaults FROM unnest(array, ...) AS given: a statement of one parameter a column,
+        where a multi-row VALUES has one a value (11,000 for 1,000 events), which psycopg parses
+        in Python at each execution, and executemany runs a statement a row: on PostgreSQL those
+        were half of a 1,000-event body's time."""
+        return suffix + tuple(list(column) for column in zip(*rows))
 
     @functools.lru_cache(maxsize=32)  # noqa: B019 (statements live as long as the process)
     def _sql(self, n):
