@@ -109,6 +109,18 @@ def writing():
     return _sqlite_turn(path)
 
 
+def among(column, values):
+    """column IN values; on PostgreSQL `column = ANY(array)`, one parameter: a list of a thousand
+    ids as IN costs SQLAlchemy's expansion and psycopg's parsing of the statement (placeholders
+    by the thousand) at each execution."""
+    from sqlalchemy import any_, bindparam
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    if db.session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
 def truncate_wal():
     """SQLite: copy the WAL into the database and empty the WAL file, so that data just erased
     (a Forget, a purge) does not stay there in clear until the next automatic checkpoint. It waits

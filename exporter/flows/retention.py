@@ -13,21 +13,27 @@ their waiting deliveries cancelled so nothing personal goes out afterwards, and 
 the daily files that carried their events deleted (the partner has the file; our copy goes).
 
 No Flask here: the `exporter purge` command, the daily cron job and the customer page call these.
+
+Over 400 lines: the purge and forget erase the same things by the same helpers, and the purge
+writes set-based on PostgreSQL (a statement per batch and table, where executemany wrote a row
+at a time) beside SQLite's executemany: one module keeps both ways next to each other.
 """
+import functools
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import JSON, bindparam, case, literal_column, select, update
+from sqlalchemy import JSON, BigInteger, Text, bindparam, case, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
 from .. import audit
 from ..files import daily_files
-from ..extensions import db, truncate_wal, writing
-from ..models import (Attempt, Customer, Delivery, Event, FileRow, ForgottenCustomer, HistoryEntry, Route, kept_order,
-                      utcnow)
+from ..extensions import among, db, truncate_wal, writing
+from ..models import (KEPT_ORDER_KEYS, Attempt, Customer, Delivery, Event, FileRow, ForgottenCustomer, HistoryEntry,
+                      Route, kept_order, utcnow)
 
 PURGED = "[purged]"
 FORGOTTEN = "customer forgotten"  # the cancel reason of a forgotten customer's waiting deliveries
@@ -136,17 +142,15 @@ def purge(now, days, batch_size=DEFAULT_BATCH_SIZE, dry_run=False):
     events, attempts = 0, 0
     for ids in _batches(select(Event.id).where(*_events_due(cutoff)), Event.id, batch_size):
         with writing():
-            rows = db.session.execute(select(Event.id, Event.customer_id, Event.order)
-                                      .where(Event.id.in_(ids), *_events_due(cutoff))).all()  # still due?
-            _erase_events(rows, now)
-            of_rows = Delivery.event_id.in_([r.id for r in rows])
+            rows = _erase_due_events(ids, cutoff, now)
+            of_rows = among(Delivery.event_id, [r.id for r in rows])
             attempts += _erase_attempts((of_rows, Attempt.purged_at.is_(None)), now)
             db.session.commit()
         events += len(rows)
         per_customer.update(r.customer_id for r in rows if r.customer_id is not None)
     for ids in _batches(_attempts().where(*_attempts_due(cutoff)), Attempt.id, batch_size):
         with writing():
-            attempts += _erase_attempts((Attempt.id.in_(ids), *_attempts_due(cutoff)), now)
+            attempts += _erase_attempts((among(Attempt.id, ids), *_attempts_due(cutoff)), now)
             db.session.commit()
     _tell_customers(per_customer, days, now, batch_size)
     files = _delete_copies(_copies_due(cutoff), f"deleted on {now:%Y-%m-%d}: older than {days} days (retention)",
@@ -183,6 +187,37 @@ def _batches(query, id_column, size):
         last = ids[-1]
 
 
+def _erase_due_events(ids, cutoff, now):
+    """The batch's events that are still due, erased as _erase_events does; their (id, customer_id).
+    On PostgreSQL one UPDATE ... RETURNING cuts each order in place (json_each), so no order
+    leaves the server and no row is written one at a time: on bigdb (260 batches) 10 s of
+    statements where reading the orders, then an UPDATE per event, took 14.4 s plus the
+    client's work on each order. Ids go as one array parameter (extensions.among): a thousand
+    placeholders were a fifth of the purge's time in cProfile."""
+    if not _on_postgresql():
+        rows = db.session.execute(select(Event.id, Event.customer_id, Event.order)
+                                  .where(Event.id.in_(ids), *_events_due(cutoff))).all()  # still due?
+        _erase_events(rows, now)
+        return rows
+    table = Event.__table__
+    rows = db.session.execute(update(table).where(among(table.c.id, ids), *_events_due(cutoff))
+                              .values(order=KEPT_ORDER_SQL, card_number=None, purged_at=now)
+                              .returning(table.c.id, table.c.customer_id)).all()
+    _erase_delivery_errors([r.id for r in rows])
+    return rows
+
+
+# kept_order in PostgreSQL's words: the order's pairs whose key is kept, in their order; {} when none
+KEPT_ORDER_SQL = literal_column(
+    """CASE WHEN json_typeof(events."order") = 'object' THEN coalesce((SELECT json_object_agg(key, value) """
+    """FROM json_each(events."order") WHERE key IN (""" + ", ".join(f"'{key}'" for key in KEPT_ORDER_KEYS)
+    + """)), '{}'::json) ELSE '{}'::json END""")
+
+
+def _on_postgresql():
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
 def _erase_events(rows, now):
     """Each event's order cut to KEPT_ORDER_KEYS, its card number gone, its deliveries' errors
     without query strings (a postback URL carries personal data)."""
@@ -193,39 +228,67 @@ def _erase_events(rows, now):
         update(table).where(table.c.id == bindparam("b_id"))
         .values(order=bindparam("b_order", type_=JSON), card_number=None, purged_at=now),
         [{"b_id": r.id, "b_order": kept_order(r.order)} for r in rows])
-    ids = [r.id for r in rows]
+    _erase_delivery_errors([r.id for r in rows])
+
+
+def _erase_delivery_errors(event_ids):
+    """The events' deliveries' last errors without query strings."""
+    if not event_ids:
+        return
     errors = db.session.execute(select(Delivery.id, Delivery.last_error).where(
-        Delivery.event_id.in_(ids), Delivery.last_error != "")).all()
-    if errors:
-        deliveries = Delivery.__table__
-        db.session.execute(update(deliveries).where(deliveries.c.id == bindparam("b_id"))
-                           .values(last_error=bindparam("b_error")),
-                           [{"b_id": d.id, "b_error": without_queries(d.last_error)} for d in errors])
+        among(Delivery.event_id, event_ids), Delivery.last_error != "")).all()
+    _update_each(Delivery.__table__, ("last_error",), [(d.id, without_queries(d.last_error)) for d in errors])
+
+
+def _update_each(table, columns, rows, **same):
+    """UPDATE table SET each of `columns` to its row's value and `same` for all, WHERE id is the
+    row's: rows are (id, value, ...) tuples, the values text. On PostgreSQL one statement over
+    arrays (unnest), where executemany runs an UPDATE per row (a batch of 1,000 attempts: 15 ms
+    against 36); elsewhere executemany."""
+    if not rows:
+        return
+    if not _on_postgresql():
+        db.session.execute(update(table).where(table.c.id == bindparam("b_id"))
+                           .values(**same, **{c: bindparam("b_" + c) for c in columns}),
+                           [{"b_id": row[0], **{"b_" + c: v for c, v in zip(columns, row[1:])}} for row in rows])
+        return
+    arrays = list(zip(*rows))
+    given = func.unnest(bindparam("u_id", list(arrays[0]), type_=ARRAY(BigInteger)),
+                        *[bindparam("u_" + c, list(values), type_=ARRAY(Text)) for c, values in zip(columns, arrays[1:])]
+                        ).table_valued("id", *columns).render_derived()
+    db.session.execute(update(table).where(table.c.id == given.c.id)
+                       .values(**same, **{c: given.c[c] for c in columns}))
 
 
 def _erase_attempts(where, now):
     """Blank the attempts that the conditions `where` select: bodies and headers, the target's
     query string, query strings in the error; method, status, times and outcome stay. How many."""
     rows = db.session.execute(_attempts().add_columns(Attempt.target, Attempt.error).where(*where)).all()
-    if not rows:
-        return 0
     table = Attempt.__table__
-    db.session.execute(
-        update(table).where(table.c.id == bindparam("b_id"))
-        .values(target=bindparam("b_target"), error=bindparam("b_error"), purged_at=now,
-                request_headers={}, response_headers={},
-                request_body=case((table.c.request_body == "", ""), else_=PURGED),
-                response_body=case((table.c.response_body == "", ""), else_=PURGED)),
-        [{"b_id": r.id, "b_target": without_query(r.target), "b_error": without_queries(r.error)} for r in rows])
+    _update_each(table, ("target", "error"), [(r.id, without_query(r.target), without_queries(r.error)) for r in rows],
+                 purged_at=now, request_headers={}, response_headers={},
+                 request_body=case((table.c.request_body == "", ""), else_=PURGED),
+                 response_body=case((table.c.response_body == "", ""), else_=PURGED))
     return len(rows)
 
 
 def without_query(target):
     """A target URL as scheme, host and path: its query string and fragment may name a person."""
-    parts = urlsplit(target or "")
-    if not (parts.query or parts.fragment):
-        return target or ""
-    return urlunsplit(parts._replace(query=PURGED, fragment=""))
+    target = target or ""
+    hash_at = target.find("#")
+    before_hash = target if hash_at < 0 else target[:hash_at]
+    query_at = before_hash.find("?")
+    if not (hash_at >= 0 and target[hash_at + 1:] or query_at >= 0 and before_hash[query_at + 1:]):
+        return target  # no query, no fragment: as urlsplit reads them
+    return _purged_url(target[:query_at if query_at >= 0 else hash_at])
+
+
+@functools.lru_cache(maxsize=1024)
+def _purged_url(base):
+    """The URL before its query (scheme, host and path, as urlsplit reads them) with the marker
+    for a query: one parse per base, where the purge's attempts share a few (a full urlsplit of
+    each target was a fifth of the attempts' pass)."""
+    return urlunsplit(urlsplit(base)._replace(query=PURGED, fragment=""))
 
 
 def without_queries(text):
@@ -240,14 +303,28 @@ def _tell_customers(per_customer, days, now, batch_size):
     for start in range(0, len(customers), batch_size):
         chunk = customers[start:start + batch_size]
         with writing():
-            db.session.execute(db.insert(HistoryEntry), [
-                {"customer_id": c, "created_at": now, "message": purged_message(per_customer[c], days)}
-                for c in chunk])
+            _insert_history([(c, purged_message(per_customer[c], days)) for c in chunk], now)
             unpurged = db.exists().where(Event.customer_id == Customer.id, Event.purged_at.is_(None))
-            db.session.execute(update(Customer).where(Customer.id.in_(chunk), ~unpurged)
+            db.session.execute(update(Customer).where(among(Customer.id, chunk), ~unpurged)
                                .values({field: "" for field in PERSONAL_FIELDS})
                                .execution_options(synchronize_session=False))
             db.session.commit()
+
+
+def _insert_history(messages, now):
+    """History entries from (customer id, message) pairs: on PostgreSQL one INSERT ... SELECT over
+    arrays, where executemany inserts a row at a time; elsewhere executemany."""
+    if not _on_postgresql():
+        db.session.execute(db.insert(HistoryEntry), [{"customer_id": c, "created_at": now, "message": message}
+                                                     for c, message in messages])
+        return
+    customers, texts = zip(*messages)
+    given = func.unnest(bindparam("u_customer", list(customers), type_=ARRAY(BigInteger)),
+                        bindparam("u_message", list(texts), type_=ARRAY(Text))
+                        ).table_valued("customer_id", "message").render_derived()
+    db.session.execute(db.insert(HistoryEntry).from_select(
+        ["customer_id", "message", "created_at"],
+        select(given.c.customer_id, given.c.message, bindparam("u_now", now, type_=HistoryEntry.created_at.type))))
 
 
 def purged_message(events, days):

@@ -243,12 +243,16 @@ def _group_of(app):
         return group
 
 
-# The routes of active profiles, as this process last read them, by what they were read from.
-_ROUTES = (db.select(Route.id, Route.profile_id, Route.customer_types, Route.campaigns, Route.products,
-                     Profile.updated_at).join(Profile).where(Profile.active.is_(True)).order_by(Route.id))
-# Active reversal profiles ("Reversal of"): routed by their reversal types, with no route of their own.
-_REVERSALS = (db.select(db.null().label("route_id"), Profile.id, Profile.reversal_types, Profile.updated_at)
-              .where(Profile.active.is_(True), Profile.reversal_of_id.is_not(None)).order_by(Profile.id))
+# The routes of active profiles (kind 0), then the active reversal profiles ("Reversal of": kind 1,
+# routed by their reversal types, with no route of their own), in one statement: as this process
+# last read them, by what they were read from.
+_ROUTES = db.union_all(
+    db.select(db.literal(0).label("kind"), Route.id.label("route_id"), Route.profile_id, Route.customer_types,
+              Route.campaigns, Route.products, db.null().label("reversal_types"), Profile.updated_at)
+    .join(Profile).where(Profile.active.is_(True)),
+    db.select(db.literal(1), db.null(), Profile.id, db.null(), db.null(), db.null(), Profile.reversal_types,
+              Profile.updated_at).where(Profile.active.is_(True), Profile.reversal_of_id.is_not(None)),
+).order_by("kind", "route_id", "profile_id")
 _routes_cache = weakref.WeakKeyDictionary()  # by engine: an app (a test's too) holds its own, not kept alive here
 
 
@@ -257,15 +261,14 @@ def _active_routes():
     profile's columns, made again only when a route or a profile changed (one light query a request)."""
     connection = db.session.connection()
     rows = tuple(tuple(r) for r in connection.execute(_ROUTES))  # Core rows: no ORM layer
-    rows += tuple(tuple(r) for r in connection.execute(_REVERSALS))
     engine = connection.engine
     cached = _routes_cache.get(engine)
     if cached is None or cached[0] != rows:
-        rules = [matching.reversal_rule(r[1], r[2]) if r[0] is None else
-                 matching.RouteRule(r[0], r[1], frozenset(r[2] or ()), frozenset(r[3] or ()), frozenset(r[4] or ()))
+        rules = [matching.reversal_rule(r[2], r[6]) if r[0] == 1 else
+                 matching.RouteRule(r[1], r[2], frozenset(r[3] or ()), frozenset(r[4] or ()), frozenset(r[5] or ()))
                  for r in rows]
         profiles = {p.id: SimpleNamespace(**{c.key: getattr(p, c.key) for c in Profile.__table__.columns})
-                    for p in db.session.scalars(db.select(Profile).where(Profile.id.in_({r[1] for r in rows})))}
+                    for p in db.session.scalars(db.select(Profile).where(Profile.id.in_({r[2] for r in rows})))}
         cached = _routes_cache[engine] = (rows, rules, profiles)
     return cached[1], cached[2]
 
@@ -308,8 +311,7 @@ def _store(bodies):
         del firsts[key]
     fresh = list(firsts.values())
     customers, forgotten = _customer_ids(conn, fresh, forgotten_ids, now)
-    _upsert_names(conn, fresh, now)
-    stored = _insert_events(conn, firsts, customers, forgotten, now)
+    stored = _insert_events(conn, firsts, customers, forgotten, now, first=_names(conn, fresh))
     rules, profiles = _active_routes()
     db_time = _statement(conn, "deliveries").time
     history, deliveries, conversions, plans = [], [], [], {}
@@ -442,9 +444,10 @@ def _email_customers(by_email):
     return {email: customer.id for email, customer in known.items()}
 
 
-def _upsert_names(conn, events, now):
+def _names(conn, events):
     """Campaigns and products the CRM names, so route forms can offer them (a name left empty
-    keeps the stored one)."""
+    keeps the stored one): the upserts' (statement, rows), which the events' insert runs first."""
+    upserts = []
     for model, pairs in ((Campaign, ((e.order.campaignId, e.order.campaignName) for e in events)),
                          (Product, ((p.productId, p.productName) for e in events for p in e.order.products))):
         names = {}
@@ -452,12 +455,14 @@ def _upsert_names(conn, events, now):
             if id_ is not None and (name or id_ not in names):
                 names[id_] = name or ""
         if names:
-            _statement(conn, model).run(conn, sorted(names.items()), now)
+            upserts.append((_statement(conn, model), sorted(names.items())))
+    return upserts
 
 
-def _insert_events(conn, fresh, customers, forgotten, now):
-    """The new events ({(token, id): event}), inserted in one statement. A forgotten customer's is
-    stored as purged (retention's order, no card): nothing personal is kept, nothing is sent."""
+def _insert_events(conn, fresh, customers, forgotten, now, first=()):
+    """The new events ({(token, id): event}), inserted in one statement (after `first`, the
+    names' upserts: in the same statement on PostgreSQL). A forgotten customer's is stored as
+    purged (retention's order, no card): nothing personal is kept, nothing is sent."""
     test_cards = cards.test_cards(current_app.config["TEST_CARD_NUMBERS"])  # compared canonical: 04111... is 4111...
     key = current_app.config["SECRET_KEY"]
     statement = _statement(conn, "events")
@@ -485,7 +490,7 @@ def _insert_events(conn, fresh, customers, forgotten, now):
                                               (token_id, event_key), is_forgotten)
     if not rows:
         return []
-    for token_id, event_key, event_id in statement.returning(conn, rows, now):
+    for token_id, event_key, event_id in statement.returning(conn, rows, now, first):
         stored[token_id, event_key].id = event_id
     return sorted(stored.values(), key=lambda e: e.id)  # the body's order: ids rise with it
 

@@ -346,3 +346,33 @@ def test_purged_data_is_gone_from_sqlites_files_at_once(world):
     assert files.get("-wal", b"") == b""
     for suffix, data in files.items():
         assert b"bob@example.com" not in data, suffix
+
+
+def test_a_purged_order_keeps_exactly_its_kept_keys_in_order_with_their_values(profile, post_events):
+    """The purge cuts an order to models.kept_order's pairs (in SQL on PostgreSQL): same keys, same
+    order, same values and types (a true stays true, a number a number), nothing else."""
+    evt = post(post_events, "old-full", 100, 1, isTestCard=False, orderDate="2026-08-01 10:00:00",
+               billing={"city": "Springfield", "zip": "12345"}, campaignName='Lander "A", {x}')
+    before = dict(evt.order)
+    finish(evt, "delivered", days_ago=99)
+    retention.purge(NOW, 90)
+    order, card, purged_at = state(evt)
+    assert order == models.kept_order(before) and list(order) == list(models.kept_order(before))
+    assert order["isTestCard"] is False and order["orderId"] == before["orderId"]
+    assert order["campaignName"] == 'Lander "A", {x}' and card is None and purged_at == NOW
+
+
+@pytest.mark.parametrize("target, kept", [
+    ("https://h.example/p.php?first_name=Ann&email=ann", "https://h.example/p.php?[purged]"),
+    ("https://h.example/p?x=1#frag", "https://h.example/p?[purged]"),
+    ("https://h.example/p#ann@example.com", "https://h.example/p?[purged]"),
+    ("https://h.example/p#frag?x", "https://h.example/p?[purged]"),
+    ("https://h.example?x", "https://h.example?[purged]"),
+    ("https://h.example/p", "https://h.example/p"),
+    ("https://h.example/p?", "https://h.example/p?"),
+    ("https://h.example/p?#", "https://h.example/p?#"),
+    ("HTTPS://h.example/p?x", "https://h.example/p?[purged]"),
+    ("", ""), (None, ""),
+])
+def test_a_targets_query_and_fragment_are_purged_as_urlsplit_reads_them(target, kept):
+    assert retention.without_query(target) == kept
