@@ -8,6 +8,8 @@ history says what went; a customer whose every event is purged loses name, email
 The copies of daily files kept for download (kept_copies.KeptCopy, masked but with names and
 emails) go once their whole day is older than the cutoff; the delivery says its copy was deleted.
 
+daily_purge(): the cron's daily run of purge(): once a day, however many crons queue it.
+
 forget(): a data-subject request: one customer's personal data erased at once, whatever its age,
 their waiting deliveries cancelled so nothing personal goes out afterwards, and the kept copies of
 the daily files that carried their events deleted (the partner has the file; our copy goes).
@@ -25,9 +27,9 @@ from sqlalchemy.orm import aliased
 
 from .. import audit
 from ..files import daily_files
-from ..extensions import db, truncate_wal, writing
-from ..models import (Attempt, Customer, Delivery, Event, FileRow, ForgottenCustomer, HistoryEntry, Route, kept_order,
-                      utcnow)
+from ..extensions import db, exclusive, truncate_wal, writing
+from ..models import (Attempt, AuditEntry, Customer, Delivery, Event, FileRow, ForgottenCustomer, HistoryEntry, Route,
+                      kept_order, utcnow)
 
 PURGED = "[purged]"
 FORGOTTEN = "customer forgotten"  # the cancel reason of a forgotten customer's waiting deliveries
@@ -35,6 +37,9 @@ DEFAULT_BATCH_SIZE = 1000
 MAX_DAYS = 36500  # a century: more is a typo, and the cutoff's date arithmetic overflows
 FINISHED = ("delivered", "rejected", "cancelled")
 PERSONAL_FIELDS = ("email", "first_name", "last_name", "phone")
+# The daily purge skips when the cron's purge finished this recently: every cron queues it at
+# the same 03:30, and the next day's run is 24 hours later.
+DAILY_RUN_HOURS = 12
 
 
 @dataclass
@@ -136,8 +141,11 @@ def purge(now, days, batch_size=DEFAULT_BATCH_SIZE, dry_run=False):
     events, attempts = 0, 0
     for ids in _batches(select(Event.id).where(*_events_due(cutoff)), Event.id, batch_size):
         with writing():
+            # Still due? Locked (PostgreSQL), and rows another purge holds left to it: each event is
+            # erased, counted and told to its customer once, whatever runs beside this one.
             rows = db.session.execute(select(Event.id, Event.customer_id, Event.order)
-                                      .where(Event.id.in_(ids), *_events_due(cutoff))).all()  # still due?
+                                      .where(Event.id.in_(ids), *_events_due(cutoff)).order_by(Event.id)
+                                      .with_for_update(of=Event, skip_locked=True)).all()
             _erase_events(rows, now)
             of_rows = Delivery.event_id.in_([r.id for r in rows])
             attempts += _erase_attempts((of_rows, Attempt.purged_at.is_(None)), now)
@@ -157,6 +165,22 @@ def purge(now, days, batch_size=DEFAULT_BATCH_SIZE, dry_run=False):
     db.session.commit()
     truncate_wal()  # the erased values leave SQLite's WAL now, not at its next checkpoint
     return counts
+
+
+def daily_purge(now, days):
+    """The cron's daily purge, run once a day however many crons queue it: the counts, or None
+    when skipped because another purge runs now (a lock the database or the kernel drops if its
+    holder dies) or because a cron's purge finished in the last DAILY_RUN_HOURS (its audit entry).
+    A purge cut short (its worker killed) leaves no entry: a second cron's job finishes it, or the
+    next day's does; each batch it committed stays purged."""
+    with exclusive("retention.purge") as mine:
+        if not mine:
+            return None
+        ran = db.session.scalar(select(db.func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "retention.purge", AuditEntry.via == "cron",
+            AuditEntry.at >= now - timedelta(hours=DAILY_RUN_HOURS)))
+        db.session.rollback()
+        return None if ran else purge(now, days)
 
 
 def _delete_copies(delivery_ids, reason, batch_size):
@@ -203,10 +227,13 @@ def _erase_events(rows, now):
                            [{"b_id": d.id, "b_error": without_queries(d.last_error)} for d in errors])
 
 
-def _erase_attempts(where, now):
+def _erase_attempts(where, now, skip_locked=True):
     """Blank the attempts that the conditions `where` select: bodies and headers, the target's
-    query string, query strings in the error; method, status, times and outcome stay. How many."""
-    rows = db.session.execute(_attempts().add_columns(Attempt.target, Attempt.error).where(*where)).all()
+    query string, query strings in the error; method, status, times and outcome stay. How many.
+    skip_locked: rows another transaction holds (PostgreSQL) are left to it (a concurrent purge
+    erases them); else waited for (a Forget erases every one)."""
+    rows = db.session.execute(_attempts().add_columns(Attempt.target, Attempt.error).where(*where)
+                              .order_by(Attempt.id).with_for_update(of=Attempt, skip_locked=skip_locked)).all()
     if not rows:
         return 0
     table = Attempt.__table__
@@ -283,7 +310,7 @@ def _forget(customer, by, now):
         raise ForgetRefused("A delivery of this customer is being sent right now: try again in a minute.")
     rows = db.session.execute(select(Event.id, Event.customer_id, Event.order).where(Event.customer_id == customer.id)).all()
     _erase_events(rows, now)
-    attempts = _erase_attempts((Delivery.event_id.in_(events), Attempt.purged_at.is_(None)), now)
+    attempts = _erase_attempts((Delivery.event_id.in_(events), Attempt.purged_at.is_(None)), now, skip_locked=False)
     _erase_from_history(customer)
     copies = _kept_copies_of(customer)
     daily_files.forget_kept_copies(copies, f"deleted on {now:%Y-%m-%d}: it held a forgotten customer's data")
