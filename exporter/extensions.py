@@ -2,6 +2,7 @@
 import contextlib
 import os
 import threading
+import time
 
 try:
     import fcntl
@@ -188,12 +189,14 @@ def _advisory_lock(engine, name, wait):
 
     key = zlib.crc32(f"exporter:{name}".encode())  # one bigint per name, the same in every process
     with engine.connect() as connection:
-        if wait:
-            connection.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
-            held = True
-        else:
+        while True:
             held = bool(connection.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar())
-        connection.commit()  # the lock outlives transactions; no snapshot is kept open meanwhile
+            connection.commit()  # the lock outlives transactions; no snapshot is kept open meanwhile
+            if held or not wait:
+                break
+            # Tried again rather than waited for in pg_advisory_lock(): a waiting statement holds a
+            # snapshot, and the holder's CREATE INDEX CONCURRENTLY (a migration) waits for it.
+            time.sleep(0.2)
         try:
             yield held
         finally:
