@@ -285,10 +285,23 @@ def test_two_crons_three_workers_two_web_servers_do_everything_once(app, app_con
                 time.sleep(0.5)
             time.sleep(TOPOLOGY_POST_SECONDS / (TOPOLOGY_EVENTS / TOPOLOGY_BATCH))
 
+    def sending_worker():
+        """The worker holding a claim now (its name ends with its pid): killed, it cuts sends."""
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            holders = set(db.session.scalars(db.select(Delivery.claimed_by).where(Delivery.status == "sending")))
+            db.session.rollback()
+            for i, process in enumerate(workers):
+                if any(name.endswith(f":{process.pid}") for name in holders):
+                    return i
+            time.sleep(0.02)
+        return 0
+
     def restart_worker():
-        kill_group(workers[0])
+        i = sending_worker()
+        kill_group(workers[i])
         time.sleep(2)  # Restart=always, RestartSec=2
-        workers[0] = start(["worker"], env, stderr=subprocess.DEVNULL)
+        workers[i] = start(["worker"], env, stderr=subprocess.DEVNULL)
 
     def purges_queued_by_both_crons():  # what both crons do at 03:30, at the same moment
         jobs_queue = queue.get_queue(redis.url, app.config["QUEUE_NAME"])
@@ -305,7 +318,7 @@ def test_two_crons_three_workers_two_web_servers_do_everything_once(app, app_con
         time.sleep(1)
         at("both crons queue the daily purge", purges_queued_by_both_crons)
         time.sleep(1)
-        at("worker 1 SIGKILLed, back 2 s later", restart_worker)
+        at("a worker SIGKILLed mid-send, back 2 s later", restart_worker)
         at("cron 1 SIGKILLed, for good", lambda: kill_group(crons[0]))
         time.sleep(2)
         at("dialer back", lambda: setattr(dialer, "default", Reply(200)))
