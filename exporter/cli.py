@@ -73,11 +73,18 @@ def init_app(app):
 # --- processes -----------------------------------------------------------------------------
 
 def _upgrade_db():
-    """Migrate when the database is behind; an up-to-date one is not touched (and Alembic says nothing)."""
+    """Migrate when the database is behind; an up-to-date one is not touched (and Alembic says nothing).
+    One process at a time: web units on several machines run `exporter migrate` as they start
+    together after a release; the others wait, then find the database up to date."""
     from flask_migrate import upgrade
 
-    if _pending_migrations():
-        upgrade(directory=current_app.extensions["migrate"].directory)
+    from .extensions import exclusive
+
+    if not _pending_migrations():
+        return
+    with exclusive("migrate", wait=True):
+        if _pending_migrations():
+            upgrade(directory=current_app.extensions["migrate"].directory)
 
 
 def _pending_migrations():

@@ -4,9 +4,11 @@
 (numbers, true/false) are taken as such, anything else as a string. SECRET_KEY, DATABASE_URL
 and REDIS_URL are always strings, whatever they look like.
 """
+import contextlib
 import json
 import os
 import secrets
+import tempfile
 
 DEFAULT_INTAKE_MAX_BYTES = 1024 * 1024
 DEFAULT_INTAKE_MAX_EVENTS = 1000
@@ -126,8 +128,16 @@ def instance_secret_key(instance_path):
     """A secret key kept in the instance folder, made on first start."""
     path = os.path.join(instance_path, "secret_key")
     if not os.path.exists(path):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48))
+        # Written whole under a name of its own, then linked into place: processes started together
+        # on a new install (`exporter run`'s web, worker and cron) all read the one key that won,
+        # never a half-written file, and none fails on the file another just made.
+        fd, temporary = tempfile.mkstemp(dir=instance_path, prefix=".secret_key-")  # 0600
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
     with open(path) as f:
         return f.read().strip()

@@ -2,6 +2,7 @@
 import contextlib
 import os
 import threading
+import time
 
 try:
     import fcntl
@@ -153,3 +154,67 @@ def _sqlite_turn(path):
             yield
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+# One process at a time for a job that must not run twice at once on any machine (the daily
+# purge, a migration): a lock the database server or the kernel drops when its holder dies, so
+# a SIGKILLed holder never leaves it taken and there is no expiry to tune. PostgreSQL: a
+# session-level advisory lock on a connection of its own. SQLite: an flock of a file beside the
+# database (the processes that share a SQLite file share its folder).
+_held = {}  # (pid, name): this process holds it (an in-memory database: the threads' only lock)
+
+
+@contextlib.contextmanager
+def exclusive(name, wait=False):
+    """Yields True when this process holds the lock `name` until the block ends, False when
+    another holds it (wait=False) - then do nothing. wait=True blocks until it is free."""
+    engine = db.engine
+    if engine.dialect.name == "postgresql":
+        with _advisory_lock(engine, name, wait) as held:
+            yield held
+        return
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:" or fcntl is None:
+        lock = _held.setdefault((os.getpid(), name), threading.Lock())
+        held = lock.acquire(blocking=wait)
+        try:
+            yield held
+        finally:
+            if held:
+                lock.release()
+        return
+    with _open_lock_file(f"{path}.{name}.lock") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _advisory_lock(engine, name, wait):
+    import zlib
+
+    key = zlib.crc32(f"exporter:{name}".encode())  # one bigint per name, the same in every process
+    with engine.connect() as connection:
+        while True:
+            held = bool(connection.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar())
+            connection.commit()  # the lock outlives transactions; no snapshot is kept open meanwhile
+            if held or not wait:
+                break
+            # Tried again rather than waited for in pg_advisory_lock(): a waiting statement holds a
+            # snapshot, and the holder's CREATE INDEX CONCURRENTLY (a migration) waits for it.
+            time.sleep(0.2)
+        try:
+            yield held
+        finally:
+            if held:
+                try:
+                    connection.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+                    connection.commit()
+                except Exception:  # the connection was cut (the lock went with it)
+                    connection.invalidate()

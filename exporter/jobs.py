@@ -61,11 +61,13 @@ def alerts_tick():
 
 
 def purge():
-    """The daily retention purge: RETENTION_DAYS of personal data kept, older erased (0: kept forever)."""
+    """The daily retention purge: RETENTION_DAYS of personal data kept, older erased (0: kept
+    forever); once a day however many crons queue it (None: another did it, or does it now)."""
     with app_context() as app:
         from . import audit
         from .flows import retention
         from .models import utcnow
 
         with audit.acting_as("system", "cron"):
-            return vars(retention.purge(utcnow(), app.config["RETENTION_DAYS"]))
+            counts = retention.daily_purge(utcnow(), app.config["RETENTION_DAYS"])
+            return None if counts is None else vars(counts)

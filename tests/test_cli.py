@@ -290,6 +290,50 @@ def test_migrate_says_nothing_from_alembic_on_a_migrated_database(tmp_path):
     assert (again.returncode, again.stdout, again.stderr) == (0, "database is up to date\n", "")
 
 
+@pytest.fixture
+def fresh_database_url(tmp_path):
+    """An empty database of the kind the suite runs on: a SQLite file, or a PostgreSQL database
+    made beside EXPORTER_TEST_DATABASE_URL's and dropped after."""
+    url = os.environ.get("EXPORTER_TEST_DATABASE_URL", "")
+    if not url.startswith("postgresql"):
+        yield f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+        return
+    import uuid
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    name = f"{make_url(url).database}_fresh_{uuid.uuid4().hex[:8]}"
+    server = create_engine(make_url(url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield str(make_url(url).set(database=name))
+    finally:
+        with server.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        server.dispose()
+
+
+def test_web_units_starting_together_migrate_once_and_share_one_secret_key(tmp_path, fresh_database_url):
+    """Issue 23: after a release every web unit runs `exporter migrate` as it starts; three at once
+    on a new install all succeed (one migrates, the others wait and find it done), and all read
+    the one secret key that was made."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTER_")}
+    env.update(EXPORTER_INSTANCE_PATH=str(tmp_path), EXPORTER_DATABASE_URL=fresh_database_url)
+    script = "from exporter import create_app; print(create_app(web=False).config['SECRET_KEY'])"
+    units = [subprocess.Popen([sys.executable, "-m", "exporter", "migrate"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    keys = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+            for _ in range(3)]
+    results = [unit.communicate(timeout=120) + (unit.returncode,) for unit in units]
+    assert [code for _, _, code in results] == [0, 0, 0], [err for _, err, _ in results]
+    assert sum("Running upgrade" in err for _, err, _ in results) == 1
+    made = {key.communicate(timeout=60)[0].strip() for key in keys}
+    assert made == {(tmp_path / "secret_key").read_text().strip()} and "" not in made
+    assert sorted(p.name for p in tmp_path.iterdir() if "secret_key" in p.name) == ["secret_key"]
+
+
 # Run `exporter files send` in a process of its own and print, at its exit, the modules it loaded of these.
 _LOADED_AT_EXIT = """import atexit, sys
 atexit.register(lambda: print("loaded:", sorted({m.split('.')[0] if not m.startswith('exporter.') else m

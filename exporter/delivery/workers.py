@@ -45,11 +45,13 @@ def release_stale_claims(claim_timeout, stale_seconds, now=None):
     now = now or utcnow()
     dead = select(Worker.name).where(Worker.seen_at < now - timedelta(seconds=stale_seconds))
     # Read first (rows locked on PostgreSQL): a claim's time says which cap day it counted against.
+    # Rows another transaction holds are skipped: another cron's sweep releasing them (two sweeps
+    # locking the same rows in their own orders could deadlock), or a recorder finishing them.
     stale = db.session.execute(
         select(Delivery.id, Delivery.profile_id, Delivery.file_date, Delivery.claimed_at)
         .where(Delivery.status == "sending", or_(
             Delivery.claimed_at < now - timedelta(seconds=claim_timeout), Delivery.claimed_by.in_(dead)))
-        .with_for_update()).all()
+        .order_by(Delivery.id).with_for_update(skip_locked=True)).all()
     released = list(db.session.scalars(
         update(Delivery).where(Delivery.id.in_([r.id for r in stale]), Delivery.status == "sending")
         .values(status="retrying", due_at=utcnow(), claimed_at=None, claimed_by="")

@@ -8,6 +8,8 @@ history says what went; a customer whose every event is purged loses name, email
 The copies of daily files kept for download (kept_copies.KeptCopy, masked but with names and
 emails) go once their whole day is older than the cutoff; the delivery says its copy was deleted.
 
+daily_purge(): the cron's daily run of purge(): once a day, however many crons queue it.
+
 forget(): a data-subject request: one customer's personal data erased at once, whatever its age,
 their waiting deliveries cancelled so nothing personal goes out afterwards, and the kept copies of
 the daily files that carried their events deleted (the partner has the file; our copy goes).
@@ -25,15 +27,15 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import JSON, BigInteger, Text, bindparam, case, func, literal_column, select, update
+from sqlalchemy import JSON, BigInteger, Text, any_, bindparam, case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
 from .. import audit
 from ..files import daily_files
-from ..extensions import among, db, truncate_wal, writing
-from ..models import (KEPT_ORDER_KEYS, Attempt, Customer, Delivery, Event, FileRow, ForgottenCustomer, HistoryEntry,
-                      Route, kept_order, utcnow)
+from ..extensions import among, db, exclusive, truncate_wal, writing
+from ..models import (KEPT_ORDER_KEYS, Attempt, AuditEntry, Customer, Delivery, Event, FileRow, ForgottenCustomer,
+                      HistoryEntry, Route, kept_order, utcnow)
 
 PURGED = "[purged]"
 FORGOTTEN = "customer forgotten"  # the cancel reason of a forgotten customer's waiting deliveries
@@ -41,6 +43,9 @@ DEFAULT_BATCH_SIZE = 1000
 MAX_DAYS = 36500  # a century: more is a typo, and the cutoff's date arithmetic overflows
 FINISHED = ("delivered", "rejected", "cancelled")
 PERSONAL_FIELDS = ("email", "first_name", "last_name", "phone")
+# The daily purge skips when the cron's purge finished this recently: every cron queues it at
+# the same 03:30, and the next day's run is 24 hours later.
+DAILY_RUN_HOURS = 12
 
 
 @dataclass
@@ -142,6 +147,8 @@ def purge(now, days, batch_size=DEFAULT_BATCH_SIZE, dry_run=False):
     events, attempts = 0, 0
     for ids in _batches(select(Event.id).where(*_events_due(cutoff)), Event.id, batch_size):
         with writing():
+            # Still due? Locked (PostgreSQL), and rows another purge holds left to it: each event is
+            # erased, counted and told to its customer once, whatever runs beside this one.
             rows = _erase_due_events(ids, cutoff, now)
             of_rows = among(Delivery.event_id, [r.id for r in rows])
             attempts += _erase_attempts((of_rows, Attempt.purged_at.is_(None)), now)
@@ -161,6 +168,22 @@ def purge(now, days, batch_size=DEFAULT_BATCH_SIZE, dry_run=False):
     db.session.commit()
     truncate_wal()  # the erased values leave SQLite's WAL now, not at its next checkpoint
     return counts
+
+
+def daily_purge(now, days):
+    """The cron's daily purge, run once a day however many crons queue it: the counts, or None
+    when skipped because another purge runs now (a lock the database or the kernel drops if its
+    holder dies) or because a cron's purge finished in the last DAILY_RUN_HOURS (its audit entry).
+    A purge cut short (its worker killed) leaves no entry: a second cron's job finishes it, or the
+    next day's does; each batch it committed stays purged."""
+    with exclusive("retention.purge") as mine:
+        if not mine:
+            return None
+        ran = db.session.scalar(select(db.func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "retention.purge", AuditEntry.via == "cron",
+            AuditEntry.at >= now - timedelta(hours=DAILY_RUN_HOURS)))
+        db.session.rollback()
+        return None if ran else purge(now, days)
 
 
 def _delete_copies(delivery_ids, reason, batch_size):
@@ -194,13 +217,17 @@ def _erase_due_events(ids, cutoff, now):
     statements where reading the orders, then an UPDATE per event, took 14.4 s plus the
     client's work on each order. Ids go as one array parameter (extensions.among): a thousand
     placeholders were a fifth of the purge's time in cProfile."""
-    if not _on_postgresql():
+    if not _on_postgresql():  # one writer at a time (extensions.writing): no other purge beside it
         rows = db.session.execute(select(Event.id, Event.customer_id, Event.order)
                                   .where(Event.id.in_(ids), *_events_due(cutoff))).all()  # still due?
         _erase_events(rows, now)
         return rows
     table = Event.__table__
-    rows = db.session.execute(update(table).where(among(table.c.id, ids), *_events_due(cutoff))
+    # Locked in id order first, rows another purge holds skipped (it erases them), then updated by
+    # primary key: two purges side by side neither deadlock nor count an event twice.
+    locked = (select(table.c.id).where(among(table.c.id, ids), *_events_due(cutoff)).order_by(table.c.id)
+              .with_for_update(skip_locked=True))
+    rows = db.session.execute(update(table).where(table.c.id == any_(func.array(locked.scalar_subquery())))
                               .values(order=KEPT_ORDER_SQL, card_number=None, purged_at=now)
                               .returning(table.c.id, table.c.customer_id)).all()
     _erase_delivery_errors([r.id for r in rows])
@@ -260,10 +287,15 @@ def _update_each(table, columns, rows, **same):
                        .values(**same, **{c: given.c[c] for c in columns}))
 
 
-def _erase_attempts(where, now):
+def _erase_attempts(where, now, skip_locked=True):
     """Blank the attempts that the conditions `where` select: bodies and headers, the target's
-    query string, query strings in the error; method, status, times and outcome stay. How many."""
-    rows = db.session.execute(_attempts().add_columns(Attempt.target, Attempt.error).where(*where)).all()
+    query string, query strings in the error; method, status, times and outcome stay. How many.
+    skip_locked: rows another transaction holds (PostgreSQL) are left to it (a concurrent purge
+    erases them); else waited for (a Forget erases every one)."""
+    rows = db.session.execute(_attempts().add_columns(Attempt.target, Attempt.error).where(*where)
+                              .order_by(Attempt.id).with_for_update(of=Attempt, skip_locked=skip_locked)).all()
+    if not rows:
+        return 0
     table = Attempt.__table__
     _update_each(table, ("target", "error"), [(r.id, without_query(r.target), without_queries(r.error)) for r in rows],
                  purged_at=now, request_headers={}, response_headers={},
@@ -360,7 +392,7 @@ def _forget(customer, by, now):
         raise ForgetRefused("A delivery of this customer is being sent right now: try again in a minute.")
     rows = db.session.execute(select(Event.id, Event.customer_id, Event.order).where(Event.customer_id == customer.id)).all()
     _erase_events(rows, now)
-    attempts = _erase_attempts((Delivery.event_id.in_(events), Attempt.purged_at.is_(None)), now)
+    attempts = _erase_attempts((Delivery.event_id.in_(events), Attempt.purged_at.is_(None)), now, skip_locked=False)
     _erase_from_history(customer)
     copies = _kept_copies_of(customer)
     daily_files.forget_kept_copies(copies, f"deleted on {now:%Y-%m-%d}: it held a forgotten customer's data")

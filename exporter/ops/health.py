@@ -4,7 +4,7 @@ down hosts. No web parts: the health blueprint and the dashboard both call these
 Each check answers from its own source: the database (SELECT 1), Redis (PING), RQ's worker
 registry for the app's queue and the workers table (a worker counts while RQ lists it and its
 heartbeat in the table is fresh: a dead one is seen within WORKER_STALE_SECONDS), RQ's cron scheduler registry (a CronScheduler counts while it has sent a heartbeat
-in the last two minutes), and the deliveries table (how long the oldest due delivery has
+within two of its beats, 120 s at most: cron_stale_seconds), and the deliveries table (how long the oldest due delivery has
 waited). Errors are named by their type only: a message could carry a URL or a password.
 """
 import time
@@ -91,11 +91,21 @@ def live_workers(connection, queue_name, now=None):
     return min(registered, len(workers.alive(float(current_app.config["WORKER_STALE_SECONDS"]), now)))
 
 
-def live_cron_schedulers(connection, now=None):
-    """How many CronSchedulers sent a heartbeat within RQ's own threshold (120 s): a scheduler
-    beats at least once a minute whatever its jobs' interval."""
+def cron_stale_seconds(sweep_interval):
+    """How long a CronScheduler may be silent before it counts as stopped. `exporter cron` beats
+    once per loop, and its loop sleeps until its next tick is due, a minute at most: it beats every
+    min(SWEEP_INTERVAL_SECONDS, 60) s. Two beats missed, and 5 s for a slow Redis, is a stopped
+    cron, never more than RQ's own threshold (120 s): with the default 60 s sweep, 120 s."""
+    return min(2 * min(float(sweep_interval), 60.0) + 5, float(DEFAULT_CRON_SCHEDULER_TTL))
+
+
+def live_cron_schedulers(connection, now=None, stale_seconds=None):
+    """How many CronSchedulers (`exporter cron`) sent a heartbeat within cron_stale_seconds() of
+    the app's sweep interval: a SIGKILLed one stops counting within that bound."""
     now = time.time() if now is None else now
-    return len(connection.zrangebyscore(cron_registry_key(), now - DEFAULT_CRON_SCHEDULER_TTL, "+inf"))
+    if stale_seconds is None:
+        stale_seconds = cron_stale_seconds(current_app.config["SWEEP_INTERVAL_SECONDS"])
+    return len(connection.zrangebyscore(cron_registry_key(), now - stale_seconds, "+inf"))
 
 
 def check_workers(connection, queue_name):

@@ -27,6 +27,44 @@ def test_only_claims_of_silent_workers_or_past_the_timeout_are_released(app, pos
     assert workers.alive(20) == ["alive:1"]
 
 
+def test_two_sweeps_at_once_release_each_dead_claim_once(app, post_events):
+    """Two `exporter cron` sweep at the same moment (issue 23): every claim of a dead worker is
+    released by one of them, and its daily-cap grant given back once; no deadlock on PostgreSQL."""
+    import threading
+
+    from exporter import windows
+    from exporter.models import Profile
+
+    make_profile(url="http://127.0.0.1:9/p", daily_cap=10_000)
+    post_events({"events": [event(f"e{i}", customerId=i + 1, orderId=i + 1) for i in range(300)]})
+    now = utcnow()
+    db.session.add(Worker(name="dead:2", seen_at=now - timedelta(minutes=1)))
+    rows = db.session.scalars(db.select(Delivery).order_by(Delivery.id.desc())).all()
+    for delivery in rows:
+        delivery.status, delivery.claimed_by, delivery.claimed_at = "sending", "dead:2", now
+    profile = db.session.scalar(db.select(Profile))
+    db.session.add(SendCount(profile_id=profile.id, day=windows.cap_day(profile, now), sent=500))
+    db.session.commit()
+    released, errors, start_line = [], [], threading.Barrier(2)
+
+    def sweep():
+        try:
+            with app.app_context():
+                start_line.wait()
+                released.append(workers.release_stale_claims(claim_timeout=300, stale_seconds=20))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert sorted(released[0] + released[1]) == sorted(d.id for d in rows)  # each once
+    assert db.session.scalars(db.select(SendCount.sent)).all() == [200]  # 300 grants back, not 600
+
+
 def test_a_killed_workers_claims_go_out_again_long_before_the_claim_timeout(app, app_config, post_events, receiver):
     receiver.script = [Reply(200, delay=30)]  # the first send hangs while the worker is killed
     make_profile(url=receiver.url + "/p")

@@ -149,6 +149,59 @@ def test_a_second_run_finds_nothing_more(world):
     assert retention.purge(NOW, 90) == retention.Counts(0, 0, 0)
 
 
+def test_two_purges_at_once_erase_count_and_tell_each_event_once(app, world):
+    """`exporter purge` by hand while the cron's runs (issue 23): no event erased twice, no count
+    doubled, no customer told of more events than were purged; on PostgreSQL no deadlock."""
+    results, errors = [], []
+
+    def run():
+        try:
+            with app.app_context():
+                results.append(retention.purge(NOW, 90, batch_size=1))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert sum(r.events for r in results) == 3 and sum(r.attempts for r in results) == 3
+    told = [h.message for h in db.session.scalars(db.select(HistoryEntry).where(HistoryEntry.message.like("Personal data%")))]
+    assert sum(int(m.split()[3]) for m in told) == 3  # "Personal data of N event(s) ..."
+    assert retention.what_is_due(NOW, 90) == retention.Counts(0, 0, 0)
+
+
+def test_the_daily_purge_runs_once_however_many_crons_queue_it(app, world, run_jobs):
+    """Every `exporter cron` queues the purge at 03:30: the first job purges, the others find its
+    audit entry and do nothing (no second entry, no second message in a history)."""
+    from exporter import jobs
+    from exporter.delivery import queue
+
+    jobs_queue = queue.get_queue(app.config["REDIS_URL"], app.config["QUEUE_NAME"])
+    queued = [jobs_queue.enqueue(jobs.purge) for _ in range(2)]  # two crons' 03:30
+    run_jobs()
+    assert [job.return_value() for job in queued] == [{"events": 3, "attempts": 3, "customers": 2, "files": 0}, None]
+    assert db.session.scalar(db.select(db.func.count()).where(AuditEntry.action == "retention.purge")) == 1
+    assert db.session.scalar(db.select(db.func.count()).where(HistoryEntry.message.like("Personal data%"))) == 2
+
+
+def test_the_daily_purge_does_nothing_while_another_purge_holds_its_lock(app, world):
+    """A purge running elsewhere (another worker took the other cron's job): this one skips at once
+    rather than racing it; once the lock is free (its holder done or dead) the purge runs."""
+    from exporter import audit
+    from exporter.extensions import exclusive
+
+    with audit.acting_as("system", "cron"):
+        with exclusive("retention.purge") as held:
+            assert held
+            assert retention.daily_purge(NOW, 90) is None
+        assert state(world["old_delivered"])[2] is None
+        assert retention.daily_purge(NOW, 90).events == 3
+        assert retention.daily_purge(NOW, 90) is None  # done today
+
+
 def test_zero_days_keeps_forever(world):
     assert retention.what_is_due(NOW, 0) == retention.Counts()
     assert retention.purge(NOW, 0) == retention.Counts()

@@ -1,5 +1,8 @@
 """The health checks on a real Redis and database: live workers and cron schedulers as RQ
 registers them, and the oldest due delivery's age (deliveries to a down host left out)."""
+import contextlib
+import os
+import signal
 import time
 from datetime import timedelta
 
@@ -14,6 +17,7 @@ from exporter.extensions import db
 from exporter.models import Delivery, Host, utcnow
 
 from ..factories import make_profile
+from ..processes import process_env, start, wait_until
 
 
 @pytest.fixture
@@ -74,6 +78,47 @@ def test_a_cron_scheduler_counts_while_its_heartbeat_is_recent(app, connection):
     assert health.live_cron_schedulers(connection) == 0
     check = health.check_scheduler(connection)
     assert not check.ok and "exporter cron" in check.details["error"]
+
+
+def test_a_cron_beats_every_sweep_interval_and_is_stale_after_two_missed_beats():
+    assert health.cron_stale_seconds(1) == 7  # the fault suite's and the tests' 1 s sweep
+    assert health.cron_stale_seconds(10) == 25
+    assert health.cron_stale_seconds(60) == 120  # the default: RQ's own threshold
+    assert health.cron_stale_seconds(600) == 120  # it beats at least once a minute whatever the sweep
+
+
+def test_healthz_reports_a_sigkilled_worker_and_cron_within_their_bounds(app, app_config, client):
+    """Issue 23: real `exporter worker` and `exporter cron` processes, SIGKILLed together. /healthz
+    fails `workers` within WORKER_STALE_SECONDS (RQ still lists the worker for minutes) and
+    `scheduler` within cron_stale_seconds(SWEEP_INTERVAL_SECONDS) of the kill."""
+    settings = dict(HEARTBEAT_SECONDS=0.5, WORKER_STALE_SECONDS=3, SWEEP_INTERVAL_SECONDS=1)
+    app.config.update(settings)
+    env = process_env(app_config, **{f"EXPORTER_{k}": v for k, v in settings.items()})
+    worker, cron = start(["worker"], env), start(["cron"], env)
+    try:
+        wait_until(lambda: client.get("/healthz").json["checks"]["workers"].get("alive") == 1
+                   and client.get("/healthz").json["checks"]["scheduler"].get("alive") == 1,
+                   timeout=30, what="a live worker and cron")
+        for process in (worker, cron):  # the whole group: a scheduler the worker forked a moment ago too
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+        killed, failed = time.monotonic(), {}
+        while len(failed) < 2 and time.monotonic() - killed < 30:
+            answer = client.get("/healthz")
+            for part in ("workers", "scheduler"):
+                if part in answer.json["failing"]:
+                    failed.setdefault(part, time.monotonic() - killed)
+            time.sleep(0.1)
+    finally:
+        for process in (worker, cron):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    assert client.get("/healthz").status_code == 503
+    assert failed["workers"] <= settings["WORKER_STALE_SECONDS"] + 1  # + a second for a slow machine
+    assert failed["scheduler"] <= health.cron_stale_seconds(settings["SWEEP_INTERVAL_SECONDS"]) + 1
+    print(f"\n/healthz: workers failing {failed['workers']:.1f} s after the kill "
+          f"(bound {settings['WORKER_STALE_SECONDS']} s), scheduler {failed['scheduler']:.1f} s "
+          f"(bound {health.cron_stale_seconds(settings['SWEEP_INTERVAL_SECONDS']):.0f} s)")
 
 
 def due_delivery(profile, minutes_ago, status="scheduled", target="partner.example.com"):
