@@ -66,10 +66,7 @@ def _limits(cfg):
     with short timeouts: a hung Redis must not hold sends long); in memory without one."""
     if not cfg.get("REDIS_URL"):
         return limits.LocalLimits(cfg["HOST_MAX_IN_FLIGHT"])
-    from redis import Redis  # here: `files send --now` sends on its own, with no Redis client loaded
-
-    connection = Redis.from_url(cfg["REDIS_URL"], socket_timeout=1, socket_connect_timeout=1)
-    return limits.SharedLimits(connection, cfg["HOST_MAX_IN_FLIGHT"], float(cfg["SEND_TIMEOUT_SECONDS"]) + 15)
+    return limits.SharedLimits(limits.connect(cfg["REDIS_URL"]), cfg["HOST_MAX_IN_FLIGHT"], float(cfg["SEND_TIMEOUT_SECONDS"]) + 15)
 
 
 def _slowed(sent):

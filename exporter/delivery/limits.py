@@ -146,7 +146,9 @@ return 1
 
 
 class SharedLimits:
-    """The limits of every host, kept in Redis for all workers; LocalLimits while it is away."""
+    """The limits of every host, kept in Redis for all workers; LocalLimits while it is away.
+    Give it a connection that does not retry (connect()): a send must not wait out a client's
+    backoff for a Redis that is gone."""
 
     def __init__(self, connection, default_in_flight=4, lease_seconds=LEASE_SECONDS):
         self.redis = connection
@@ -155,6 +157,7 @@ class SharedLimits:
         self.local = LocalLimits(default_in_flight)
         self.fallback_since = None  # epoch seconds Redis stopped answering, None while it answers
         self._next_try = 0.0
+        self._probe_lock = threading.Lock()
         self._settings = {}
         self._acquire = connection.register_script(_ACQUIRE)
         self._slow_down = connection.register_script(_SLOW_DOWN)
@@ -220,8 +223,10 @@ class SharedLimits:
     def _on_redis(self):
         if self.fallback_since is None:
             return True
-        if time.monotonic() < self._next_try:
-            return False
+        with self._probe_lock:  # one thread asks Redis again; the others go on on their own meanwhile
+            if time.monotonic() < self._next_try:
+                return False
+            self._next_try = time.monotonic() + RETRY_REDIS_SECONDS
         try:
             self.redis.ping()
         except Exception:
@@ -303,6 +308,17 @@ class LocalLimits:
                 state[0] = min(1.0, state[0] + steps * RECOVER_STEP)
                 state[1] += steps * RECOVER_SECONDS
         return state
+
+
+def connect(url, timeout=1.0):
+    """A connection for the limits: short timeouts and no retries (redis-py's default retries
+    with backoff took 8 s to give up on a refused port), so a dead Redis costs a send a second
+    at most, once, before the worker limits on its own."""
+    from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
 
 
 def host_states(connection, hosts=()):

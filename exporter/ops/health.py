@@ -11,14 +11,13 @@ import time
 from dataclasses import dataclass, field
 
 from flask import current_app
-from redis import Redis
 from rq.cron_scheduler_registry import get_registry_key as cron_registry_key
 from rq.defaults import DEFAULT_CRON_SCHEDULER_TTL
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from sqlalchemy import func, select, text
 
 from .. import audit
-from ..delivery import schedule, workers
+from ..delivery import limits, schedule, workers
 from ..extensions import db
 from ..models import Delivery, Host, utcnow
 
@@ -49,10 +48,10 @@ class Check:
 
 
 def redis_client(url):
-    """A connection for health checks only, with short timeouts."""
+    """A connection for health checks only, with short timeouts and no retries (redis-py's default
+    backoff took 8 s to give up on a refused port: /healthz must answer well before that)."""
     if url not in _clients:
-        _clients[url] = Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_SECONDS,
-                                       socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+        _clients[url] = limits.connect(url, REDIS_TIMEOUT_SECONDS)
     return _clients[url]
 
 
