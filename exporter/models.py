@@ -244,7 +244,6 @@ class Delivery(db.Model):
     __table_args__ = (
         UniqueConstraint("profile_id", "event_id", name="uq_delivery_profile_event"),
         UniqueConstraint("route_id", "file_date", name="uq_delivery_route_day"),
-        Index("ix_deliveries_status_due", "status", "due_at"),
         Index("ix_deliveries_profile_dedupe", "profile_id", "dedupe_key"),
         # The claim's index: only waiting rows, in the order a claim takes them. Small whatever
         # the history, and chosen whatever the statistics say (the claim names the same literal
@@ -270,7 +269,8 @@ class Delivery(db.Model):
     FINISHED = ("delivered", "rejected", "cancelled")
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
+    # No index of its own: ix_deliveries_profile_id_id and the unique constraint lead with it.
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
     event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
     route_id: Mapped[int | None] = mapped_column(ForeignKey("routes.id", ondelete="SET NULL"))
     file_date: Mapped[datetime | None] = mapped_column(Date)
