@@ -236,6 +236,7 @@ WAITING_SQL = "status IN ('scheduled', 'retrying')"  # Delivery.WAITING as SQL, 
 # Not delivered, rejected or cancelled: the retention purge keeps an event while one of its
 # deliveries is unfinished, and asks so per event through ix_deliveries_unfinished_event.
 UNFINISHED_SQL = "status NOT IN ('delivered', 'rejected', 'cancelled')"
+HAS_DEDUPE_KEY_SQL = "dedupe_key IS NOT NULL"
 
 
 class Delivery(db.Model):
@@ -244,7 +245,10 @@ class Delivery(db.Model):
     __table_args__ = (
         UniqueConstraint("profile_id", "event_id", name="uq_delivery_profile_event"),
         UniqueConstraint("route_id", "file_date", name="uq_delivery_route_day"),
-        Index("ix_deliveries_profile_dedupe", "profile_id", "dedupe_key"),
+        # Only deliveries with a dedupe key (set when a send with duplicate suppression starts):
+        # the intake's new rows have none, and suppression.earlier asks for a key by equality.
+        Index("ix_deliveries_profile_dedupe", "profile_id", "dedupe_key", sqlite_where=text(HAS_DEDUPE_KEY_SQL),
+              postgresql_where=text(HAS_DEDUPE_KEY_SQL)),
         # The claim's index: only waiting rows, in the order a claim takes them. Small whatever
         # the history, and chosen whatever the statistics say (the claim names the same literal
         # predicate, never bound values, so a generic plan can use it too).
