@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from sqlalchemy import MetaData, Table
 
 import bigdb
+import cpu
 import harness
 
 RUN = uuid.uuid4().hex[:6]  # event ids new to a kept database
@@ -62,10 +63,16 @@ def dispatch(instance, receiver, n):
 
 # --- intake -----------------------------------------------------------------------------------------
 
-def executemany(instance, n):
+def executemany(instance, n, repeats=3):
     """bench_intake.executemany's baseline (n new events' rows, one executemany, one transaction;
     rows/s), its rows left in place: deleting events from the big database checks each one's
-    history entries, whose event_id has no index (a scan of 1.25 M rows per event)."""
+    history entries, whose event_id has no index (a scan of 1.25 M rows per event).
+    The median of `repeats` inserts: one insert of 5,000 rows takes 0.1-0.3 s, short enough that
+    a neighbour's burst on this shared machine moved it between 14,600 and 43,400 rows/s."""
+    return harness.median([_executemany(instance, n) for _ in range(repeats)])
+
+
+def _executemany(instance, n):
     table = Table("events", MetaData(), autoload_with=instance.engine)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = [{"event_key": f"bare-{RUN}-" + e["id"], "type": e["type"], "occurred_at": now, "received_at": now,
@@ -99,13 +106,33 @@ def bodies_posts(instance, n, sales):
     return rate
 
 
-def single_posts(instance, url, n, clients, check=True):
-    """n events of the mix, each posted alone, from `clients` threads; events/s."""
+def single_posts(instance, url, n, clients, check=True, profile=None):
+    """n events of the mix, each posted alone, from `clients` threads; events/s. With `profile`
+    (a label), where the CPU went is printed: the cores busy, and per event the CPU of the web
+    server process and of this database's PostgreSQL backends (its pool's connections)."""
     events = [e for body in bigdb.crm_bodies(n, body=200) for e in fresh(body)]
+    before = _cpu(instance, url) if profile else None
     seconds = harness.drain_concurrently([events], clients, lambda session, e: instance.post(e, session, url))
+    if profile:
+        after = _cpu(instance, url)
+        busy = (after[0][0] - before[0][0]) / max(1, after[0][1] - before[0][1]) * os.cpu_count()
+        web, backends = ((a - b) / n * 1000 for a, b in zip(after[1:], before[1:]))
+        print(f"  {profile:<28} cores busy {busy:.2f} of {os.cpu_count()}; CPU per event: web process "
+              f"{web:.2f} ms, PostgreSQL backends {backends:.2f} ms")
     if check:
         check_stored(instance, events)
     return n / seconds
+
+
+WEB_PIDS = {}  # a web server's URL: its process id (single_rows)
+
+
+def _cpu(instance, url):
+    """(the machine's busy and total jiffies, the web process's CPU seconds, the CPU seconds of
+    the database's other backends: the web server's pool, and a worker's if one ran)."""
+    pids = [r[0] for r in instance.rows("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                        "AND pid <> pg_backend_pid()")]
+    return (cpu.machine(), cpu.process_seconds(WEB_PIDS[url]), sum(cpu.process_seconds(pid) for pid in pids))
 
 
 def cancel_waiting(instance):
@@ -141,6 +168,7 @@ def main():
         empty = harness.Instance()
         empty.import_profiles(bigdb.crm_profiles(receiver))
         urls = {db: (db.start_web(), db.start_web("bare")) for db in (big, empty)}
+        WEB_PIDS.update((url, p.pid) for db in (big, empty) for url, p in zip(urls[db], db.processes[-2:]))
         rows = {}
         if "dispatch" in wanted:
             rows["dispatch"] = dispatch_rows(big, empty, receiver, args)
@@ -185,11 +213,12 @@ def single_rows(big, empty, urls, args):
     for db in (big, empty):  # warm-up
         single_posts(db, urls[db][0], 200, args.clients), single_posts(db, urls[db][1], 200, args.clients, False)
     return interleave(args.rounds, {
-        "big": printed("big, mix", lambda: single_posts(big, urls[big][0], args.single, args.clients), "events/s"),
-        "empty": printed("empty, mix", lambda: single_posts(empty, urls[empty][0], args.single, args.clients),
-                         "events/s"),
-        "bare": printed("bare endpoint", lambda: single_posts(empty, urls[empty][1], args.single, args.clients, False),
-                        "events/s")})
+        "big": printed("big, mix", lambda: single_posts(big, urls[big][0], args.single, args.clients,
+                                                        profile="  (big, mix)"), "events/s"),
+        "empty": printed("empty, mix", lambda: single_posts(empty, urls[empty][0], args.single, args.clients,
+                                                            profile="  (empty, mix)"), "events/s"),
+        "bare": printed("bare endpoint", lambda: single_posts(empty, urls[empty][1], args.single, args.clients, False,
+                                                              profile="  (bare endpoint)"), "events/s")})
 
 
 def summary(rows):

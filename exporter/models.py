@@ -236,6 +236,7 @@ WAITING_SQL = "status IN ('scheduled', 'retrying')"  # Delivery.WAITING as SQL, 
 # Not delivered, rejected or cancelled: the retention purge keeps an event while one of its
 # deliveries is unfinished, and asks so per event through ix_deliveries_unfinished_event.
 UNFINISHED_SQL = "status NOT IN ('delivered', 'rejected', 'cancelled')"
+HAS_DEDUPE_KEY_SQL = "dedupe_key IS NOT NULL"
 
 
 class Delivery(db.Model):
@@ -244,8 +245,10 @@ class Delivery(db.Model):
     __table_args__ = (
         UniqueConstraint("profile_id", "event_id", name="uq_delivery_profile_event"),
         UniqueConstraint("route_id", "file_date", name="uq_delivery_route_day"),
-        Index("ix_deliveries_status_due", "status", "due_at"),
-        Index("ix_deliveries_profile_dedupe", "profile_id", "dedupe_key"),
+        # Only deliveries with a dedupe key (set when a send with duplicate suppression starts):
+        # the intake's new rows have none, and suppression.earlier asks for a key by equality.
+        Index("ix_deliveries_profile_dedupe", "profile_id", "dedupe_key", sqlite_where=text(HAS_DEDUPE_KEY_SQL),
+              postgresql_where=text(HAS_DEDUPE_KEY_SQL)),
         # The claim's index: only waiting rows, in the order a claim takes them. Small whatever
         # the history, and chosen whatever the statistics say (the claim names the same literal
         # predicate, never bound values, so a generic plan can use it too).
@@ -270,7 +273,8 @@ class Delivery(db.Model):
     FINISHED = ("delivered", "rejected", "cancelled")
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
+    # No index of its own: ix_deliveries_profile_id_id and the unique constraint lead with it.
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
     event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
     route_id: Mapped[int | None] = mapped_column(ForeignKey("routes.id", ondelete="SET NULL"))
     file_date: Mapped[datetime | None] = mapped_column(Date)
