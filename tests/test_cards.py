@@ -153,8 +153,10 @@ def test_a_configured_test_card_with_separators_counts(app, post_events):
 # Digits NFKC makes ASCII: full-width, mathematical (bold, double-struck, sans-serif, monospace).
 DIGIT_FORMS = [0x30, 0xFF10, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7F6]
 TEXT = st.text(alphabet="abcdefghijklmnopqrstuvwxyz ÄéßЖ€,:;!?/()#_'\"", max_size=12)
+# Not a CVV key: what sits under one is dropped whole, not found as a card (its own tests above);
+# hypothesis once drew "SECURITYNO", whose card number was dropped and so never "found".
 KEYS = st.one_of(st.sampled_from(["notes", "cardNumber", "CardNumber", "cc", "custom1", "memo", "billing", "x"]),
-                 st.text(min_size=1, max_size=10))
+                 st.text(min_size=1, max_size=10).filter(lambda key: not cards.is_cvv_key(key)))
 
 
 @st.composite
