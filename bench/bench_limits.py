@@ -1,7 +1,7 @@
 """Host limits shared by every worker (issue 23): two and three `exporter worker` processes against
 ten hosts answering after 50 ms, each host limited to L sends at once across all workers.
 
-    .venv/bin/python bench/bench_limits.py [--per-worker 1] [--n-hosts 3000] [--rounds 3]
+    .venv/bin/python bench/bench_limits.py [--per-worker 1] [--n-hosts 8000] [--rounds 3]
 
 Each round is bench_workers.py's (events posted with no worker running, the workers started,
 timed from the first arrival until the database shows all delivered, every arrival checked),
@@ -64,7 +64,7 @@ def ceiling(args, workers):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-worker", type=int, default=1, help="the limit per host is this times the workers")
-    parser.add_argument("--n-hosts", type=int, default=3000, help="deliveries per round")
+    parser.add_argument("--n-hosts", type=int, default=8000, help="deliveries per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=10)
     parser.add_argument("--delay", type=float, default=0.05, help="the hosts' answer time, seconds")

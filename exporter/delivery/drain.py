@@ -135,7 +135,7 @@ def drain():
     # Jobs waiting behind their host's slots go back well before the sweeper would think their
     # claims lost (and another claim would send them again).
     patience = float(cfg["CLAIM_TIMEOUT_SECONDS"]) / 2
-    claimed = 0
+    claimed, nothing_else = 0, None
     while not stopping.is_set() and time.monotonic() < deadline:
         _read_limits(engine)
         if taken := engine.take_back(patience):
@@ -145,12 +145,16 @@ def drain():
         if room <= 0:
             engine.wait_for_room(0.05)
             continue
+        if nothing_else and busy >= nothing_else[1] and time.monotonic() < nothing_else[0]:
+            engine.wait_for_a_host(busy, nothing_else[0] - time.monotonic())
+            continue  # a claim found nothing but busy hosts' rows a moment ago: not again so soon
         limit = min(room, claim.CLAIM_BATCH)
         per_host = engine.per_host_claim()
         claimed_at, rows = claim.claim_due(limit, per_host, busy, cfg)
         if not rows:
             if not busy and not engine.waiting():
                 return {"claimed": claimed}
+            nothing_else = (time.monotonic() + 0.05, busy)
             engine.wait_for_a_host(busy, 0.05)  # a busy host frees slots, or more falls due
             continue
         if len(rows) >= limit or claim.took_a_hosts_most(rows, per_host):

@@ -68,3 +68,47 @@ def test_a_slow_hosts_backlog_never_keeps_the_rest_of_the_room_from_other_hosts(
         gate.set()
         assert eng.stop(timeout=10)
     assert sorted(recorded) == list(range(13))
+
+
+def test_a_full_host_is_claimed_for_again_only_when_down_to_half_of_enough():
+    """Not at its first finished send: a claim that topped it up by one job at a time would cost
+    a statement and a commit per send."""
+    recorded, started = [], threading.Semaphore(0)
+    slots = 2
+    enough = engine.IN_HAND_PER_SLOT * slots
+    gates = [threading.Event() for _ in range(enough)]
+    eng = Engine(recorded.extend, host_concurrency=slots, threads=16)
+
+    def job(i):
+        def send():
+            started.release()
+            gates[i].wait(10)
+            return i
+        return Job(i, "a.example", send)
+
+    try:
+        for i in range(enough):
+            eng.submit(job(i))
+        assert eng.room()[1] == {"a.example"}
+        for i in range(enough // 2 - 1):  # all but one of the sends that bring it down to half
+            gates[i].set()
+            assert started.acquire(timeout=5)
+        assert eng.idle(timeout=0) is False
+        _wait_until(lambda: len(recorded) == enough // 2 - 1)
+        assert eng.room()[1] == {"a.example"}  # more than half in hand: still left out
+        gates[enough // 2 - 1].set()
+        _wait_until(lambda: len(recorded) == enough // 2)
+        assert eng.room()[1] == set()  # down to half: claimed for again
+    finally:
+        for gate in gates:
+            gate.set()
+        assert eng.stop(timeout=10)
+    assert sorted(recorded) == list(range(enough))
+
+
+def _wait_until(condition, timeout=5):
+    import time
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
