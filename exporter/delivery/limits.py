@@ -57,7 +57,7 @@ class HostLimit:
 @dataclass
 class Grant:
     ok: bool
-    lease: str | None = None
+    lease: str | None = None  # None: none kept (the host has no limit of sends at once), none to release
     wait: float = 0.0  # seconds before asking again makes sense (0: unknown, ask again soon)
     why: str = ""  # "retry-after", "in flight", "rate"
 
@@ -74,7 +74,7 @@ class HostState:
 
 
 # KEYS: state hash, leases zset. ARGV: lease, lease ms, in flight, rate, per ms, default in flight,
-# recover ms, recover step, state ttl ms. Returns {granted, wait ms, why}.
+# recover ms, recover step, state ttl ms. Returns {granted, wait ms, why, lease kept}.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -110,7 +110,7 @@ if cap > 0 then
   redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
 end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[9]))
-return {1, 0, ''}
+return {1, 0, '', cap > 0 and 1 or 0}
 """
 
 # KEYS: state hash. ARGV: retry-after ms (0: none), ms since the send started, reason, ttl ms, min factor.
@@ -176,12 +176,14 @@ class SharedLimits:
             limit = self.setting(host)
             lease = uuid.uuid4().hex
             try:
-                granted, wait_ms, why = self._acquire(
+                granted, wait_ms, why, *kept = self._acquire(
                     keys=[KEY + host, KEY + host + ":leases"],
                     args=[lease, self.lease_ms, limit.in_flight, limit.rate, limit.per * 1000, self.default_in_flight,
                           RECOVER_SECONDS * 1000, RECOVER_STEP, STATE_TTL_SECONDS * 1000])
                 why = why.decode() if isinstance(why, bytes) else why
-                return Grant(True, lease) if granted else Grant(False, None, wait_ms / 1000, why)
+                if not granted:
+                    return Grant(False, None, wait_ms / 1000, why)
+                return Grant(True, lease if kept and kept[0] else None)  # no lease kept: nothing to release
             except Exception as exc:
                 self._lost(exc)
         return self.local.acquire(host)

@@ -130,10 +130,13 @@ def test_the_allowance_comes_back_step_by_step(connection, monkeypatch):
 
 def test_an_unlimited_host_that_answers_429_is_limited_until_it_recovers(connection):
     a, b = SharedLimits(connection, default_in_flight=4), SharedLimits(connection, default_in_flight=4)
-    assert all(a.acquire(HOST).ok for _ in range(10))  # no limits: no leases kept
+    grants = [a.acquire(HOST) for _ in range(10)]
+    assert all(g.ok and g.lease is None for g in grants)  # no limits: no leases kept, none to give back
     a.slow_down(HOST, None, time.time(), "HTTP 429")
-    granted = [b.acquire(HOST).ok for _ in range(3)]
-    assert granted == [True, True, False]  # half of HOST_MAX_IN_FLIGHT, across workers
+    grants = [b.acquire(HOST) for _ in range(3)]
+    assert [g.ok for g in grants] == [True, True, False]  # half of HOST_MAX_IN_FLIGHT, across workers
+    b.release(HOST, grants[0].lease)  # a slowed host's leases are kept, and given back
+    assert b.acquire(HOST).ok
 
 
 def test_without_redis_each_worker_limits_on_its_own_and_says_so(connection):
