@@ -30,6 +30,10 @@ PER_HOST_CLAIM = 64  # jobs of one host a claim takes at most (more when HOST_CO
 # enough waiting that its slots stay busy while the next claim waits its turn on the database
 # (with 2 per slot, two workers on ten 50 ms hosts sent 1.6 times one worker's rate; with 4, 1.8).
 IN_HAND_PER_SLOT = 4
+# Jobs in hand (sending and waiting) at most, per sender thread. At 2, ten hosts of 3 slots
+# filled the room with "enough" each, and claims took the few jobs each finished send freed
+# (7 to 10 rows a claim in bench_limits); at 4, 20 to 30.
+IN_HAND_PER_THREAD = 4
 # A send its host's shared limits hold back waits on its sender thread this long at most; a
 # longer wait (a Retry-After, a slow rate) gives it back to the database, due when it may go.
 LIMIT_WAIT_SECONDS = 2.0
@@ -98,7 +102,7 @@ class Engine:
         in hand is short, else every SMALL_ROOM_SECONDS, as a slow host must never keep the
         others waiting."""
         with self._lock:
-            total = self.threads * 2 - sum(self._in_flight.values()) - sum(len(q) for q in self._waiting.values())
+            total = self.threads * IN_HAND_PER_THREAD - sum(self._in_flight.values()) - sum(len(q) for q in self._waiting.values())
             self._full = {host for host in self._full if not self._hungry(host)}
             self._full |= {host for host in set(self._in_flight) | set(self._waiting)
                            if self._cap(host) and self._in_hand(host) >= self._enough(host)}
@@ -190,7 +194,7 @@ class Engine:
     def _enough(self, host):
         """Jobs of one host in hand that make it busy: IN_HAND_PER_SLOT a slot, and never more than
         the room a host can fill before the room is offered in batches (few threads)."""
-        return min(IN_HAND_PER_SLOT * self._cap(host), self.threads * 2 - self.threads // 2)
+        return min(IN_HAND_PER_SLOT * self._cap(host), self.threads * IN_HAND_PER_THREAD - self.threads // 2)
 
     def _cap(self, host):
         """Sends in flight to the host from this worker: its own limit when it has one (no more

@@ -31,7 +31,7 @@ def test_a_host_is_claimed_for_until_its_slots_have_several_jobs_each_waiting():
         eng.submit(blocked_job(enough, "a.example", gate, started))
         room, busy = eng.room()
         assert busy == {"a.example"}  # enough in hand to keep its slots busy through the next claim
-        assert room == 16 * 2 - enough
+        assert room == 16 * engine.IN_HAND_PER_THREAD - enough
     finally:
         gate.set()
         assert eng.stop(timeout=10)
@@ -41,33 +41,35 @@ def test_a_host_is_claimed_for_until_its_slots_have_several_jobs_each_waiting():
 def test_room_is_offered_a_claims_worth_at_a_time():
     """Not the one job each finished send makes room for: every claim costs statements and loads."""
     recorded, gate, started = [], threading.Event(), threading.Semaphore(0)
-    eng = Engine(recorded.extend, host_concurrency=0, threads=8)  # room for 16 in hand
+    eng = Engine(recorded.extend, host_concurrency=0, threads=8)
+    in_hand = 8 * engine.IN_HAND_PER_THREAD  # the most jobs in hand
     try:
-        for i in range(12):
+        for i in range(in_hand - 4):
             eng.submit(blocked_job(i, f"h{i}.example", gate, started))
         assert eng.room() == (4, set())  # half the threads' worth free: claim
-        eng.submit(blocked_job(12, "h12.example", gate, started))
+        eng.submit(blocked_job(in_hand - 4, "last.example", gate, started))
         assert eng.room() == (0, set())  # less: wait for more sends to finish
     finally:
         gate.set()
         assert eng.stop(timeout=10)
-    assert sorted(recorded) == list(range(13))
+    assert sorted(recorded) == list(range(in_hand - 3))
 
 
 def test_a_slow_hosts_backlog_never_keeps_the_rest_of_the_room_from_other_hosts():
     """A claim may take more of one host than its slots can start (up to PER_HOST_CLAIM): while it
-    waits behind a slow host's slots, what room is left goes to other hosts at once, even when
-    that is less than a claim's worth, and even with few threads (the host counts as busy first)."""
+    waits behind a slow host's slots, what room is left goes to other hosts, even when that is
+    less than a claim's worth, and even with few threads (the host counts as busy first)."""
     recorded, gate, started = [], threading.Event(), threading.Semaphore(0)
-    eng = Engine(recorded.extend, host_concurrency=4, threads=8)  # room for 16 in hand
+    eng = Engine(recorded.extend, host_concurrency=4, threads=8)
+    in_hand = 8 * engine.IN_HAND_PER_THREAD - 3
     try:
-        for i in range(13):
-            eng.submit(blocked_job(i, "slow.example", gate, started))  # 4 sending, 9 waiting
+        for i in range(in_hand):
+            eng.submit(blocked_job(i, "slow.example", gate, started))  # 4 sending, the rest waiting
         assert eng.room() == (3, {"slow.example"})
     finally:
         gate.set()
         assert eng.stop(timeout=10)
-    assert sorted(recorded) == list(range(13))
+    assert sorted(recorded) == list(range(in_hand))
 
 
 def test_a_full_host_is_claimed_for_again_only_when_down_to_half_of_enough():
