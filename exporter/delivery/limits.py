@@ -18,6 +18,10 @@ has asked us to slow down.
   by RECOVER_STEP of the limit every RECOVER_SECONDS. Only a send that started after the last
   halving halves again: a burst of 429s to sends already in flight counts once.
 
+A host with no limits set costs no Redis call per send until some worker slows it down (each
+worker reads the slowed hosts every SLOWED_READ_SECONDS): the common case stays as cheap as it
+was before limits existed.
+
 When Redis does not answer, each worker applies the same limits on its own (LocalLimits) and
 says so (`fallback`): with N workers a host may then get up to N times its limit.
 
@@ -38,6 +42,9 @@ RECOVER_STEP = 0.1
 MIN_FACTOR = 1 / 64  # halving stops here: a host is never slowed to nothing
 STATE_TTL_SECONDS = 86400  # a host's state in Redis outlives a quiet day, not forever
 RETRY_REDIS_SECONDS = 5  # while Redis is down, it is tried again this often
+# A host with no limits set asks Redis only once some worker has slowed it down: each worker
+# reads the set of such hosts this often (a send to any other host costs no round trip).
+SLOWED_READ_SECONDS = 1.0
 KEY = "exporter:limits:"
 
 
@@ -159,6 +166,7 @@ class SharedLimits:
         self._next_try = 0.0
         self._probe_lock = threading.Lock()
         self._settings = {}
+        self._slowed, self._slowed_read = set(), 0.0  # hosts some worker slowed down, and when read
         self._acquire = connection.register_script(_ACQUIRE)
         self._slow_down = connection.register_script(_SLOW_DOWN)
         self._release = connection.register_script(_RELEASE)
@@ -174,6 +182,8 @@ class SharedLimits:
     def acquire(self, host):
         if self._on_redis():
             limit = self.setting(host)
+            if not limit.limited and host not in self._slowed_hosts():
+                return Grant(True)  # nothing to check, nothing to keep
             lease = uuid.uuid4().hex
             try:
                 granted, wait_ms, why, *kept = self._acquire(
@@ -187,6 +197,17 @@ class SharedLimits:
             except Exception as exc:
                 self._lost(exc)
         return self.local.acquire(host)
+
+    def _slowed_hosts(self):
+        """The hosts some worker slowed down lately, read again every SLOWED_READ_SECONDS: a 429
+        that another worker got reaches this one's sends to a host with no limits that fast."""
+        if time.monotonic() >= self._slowed_read:
+            self._slowed_read = time.monotonic() + SLOWED_READ_SECONDS
+            try:
+                self._slowed = {h.decode() if isinstance(h, bytes) else h for h in self.redis.smembers(KEY + "hosts")}
+            except Exception as exc:
+                self._lost(exc)
+        return self._slowed
 
     def release(self, host, lease):
         if lease is None:
@@ -212,6 +233,7 @@ class SharedLimits:
         """The host said slow down (a 429, or a 503 with Retry-After) to a send that started at
         `started` (epoch seconds): every worker halves its allowance and honours Retry-After."""
         self.local.slow_down(host, retry_after, started, reason)
+        self._slowed = self._slowed | {host}  # this worker's next sends to it ask Redis at once
         if not self._on_redis():
             return
         try:

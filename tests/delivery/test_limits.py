@@ -139,6 +139,23 @@ def test_an_unlimited_host_that_answers_429_is_limited_until_it_recovers(connect
     assert b.acquire(HOST).ok
 
 
+def test_a_send_to_a_host_without_limits_asks_redis_nothing_until_a_worker_slows_it(connection):
+    a, b = SharedLimits(connection, default_in_flight=4), SharedLimits(connection, default_in_flight=4)
+
+    def scripts_run():
+        return connection.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+
+    b.acquire(HOST)  # b has read which hosts are slowed: none
+    before = scripts_run()
+    assert all(a.acquire(HOST).ok and b.acquire(HOST).ok for _ in range(20))
+    assert scripts_run() == before  # forty sends, no round trip each
+    a.slow_down(HOST, None, time.time(), "HTTP 429")
+    assert [a.acquire(HOST).ok for _ in range(3)] == [True, True, False]  # the worker that got the 429: at once
+    time.sleep(limits.SLOWED_READ_SECONDS + 0.1)
+    assert b.acquire(HOST).ok is False  # every other worker within SLOWED_READ_SECONDS
+    assert scripts_run() > before
+
+
 def test_without_redis_each_worker_limits_on_its_own_and_says_so(connection):
     gone = SharedLimits(limits.connect("redis://127.0.0.1:1/0", timeout=0.2))
     gone.configure({HOST: HostLimit(in_flight=1)})
