@@ -15,8 +15,9 @@ for W workers in two ways, interleaved:
 Printed per W: the receiver's most in flight on one host (never above L when limited), the
 rates, the limited rate against the ceiling (hosts x L / latency; goal >= 0.9) and against its
 twin (the limit's cost; goal >= 0.9, "no more than 10 %"). With --per-worker 1 the ceilings are
-400/s and 600/s: what two cores carry with room to spare (at 6 a host, 1,200/s, both sides were
-bound by the machine's CPU, not by the limit). The last line is the three-worker row.
+400/s and 600/s (at 6 a host, 1,200/s, both sides were bound by the machine's CPU, not by the
+limit). On two cores 600/s is near the edge too: there a send lasts 53.5 ms, not 50, and the
+three-worker row stops at 0.86-0.89 (bench/README.md says why). The last line is that row.
 """
 import argparse
 import os
