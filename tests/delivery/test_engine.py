@@ -5,6 +5,8 @@ import threading
 from exporter.delivery import engine
 from exporter.delivery.engine import Engine, Job
 
+from ..processes import wait_until
+
 
 def blocked_job(delivery_id, host, gate, started):
     def send():
@@ -96,21 +98,13 @@ def test_a_full_host_is_claimed_for_again_only_when_down_to_half_of_enough():
             gates[i].set()
             assert started.acquire(timeout=5)
         assert eng.idle(timeout=0) is False
-        _wait_until(lambda: len(recorded) == enough // 2 - 1)
+        wait_until(lambda: len(recorded) == enough // 2 - 1, timeout=5, what="the first sends recorded")
         assert eng.room()[1] == {"a.example"}  # more than half in hand: still left out
         gates[enough // 2 - 1].set()
-        _wait_until(lambda: len(recorded) == enough // 2)
+        wait_until(lambda: len(recorded) == enough // 2, timeout=5, what="half the sends recorded")
         assert eng.room()[1] == set()  # down to half: claimed for again
     finally:
         for gate in gates:
             gate.set()
         assert eng.stop(timeout=10)
     assert sorted(recorded) == list(range(enough))
-
-
-def _wait_until(condition, timeout=5):
-    import time
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
