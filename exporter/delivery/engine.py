@@ -103,22 +103,22 @@ class Engine:
         others waiting."""
         with self._lock:
             total = self.threads * IN_HAND_PER_THREAD - sum(self._in_flight.values()) - sum(len(q) for q in self._waiting.values())
+            in_hand = set(self._in_flight) | set(self._waiting)
             self._full = {host for host in self._full if not self._hungry(host)}
-            self._full |= {host for host in set(self._in_flight) | set(self._waiting)
-                           if self._cap(host) and self._in_hand(host) >= self._enough(host)}
-            if total < self.threads // 2 and not self._small_room_now():
+            self._full |= {host for host in in_hand if self._cap(host) and self._in_hand(host) >= self._enough(host)}
+            if total < self.threads // 2 and not self._small_room_now(in_hand):
                 total = 0  # no claim for the room a send or two left: wait for a claim's worth
             if total > 0:
                 self._offered = time.monotonic()
             return max(total, 0), set(self._full)
 
-    def _small_room_now(self):  # with the lock held
+    def _small_room_now(self, in_hand):  # with the lock held; in_hand: the hosts with jobs in hand
         """Whether to offer less than a claim's worth of room while full hosts hold the rest: at
         once when a host in hand is down to half of enough, else every SMALL_ROOM_SECONDS (hosts
         with nothing in hand may have work due)."""
         if not self._full:
             return False
-        if any(self._cap(host) and self._hungry(host) for host in set(self._in_flight) | set(self._waiting)):
+        if any(self._cap(host) and self._hungry(host) for host in in_hand):
             return True
         return time.monotonic() - self._offered >= SMALL_ROOM_SECONDS
 

@@ -186,7 +186,7 @@ class SharedLimits:
                 return Grant(True)  # nothing to check, nothing to keep
             lease = uuid.uuid4().hex
             try:
-                granted, wait_ms, why, *kept = self._acquire(
+                granted, wait_ms, why, *kept = self._acquire(  # kept: only when granted
                     keys=[KEY + host, KEY + host + ":leases"],
                     args=[lease, self.lease_ms, limit.in_flight, limit.rate, limit.per * 1000, self.default_in_flight,
                           RECOVER_SECONDS * 1000, RECOVER_STEP, STATE_TTL_SECONDS * 1000])
