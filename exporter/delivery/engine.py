@@ -345,7 +345,9 @@ class Engine:
                 return
             batch = [first]
             deadline = time.monotonic() + RECORD_WAIT
-            while len(batch) < RECORD_BATCH:
+            # A host's failure is written at once: the write opens its circuit, which must not
+            # wait for the batch (more sends to a down host meanwhile).
+            while len(batch) < RECORD_BATCH and not self._failed(batch[-1]):
                 try:
                     item = self._results.get(timeout=max(deadline - time.monotonic(), 0))
                 except queue.Empty:
@@ -356,6 +358,9 @@ class Engine:
                 batch.append(item)
             self._store(batch)
             self._recorded(len(batch))
+
+    def _failed(self, result):
+        return self._host_failed is not None and self._host_failed(result)
 
     def _store(self, batch):
         """Keep trying: an unrecorded send is sent again once its claim expires, so a database
