@@ -1,7 +1,8 @@
 """A worker's sending machinery: a pool of sender threads, at most HOST_CONCURRENCY sends in
 flight per host from this worker (or the host's own limit), the limits every worker shares
-(limits.py: each send asks for a lease first), and a recorder thread that writes finished sends
-to the database in bulk.
+(limits.py: each send asks for a lease first, and a send that ends passes its lease on to the
+worker's next job for the same host), and a recorder thread that writes finished sends to the
+database in bulk.
 
 Plain threads and queues, no Flask and no database: the drain (drain.py) claims and renders
 deliveries, hands them here, and gives the recorder the function that stores results. The
@@ -16,6 +17,8 @@ from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from . import limits as limits_module
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,12 @@ IN_HAND_PER_THREAD = 4
 LIMIT_WAIT_SECONDS = 2.0
 SMALL_ROOM_SECONDS = 0.05  # while full hosts hold the room, what is left is offered this often
 LEASE_POLL_SECONDS = 0.01  # how long a send waits for its host's limits when they say nothing of it
+_REQUEUED = object()  # _lease's answer for a job put back to wait for a lease this worker's own sends hold
+# A lease is passed on from send to send at most this many times in a row (half a second at
+# 50 ms a send), then given back, and the worker's next job for the host queues behind the
+# other workers' waiters: each gets its turn well within LIMIT_WAIT_SECONDS, instead of giving
+# its jobs back to the database.
+MAX_PASSES = 10
 
 
 @dataclass
@@ -53,6 +62,9 @@ class Job:
     handed: float = field(default=0.0)  # monotonic time it was handed to the engine
     not_before: float | None = None  # held back by its host's limits: due again then (epoch seconds)
     limited: str = ""  # why: "rate", "in flight", "retry-after"
+    passed: int = 0  # how many sends in a row passed its lease on to it (Engine._pass_on)
+    lease: str | None = None  # that lease
+    behind: bool = False  # its worker's turn at the host's lease ended: it waits behind other workers
 
 
 class Engine:
@@ -233,7 +245,18 @@ class Engine:
         self._pool.submit(self._run, job)
 
     def _run(self, job):
-        lease = self._lease(job) if self.limits is not None else None
+        while job is not None:  # a send that passes its lease on runs the next one on this thread
+            job = self._run_one(job)
+
+    def _run_one(self, job):
+        """Send one job; the job to send next on this thread, if it passed its lease on to one."""
+        passes = job.passed
+        if passes:  # its host's last send passed its lease on to it
+            lease, job.passed, job.lease = job.lease, 0, None
+        else:
+            lease = self._lease(job) if self.limits is not None else None
+        if lease is _REQUEUED:
+            return None
         if lease is False:
             return self._hold_limited(job)
         job.started = time.time()
@@ -242,8 +265,8 @@ class Engine:
         except BaseException:  # sends catch their own failures; this is a last guard: the claim expires
             log.exception("delivery %s: the send failed outside its handler", job.delivery_id)
             result = None
-        if self.limits is not None:
-            self._after_send(job, lease, result)
+        slowed = self.limits is not None and self._slow_down(job, result)
+        following = None
         with self._lock:
             self._in_flight[job.host] -= 1
             if not self._in_flight[job.host]:
@@ -252,25 +275,67 @@ class Engine:
             waiting = self._waiting.get(job.host)
             if waiting and hold:
                 self._held.extend(self._waiting.pop(job.host))
+            elif waiting and lease is not None and not slowed and passes < MAX_PASSES:
+                following = self._next_of(job.host)  # its lease is passed on to it, below
             elif waiting and job.host not in self._contended:
+                if lease is not None and not slowed:  # this worker's turn is over: the lease goes back
+                    self._waiting[job.host][0].behind = True
                 self._start_next(job.host)
-            self._room.notify_all()
+            if following is None or self._hungry(job.host):  # a pass on leaves the drain nothing new
+                self._room.notify_all()
+        if following is not None:  # the next send first, then the recorder
+            following = self._pass_on(following, lease, passes + 1)
+        elif lease is not None:
+            self.limits.release(job.host, lease)
         if result is None:
             self._recorded(1)
         else:
             self._results.put(result)
+        return following
 
     def _start_next(self, host):  # with the lock held
+        self._pool.submit(self._run, self._next_of(host))
+
+    def _next_of(self, host):  # with the lock held
+        """The host's next waiting job, counted in flight."""
         waiting = self._waiting[host]
-        self._start(waiting.popleft())
+        job = waiting.popleft()
         if not waiting:
             del self._waiting[host]
+        self._in_flight[host] += 1
+        return job
+
+    def _pass_on(self, job, lease, passes):
+        """The host's next job, to run with the lease of the send that just ended: one round trip
+        to the limits (release and acquire in one), and no other worker's waiter woken in
+        between. A host slowed down meanwhile may refuse it: the job then asks as any other does
+        (None: it waits, as one of this worker's sends waits for a lease already)."""
+        grant = self.limits.swap(job.host, lease)
+        if grant.ok:
+            job.passed, job.lease = passes, grant.lease
+            return job
+        with self._lock:
+            if job.host in self._contended:
+                self._put_back(job)
+                return None
+        return job
+
+    def _put_back(self, job):  # with the lock held
+        """A job counted in flight goes back to the front of its host's waiting jobs."""
+        self._in_flight[job.host] -= 1
+        if not self._in_flight[job.host]:
+            del self._in_flight[job.host]
+        self._waiting[job.host].appendleft(job)
+        self._room.notify_all()
 
     def _lease(self, job):
         """Wait on this thread for the host's shared limits to let the send go: its lease, or
         False when the wait would be long (the job is then given back, due when it may go)."""
         deadline = time.monotonic() + LIMIT_WAIT_SECONDS
-        grant = self.limits.acquire(job.host)
+        if job.behind:  # wait for a lease in turn, after the waiters of other workers
+            grant, job.behind = limits_module.Grant(False, None, 0.0, "in flight"), False
+        else:
+            grant = self.limits.acquire(job.host)
         if grant.ok:
             return grant.lease
         with self._lock:
@@ -279,6 +344,14 @@ class Engine:
         while True:
             left = deadline - time.monotonic()
             if self._stopping or left <= 0 or grant.wait > left:
+                with self._lock:
+                    if grant.why == "in flight" and not self._stopping and self._in_flight[job.host] > 1:
+                        # This worker's other sends to the host hold leases, and pass them on to
+                        # its waiting jobs as they end: this one waits among them, not in the database.
+                        self._acquiring -= 1
+                        self._contended.discard(job.host)
+                        self._put_back(job)
+                        return _REQUEUED
                 job.not_before, job.limited = time.time() + max(grant.wait, LEASE_POLL_SECONDS), grant.why
                 return False
             if grant.why == "in flight":  # until a send to the host ends, on any worker
@@ -295,15 +368,17 @@ class Engine:
                         self._start_next(job.host)  # it waits for the next lease in turn
                 return grant.lease
 
-    def _after_send(self, job, lease, result):
-        """A host that asked to slow down is slowed for every worker before the lease goes back,
-        so no send takes the lease in between."""
+    def _slow_down(self, job, result):
+        """Whether the host asked to slow down; if so it is slowed for every worker here, before
+        the send's lease goes back (no send takes the lease in between) and is not passed on."""
         try:
             slowed = self._slowed(result) if (self._slowed and result is not None) else None
             if slowed:
                 self.limits.slow_down(job.host, slowed[0], job.started, slowed[1])
-        finally:
-            self.limits.release(job.host, lease)
+            return bool(slowed)
+        except Exception:  # the lease still goes back
+            log.exception("delivery %s: could not slow its host down", job.delivery_id)
+            return True
 
     def _hold_limited(self, job):
         """A send its host's limits hold back for long: it and the host's waiting jobs go back

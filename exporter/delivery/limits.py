@@ -26,7 +26,9 @@ When Redis does not answer, each worker applies the same limits on its own (Loca
 says so (`fallback`): with N workers a host may then get up to N times its limit.
 
 No Flask and no database: the drain hands in each host's settings (HostLimit) and the engine
-asks acquire() before a send and release() after it.
+asks acquire() before a send and release() after it, or swap() to pass its lease on to its
+next send to the same host (one round trip where release and acquire took two, and no wait
+for another worker's turn in between).
 """
 import logging
 import threading
@@ -80,9 +82,20 @@ class HostState:
     changed_at: float | None
 
 
-# KEYS: state hash, leases zset. ARGV: lease, lease ms, in flight, rate, per ms, default in flight,
-# recover ms, recover step, state ttl ms. Returns {granted, wait ms, why, lease kept}.
+# KEYS: state hash, leases zset, free list. ARGV: lease, lease ms, in flight, rate, per ms, default
+# in flight, recover ms, recover step, state ttl ms, the lease given back for this one ('' none: a
+# swap when set). Returns {granted, wait ms, why, lease kept}. A lease given back and not taken
+# again wakes one worker waiting for one, as _RELEASE does.
 _ACQUIRE = """
+local freed = ARGV[10] ~= '' and redis.call('ZREM', KEYS[2], ARGV[10]) == 1
+local function refuse(wait, why)
+  if freed then
+    redis.call('LPUSH', KEYS[3], 1)
+    redis.call('LTRIM', KEYS[3], 0, 15)
+    redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]))
+  end
+  return {0, wait, why}
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local s = redis.call('HMGET', KEYS[1], 'factor', 'changed', 'blocked', 'tat')
@@ -98,18 +111,18 @@ if factor < 1 then
     if factor >= 1 then redis.call('HSET', KEYS[1], 'reason', '') end
   end
 end
-if blocked > now then return {0, blocked - now, 'retry-after'} end
+if blocked > now then return refuse(blocked - now, 'retry-after') end
 local cap = tonumber(ARGV[3])
 if cap == 0 and factor < 1 then cap = tonumber(ARGV[6]) end
 if cap > 0 then
   cap = math.max(1, math.floor(cap * factor))
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('ZCARD', KEYS[2]) >= cap then return {0, 0, 'in flight'} end
+  if redis.call('ZCARD', KEYS[2]) >= cap then return refuse(0, 'in flight') end
 end
 local rate = tonumber(ARGV[4])
 if rate > 0 then
   local interval = tonumber(ARGV[5]) / (rate * factor)
-  if tat > now then return {0, math.ceil(tat - now), 'rate'} end
+  if tat > now then return refuse(math.ceil(tat - now), 'rate') end
   redis.call('HSET', KEYS[1], 'tat', now + interval)
 end
 if cap > 0 then
@@ -184,19 +197,36 @@ class SharedLimits:
             limit = self.setting(host)
             if not limit.limited and host not in self._slowed_hosts():
                 return Grant(True)  # nothing to check, nothing to keep
-            lease = uuid.uuid4().hex
             try:
-                granted, wait_ms, why, *kept = self._acquire(  # kept: only when granted
-                    keys=[KEY + host, KEY + host + ":leases"],
-                    args=[lease, self.lease_ms, limit.in_flight, limit.rate, limit.per * 1000, self.default_in_flight,
-                          RECOVER_SECONDS * 1000, RECOVER_STEP, STATE_TTL_SECONDS * 1000])
-                why = why.decode() if isinstance(why, bytes) else why
-                if not granted:
-                    return Grant(False, None, wait_ms / 1000, why)
-                return Grant(True, lease if kept and kept[0] else None)  # no lease kept: nothing to release
+                return self._acquired(host, limit)
             except Exception as exc:
                 self._lost(exc)
         return self.local.acquire(host)
+
+    def swap(self, host, lease):
+        """Give back a lease and ask for one for the next send to the host, in one round trip: a
+        worker with more to send to the host passes its lease on, by the same rules as
+        acquire() (a host slowed down meanwhile may refuse it; the lease then wakes a waiter)."""
+        if lease is None or lease.startswith("local:"):
+            self.release(host, lease)
+            return self.acquire(host)
+        if self._on_redis():
+            try:
+                return self._acquired(host, self.setting(host), given_back=lease)
+            except Exception as exc:
+                self._lost(exc)
+        return self.local.acquire(host)  # the Redis lease expires on its own
+
+    def _acquired(self, host, limit, given_back=""):
+        lease = uuid.uuid4().hex
+        granted, wait_ms, why, *kept = self._acquire(  # kept: only when granted
+            keys=[KEY + host, KEY + host + ":leases", KEY + host + ":free"],
+            args=[lease, self.lease_ms, limit.in_flight, limit.rate, limit.per * 1000, self.default_in_flight,
+                  RECOVER_SECONDS * 1000, RECOVER_STEP, STATE_TTL_SECONDS * 1000, given_back])
+        why = why.decode() if isinstance(why, bytes) else why
+        if not granted:
+            return Grant(False, None, wait_ms / 1000, why)
+        return Grant(True, lease if kept and kept[0] else None)  # no lease kept: nothing to release
 
     def _slowed_hosts(self):
         """The hosts some worker slowed down lately, read again every SLOWED_READ_SECONDS: a 429
@@ -309,6 +339,10 @@ class LocalLimits:
         with self._lock:
             self._leases.get(host, set()).discard(lease)
             self._freed.notify_all()
+
+    def swap(self, host, lease):
+        self.release(host, lease)
+        return self.acquire(host)
 
     def wait_for_lease(self, host, timeout):
         with self._freed:

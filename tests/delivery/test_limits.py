@@ -11,6 +11,8 @@ import pytest
 from redis import Redis
 
 from exporter.delivery import limits
+from exporter.delivery import engine as engine_module
+from exporter.delivery.engine import Engine, Job
 from exporter.delivery.limits import HostLimit, SharedLimits
 from exporter.extensions import db
 from exporter.models import Attempt, Delivery, Host
@@ -51,6 +53,31 @@ def test_sends_at_once_hold_across_workers_and_a_freed_lease_lets_the_next_go(co
     assert (refused.ok, refused.why) == (False, "in flight")
     a.release(HOST, grants[0].lease)
     assert b.acquire(HOST).ok
+
+
+def test_a_lease_passed_on_keeps_the_count_in_one_script_and_a_slowed_host_refuses_it_and_wakes_a_waiter(
+        connection, redis_url):
+    client = CountingRedis.from_url(redis_url)
+    a, b = SharedLimits(client), SharedLimits(client)
+    for worker in (a, b):
+        worker.configure({HOST: HostLimit(in_flight=2)})
+    first, second = a.acquire(HOST), b.acquire(HOST)
+    before = CountingRedis.scripts
+    passed = a.swap(HOST, first.lease)  # a's send ended and its next one to the host goes
+    assert passed.ok and passed.lease not in (None, first.lease)
+    assert CountingRedis.scripts == before + 1  # release and acquire in one round trip
+    assert connection.zcard(limits.KEY + HOST + ":leases") == 2  # the old lease is gone, the new one counts
+    assert (b.acquire(HOST).ok, a.acquire(HOST).ok) == (False, False)  # still two at once, no more
+    a.release(HOST, first.lease)  # an old lease given back twice frees nothing
+    assert not b.acquire(HOST).ok
+
+    b.slow_down(HOST, None, time.time(), "HTTP 429")  # two at once halved to one, for every worker
+    refused = a.swap(HOST, passed.lease)
+    assert (refused.ok, refused.why) == (False, "in flight")  # b's send still holds the one lease
+    assert connection.zcard(limits.KEY + HOST + ":leases") == 1  # a's is given back all the same
+    started = time.monotonic()
+    b.wait_for_lease(HOST, 0.5)
+    assert time.monotonic() - started < 0.25  # and it woke a waiter, as a release does
 
 
 def test_a_dead_workers_leases_expire(connection):
@@ -160,6 +187,69 @@ def test_a_send_to_a_host_without_limits_asks_redis_nothing_until_a_worker_slows
     time.sleep(limits.SLOWED_READ_SECONDS + 0.1)
     assert b.acquire(HOST).ok is False  # every other worker within SLOWED_READ_SECONDS
     assert CountingRedis.scripts > before
+
+
+def test_two_workers_engines_pass_their_leases_on_and_never_exceed_the_limit(connection, redis_url):
+    """Each send to a busy limited host hands its lease to the worker's next job for the host:
+    about one script a send, where asking and giving back took two (and a failed ask more)."""
+    client = CountingRedis.from_url(redis_url)
+    lock, now, most, recorded = threading.Lock(), [0], [0], []
+
+    def job(i):
+        def send():
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            time.sleep(0.02)
+            with lock:
+                now[0] -= 1
+            return i
+        return Job(i, HOST, send)
+
+    made = []
+    for _ in range(2):
+        shared = SharedLimits(client)
+        shared.configure({HOST: HostLimit(in_flight=2)})
+        made.append(Engine(recorded.extend, host_concurrency=2, threads=8, limits=shared))
+    before = CountingRedis.scripts
+    try:
+        for i in range(40):
+            made[i % 2].submit(job(i))
+        wait_until(lambda: len(recorded) == 40, timeout=20)
+    finally:
+        for worker in made:
+            worker.stop(timeout=10)
+    assert sorted(recorded) == list(range(40)) and most[0] == 2  # each once, never more than two at once
+    assert CountingRedis.scripts - before < 60  # 40 sends: 40 passed on leases, and a few asks and gives back
+    assert connection.zcard(limits.KEY + HOST + ":leases") == 0  # every lease given back at the end
+
+
+def test_a_lease_passed_on_goes_back_after_a_few_sends_so_another_workers_waiter_gets_its_turn(
+        connection, monkeypatch):
+    monkeypatch.setattr(engine_module, "MAX_PASSES", 3)
+    order, recorded, sending = [], [], threading.Event()
+
+    def job(name, i):
+        def send():
+            order.append(name)
+            sending.set()
+            time.sleep(0.02)
+            return i
+        return Job(i, HOST, send)
+
+    a, b = workers(connection, in_flight=1)
+    first, second = (Engine(recorded.extend, host_concurrency=1, threads=4, limits=shared) for shared in (a, b))
+    try:
+        for i in range(10):
+            first.submit(job("a", i))
+        assert sending.wait(5)  # a holds the one lease, and passes it on to its next job
+        for i in range(10, 20):
+            second.submit(job("b", i))
+        wait_until(lambda: len(recorded) == 20, timeout=20)
+    finally:
+        first.stop(timeout=10), second.stop(timeout=10)
+    assert order.index("b") <= 4  # a's first send and three passes, then b's turn: not after all ten of a's
+    assert first.waiting() == second.waiting() == 0  # no job was given back to the database
 
 
 def test_without_redis_each_worker_limits_on_its_own_and_says_so(connection):
