@@ -66,7 +66,8 @@ def _limits(cfg):
     with short timeouts: a hung Redis must not hold sends long); in memory without one."""
     if not cfg.get("REDIS_URL"):
         return limits.LocalLimits(cfg["HOST_MAX_IN_FLIGHT"])
-    return limits.SharedLimits(limits.connect(cfg["REDIS_URL"]), cfg["HOST_MAX_IN_FLIGHT"], float(cfg["SEND_TIMEOUT_SECONDS"]) + 15)
+    return limits.SharedLimits(limits.connect(cfg["REDIS_URL"]), cfg["HOST_MAX_IN_FLIGHT"],
+                               float(cfg["SEND_TIMEOUT_SECONDS"]) + 15, limits.key_prefix(cfg["QUEUE_NAME"]))
 
 
 def _slowed(sent):

@@ -50,6 +50,13 @@ SLOWED_READ_SECONDS = 1.0
 KEY = "exporter:limits:"
 
 
+def key_prefix(queue_name="exporter"):
+    """The Redis keys of one install's limits: installs sharing a Redis (each its own QUEUE_NAME)
+    keep theirs apart. The default queue keeps the plain prefix, so an upgrade's workers and
+    the ones before it count the same leases."""
+    return KEY if queue_name in ("", "exporter") else f"{KEY}{queue_name}:"
+
+
 @dataclass(frozen=True)
 class HostLimit:
     """A host's settings: sends in flight across all workers (0: none), and `rate` sends per
@@ -170,8 +177,8 @@ class SharedLimits:
     Give it a connection that does not retry (connect()): a send must not wait out a client's
     backoff for a Redis that is gone."""
 
-    def __init__(self, connection, default_in_flight=4, lease_seconds=LEASE_SECONDS):
-        self.redis = connection
+    def __init__(self, connection, default_in_flight=4, lease_seconds=LEASE_SECONDS, prefix=KEY):
+        self.redis, self.key = connection, prefix
         self.default_in_flight = int(default_in_flight or 0)
         self.lease_ms = int(lease_seconds * 1000)
         self.local = LocalLimits(default_in_flight)
@@ -220,7 +227,7 @@ class SharedLimits:
     def _acquired(self, host, limit, given_back=""):
         lease = uuid.uuid4().hex
         granted, wait_ms, why, *kept = self._acquire(  # kept: only when granted
-            keys=[KEY + host, KEY + host + ":leases", KEY + host + ":free"],
+            keys=[self.key + host, self.key + host + ":leases", self.key + host + ":free"],
             args=[lease, self.lease_ms, limit.in_flight, limit.rate, limit.per * 1000, self.default_in_flight,
                   RECOVER_SECONDS * 1000, RECOVER_STEP, STATE_TTL_SECONDS * 1000, given_back])
         why = why.decode() if isinstance(why, bytes) else why
@@ -234,7 +241,7 @@ class SharedLimits:
         if time.monotonic() >= self._slowed_read:
             self._slowed_read = time.monotonic() + SLOWED_READ_SECONDS
             try:
-                self._slowed = {h.decode() if isinstance(h, bytes) else h for h in self.redis.smembers(KEY + "hosts")}
+                self._slowed = {h.decode() if isinstance(h, bytes) else h for h in self.redis.smembers(self.key + "hosts")}
             except Exception as exc:
                 self._lost(exc)
         return self._slowed
@@ -245,7 +252,7 @@ class SharedLimits:
         if lease.startswith("local:"):
             return self.local.release(host, lease)
         try:
-            self._release(keys=[KEY + host + ":leases", KEY + host + ":free"], args=[lease, self.lease_ms])
+            self._release(keys=[self.key + host + ":leases", self.key + host + ":free"], args=[lease, self.lease_ms])
         except Exception as exc:  # the lease expires on its own
             self._lost(exc)
 
@@ -255,7 +262,7 @@ class SharedLimits:
         if self.fallback_since is not None:
             return self.local.wait_for_lease(host, timeout)
         try:
-            self.redis.blpop([KEY + host + ":free"], timeout=max(min(timeout, 0.5), 0.01))
+            self.redis.blpop([self.key + host + ":free"], timeout=max(min(timeout, 0.5), 0.01))
         except Exception as exc:
             self._lost(exc)
 
@@ -268,9 +275,9 @@ class SharedLimits:
             return
         try:
             ago = max(int((time.time() - started) * 1000), 0)  # Redis's clock decides, not this machine's
-            self._slow_down(keys=[KEY + host], args=[int((retry_after or 0) * 1000), ago, reason[:200],
+            self._slow_down(keys=[self.key + host], args=[int((retry_after or 0) * 1000), ago, reason[:200],
                                                      STATE_TTL_SECONDS * 1000, MIN_FACTOR])
-            self.redis.sadd(KEY + "hosts", host)
+            self.redis.sadd(self.key + "hosts", host)
         except Exception as exc:
             self._lost(exc)
 
@@ -379,15 +386,15 @@ def connect(url, timeout=1.0):
     return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
 
 
-def host_states(connection, hosts=()):
+def host_states(connection, hosts=(), prefix=KEY):
     """Each host's allowance now, from Redis, for the dashboard: the hosts given (those with
     limits set) and every host that was slowed down lately."""
     names = sorted(set(hosts) | {h.decode() if isinstance(h, bytes) else h
-                                 for h in connection.smembers(KEY + "hosts")})
+                                 for h in connection.smembers(prefix + "hosts")})
     pipe = connection.pipeline(transaction=False)
     for host in names:
-        pipe.hmget(KEY + host, "factor", "changed", "blocked", "reason")
-        pipe.zcount(KEY + host + ":leases", int(time.time() * 1000), "+inf")
+        pipe.hmget(prefix + host, "factor", "changed", "blocked", "reason")
+        pipe.zcount(prefix + host + ":leases", int(time.time() * 1000), "+inf")
     replies = pipe.execute()
     states = []
     for i, host in enumerate(names):

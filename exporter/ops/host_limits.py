@@ -55,7 +55,8 @@ def overview():
     url = current_app.config.get("REDIS_URL")
     if url:
         try:
-            states = {s.host: s for s in limits.host_states(health.redis_client(url), hosts)}
+            states = {s.host: s for s in limits.host_states(health.redis_client(url), hosts,
+                                                            limits.key_prefix(current_app.config["QUEUE_NAME"]))}
             answered = True
         except Exception:  # the page says Redis did not answer
             pass

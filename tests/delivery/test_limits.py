@@ -80,6 +80,18 @@ def test_a_lease_passed_on_keeps_the_count_in_one_script_and_a_slowed_host_refus
     assert time.monotonic() - started < 0.25  # and it woke a waiter, as a release does
 
 
+def test_installs_sharing_a_redis_keep_their_limits_apart(connection):
+    ours, theirs = (SharedLimits(connection, prefix=limits.key_prefix(name)) for name in ("exporter", "staging"))
+    for install in (ours, theirs):
+        install.configure({HOST: HostLimit(in_flight=1)})
+    assert ours.acquire(HOST).ok and theirs.acquire(HOST).ok  # one each: not one between them
+    assert not ours.acquire(HOST).ok and not theirs.acquire(HOST).ok
+    theirs.slow_down(HOST, 60, time.time(), "HTTP 429")
+    assert [s.reason for s in limits.host_states(connection, prefix=limits.key_prefix("staging"))] == ["HTTP 429"]
+    assert [s.reason for s in limits.host_states(connection)] == []  # the default install was not slowed
+    assert connection.exists(limits.KEY + HOST + ":leases")  # the default install's keys are those of before
+
+
 def test_a_dead_workers_leases_expire(connection):
     dead = SharedLimits(connection, lease_seconds=0.3)
     dead.configure({HOST: HostLimit(in_flight=1)})
