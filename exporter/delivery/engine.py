@@ -7,6 +7,10 @@ database in bulk.
 Plain threads and queues, no Flask and no database: the drain (drain.py) claims and renders
 deliveries, hands them here, and gives the recorder the function that stores results. The
 engine outlives each drain job, so sends in flight go on while the worker takes its next job.
+
+Over 400 lines: one class, because one lock guards what the drain asks (room, busy hosts) and
+what the sender threads change (slots, waiting jobs, leases passed on, holds); split, each
+half would need the other's state under that lock.
 """
 import logging
 import queue
@@ -268,9 +272,7 @@ class Engine:
         slowed = self.limits is not None and self._slow_down(job, result)
         following = None
         with self._lock:
-            self._in_flight[job.host] -= 1
-            if not self._in_flight[job.host]:
-                del self._in_flight[job.host]
+            self._leave(job.host)
             hold = self._holding(job.host, result)
             waiting = self._waiting.get(job.host)
             if waiting and hold:
@@ -292,6 +294,11 @@ class Engine:
         else:
             self._results.put(result)
         return following
+
+    def _leave(self, host):  # with the lock held
+        self._in_flight[host] -= 1
+        if not self._in_flight[host]:
+            del self._in_flight[host]
 
     def _start_next(self, host):  # with the lock held
         self._pool.submit(self._run, self._next_of(host))
@@ -322,9 +329,7 @@ class Engine:
 
     def _put_back(self, job):  # with the lock held
         """A job counted in flight goes back to the front of its host's waiting jobs."""
-        self._in_flight[job.host] -= 1
-        if not self._in_flight[job.host]:
-            del self._in_flight[job.host]
+        self._leave(job.host)
         self._waiting[job.host].appendleft(job)
         self._room.notify_all()
 
@@ -387,9 +392,7 @@ class Engine:
         with self._lock:
             self._acquiring -= 1
             self._contended.discard(job.host)
-            self._in_flight[job.host] -= 1
-            if not self._in_flight[job.host]:
-                del self._in_flight[job.host]
+            self._leave(job.host)
             held = [job, *self._waiting.pop(job.host, ())]
             for other in held[1:]:
                 other.not_before, other.limited = job.not_before, job.limited

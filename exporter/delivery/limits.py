@@ -29,6 +29,9 @@ No Flask and no database: the drain hands in each host's settings (HostLimit) an
 asks acquire() before a send and release() after it, or swap() to pass its lease on to its
 next send to the same host (one round trip where release and acquire took two, and no wait
 for another worker's turn in between).
+
+Over 400 lines: the Lua scripts and the in-memory LocalLimits are one contract (the same rules,
+with Redis and without it), kept side by side so that a change to one is seen in the other.
 """
 import logging
 import threading
