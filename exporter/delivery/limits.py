@@ -92,18 +92,24 @@ class HostState:
     changed_at: float | None
 
 
+# A freed lease wakes one worker waiting for one (a blocking pop on the host's free list); the
+# list is kept short and expires with the leases. Shared by _ACQUIRE (a swap refused) and _RELEASE.
+_WAKE_ONE = """
+local function wake_one(list, ttl_ms)
+  redis.call('LPUSH', list, 1)
+  redis.call('LTRIM', list, 0, 15)
+  redis.call('PEXPIRE', list, ttl_ms)
+end
+"""
+
 # KEYS: state hash, leases zset, free list. ARGV: lease, lease ms, in flight, rate, per ms, default
 # in flight, recover ms, recover step, state ttl ms, the lease given back for this one ('' none: a
 # swap when set). Returns {granted, wait ms, why, lease kept}. A lease given back and not taken
 # again wakes one worker waiting for one, as _RELEASE does.
-_ACQUIRE = """
+_ACQUIRE = _WAKE_ONE + """
 local freed = ARGV[10] ~= '' and redis.call('ZREM', KEYS[2], ARGV[10]) == 1
 local function refuse(wait, why)
-  if freed then
-    redis.call('LPUSH', KEYS[3], 1)
-    redis.call('LTRIM', KEYS[3], 0, 15)
-    redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]))
-  end
+  if freed then wake_one(KEYS[3], tonumber(ARGV[2])) end
   return {0, wait, why}
 end
 local t = redis.call('TIME')
@@ -165,12 +171,8 @@ return factor * 1000000
 
 
 # KEYS: leases zset, free list. ARGV: lease, ttl ms. A freed lease wakes one worker waiting for one.
-_RELEASE = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-  redis.call('LPUSH', KEYS[2], 1)
-  redis.call('LTRIM', KEYS[2], 0, 15)
-  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
-end
+_RELEASE = _WAKE_ONE + """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then wake_one(KEYS[2], tonumber(ARGV[2])) end
 return 1
 """
 
