@@ -68,7 +68,4 @@ def _finish_config(app):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     cfg["SQLALCHEMY_DATABASE_URI"] = url
     config_module.make_private(app.instance_path, _sqlite_path(url))
-    # A server's connections may be cut (a restart, pg_terminate_backend): test each on checkout.
-    # A SQLite file has no connection to lose, and a worker checks out many times a second.
-    cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": not url.startswith("sqlite")})
     cfg["FILES_DIR"] = cfg.get("FILES_DIR") or os.path.join(app.instance_path, "files")
