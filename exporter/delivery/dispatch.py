@@ -132,6 +132,8 @@ def cancel_converted_many(sales):
                 latest[kind][key] = None if sale_id is None or seen is None else max(seen, sale_id)
     if not latest["customer"] and not latest["order"]:
         return 0
+    if db.session.get_bind().dialect.name == "postgresql":
+        return _cancel_converted_in_one_statement(latest)
     owner = []
     if latest["customer"]:
         owner.append(among(Event.customer_id, latest["customer"]))
@@ -166,6 +168,42 @@ def cancel_converted_many(sales):
     _write_cancel_history(cancelled, {c.id: c.customer_id for c in candidates}, "converted",
                           {c.profile_id: c.name for c in candidates})
     return len(cancelled)
+
+
+# PostgreSQL: the same in one round trip, written out in SQL (building it with the ORM was a
+# tenth of a busy intake's CPU). The last sale of each customer and order comes as arrays; the
+# partials are picked once into an array, as below; their waiting deliveries of profiles that
+# skip converted partials are cancelled where a sale came after the partial (_before_a_sale), by
+# a conditional update that checks the status again on the row it locks; the history is written
+# from what the update returns.
+_CANCEL_CONVERTED = """
+WITH sales (customer_id, order_id, last_id) AS (
+    SELECT key, NULL::bigint, last_id FROM unnest(%(customers)s::bigint[], %(customers_last)s::bigint[]) AS s (key, last_id)
+    UNION ALL
+    SELECT NULL::bigint, key, last_id FROM unnest(%(orders)s::bigint[], %(orders_last)s::bigint[]) AS s (key, last_id)),
+cancelled AS (
+    UPDATE deliveries AS d SET status = 'cancelled', cancel_reason = 'converted', updated_at = %(now)s
+    FROM events AS e, profiles AS p
+    WHERE d.event_id = ANY(ARRAY(SELECT id FROM events WHERE type = 'partial'
+                                 AND (customer_id = ANY(%(customers)s::bigint[]) OR order_id = ANY(%(orders)s::bigint[]))))
+      AND (d.status || '') IN ('scheduled', 'retrying')
+      AND e.id = d.event_id AND p.id = d.profile_id AND p.skip_converted_partials
+      AND EXISTS (SELECT 1 FROM sales AS s WHERE (s.customer_id = e.customer_id OR s.order_id = e.order_id)
+                  AND (s.last_id IS NULL OR e.id < s.last_id))
+    RETURNING d.id, d.event_id, e.customer_id, p.name),
+history AS (
+    INSERT INTO history_entries (customer_id, event_id, delivery_id, message, created_at)
+    SELECT customer_id, event_id, id, 'Export profile ''' || name || ''' cancelled: converted', %(now)s
+    FROM cancelled WHERE customer_id IS NOT NULL)
+SELECT count(*) FROM cancelled
+"""
+
+
+def _cancel_converted_in_one_statement(latest):
+    params = {"now": utcnow()}
+    for kind in ("customer", "order"):
+        params[kind + "s"], params[kind + "s_last"] = list(latest[kind]), list(latest[kind].values())
+    return db.session.connection().exec_driver_sql(_CANCEL_CONVERTED, params).scalar()
 
 
 def _before_a_sale(candidate, latest):

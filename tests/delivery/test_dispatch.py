@@ -298,3 +298,25 @@ def test_a_send_uses_the_mappings_as_they_are_now(app, post_events, receiver, ru
     post_events(event("two", customerId=2, orderId=2))
     run_jobs(until=lambda: len(receiver.requests) == 2)
     assert [r.path for r in receiver.requests] == ["/?a=Jane", "/?b=Doe"]
+
+
+def test_a_conversion_is_one_round_trip_on_postgresql_however_many_sales_and_partials(app, post_events):
+    from sqlalchemy import event as sa_event
+
+    make_profile(delay_minutes=60)
+    post_events({"events": [event(f"partial-{n}", customerId=n, orderId=n) for n in range(1, 6)]})
+    sales = [event(f"sale-{n}", type="new_sale", customerId=n, orderId=100 + n) for n in range(1, 5)]
+    statements = []
+    count = lambda *args: statements.append(args[2])
+    sa_event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        assert post_events({"events": sales}).status_code == 202
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", count)
+    waiting = {d.event.event_key: d.status for d in db.session.scalars(db.select(Delivery))}
+    assert waiting == {**{f"partial-{n}": "cancelled" for n in range(1, 5)}, "partial-5": "scheduled"}
+    assert len(db.session.scalars(db.select(HistoryEntry)).all()) == 4
+    touching = [s for s in statements if ("UPDATE deliveries" in s.replace("UPDATE deliveries AS", "UPDATE deliveries")
+                                          or "FROM deliveries" in s or "INSERT INTO history_entries" in s)]
+    # the partials' read, their update and the history: one statement on PostgreSQL, three on SQLite
+    assert len(touching) == (1 if db.engine.dialect.name == "postgresql" else 3), touching
