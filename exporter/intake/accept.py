@@ -10,6 +10,7 @@ import functools
 import json
 import re
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,7 +19,9 @@ from typing import Annotated, Any, Literal
 
 from flask import current_app
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from sqlalchemy import event as sa_event
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from ..profiles import customer_types, matching
 from ..files import daily_files
@@ -150,6 +153,7 @@ def _store_retrying(events, group_events, tries=3):
             return _group_of(current_app._get_current_object()).store(events, group_events)
         except (IntegrityError, OperationalError):
             db.session.rollback()
+            _routes_cache.clear()  # a profile deleted meanwhile fails its deliveries' key: read them again
     raise IntakeError(503, "the database is busy: nothing was stored, send the request again")
 
 
@@ -254,23 +258,56 @@ _ROUTES = db.union_all(
               Profile.updated_at).where(Profile.active.is_(True), Profile.reversal_of_id.is_not(None)),
 ).order_by("kind", "route_id", "profile_id")
 _routes_cache = weakref.WeakKeyDictionary()  # by engine: an app (a test's too) holds its own, not kept alive here
+# Profiles and routes change a few times a day and are read by every group the intake writes: a
+# read is trusted for ROUTES_SECONDS (as a live token is), and forgotten at once when this process
+# commits a change to them. A change made by another process (a second web server, `exporter
+# profiles import`) routes the events received within a second as before it.
+ROUTES_SECONDS = 1.0
 
 
 def _active_routes():
     """The routes of active profiles as matching rules, and those profiles by id: a copy of each
-    profile's columns, made again only when a route or a profile changed (one light query a request)."""
+    profile's columns, made again only when a route or a profile changed (a light query at most
+    every ROUTES_SECONDS)."""
     connection = db.session.connection()
-    rows = tuple(tuple(r) for r in connection.execute(_ROUTES))  # Core rows: no ORM layer
-    engine = connection.engine
+    engine, now = connection.engine, time.monotonic()
     cached = _routes_cache.get(engine)
+    if cached is not None and now - cached[3] < ROUTES_SECONDS:
+        return cached[1], cached[2]
+    rows = tuple(tuple(r) for r in connection.execute(_ROUTES))  # Core rows: no ORM layer
     if cached is None or cached[0] != rows:
         rules = [matching.reversal_rule(r[2], r[6]) if r[0] == 1 else
                  matching.RouteRule(r[1], r[2], frozenset(r[3] or ()), frozenset(r[4] or ()), frozenset(r[5] or ()))
                  for r in rows]
         profiles = {p.id: SimpleNamespace(**{c.key: getattr(p, c.key) for c in Profile.__table__.columns})
                     for p in db.session.scalars(db.select(Profile).where(Profile.id.in_({r[2] for r in rows})))}
-        cached = _routes_cache[engine] = (rows, rules, profiles)
+        cached = (rows, rules, profiles)
+    _routes_cache[engine] = (*cached[:3], now)
     return cached[1], cached[2]
+
+
+@sa_event.listens_for(Session, "after_flush")
+def _note_routing_changes(session, _context):
+    if any(isinstance(o, (Profile, Route)) for o in (*session.new, *session.dirty, *session.deleted)):
+        session.info["routing_changed"] = True
+
+
+@sa_event.listens_for(Session, "do_orm_execute")
+def _note_routing_statements(state):
+    if (state.is_update or state.is_delete) and state.bind_mapper is not None \
+            and state.bind_mapper.class_ in (Profile, Route):
+        state.session.info["routing_changed"] = True
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _forget_routes(session):
+    if session.info.pop("routing_changed", False):
+        _routes_cache.clear()
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_routing_changes(session):
+    session.info.pop("routing_changed", None)
 
 
 @dataclass

@@ -447,3 +447,26 @@ def test_the_same_new_id_posted_at_once_by_two_processes_is_stored_once_and_coun
         n = int(key.split("-")[1])
         winner = "A" if answers["A", n].get_json()["accepted"] else "B"
         assert first_name == winner
+
+
+def test_a_profile_changed_here_routes_the_next_event_and_one_changed_elsewhere_within_a_second(
+        app, post_events, monkeypatch):
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    profile = make_profile(url="http://127.0.0.1:9/p")
+    assert post_events(event("first")).get_json()["deliveries"] == 1
+    profile.active = False  # in this process, as the profile form does: the next event sees it
+    db.session.commit()
+    assert post_events(event("second")).get_json()["deliveries"] == 0
+    profile.active = True
+    db.session.commit()
+    assert post_events(event("third")).get_json()["deliveries"] == 1
+    # another process (a second web server, `exporter profiles import`) turns it off
+    monkeypatch.setattr(intake, "ROUTES_SECONDS", 0.3)
+    other = create_engine(db.engine.url, poolclass=NullPool)
+    with other.begin() as connection:
+        connection.execute(text("UPDATE profiles SET active = :off"), {"off": False})
+    other.dispose()
+    time.sleep(0.35)
+    assert post_events(event("fourth")).get_json()["deliveries"] == 0
