@@ -145,8 +145,10 @@ def cancel_converted_many(sales):
     # deliveries by event id. A join let a table without statistics yet (a new install) pick a
     # hash join over a scan of deliveries: 23 ms a body where the two reads took 4. The status
     # is written so that no index matches it: a scan of every waiting delivery is what a stale
-    # estimate of "few wait" would choose (the conditional update below checks it again).
-    partials = db.select(Event.id).where(db.or_(*owner), Event.type == "partial")
+    # estimate of "few wait" would choose (the conditional update below checks it again). So is
+    # the type: without statistics, "few partials" ANDed ix_events_type's every partial (128,000
+    # index entries, 4.5 ms a read) with the customers' and orders' few events.
+    partials = db.select(Event.id).where(db.or_(*owner), (Event.type + "") == "partial")
     if db.session.get_bind().dialect.name == "postgresql":
         of_partials = Delivery.event_id == any_(func.array(partials.scalar_subquery()))
     else:
@@ -184,7 +186,7 @@ WITH sales (customer_id, order_id, last_id) AS (
 cancelled AS (
     UPDATE deliveries AS d SET status = 'cancelled', cancel_reason = 'converted', updated_at = %(now)s
     FROM events AS e, profiles AS p
-    WHERE d.event_id = ANY(ARRAY(SELECT id FROM events WHERE type = 'partial'
+    WHERE d.event_id = ANY(ARRAY(SELECT id FROM events WHERE (type || '') = 'partial'
                                  AND (customer_id = ANY(%(customers)s::bigint[]) OR order_id = ANY(%(orders)s::bigint[]))))
       AND (d.status || '') IN ('scheduled', 'retrying')
       AND e.id = d.event_id AND p.id = d.profile_id AND p.skip_converted_partials
