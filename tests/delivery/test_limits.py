@@ -39,6 +39,13 @@ def workers(connection, n=2, **settings):
     return made
 
 
+# The limiter spaces a rate's grants exactly (5 a second: one every 200 ms), so a window of a
+# whole second holds 5 with no room to spare; the times the tests take (when acquire returned,
+# when a request arrived) lag the limiter's own by a few ms on a busy machine. The windows are
+# shorter by that much: a rate that let a 6th through would still show.
+JITTER = 0.05
+
+
 def most_in_any(times, seconds):
     """The most of `times` that fall in any window of `seconds` (from one to the next)."""
     times = sorted(times)
@@ -113,7 +120,7 @@ def test_a_rate_holds_in_any_second_across_workers(connection):
             else:
                 assert grant.why == "rate" and 0 < grant.wait <= 0.2
         time.sleep(0.005)
-    assert most_in_any(granted, 1.0) <= 5
+    assert most_in_any(granted, 1.0 - JITTER) <= 5
     assert len(granted) >= 10  # the rate is reached, not only respected
 
 
@@ -289,7 +296,6 @@ def test_a_worker_waiting_for_a_lease_wakes_as_soon_as_another_frees_one(connect
 
 # --- three real workers and a receiver ------------------------------------------------------------
 
-JITTER = 0.05  # a send's start and its arrival at the receiver differ by a few ms on a busy machine
 
 
 def set_limits(name="127.0.0.1", **limits):
