@@ -47,9 +47,12 @@ def pytest_configure(config):
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     target = tempfile.mkdtemp(prefix="exporter-test-plugins-")
+    # pip builds in the source folder: sessions run side by side (CI's moved clocks) each build a copy
+    source = shutil.copytree(Path(__file__).parent / "plugins" / "jsonlines", Path(target + "-source"),
+                             ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "--no-index",
-                    "--target", target, str(Path(__file__).parent / "plugins" / "jsonlines")],
-                   check=True, capture_output=True)
+                    "--target", target, str(source)], check=True, capture_output=True)
+    shutil.rmtree(source, ignore_errors=True)
     sys.path.insert(0, target)
     config.sample_plugin_dir = target
 
